@@ -1,0 +1,1 @@
+"""Sub-commands of the ``sftdata`` CLI; each module exposes ``add_parser(subparsers)``."""
