@@ -2,12 +2,20 @@
 
 from .errors import ConfigError, Reason, RowError, SftDataError
 from .schema import Conversation, Message, Role, TextExample, ToolCall
+from .encoder import EncodeOptions, Encoder
+from .prepare import encode_fn, prepare
+from .render import TurnPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "Conversation",
+    "EncodeOptions",
+    "Encoder",
+    "TurnPolicy",
+    "encode_fn",
+    "prepare",
     "Message",
     "Reason",
     "Role",

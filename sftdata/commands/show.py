@@ -1,0 +1,51 @@
+"""``sftdata show DIR --index I [--html FILE]``: one example with trained tokens highlighted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("show", help="show one prepared example with trained tokens highlighted")
+    p.add_argument("data", help="a directory written by `sftdata prepare`")
+    p.add_argument("--index", "-i", type=int, default=0, help="row index")
+    p.add_argument("--tokenizer", default=None, help="tokenizer (default: the one recorded in stats.json, else the embedded one)")
+    p.add_argument("--html", default=None, metavar="FILE", help="write an HTML page instead")
+    p.add_argument("--no-color", action="store_true", help="mark trained runs with ⟦ ⟧ instead of colours")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import datasets
+
+    from ..errors import ConfigError
+    from ..show import render_html, render_terminal
+    from ..tokenizer import load_tokenizer
+
+    ds = datasets.load_from_disk(args.data)
+    if not 0 <= args.index < len(ds):
+        print(f"sftdata show: error: index {args.index} out of range (0..{len(ds) - 1})", file=sys.stderr)
+        return 2
+    name = args.tokenizer
+    stats_path = Path(args.data) / "stats.json"
+    if name is None and stats_path.exists():
+        recorded = json.loads(stats_path.read_text()).get("tokenizer", {}).get("tokenizer_name")
+        name = recorded or None
+    try:
+        tok = load_tokenizer(name)
+    except ConfigError as e:
+        print(f"sftdata show: error: {e}", file=sys.stderr)
+        return 2
+    row = ds[args.index]
+    title = f"row {args.index} (source_index {row.get('source_index')})"
+    if args.html:
+        Path(args.html).write_text(render_html(tok, row["input_ids"], row["labels"], title=title), encoding="utf-8")
+        print(f"wrote {args.html}")
+    else:
+        n_tr = sum(1 for x in row["labels"] if x != -100)
+        print(f"{title}: {len(row['input_ids'])} tokens, {n_tr} trained")
+        print(render_terminal(tok, row["input_ids"], row["labels"], color=not args.no_color and sys.stdout.isatty()))
+    return 0

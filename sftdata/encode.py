@@ -1,0 +1,243 @@
+"""Tokenize planned examples into ``input_ids`` / ``labels`` and check every trained span.
+
+Second half of masking (the first is :mod:`sftdata.render`). For each segment the
+fast tokenizer returns ids and character offsets; a trained character span
+``[a, b)`` becomes the tokens whose offsets lie inside it::
+
+    text     <|im_start|>assistant\\n  Hello  !  <|im_end|>  \\n
+    span                             [a ..................... b)
+    labels   -100        -100 -100   Hello  !  <|im_end|>  -100
+
+``labels`` follow the unshifted Hugging Face convention: ``labels[i]`` is either
+``-100`` or ``input_ids[i]``; the model shifts them by one inside its loss.
+
+Checks, on every example (a failure rejects the row with ``mask_check_failed``; a
+wrong mask is never emitted):
+
+* token boundaries: the first trained token starts at ``a`` and the last ends at
+  ``b``. Under policy ``exact`` a turn whose boundary falls inside a token (BPE merged
+  prompt and answer) becomes an extra example ``P_k + G_k`` encoded separately, so its
+  first generated token is still trained;
+* decoding the trained tokens of each span gives back exactly the span's text;
+* at least one token is trained.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .errors import Reason, RowError
+from .render import PlannedExample, Segment, Span, TurnPolicy, expand_turn
+from .schema import TextExample
+
+IGNORE_INDEX = -100
+
+
+@dataclass(slots=True)
+class EncodedExample:
+    """One training row.
+
+    Attributes:
+        input_ids: ``(seq_len,)`` token ids.
+        labels: ``(seq_len,)``; ``-100`` or equal to ``input_ids[i]``.
+        kind: ``conversation``, ``expanded_turn`` or ``text``.
+        turn_ends: token index (exclusive) where each trained turn ends, ascending;
+            used by ``truncation="turns"``.
+        truncated: the example was cut to ``max_length``.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    kind: str
+    turn_ends: list[int] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def num_trained(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+@dataclass
+class EncodeStats:
+    """Counters of encoding, summed into ``stats.json``."""
+
+    token_boundary_expanded: int = 0  # exact: in-place turns moved to an extra example
+    token_boundary_straddled: int = 0  # all/last: a token spans the turn boundary
+    truncated_examples: int = 0
+    dropped_examples: dict = field(default_factory=dict)  # reason -> count
+
+
+class Tokenized:
+    """ids + offsets of one encoded segment (from a ``tokenizers.Encoding``)."""
+
+    __slots__ = ("ids", "starts", "ends")
+
+    def __init__(self, encoding) -> None:
+        self.ids: list[int] = encoding.ids
+        offs = encoding.offsets
+        self.starts = [o[0] for o in offs]
+        self.ends = [o[1] for o in offs]
+
+
+class SpanEncoder:
+    """Turns :class:`PlannedExample` s into :class:`EncodedExample` s.
+
+    Args:
+        tokenizer: a ``PreTrainedTokenizerFast``.
+        policy: the turn policy (decides what a token-boundary mismatch becomes).
+        max_length: maximum tokens per example, or ``None``.
+        truncation: ``"drop"`` (an over-long example is dropped, counted ``too_long``)
+            or ``"turns"`` (keep the prefix up to the end of the last whole trained turn
+            that fits; dropped with ``no_trained_token_after_truncation`` if none fits).
+    """
+
+    def __init__(self, tokenizer, *, policy: TurnPolicy | str = TurnPolicy.EXACT, max_length: int | None = None, truncation: str = "drop") -> None:
+        if truncation not in ("drop", "turns"):
+            raise ValueError(f"truncation must be 'drop' or 'turns', got {truncation!r}")
+        self.tokenizer = tokenizer
+        self.backend = tokenizer.backend_tokenizer
+        self.policy = TurnPolicy(policy)
+        self.max_length = max_length
+        self.truncation = truncation
+        bos_id = tokenizer.bos_token_id
+        adds_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
+        self._text_bos = [bos_id] if adds_bos else []
+        self._eos_id = tokenizer.eos_token_id
+
+    # -- tokenization -------------------------------------------------------------
+
+    def tokenize(self, texts: Sequence[str]) -> list[Tokenized]:
+        """Encode many texts at once (the Rust tokenizer parallelises the batch)."""
+        return [Tokenized(e) for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=False)
+
+    # -- conversations ------------------------------------------------------------
+
+    def assemble(self, plan: PlannedExample, toks: Sequence[Tokenized], stats: EncodeStats) -> list[EncodedExample]:
+        """Build the example(s) of one plan from its already tokenized segments.
+
+        Returns more than one example when, under ``exact``, a turn's token boundary does
+        not align and the turn moves to its own example.
+
+        Raises:
+            RowError: ``mask_check_failed`` if a trained span does not decode to its text.
+        """
+        ids: list[int] = []
+        labels: list[int] = []
+        turn_ends: list[int] = []
+        extra: list[EncodedExample] = []
+        for seg, tok in zip(plan.segments, toks):
+            offset = len(ids)
+            ids.extend(tok.ids)
+            labels.extend([IGNORE_INDEX] * len(tok.ids))
+            for span in seg.spans:
+                r = self._token_range(tok, span)
+                if r is None:  # boundary inside a token
+                    if self.policy is TurnPolicy.EXACT and span.turn is not None and plan.kind == "conversation":
+                        stats.token_boundary_expanded += 1
+                        extra.extend(self.encode_plans([expand_turn(span.turn)], stats))
+                        continue
+                    stats.token_boundary_straddled += 1
+                    r = self._overlap_range(tok, span)
+                i, j = r
+                self._check(ids, offset + i, offset + j, seg, span)
+                labels[offset + i : offset + j] = ids[offset + i : offset + j]
+                for ma, mb in span.masked:
+                    mi = max(i, bisect_left(tok.starts, ma))
+                    mj = min(j, bisect_right(tok.ends, mb))
+                    if mj > mi:
+                        labels[offset + mi : offset + mj] = [IGNORE_INDEX] * (mj - mi)
+                turn_ends.append(offset + j)
+        out = []
+        if turn_ends:
+            out.append(EncodedExample(ids, labels, plan.kind, sorted(turn_ends)))
+        return out + extra
+
+    def encode_plans(self, plans: Sequence[PlannedExample], stats: EncodeStats) -> list[EncodedExample]:
+        """Tokenize and assemble the plans of one conversation (no truncation)."""
+        texts = [s.text for p in plans for s in p.segments]
+        toks = self.tokenize(texts)
+        out: list[EncodedExample] = []
+        pos = 0
+        for p in plans:
+            n = len(p.segments)
+            out.extend(self.assemble(p, toks[pos : pos + n], stats))
+            pos += n
+        return out
+
+    @staticmethod
+    def _token_range(tok: Tokenized, span: Span) -> tuple[int, int] | None:
+        i = bisect_right(tok.ends, span.start)  # first token ending after the span start
+        j = bisect_left(tok.starts, span.end)  # first token starting at/after the span end
+        if i >= j or tok.starts[i] < span.start or tok.ends[j - 1] > span.end:
+            return None
+        if i > 0 and tok.ends[i - 1] > span.start:
+            return None
+        return i, j
+
+    @staticmethod
+    def _overlap_range(tok: Tokenized, span: Span) -> tuple[int, int]:
+        i = bisect_right(tok.ends, span.start)
+        j = bisect_left(tok.starts, span.end)
+        return i, max(j, i + 1)
+
+    def _check(self, ids: list[int], i: int, j: int, seg: Segment, span: Span) -> None:
+        expected = seg.text[span.start : span.end]
+        got = self.decode(ids[i:j])
+        if got != expected and i > 0:
+            # Decoders that drop a leading space at the start of a decode (SentencePiece's
+            # Metaspace) need one token of left context to show it.
+            head = self.decode(ids[i - 1 : i])
+            with_ctx = self.decode(ids[i - 1 : j])
+            if with_ctx.startswith(head):
+                got = with_ctx[len(head) :]
+        if got == expected:
+            return
+        if self.policy is not TurnPolicy.EXACT and expected in got:
+            return  # all/last with a straddling token: the extra characters are context
+        raise RowError(
+            Reason.MASK_CHECK_FAILED,
+            f"trained tokens decode to {got[:80]!r}… but the turn is {expected[:80]!r}…",
+            field=f"messages[{span.message}]",
+            stage="check",
+        )
+
+    # -- plain text ---------------------------------------------------------------
+
+    def encode_text(self, example: TextExample) -> EncodedExample:
+        """Encode a :class:`TextExample`: segments tokenized separately, BOS as the tokenizer
+        adds it, EOS appended (trained) after a trained final segment."""
+        toks = self.tokenize([s for s, _ in example.segments])
+        ids = list(self._text_bos)
+        labels = [IGNORE_INDEX] * len(ids)
+        for (_, trained), tok in zip(example.segments, toks):
+            ids.extend(tok.ids)
+            labels.extend(tok.ids if trained else [IGNORE_INDEX] * len(tok.ids))
+        if example.segments[-1][1] and self._eos_id is not None and (not ids or ids[-1] != self._eos_id):
+            ids.append(self._eos_id)
+            labels.append(self._eos_id)
+        if all(x == IGNORE_INDEX for x in labels):
+            raise RowError(Reason.NO_TRAINED_TURN, "no trained token in the text example", field="text", stage="encode")
+        return EncodedExample(ids, labels, "text", [len(ids)])
+
+    # -- truncation ---------------------------------------------------------------
+
+    def fit(self, ex: EncodedExample, stats: EncodeStats) -> tuple[EncodedExample | None, str | None]:
+        """Apply ``max_length``: ``(example or truncated copy, None)`` or ``(None, drop reason)`` (counted)."""
+        if self.max_length is None or len(ex.input_ids) <= self.max_length:
+            return ex, None
+        if self.truncation == "drop":
+            reason = Reason.TOO_LONG.value
+        else:
+            fitting = [e for e in ex.turn_ends if e <= self.max_length]
+            if fitting:
+                cut = fitting[-1]
+                stats.truncated_examples += 1
+                return EncodedExample(ex.input_ids[:cut], ex.labels[:cut], ex.kind, fitting, truncated=True), None
+            reason = Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
+        stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + 1
+        return None, reason

@@ -1,0 +1,142 @@
+"""Chat-template rendering in jinja2's sandbox, matching ``tokenizer.apply_chat_template``.
+
+The environment mirrors the one transformers builds in
+``transformers.utils.chat_template_utils._cached_compile_jinja_template`` (v4.45–5.x):
+``ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)`` with the
+``loopcontrols`` extension, a ``tojson`` filter that does not HTML-escape
+(``ensure_ascii=False`` by default, with ``indent``/``separators``/``sort_keys``),
+and the globals ``raise_exception``, ``strftime_now``, ``dict`` and ``namespace``.
+``{% generation %}…{% endgeneration %}`` blocks are accepted and rendered as plain
+text: sftdata locates assistant turns itself and never relies on them.
+
+The variables passed to the template are those transformers passes: ``messages``,
+``tools``, ``documents`` (``None``), ``add_generation_prompt``, every entry of
+``tokenizer.special_tokens_map`` (``bos_token``, ``eos_token``, …), plus the user's
+template kwargs (e.g. ``enable_thinking=False``), which win over special tokens.
+Like transformers 5.x, message keys whose value is ``None`` are dropped before
+rendering. Equality with ``apply_chat_template`` is tested for every template family.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import Reason, RowError
+
+
+class _GenerationBlock(jinja2.ext.Extension):
+    """Accepts ``{% generation %}…{% endgeneration %}`` and renders its body unchanged."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller: Any) -> str:
+        return caller()
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+class _TemplateDict:
+    """``dict`` for templates without exposing the type object (as transformers does)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict:
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict:
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _Namespace(jinja2.utils.Namespace):
+    """``namespace`` that refuses underscore attributes (sandbox hardening, as transformers)."""
+
+    def __init__(*args: Any, **kwargs: Any) -> None:  # noqa: N805 - jinja's signature trick
+        self, args = args[0], args[1:]
+        attrs = dict(*args, **kwargs)
+        for name in attrs:
+            _Namespace._check(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _Namespace._check(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(f"templates cannot set underscore attribute {name!r} on a namespace")
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    """A fresh sandboxed environment configured like transformers' chat-template environment."""
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["dict"] = _TemplateDict()
+    env.globals["namespace"] = _Namespace
+    return env
+
+
+class ChatTemplate:
+    """A compiled chat template with fixed special tokens and template kwargs.
+
+    Args:
+        source: the jinja template text.
+        special_tokens: ``tokenizer.special_tokens_map`` (``bos_token``, ``eos_token``, …).
+        template_kwargs: extra variables, e.g. ``{"enable_thinking": False}``; they
+            override special tokens of the same name, as in transformers.
+
+    Raises:
+        jinja2.TemplateSyntaxError: if the template does not compile.
+    """
+
+    def __init__(self, source: str, special_tokens: Mapping[str, Any] | None = None, template_kwargs: Mapping[str, Any] | None = None) -> None:
+        self.source = source
+        self._template = make_environment().from_string(source)
+        self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
+
+    def render(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None, *, add_generation_prompt: bool = False) -> str:
+        """Render ``messages`` (template dicts) to text.
+
+        Raises:
+            RowError: ``template_error`` carrying the template's own message
+                (e.g. "System role not supported") when the template raises.
+        """
+        msgs = [{k: v for k, v in m.items() if v is not None} for m in messages]
+        try:
+            return self._template.render(
+                messages=msgs,
+                tools=list(tools) if tools is not None else None,
+                documents=None,
+                add_generation_prompt=add_generation_prompt,
+                **self.variables,
+            )
+        except jinja2.exceptions.TemplateError as e:
+            raise RowError(Reason.TEMPLATE_ERROR, f"chat template refused the conversation: {e}", field="messages") from None
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            raise RowError(
+                Reason.TEMPLATE_ERROR, f"chat template failed on the conversation: {type(e).__name__}: {e}", field="messages"
+            ) from None

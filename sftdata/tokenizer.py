@@ -1,0 +1,134 @@
+"""Loading the tokenizer and deriving what the masking path needs from it.
+
+* :func:`load_tokenizer` — a path, a Hub id, or ``None`` for the embedded default
+  (a small byte-level BPE with ChatML special tokens shipped in ``sftdata/assets``).
+* :func:`control_tokens` — the strings that would become control-token ids if they
+  appeared in message text: every special added token, plus non-special added tokens
+  the chat template writes itself (``<tool_call>``, ``<think>``). This is the rule
+  transformers 5.x uses for ``apply_chat_template(..., sanitize_control_tokens=True)``
+  (``PreTrainedTokenizerBase._get_control_tokens``).
+* :func:`end_of_turn_tokens` — the tokens that end a generated turn (``<|im_end|>``,
+  ``<|eot_id|>``, ``</s>``…): the EOS token plus known end-of-turn tokens present in
+  the vocabulary, or the user's explicit list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Iterable
+
+from .errors import ConfigError
+
+#: End-of-turn tokens used by common chat models (checked against the tokenizer's added tokens).
+KNOWN_END_OF_TURN = (
+    "<|im_end|>",  # ChatML: Qwen, SmolLM, ...
+    "<|eot_id|>",  # Llama 3
+    "<|eom_id|>",  # Llama 3.1 tool calls
+    "<|end|>",  # Phi-3
+    "<end_of_turn>",  # Gemma
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "</s>",  # Llama 2, Mistral
+    "<|return|>",  # gpt-oss
+    "<|call|>",
+    "<｜end▁of▁sentence｜>",  # DeepSeek
+)
+
+
+def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str | Path | None = None):
+    """Load a fast tokenizer.
+
+    Args:
+        name_or_path: a local directory, a Hugging Face Hub id, or ``None`` for the
+            embedded default tokenizer.
+        chat_template: optional path to a ``.jinja`` file (or the template text itself)
+            that replaces the tokenizer's own template.
+
+    Returns:
+        ``transformers.PreTrainedTokenizerFast``.
+
+    Raises:
+        ConfigError: if the tokenizer is not a fast tokenizer, cannot be loaded, or has
+            no chat template (and none is given).
+    """
+    from transformers import AutoTokenizer
+
+    if name_or_path is None:
+        from .assets import default_tokenizer_path
+
+        name_or_path = default_tokenizer_path()
+    try:
+        tok = AutoTokenizer.from_pretrained(str(name_or_path))
+    except Exception as e:  # noqa: BLE001 - transformers raises many types here
+        raise ConfigError(f"cannot load tokenizer {name_or_path!r}: {type(e).__name__}: {e}") from e
+    if not getattr(tok, "is_fast", False):
+        raise ConfigError(f"tokenizer {name_or_path!r} is not a fast (Rust) tokenizer; sftdata needs offsets")
+    if chat_template is not None:
+        p = Path(chat_template)
+        tok.chat_template = p.read_text(encoding="utf-8") if p.suffix in {".jinja", ".j2", ".txt"} or p.exists() else str(chat_template)
+    if not tok.chat_template:
+        raise ConfigError(f"tokenizer {name_or_path!r} has no chat template; pass --chat-template FILE")
+    return tok
+
+
+def template_source(tokenizer, tools: object = None) -> str:
+    """The chat template text transformers would use (``tool_use`` variant when tools are given)."""
+    return tokenizer.get_chat_template(None, tools)
+
+
+def special_tokens_map(tokenizer) -> dict[str, str]:
+    """String-valued special tokens passed to templates (``bos_token``, ``eos_token``, …)."""
+    return {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+
+
+def control_tokens(tokenizer, template: str) -> tuple[str, ...]:
+    """Added tokens that must never be produced from message text (see module doc)."""
+    out = []
+    for tok in tokenizer.added_tokens_decoder.values():
+        content = tok.content
+        if not content or content.isspace():
+            continue
+        if tok.special or content in template:
+            out.append(content)
+    return tuple(sorted(set(out), key=lambda s: (-len(s), s)))
+
+
+def control_token_pattern(tokens: Iterable[str]) -> re.Pattern | None:
+    """A regex matching any of ``tokens`` (longest first), or ``None`` if empty."""
+    toks = sorted(set(tokens), key=len, reverse=True)
+    return re.compile("|".join(re.escape(t) for t in toks)) if toks else None
+
+
+def end_of_turn_tokens(tokenizer, explicit: Iterable[str] | None = None) -> tuple[str, ...]:
+    """End-of-turn token strings for this tokenizer.
+
+    Args:
+        explicit: use exactly these (each must be an added token of the tokenizer).
+
+    Raises:
+        ConfigError: an explicit token is not in the tokenizer's added tokens.
+    """
+    added = {t.content for t in tokenizer.added_tokens_decoder.values()}
+    if explicit:
+        toks = tuple(explicit)
+        missing = [t for t in toks if t not in added]
+        if missing:
+            raise ConfigError(f"end-of-turn tokens {missing} are not added tokens of the tokenizer")
+        return toks
+    found = [t for t in KNOWN_END_OF_TURN if t in added]
+    eos = tokenizer.eos_token
+    if isinstance(eos, str) and eos and eos not in found:
+        found.insert(0, eos)
+    return tuple(found)
+
+
+def fingerprint(tokenizer, template: str) -> dict[str, str]:
+    """Short content hashes identifying the tokenizer vocabulary and the chat template."""
+    vocab = tokenizer.backend_tokenizer.to_str().encode("utf-8")
+    return {
+        "tokenizer_sha256": hashlib.sha256(vocab).hexdigest()[:16],
+        "chat_template_sha256": hashlib.sha256(template.encode("utf-8")).hexdigest()[:16],
+        "tokenizer_name": str(getattr(tokenizer, "name_or_path", "")),
+    }
