@@ -24,7 +24,7 @@ import time
 from dataclasses import fields as dc_fields
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +50,10 @@ def _read_raw(inputs: Any, on_error: str) -> tuple[list[str], int]:
     """All input rows as JSON text (bad rows as ``{"__reject__": …}``) and the row count."""
     from .formats import iter_inputs
 
-    sources = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(r, Mapping) for r in inputs):
+        sources = [list(inputs)]  # one in-memory source of row dicts
+    else:
+        sources = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     raws: list[str] = []
     for idx, row in iter_inputs(list(sources)):
         if isinstance(row, RowError):

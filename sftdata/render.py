@@ -23,9 +23,10 @@ trained in place. Templates that rewrite history break this (Qwen3 drops the rea
 of earlier turns and adds an empty ``<think>`` block only to the final turn; some
 templates append EOS only at the very end). :class:`TurnPolicy` says what to do then.
 
-If ``F_k`` does not start with ``P_k`` (the generation prompt differs from how the
-template renders the turn, e.g. Qwen3 with ``enable_thinking=False`` on a turn that has
-reasoning), the prompt is cut where the two diverge.
+If ``F_k`` does not start with ``P_k`` because the generation prompt differs from how
+the template renders the turn (Qwen3 with ``enable_thinking=False`` on a turn that has
+reasoning), the prompt is cut where the two diverge. If they diverge earlier, inside the
+history (adding turn k rewrites earlier turns), the row is rejected (``turn_not_located``).
 
 For trained non-assistant messages (``train_roles`` or ``train=True``), the prompt is
 ``render(m[:k])`` without a generation prompt, so the whole rendered message including
@@ -122,6 +123,15 @@ class RenderStats:
     reasoning_not_rendered: int = 0
     trimmed_trailing_messages: int = 0
     content_none_as_empty: int = 0
+
+
+def _find_all(text: str, sub: str) -> list[int]:
+    """Start indices of every occurrence of ``sub`` in ``text``."""
+    out, i = [], text.find(sub)
+    while i >= 0:
+        out.append(i)
+        i = text.find(sub, i + 1)
+    return out
 
 
 def _first_end_of_turn(text: str, eot: Sequence[str], start: int = 0) -> int:
@@ -244,10 +254,28 @@ class Renderer:
             prompt = self.template.render(messages[:k], tools, add_generation_prompt=is_assistant)
         if full_k is None:
             full_k = self.template.render(messages[: k + 1], tools)
+        if k == 0 and not is_assistant and not prompt:
+            # Nothing renders before the first message on its own (render([]) fails on most
+            # templates), but the template may add a preamble, e.g. a default system prompt:
+            # the message starts after the last end-of-turn token that precedes its own.
+            ends = sorted(i + len(t) for t in self.eot for i in _find_all(full_k, t))
+            cut = ends[-2] if len(ends) >= 2 else 0
+            cut += len(full_k[cut:]) - len(full_k[cut:].lstrip())
+            prompt = full_k[:cut]
         if full_k.startswith(prompt):
             cut = len(prompt)
         else:
             cut = len(commonprefix([prompt, full_k]))
+            history = self._safe_render(messages[:k], tools, False) if is_assistant else prompt
+            if cut < len(history) or not prompt.startswith(history):
+                # Adding turn k changes how the earlier turns render (e.g. a new user query
+                # makes Qwen3 drop the previous reasoning): what turn k adds cannot be told
+                # apart from the rewrite, so refuse rather than train the wrong text.
+                raise RowError(
+                    Reason.TURN_NOT_LOCATED,
+                    "the chat template rewrites earlier turns when this turn is added; the turn's own text cannot be isolated",
+                    field=f"messages[{k}]",
+                )
             stats.generation_prompt_mismatch += 1
         raw = full_k[cut:]
         end = _first_end_of_turn(raw, self.eot)

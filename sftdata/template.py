@@ -87,9 +87,32 @@ class _Namespace(jinja2.utils.Namespace):
             raise jinja2.exceptions.SecurityError(f"templates cannot set underscore attribute {name!r} on a namespace")
 
 
+class _CachedSandbox(ImmutableSandboxedEnvironment):
+    """``ImmutableSandboxedEnvironment`` whose attribute safety verdicts are memoised.
+
+    jinja2's verdict (``is_internal_attribute``, ``modifies_known_mutable``, the
+    underscore rule) depends only on the object's type and the attribute name, so caching
+    it per ``(type, name)`` returns exactly what the sandbox would; rendering agent traces
+    with tools spends most of its time re-deriving these verdicts otherwise.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._verdicts: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        key = (type(obj), attr)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = super().is_safe_attribute(obj, attr, value)
+            if isinstance(attr, str):
+                self._verdicts[key] = verdict
+        return verdict
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
     """A fresh sandboxed environment configured like transformers' chat-template environment."""
-    env = ImmutableSandboxedEnvironment(
+    env = _CachedSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson

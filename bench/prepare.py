@@ -1,0 +1,696 @@
+#!/usr/bin/env python
+"""Throughput of ``sftdata.prepare`` on real agent traces, against a bound and against TRL.
+
+Measures, in ONE run and on the same conversations (tau-bench airline, 200 GPT-4o
+trajectories, the 14 airline tool schemas attached to every conversation):
+
+  (a1) bound, transformers: per conversation ``tokenizer.apply_chat_template(messages,
+       tools=..., tokenize=False)`` once, then ``tokenizer(text, add_special_tokens=False)``;
+  (a2) bound, sftdata's own pieces: ``sftdata.template.ChatTemplate.render`` (the sandboxed
+       renderer sftdata uses) + the Rust backend's ``encode_batch`` (64 texts per call, the
+       chunk size of ``prepare``);
+  (b)  ``sftdata.prepare(...)`` end to end (reading the JSONL file included, no disk
+       output), single process by default, under the policies ``exact`` (the default),
+       ``all`` and ``last``;
+  (c)  TRL ``SFTTrainer._prepare_dataset`` with ``SFTConfig(assistant_only_loss=True,
+       max_length=None, packing=False, dataset_num_proc=None)`` (trainer built around a tiny
+       2-layer Qwen3 model; only ``_prepare_dataset`` on the full dataset is timed).
+
+Two throughputs are printed for every row:
+
+  * ``out tok/s``    - tokens the row *outputs* (sum of example lengths). Under ``exact`` a
+    turn whose rendering is rewritten later in the conversation (e.g. Qwen3 thinking
+    blocks) becomes an extra example ``P_k + G_k``, so the output can be many times the
+    conversation;
+  * ``conv tok/s``   - tokens of ONE full rendering per conversation (the (a1) token count:
+    all messages, tools attached) divided by the row's time. Same numerator for every
+    row, so ratios of ``conv tok/s`` are ratios of wall time for the same input.
+
+After the table: the per-stage time of the first (b) row (``exact`` unless --policy), measured in that same run by
+wrapping ~15 sftdata functions with timers (exclusive times, ~1 us per call; sftdata's
+files are not modified), and with ``--profile`` a cProfile of ``prepare`` on a subset,
+summarised by module.
+
+Usage::
+
+    python bench/prepare.py                       # embedded default tokenizer (or qwen3 test tokenizer)
+    python bench/prepare.py --family qwen3 --repeat 2
+    python bench/prepare.py --tokenizer /path/to/tokenizer_dir --policy exact --num-proc 2
+    python bench/prepare.py --family chatml --profile --profile-rows 50
+
+Skips (exit 0) with a message when ``<repo>/../shared/data/tau-bench`` is absent. Never
+touches the network (the Hub is not used: test tokenizers are built locally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import cProfile
+import functools
+import gc
+import importlib
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO.parent / "shared" / "data"
+TAU_DIR = DATA_DIR / "tau-bench"
+TRAJ_FILE = TAU_DIR / "gpt-4o-airline.json"
+TOOLS_FILE = TAU_DIR / "airline_tools.DERIVED.json"
+
+CHUNK = 64  # texts per encode_batch call in (a2); same as sftdata.prepare._CHUNK
+
+#: Test-tokenizer family -> TRL training template (trl/chat_templates/*_training.jinja).
+TRL_TEMPLATE_FOR_FAMILY = {
+    "chatml": "qwen2_5_training.jinja",
+    "qwen3": "qwen3_training.jinja",
+    "llama3": "llama3_training.jinja",
+    "gemma": "gemma_training.jinja",
+    "mistral": None,  # TRL ships no Mistral training template
+}
+
+perf = time.perf_counter
+cpu = time.process_time  # CPU time of this process, all threads (the machine may be shared)
+
+
+# ----------------------------------------------------------------------------------
+# setup
+# ----------------------------------------------------------------------------------
+
+
+def quiet() -> None:
+    warnings.filterwarnings("ignore")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except Exception:  # noqa: BLE001
+        pass
+    import logging
+
+    logging.getLogger("trl").setLevel(logging.ERROR)
+
+
+def load_tokenizer(args) -> tuple[Any, str, str | None]:
+    """(tokenizer, label for the table, family or None)."""
+    if args.tokenizer:
+        from sftdata.tokenizer import load_tokenizer as sft_load
+
+        return sft_load(args.tokenizer), f"{args.tokenizer}", None
+    from sftdata.testing.tokenizers import build_tokenizer
+
+    if args.family:
+        return build_tokenizer(args.family), f"sftdata.testing build_tokenizer({args.family!r})", args.family
+    try:
+        from sftdata.tokenizer import load_tokenizer as sft_load
+
+        return sft_load(None), "embedded default (sftdata.tokenizer.load_tokenizer(None))", None
+    except Exception as e:  # noqa: BLE001 - the embedded default may not exist yet
+        why = f"{type(e).__name__}: {e}"
+        return build_tokenizer("qwen3"), f"build_tokenizer('qwen3')  [embedded default unavailable: {why[:90]}]", "qwen3"
+
+
+def load_rows(repeat: int, limit: int | None = None) -> tuple[list[dict], int]:
+    trajs = json.loads(TRAJ_FILE.read_text(encoding="utf-8"))[:limit]
+    tools = json.loads(TOOLS_FILE.read_text(encoding="utf-8"))
+    rows = [{"messages": t["traj"], "tools": tools} for t in trajs]
+    return rows * repeat, len(tools)
+
+
+def fmt_int(n: float | int | None) -> str:
+    return "-" if n is None else f"{int(n):,}"
+
+
+def fmt_rate(n: float | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} M"
+    return f"{n / 1e3:.0f} k"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else (f"{x:.2f}x" if x >= 0.1 else f"{x:.3f}x")
+
+
+# ----------------------------------------------------------------------------------
+# (a) the bound
+# ----------------------------------------------------------------------------------
+
+
+def bound_hf(tok, convs) -> dict:
+    """apply_chat_template(tokenize=False) once + tokenizer(text) per conversation."""
+    tokens, fails, first_err = 0, 0, None
+    counts: list[int | None] = []
+    c0, t0 = cpu(), perf()
+    for c in convs:
+        try:
+            text = tok.apply_chat_template(c.template_messages(), tools=c.template_tools(), tokenize=False)
+        except Exception as e:  # noqa: BLE001
+            fails += 1
+            first_err = first_err or f"{type(e).__name__}: {e}"
+            counts.append(None)
+            continue
+        n = len(tok(text, add_special_tokens=False)["input_ids"])
+        tokens += n
+        counts.append(n)
+    return {"seconds": perf() - t0, "cpu": cpu() - c0, "tokens": tokens, "fails": fails, "error": first_err, "counts": counts}
+
+
+def bound_sftdata(tok, convs) -> dict:
+    """sftdata.template.ChatTemplate.render + backend encode_batch (64 texts per call)."""
+    from sftdata.template import ChatTemplate
+    from sftdata.tokenizer import special_tokens_map, template_source
+
+    specials = special_tokens_map(tok)
+    templates = {}
+    backend = tok.backend_tokenizer
+    tokens, fails, first_err = 0, 0, None
+    c0, t0 = cpu(), perf()
+    for i in range(0, len(convs), CHUNK):
+        texts = []
+        for c in convs[i : i + CHUNK]:
+            tools = c.template_tools()
+            key = bool(tools)
+            if key not in templates:
+                templates[key] = ChatTemplate(template_source(tok, [{}] if key else None), specials)
+            try:
+                texts.append(templates[key].render(c.template_messages(), tools))
+            except Exception as e:  # noqa: BLE001
+                fails += 1
+                first_err = first_err or f"{type(e).__name__}: {e}"
+        if texts:
+            tokens += sum(len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False))
+    return {"seconds": perf() - t0, "cpu": cpu() - c0, "tokens": tokens, "fails": fails, "error": first_err}
+
+
+# ----------------------------------------------------------------------------------
+# (b) sftdata.prepare, with stage timers
+# ----------------------------------------------------------------------------------
+
+
+class StageTimers:
+    """Exclusive wall time per wrapped function (time in wrapped callees is subtracted)."""
+
+    def __init__(self) -> None:
+        self.excl: dict[str, float] = defaultdict(float)
+        self.calls: Counter = Counter()
+        self._stack: list[float] = []
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        timers = self
+
+        @functools.wraps(fn)
+        def timed(*a, **k):
+            timers._stack.append(0.0)
+            t0 = perf()
+            try:
+                return fn(*a, **k)
+            finally:
+                el = perf() - t0
+                child = timers._stack.pop()
+                timers.excl[name] += el - child
+                timers.calls[name] += 1
+                if timers._stack:
+                    timers._stack[-1] += el
+
+        return timed
+
+
+class _TimedModule:
+    """Proxy for a module global (``pa`` in sftdata.prepare) timing selected attributes."""
+
+    def __init__(self, module, timers: StageTimers, name: str, attrs: tuple[str, ...]) -> None:
+        self._m, self._t, self._name, self._attrs = module, timers, name, attrs
+
+    def __getattr__(self, attr):
+        v = getattr(self._m, attr)
+        if attr in self._attrs:
+            if attr == "Table":
+                return _TimedModule(v, self._t, self._name, ("from_arrays",))
+            return self._t.wrap(self._name, v)
+        return v
+
+
+# (label, description) in display order; names are the keys used by instrument()
+STAGES = [
+    ("read", "read input: iter_inputs + json.dumps per row (_read_raw)"),
+    ("parse", "json.loads of raw rows + output lists (Encoder.map_batch)"),
+    ("normalize", "normalize -> Conversation (sftdata.formats.normalize)"),
+    ("control", "control-token check (check_no_control_tokens)"),
+    ("glue", "Encoder.encode glue (renderer lookup, fit list)"),
+    ("render", "render: jinja sandbox (ChatTemplate.render)"),
+    ("plan", "plan: prefix logic, spans (Renderer.plan excl. render)"),
+    ("tok_rust", "tokenize: Rust encode_batch (SpanEncoder.tokenize)"),
+    ("tok_offsets", "tokenize: ids/offsets -> Python lists (Tokenized.__init__)"),
+    ("assemble", "assemble: labels, bisect (SpanEncoder.assemble)"),
+    ("check", "check: decode trained spans (SpanEncoder._check)"),
+    ("fit", "fit max_length (SpanEncoder.fit)"),
+    ("collect", "collect rows, lengths, trained counts, Dataset() (prepare body)"),
+    ("arrow", "arrow: pa.array / Table.from_arrays"),
+    ("fingerprint", "content_fingerprint (sha256 over all rows)"),
+    ("stats", "build_stats"),
+]
+
+
+@contextlib.contextmanager
+def instrument(timers: StageTimers):
+    """Wrap sftdata functions with timers for the duration of the block (restored after)."""
+    from sftdata import encode as encode_mod
+    from sftdata import encoder as encoder_mod
+    from sftdata import formats as formats_mod
+    from sftdata import render as render_mod
+    from sftdata import template as template_mod
+
+    prep_mod = importlib.import_module("sftdata.prepare")  # the module, not the function
+    patches: list[tuple[Any, str, Any]] = []
+
+    def patch(obj, attr, stage, value=None):
+        orig = obj.__dict__[attr] if isinstance(obj, type) else getattr(obj, attr)
+        patches.append((obj, attr, orig))
+        setattr(obj, attr, value if value is not None else timers.wrap(stage, orig))
+
+    patch(prep_mod, "_read_raw", "read")
+    patch(encoder_mod.Encoder, "map_batch", "parse")
+    patch(formats_mod, "normalize", "normalize")
+    patch(encoder_mod, "check_no_control_tokens", "control")
+    patch(encoder_mod.Encoder, "encode", "glue")
+    patch(template_mod.ChatTemplate, "render", "render")
+    patch(render_mod.Renderer, "plan", "plan")
+    patch(encode_mod.SpanEncoder, "tokenize", "tok_rust")
+    patch(encode_mod.Tokenized, "__init__", "tok_offsets")
+    patch(encode_mod.SpanEncoder, "assemble", "assemble")
+    patch(encode_mod.SpanEncoder, "_check", "check")
+    patch(encode_mod.SpanEncoder, "fit", "fit")
+    patch(prep_mod, "content_fingerprint", "fingerprint")
+    patch(prep_mod, "build_stats", "stats")
+    patch(prep_mod, "pa", "arrow", _TimedModule(prep_mod.pa, timers, "arrow", ("array", "Table")))
+    try:
+        yield
+    finally:
+        for obj, attr, orig in reversed(patches):
+            setattr(obj, attr, orig)
+
+
+def run_prepare(path: Path, tok, policy: str, num_proc: int, timers: StageTimers | None = None) -> dict:
+    import sftdata
+
+    gc.collect()
+    ctx = instrument(timers) if timers is not None else contextlib.nullcontext()
+    with ctx:
+        c0, t0 = cpu(), perf()
+        if timers is not None:
+            ds = timers.wrap("collect", sftdata.prepare)(str(path), tok, turn_policy=policy, num_proc=num_proc)
+        else:
+            ds = sftdata.prepare(str(path), tok, turn_policy=policy, num_proc=num_proc)
+        seconds, cpu_s = perf() - t0, cpu() - c0
+    s = ds.sftdata_stats
+    return {
+        "seconds": seconds,
+        "cpu": cpu_s,
+        "stats_seconds": s.get("seconds"),
+        "examples": s.get("examples_out"),
+        "tokens": s.get("tokens_total"),
+        "trained": s.get("tokens_trained"),
+        "rows_out": s.get("rows_out"),
+        "rejected": s.get("rows_rejected"),
+        "rejected_by_reason": s.get("rejected_by_reason"),
+        "expanded": s.get("expanded_turns"),
+    }
+
+
+# ----------------------------------------------------------------------------------
+# (c) TRL
+# ----------------------------------------------------------------------------------
+
+
+def trl_template(tok, family: str | None) -> tuple[str | None, str]:
+    """(template text or None, how it was chosen / why none)."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    if has_generation_markers(tok.chat_template):
+        return tok.chat_template, "tokenizer's own template (has {% generation %})"
+    try:
+        t = get_training_chat_template(tok)
+        if t is not None:
+            return t, "trl.get_training_chat_template(tokenizer)"
+    except Exception:  # noqa: BLE001 - unknown template: fall back to the family mapping
+        pass
+    import trl
+
+    tdir = Path(trl.__file__).parent / "chat_templates"
+    how = "family"
+    if family is None:  # guess from the template's markers
+        src = tok.chat_template if isinstance(tok.chat_template, str) else str(tok.chat_template)
+        if "<|im_start|>" in src:
+            family = "qwen3" if "<think>" in src else "chatml"
+        elif "<|start_header_id|>" in src:
+            family = "llama3"
+        elif "<start_of_turn>" in src:
+            family = "gemma"
+        how = "guessed from template markers"
+    name = TRL_TEMPLATE_FOR_FAMILY.get(family or "")
+    if name is None:
+        return None, f"template lacks {{% generation %}} and TRL has no training template for family {family!r}"
+    return (tdir / name).read_text(encoding="utf-8"), f"trl/chat_templates/{name} ({how})"
+
+
+def run_trl(tok, convs, family: str | None, num_proc: int) -> dict:
+    """Time SFTTrainer._prepare_dataset on the whole dataset; {'error': reason} if TRL refuses."""
+    try:
+        import datasets
+        import trl
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"import failed: {type(e).__name__}: {e}"}
+    template, how = trl_template(tok, family)
+    if template is None:
+        return {"error": how}
+    ttok = copy.deepcopy(tok)
+    ttok.chat_template = template
+    # tool-call arguments: JSON text where the template accepts strings (no Arrow struct
+    # unification), else dicts (Arrow fills other tools' argument keys with null).
+    args_as_string = "arguments is string" in template
+    note = "" if args_as_string else "; Arrow-unified tool-call arguments"
+
+    def trl_messages(c):
+        out = []
+        for m in c.template_messages():
+            m = dict(m)
+            if "tool_calls" in m:
+                m["tool_calls"] = [
+                    {**tc, "function": {**tc["function"], "arguments": json.dumps(tc["function"]["arguments"], ensure_ascii=False)}}
+                    if args_as_string
+                    else tc
+                    for tc in m["tool_calls"]
+                ]
+            out.append(m)
+        return out
+
+    t0 = perf()
+    rows = [{"messages": trl_messages(c), "tools": json.dumps(c.template_tools(), ensure_ascii=False)} for c in convs]
+    ds = datasets.Dataset.from_list(rows)
+    build_s = perf() - t0
+    try:
+        cfg = Qwen3Config(
+            vocab_size=len(ttok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            max_position_embeddings=1 << 17,
+        )
+        model = Qwen3ForCausalLM(cfg)
+        with tempfile.TemporaryDirectory() as out_dir:
+            sft_args = trl.SFTConfig(
+                output_dir=out_dir,
+                assistant_only_loss=True,
+                max_length=None,
+                report_to=[],
+                dataset_num_proc=None if num_proc <= 1 else num_proc,
+                packing=False,
+                use_cpu=True,
+                bf16=False,
+            )
+            trainer = trl.SFTTrainer(model=model, args=sft_args, train_dataset=ds.select([0]), processing_class=ttok)
+            gc.collect()
+            c0, t0 = cpu(), perf()
+            out = trainer._prepare_dataset(ds, trainer.processing_class, sft_args, False, None, "train")
+            seconds, cpu_s = perf() - t0, cpu() - c0
+    except Exception as e:  # noqa: BLE001 - report TRL's reason in the row
+        return {"error": f"TRL refused: {type(e).__name__}: {str(e).splitlines()[0][:160]}", "how": how}
+    ids = out["input_ids"]
+    labels = out["labels"]
+    return {
+        "seconds": seconds,
+        "cpu": cpu_s,
+        "examples": len(ids),
+        "tokens": sum(len(x) for x in ids),
+        "trained": sum(sum(1 for v in lab if v != -100) for lab in labels),
+        "how": how + note,
+        "build_s": build_s,
+    }
+
+
+# ----------------------------------------------------------------------------------
+# --profile: cProfile of prepare, by module
+# ----------------------------------------------------------------------------------
+
+
+def _bucket(key) -> str | None:
+    filename, _, name = key
+    f = filename.replace("\\", "/")
+    if filename == "~":
+        if "tokenizers." in name:
+            return "tokenizers (Rust calls)"
+        if "pyarrow" in name:
+            return "pyarrow"
+        if "numpy" in name:
+            return "numpy"
+        if "_json" in name or "json." in name:
+            return "json (stdlib)"
+        return None  # other builtins: charged to their callers
+    if "/sftdata/formats/" in f:
+        return "sftdata.formats"
+    if f == "<template>" or "/jinja2/" in f:
+        return "jinja2 (template + sandbox)"
+    for mod in ("render", "template", "encode", "encoder", "control_tokens", "prepare", "stats", "schema", "tokenizer"):
+        if f.endswith(f"/sftdata/{mod}.py"):
+            return f"sftdata.{mod}"
+    if "/json/" in f:
+        return "json (stdlib)"
+    for lib in ("pyarrow", "datasets", "numpy", "transformers", "tokenizers", "multiprocessing", "hashlib"):
+        if f"/{lib}/" in f:
+            return lib
+    return "other python"
+
+
+def profile_prepare(path: Path, tok, policy: str) -> tuple[dict[str, float], float, float]:
+    """(tottime per module, profiled seconds, un-profiled seconds) for prepare(path)."""
+    import sftdata
+
+    gc.collect()
+    t0 = perf()
+    sftdata.prepare(str(path), tok, turn_policy=policy)
+    plain = perf() - t0
+    gc.collect()
+    pr = cProfile.Profile()
+    t0 = perf()
+    pr.enable()
+    sftdata.prepare(str(path), tok, turn_policy=policy)
+    pr.disable()
+    profiled = perf() - t0
+    st = pstats.Stats(pr).stats  # key -> (cc, nc, tt, ct, callers{caller: (cc, nc, tt, ct)})
+    out: dict[str, float] = defaultdict(float)
+
+    def charge(key, tt, depth=0):
+        b = _bucket(key)
+        if b is not None or depth > 8:
+            out[b or "other builtins"] += tt
+            return
+        callers = st[key][4]
+        total = sum(v[2] for v in callers.values())
+        if not callers or total <= 0:
+            out["other builtins"] += tt
+            return
+        for ck, v in callers.items():
+            charge(ck, tt * v[2] / total, depth + 1) if ck in st else None
+
+    for key, (_, _, tt, _, _) in st.items():
+        charge(key, tt)
+    return dict(out), profiled, plain
+
+
+# ----------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--tokenizer", help="local tokenizer directory (never the Hub)")
+    g.add_argument("--family", choices=["chatml", "qwen3", "llama3", "mistral", "gemma"], help="offline test tokenizer family")
+    ap.add_argument("--repeat", type=int, default=1, help="replicate the 200 trajectories N times")
+    ap.add_argument("--rows", type=int, default=None, help="use only the first N trajectories (quick checks)")
+    ap.add_argument("--policy", choices=["exact", "all", "last"], default=None, help="only this prepare policy (default: all three)")
+    ap.add_argument("--num-proc", type=int, default=1, help="prepare(num_proc=...) (stage timers need 1)")
+    ap.add_argument("--no-trl", action="store_true", help="skip (c)")
+    ap.add_argument("--profile", action="store_true", help="also cProfile prepare on a subset, by module")
+    ap.add_argument("--profile-rows", type=int, default=50, help="rows for --profile (default 50)")
+    args = ap.parse_args(argv)
+
+    if not TRAJ_FILE.is_file() or not TOOLS_FILE.is_file():
+        print(f"bench/prepare.py: skipped: tau-bench data not found under {TAU_DIR} (needs {TRAJ_FILE.name} and {TOOLS_FILE.name})")
+        return 0
+    quiet()
+    t_start = perf()
+
+    from sftdata.formats import normalize
+
+    tok, tok_label, family = load_tokenizer(args)
+    rows, n_tools = load_rows(args.repeat, args.rows)
+    convs = [normalize(r) for r in rows]  # outside every timing; (a) and (c) start from these
+
+    tmp = tempfile.TemporaryDirectory(prefix="sftdata-bench-")
+    path = Path(tmp.name) / "tau_airline.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+    # warm-up (jinja compile, tokenizer caches) on one conversation, untimed
+    bound_hf(tok, convs[:1])
+    bound_sftdata(tok, convs[:1])
+
+    a1 = bound_hf(tok, convs)
+    a2 = bound_sftdata(tok, convs)
+    conv_tokens = a1["tokens"] if not a1["fails"] else (a2["tokens"] if not a2["fails"] else None)
+
+    policies = [args.policy] if args.policy else ["exact", "all", "last"]
+    b: dict[str, dict] = {}
+    timers = StageTimers() if args.num_proc <= 1 else None
+    for pol in policies:
+        try:
+            b[pol] = run_prepare(path, tok, pol, args.num_proc, timers if pol == policies[0] else None)
+        except Exception as e:  # noqa: BLE001
+            b[pol] = {"error": f"{type(e).__name__}: {e}"}
+    c = {"error": "skipped (--no-trl)"} if args.no_trl else run_trl(tok, convs, family, args.num_proc)
+    if args.num_proc > 1:  # worker CPU time is not visible here
+        for r in [*b.values(), c]:
+            r["cpu"] = None
+
+    # ---- the table ------------------------------------------------------------------
+    n = len(convs)
+    print()
+    print(f"sftdata prepare benchmark: tau-bench airline, {n // args.repeat} trajectories x repeat {args.repeat} = {n} conversations, {n_tools} tool schemas attached to each")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"tokenizer: {tok_label}   (vocab {len(tok):,})   num_proc={args.num_proc}")
+    print(f"machine: {os.cpu_count()} cpus, load average {load[0]:.1f} at the end" if load else f"machine: {os.cpu_count()} cpus")
+    print(
+        f"one full rendering per conversation (all messages, tools): {fmt_int(conv_tokens)} tokens  "
+        f"= the numerator of 'conv tok/s' in every row"
+    )
+    hdr = f"{'':4} {'what':<46} {'sec':>8} {'cpu s':>8} {'examples':>9} {'out tokens':>12} {'trained':>11} {'out tok/s':>10} {'conv tok/s':>10} {'b/a1':>7} {'b/c':>7}"
+    print()
+    print(hdr)
+    print("-" * len(hdr))
+
+    def conv_rate(sec):
+        return conv_tokens / sec if conv_tokens and sec else None
+
+    ca1 = conv_rate(a1["seconds"]) if not a1["fails"] else None
+    cc = conv_rate(c["seconds"]) if "seconds" in c else None
+
+    def row(tag, what, r, ratios=False):
+        if r.get("error") and "seconds" not in r or r.get("fatal"):
+            print(f"{tag:4} {what:<46} {r['error']}")
+            return
+        sec = r["seconds"]
+        cr = conv_rate(sec)
+        ra = (cr / ca1) if ratios and cr and ca1 else None
+        rc = (cr / cc) if ratios and cr and cc else None
+        print(
+            f"{tag:4} {what:<46} {sec:8.2f} {'-' if r.get('cpu') is None else format(r['cpu'], '8.2f'):>8} {fmt_int(r.get('examples')):>9} {fmt_int(r.get('tokens')):>12} "
+            f"{fmt_int(r.get('trained')):>11} {fmt_rate(r.get('tokens', 0) / sec if r.get('tokens') else None):>10} "
+            f"{fmt_rate(cr):>10} {fmt_ratio(ra) if ratios else '':>7} {fmt_ratio(rc) if ratios else '':>7}"
+        )
+
+    for tag, what, r in (("a1", "HF apply_chat_template + tokenizer(text)", a1), ("a2", "sftdata ChatTemplate.render + encode_batch", a2)):
+        if r["fails"]:
+            r = {**r, "fatal": True, "error": f"{r['fails']}/{n} conversations failed: {r['error'][:100]}"} if r["fails"] == n else r
+        row(tag, what, {**r, "examples": n - r["fails"]})
+    for pol in policies:
+        label = f"sftdata.prepare turn_policy={pol}" + (" (default)" if pol == "exact" else "")
+        row("b", label, b[pol], ratios=True)
+    row("c", "TRL SFTTrainer._prepare_dataset", c)
+    print("-" * len(hdr))
+
+    # ---- ratios & notes ---------------------------------------------------------------
+    print("ratios from this run (>1 = sftdata faster):")
+    for pol in policies:
+        r = b[pol]
+        if "error" in r:
+            continue
+        parts = []
+        if ca1:
+            parts.append(f"(b)/(a1) {conv_rate(r['seconds']) / ca1:.3f}")
+        if not a2["fails"] and a2["seconds"]:
+            parts.append(f"(b)/(a2) {a2['seconds'] / r['seconds']:.3f}")
+        if cc:
+            parts.append(f"(b)/(c) {conv_rate(r['seconds']) / cc:.2f} by conv tok/s, {(r['tokens'] / r['seconds']) / (c['tokens'] / c['seconds']):.2f} by out tok/s")
+        if a1.get("cpu") and not a1["fails"] and r.get("cpu") is not None:
+            parts.append(f"cpu-time (b)/(a1) {a1['cpu'] / r['cpu']:.3f}" + (f", (b)/(c) {c['cpu'] / r['cpu']:.2f}" if c.get("cpu") is not None else ""))
+        print(f"  {pol:<5}: " + ";  ".join(parts) + f"   [{r['examples']:,} examples, {r['rejected']} rows rejected, {r['expanded']} turns expanded]")
+    if a1["fails"] and a1["fails"] < n:
+        print(f"  note: (a1) failed on {a1['fails']} conversations (first: {a1['error'][:100]}); tokens are of the others")
+    if a1["fails"] == 0 and not a2["fails"] and a1["tokens"] != a2["tokens"]:
+        print(f"  note: (a1) and (a2) token counts differ ({a1['tokens']:,} vs {a2['tokens']:,}): renderers disagree")
+    for pol in policies:
+        r = b[pol]
+        if "error" not in r and r.get("rejected_by_reason"):
+            print(f"  note: {pol}: rejected {r['rejected_by_reason']}")
+    if "seconds" in c:
+        print(f"  (c) template: {c['how']}; Dataset.from_list not timed ({c['build_s']:.2f}s); TRL renders all messages (sftdata trims after the last assistant turn)")
+    elif "how" in c:
+        print(f"  (c) template: {c['how']}")
+    print("  (b) times include reading the JSONL file; 'sec' is wall time of the call, 'cpu s' this process's CPU time (all threads;")
+    print("      workers excluded when num_proc>1) - on a shared machine cpu s is the steadier number. out tok/s counts every output example;")
+    print("      conv tok/s counts one full rendering per conversation (same numerator for every row, so it is comparable to (a) and (c)).")
+
+    # ---- stage breakdown -----------------------------------------------------------------
+    if timers is not None and "error" not in b[policies[0]]:
+        total = b[policies[0]]["seconds"]
+        print()
+        print(f"sftdata.prepare turn_policy={policies[0]}, per stage (same run as its (b) row; exclusive wall time, timers ~1us/call):")
+        print(f"  {'stage':<64} {'sec':>8} {'share':>7} {'calls':>9}")
+        accounted = 0.0
+        for key, desc in STAGES:
+            s = timers.excl.get(key, 0.0)
+            accounted += s
+            print(f"  {desc:<64} {s:8.2f} {100 * s / total:6.1f}% {timers.calls.get(key, 0):9,}")
+        print(f"  {'total (prepare call)':<64} {total:8.2f} {100 * accounted / total:6.1f}%")
+    elif args.num_proc > 1:
+        print("\n(stage breakdown needs --num-proc 1)")
+
+    if args.profile:
+        sub = Path(tmp.name) / "subset.jsonl"
+        with sub.open("w", encoding="utf-8") as f:
+            for r in rows[: args.profile_rows]:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        pol = "exact" if "exact" in policies else policies[0]
+        mods, profiled, plain = profile_prepare(sub, tok, pol)
+        tot = sum(mods.values())
+        print()
+        print(f"cProfile of prepare(turn_policy={pol}) on the first {args.profile_rows} rows, tottime by module "
+              f"({plain:.2f}s unprofiled, {profiled:.2f}s profiled; C builtins charged to their callers,")
+        print("  Cython/pyarrow calls and Encoding.ids/.offsets getters are invisible to cProfile: they count in the calling function's module):")
+        for k, v in sorted(mods.items(), key=lambda kv: -kv[1]):
+            if v / tot >= 0.002:
+                print(f"  {k:<34} {v:8.2f}s {100 * v / tot:6.1f}%")
+
+    print(f"\n(bench wall time {perf() - t_start:.0f}s)")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
