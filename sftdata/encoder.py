@@ -107,10 +107,18 @@ class Encoder:
             source = template_source(self.tokenizer, [{}] if has_tools else None)
             tmpl = ChatTemplate(source, special_tokens_map(self.tokenizer), self.options.template_kwargs)
             o = self.options
+            control = control_tokens(self.tokenizer, source)
             renderer = Renderer(
-                tmpl, self.eot, policy=o.turn_policy, train_roles=o.train_roles, train_reasoning=o.train_reasoning, trim_trailing=o.trim_trailing
+                tmpl,
+                self.eot,
+                policy=o.turn_policy,
+                train_roles=o.train_roles,
+                train_reasoning=o.train_reasoning,
+                trim_trailing=o.trim_trailing,
+                # headers are recognised by control tokens only when content cannot contain them
+                control_tokens=control if o.special_tokens_in_content == "reject" else (),
             )
-            pattern = control_token_pattern(control_tokens(self.tokenizer, source)) if o.special_tokens_in_content == "reject" else None
+            pattern = control_token_pattern(control) if o.special_tokens_in_content == "reject" else None
             self._templates[has_tools] = (renderer, pattern)
         return self._templates[has_tools]
 

@@ -123,6 +123,7 @@ class RenderStats:
     reasoning_not_rendered: int = 0
     trimmed_trailing_messages: int = 0
     content_none_as_empty: int = 0
+    history_rewritten: int = 0  # turns whose addition rewrites earlier turns (always extra examples)
 
 
 def _find_all(text: str, sub: str) -> list[int]:
@@ -154,6 +155,8 @@ class Renderer:
         train_roles: roles trained by default (``{"assistant"}``); per-message ``train`` wins.
         train_reasoning: if False, the reasoning text inside a trained turn is masked.
         trim_trailing: drop messages after the last trained turn (default True).
+        control_tokens: control-token strings of the tokenizer (never in content; used
+            to recognise a turn's own header).
     """
 
     def __init__(
@@ -165,8 +168,10 @@ class Renderer:
         train_roles: Sequence[str] = ("assistant",),
         train_reasoning: bool = True,
         trim_trailing: bool = True,
+        control_tokens: Sequence[str] = (),
     ) -> None:
         self.template = template
+        self.control = tuple(control_tokens)
         self.eot = tuple(end_of_turn)
         self.policy = TurnPolicy(policy)
         self.train_roles = frozenset(train_roles)
@@ -198,12 +203,14 @@ class Renderer:
         if self.policy is TurnPolicy.LAST:
             trained = trained[-1:]
         last = trained[-1]
-        messages = conv.template_messages()
+        self.template.new_conversation()
+        self._memo: dict[tuple[int, bool], str] = {}
+        messages = self.template.prepare_messages(conv.template_messages())
         tools = conv.template_tools()
         end = last + 1 if self.trim_trailing else len(messages)
         stats.trimmed_trailing_messages += len(messages) - end
         try:
-            full = self.template.render(messages[:end], tools)
+            full = self._render(messages, end, tools)
         except RowError:
             # Templates that index message['content'] fail on tool-call messages without
             # content (transformers drops None keys, so apply_chat_template fails too).
@@ -211,7 +218,8 @@ class Renderer:
             if not any(m.get("content") is None for m in messages[:end]):
                 raise
             messages = [{**m, "content": ""} if m.get("content") is None else m for m in messages]
-            full = self.template.render(messages[:end], tools)
+            self._memo.clear()
+            full = self._render(messages, end, tools)
             stats.content_none_as_empty += 1
 
         turns = [self._render_turn(conv, messages, tools, k, full if (k + 1 == end) else None, stats) for k in trained]
@@ -249,11 +257,11 @@ class Renderer:
         msg = conv.messages[k]
         is_assistant = msg.role == "assistant"
         if k == 0:
-            prompt = self._safe_render(messages[:0], tools, is_assistant)
+            prompt = self._safe_render(messages, 0, tools, is_assistant)
         else:
-            prompt = self.template.render(messages[:k], tools, add_generation_prompt=is_assistant)
+            prompt = self._render(messages, k, tools, is_assistant)
         if full_k is None:
-            full_k = self.template.render(messages[: k + 1], tools)
+            full_k = self._render(messages, k + 1, tools)
         if k == 0 and not is_assistant and not prompt:
             # Nothing renders before the first message on its own (render([]) fails on most
             # templates), but the template may add a preamble, e.g. a default system prompt:
@@ -266,18 +274,28 @@ class Renderer:
             cut = len(prompt)
         else:
             cut = len(commonprefix([prompt, full_k]))
-            history = self._safe_render(messages[:k], tools, False) if is_assistant else prompt
+            history = self._safe_render(messages, k, tools, False) if is_assistant else prompt
             if cut < len(history) or not prompt.startswith(history):
-                # Adding turn k changes how the earlier turns render (e.g. a new user query
-                # makes Qwen3 drop the previous reasoning): what turn k adds cannot be told
-                # apart from the rewrite, so refuse rather than train the wrong text.
-                raise RowError(
-                    Reason.TURN_NOT_LOCATED,
-                    "the chat template rewrites earlier turns when this turn is added; the turn's own text cannot be isolated",
-                    field=f"messages[{k}]",
-                )
+                # Adding turn k changes how the earlier turns render (Gemma 4 keeps reasoning
+                # only on the last assistant turn). For an assistant turn whose generation
+                # prompt holds a control token (which never occurs in content), the last
+                # occurrence of that prompt in F_k is turn k's own header: the model sees P_k
+                # and generates what follows it. Otherwise refuse rather than guess.
+                header = prompt[len(history):] if prompt.startswith(history) else ""
+                pos = full_k.rfind(header) if header and any(t in header for t in self.control) else -1
+                if pos < 0:
+                    raise RowError(
+                        Reason.TURN_NOT_LOCATED,
+                        "the chat template rewrites earlier turns when this turn is added; the turn's own text cannot be isolated",
+                        field=f"messages[{k}]",
+                    )
+                stats.history_rewritten += 1
+                return self._finish_turn(msg, k, prompt, full_k[pos + len(header):], stats)
             stats.generation_prompt_mismatch += 1
-        raw = full_k[cut:]
+        return self._finish_turn(msg, k, full_k[:cut], full_k[cut:], stats)
+
+    def _finish_turn(self, msg, k: int, prompt: str, raw: str, stats: RenderStats) -> TurnRendering:
+        """Cut ``raw`` (what follows the prompt) after the turn's end-of-turn token."""
         end = _first_end_of_turn(raw, self.eot)
         ended = end >= 0
         if not ended:
@@ -298,11 +316,20 @@ class Renderer:
                 stats.reasoning_not_rendered += 1
             elif not self.train_reasoning:
                 masked = ((pos, pos + len(r)),)
-        return TurnRendering(k, full_k[:cut], generated, ended, masked)
+        return TurnRendering(k, prompt, generated, ended, masked)
 
-    def _safe_render(self, messages: list[dict], tools, add_generation_prompt: bool) -> str:
+    def _render(self, messages: list[dict], n: int, tools, add_generation_prompt: bool = False) -> str:
+        """``render(messages[:n])``, memoised within one :meth:`plan` call."""
+        key = (n, add_generation_prompt)
+        out = self._memo.get(key)
+        if out is None:
+            out = self.template.render(messages[:n], tools, add_generation_prompt=add_generation_prompt, prepared=True)
+            self._memo[key] = out
+        return out
+
+    def _safe_render(self, messages: list[dict], n: int, tools, add_generation_prompt: bool) -> str:
         try:
-            return self.template.render(messages, tools, add_generation_prompt=add_generation_prompt)
+            return self._render(messages, n, tools, add_generation_prompt)
         except RowError:
             return ""
 
@@ -320,7 +347,7 @@ class Renderer:
         """
         k = t.message
         msg = conv.messages[k]
-        history = self.template.render(messages[:k], tools) if k else ""
+        history = self._render(messages, k, tools) if k else ""
         gen = t.prompt[len(history):] if t.prompt.startswith(history) else ""
         lo = max([s.end for s in placed if s.message < k] + [0])
         needles = [msg.content.strip()] if msg.content and msg.content.strip() else []

@@ -138,17 +138,54 @@ class ChatTemplate:
 
     def __init__(self, source: str, special_tokens: Mapping[str, Any] | None = None, template_kwargs: Mapping[str, Any] | None = None) -> None:
         self.source = source
-        self._template = make_environment().from_string(source)
+        env = make_environment()
+        self._json_memo: dict[tuple, tuple[Any, str]] = {}
+        env.filters["tojson"] = self._tojson
+        self._template = env.from_string(source)
         self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
 
-    def render(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None, *, add_generation_prompt: bool = False) -> str:
+    def _tojson(self, x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
+        """``tojson`` memoised per object: one conversation is rendered once per turn, and
+        its tool schemas and call arguments (the same objects each time) are serialised once.
+        The memo keeps a reference to each object, so an id is never reused while cached;
+        :meth:`new_conversation` empties it (the sandbox forbids templates to mutate them)."""
+        if not isinstance(x, (dict, list)):
+            return _tojson(x, ensure_ascii, indent, separators, sort_keys)
+        key = (id(x), ensure_ascii, indent, str(separators), sort_keys)
+        hit = self._json_memo.get(key)
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        out = _tojson(x, ensure_ascii, indent, separators, sort_keys)
+        self._json_memo[key] = (x, out)
+        return out
+
+    def new_conversation(self) -> None:
+        """Forget memoised serialisations (call between conversations)."""
+        self._json_memo.clear()
+
+    @staticmethod
+    def prepare_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Drop ``None``-valued keys, as transformers 5.x does before rendering."""
+        return [{k: v for k, v in m.items() if v is not None} for m in messages]
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        add_generation_prompt: bool = False,
+        prepared: bool = False,
+    ) -> str:
         """Render ``messages`` (template dicts) to text.
+
+        Args:
+            prepared: the messages already went through :meth:`prepare_messages`.
 
         Raises:
             RowError: ``template_error`` carrying the template's own message
                 (e.g. "System role not supported") when the template raises.
         """
-        msgs = [{k: v for k, v in m.items() if v is not None} for m in messages]
+        msgs = list(messages) if prepared else self.prepare_messages(messages)
         try:
             return self._template.render(
                 messages=msgs,

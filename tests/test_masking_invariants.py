@@ -30,7 +30,7 @@ from sftdata.testing.tokenizers import FAMILIES, build_tokenizer, family_caps, t
 from sftdata.tokenizer import end_of_turn_tokens
 
 IGNORE = -100
-def _settings(name: str, families: int = 25, trl: int = 8):
+def _settings(name: str, families: int = 12, trl: int = 4):
     """More examples on the hand-built families, fewer on each of the ~30 real trl templates (CI time)."""
     n = families if name in FAMILIES else trl
     return settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -144,8 +144,15 @@ def test_exact_policy_invariants(name):
     @_settings(name)
     @given(conversations_for(caps, ends_with="assistant", max_turns=3))
     def check(conv):
-        rows = _encode_or_template_refusal(tok, conv, "exact")
-        if rows is None:
+        try:
+            rows = Encoder(tok, turn_policy="exact").encode(conv)
+        except RowError as e:
+            # The template itself may refuse; and a turn may only be refused as not located
+            # when the oracle agrees that its rendering is not a prefix-consistent turn.
+            if e.reason.value == "turn_not_located":
+                assert _oracle_turns(tok, conv, eot) is None, str(e)
+            else:
+                assert e.reason.value == "template_error" or (e.reason.value == "mask_check_failed" and not _lossless(name)), str(e)
             return
         _check_common(tok, rows)
         _check_exact(tok, conv, rows, eot)
@@ -158,7 +165,7 @@ def test_last_policy_trains_only_the_final_turn(name):
     tok, caps = _template_for(name)
     eot = end_of_turn_tokens(tok)
 
-    @_settings(name, 10, 4)
+    @_settings(name, 6, 3)
     @given(conversations_for(caps, ends_with="any", max_turns=3))
     def check(conv):
         if not any(m.role == "assistant" for m in conv.messages):
@@ -183,7 +190,7 @@ def test_last_policy_trains_only_the_final_turn(name):
 def test_all_policy_one_example_with_every_turn(name):
     tok, caps = _template_for(name)
 
-    @_settings(name, 10, 4)
+    @_settings(name, 6, 3)
     @given(conversations_for(caps, ends_with="assistant", max_turns=3))
     def check(conv):
         try:
@@ -210,7 +217,7 @@ def test_header_and_user_tokens_never_trained(name):
     """(ii) directly: every token of a user/system/tool message's rendering is untrained."""
     tok, caps = _template_for(name)
 
-    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(conversations_for(caps, ends_with="assistant", max_turns=3, whitespace="stripped"))
     def check(conv):
         rows = _encode_or_template_refusal(tok, conv, "exact")
