@@ -52,3 +52,52 @@ def check_no_control_tokens(example: Conversation | TextExample, pattern: re.Pat
                 field=path,
                 stage="encode",
             )
+
+
+#: Private-use markers around control-token text that must stay plain text
+#: (the convention of transformers' ``sanitize_control_tokens``).
+MARK_START = "\ue000"
+MARK_END = "\ue001"
+
+
+def _mark_str(text: str, pattern: re.Pattern) -> str:
+    text = text.replace(MARK_START, "").replace(MARK_END, "")
+    return pattern.sub(lambda m: MARK_START + m.group(0) + MARK_END, text)
+
+
+def _mark_value(value, pattern: re.Pattern):
+    if isinstance(value, str):
+        return _mark_str(value, pattern)
+    if isinstance(value, dict):
+        return {k: _mark_value(v, pattern) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mark_value(v, pattern) for v in value)
+    return value
+
+
+def mark_control_tokens(example: Conversation | TextExample, pattern: re.Pattern | None) -> Conversation | TextExample:
+    """Wrap control-token text in every user-supplied string with private-use markers.
+
+    The encoder then encodes each marked occurrence as plain text (through the
+    pre-tokenizer and the BPE model, never the added-token vocabulary) and drops the
+    markers; a template that splits a marked string apart leaves lone markers, which are
+    dropped too. Used with ``special_tokens_in_content="text"``.
+    """
+    from dataclasses import replace
+
+    if pattern is None:
+        return example
+    if isinstance(example, TextExample):
+        return TextExample(tuple((_mark_str(s, pattern), t) for s, t in example.segments))
+    msgs = []
+    for m in example.messages:
+        msgs.append(
+            replace(
+                m,
+                content=_mark_str(m.content, pattern) if m.content else m.content,
+                reasoning=_mark_str(m.reasoning, pattern) if m.reasoning else m.reasoning,
+                tool_calls=tuple(replace(c, arguments=_mark_value(dict(c.arguments), pattern)) for c in m.tool_calls),
+            )
+        )
+    tools = tuple(_mark_value(dict(t), pattern) for t in example.tools) if example.tools else None
+    return Conversation(tuple(msgs), tools)

@@ -25,10 +25,12 @@ wrong mask is never emitted):
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .control_tokens import MARK_END, MARK_START
 from .errors import Reason, RowError
 from .render import PlannedExample, Segment, Span, TurnPolicy, expand_turn
 from .schema import TextExample
@@ -70,12 +72,19 @@ class EncodeStats:
     dropped_examples: dict = field(default_factory=dict)  # reason -> count
 
 
+#: A marked control-token text (group 1) or a lone marker, see :mod:`sftdata.control_tokens`.
+_MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}|[{MARK_START}{MARK_END}]")
+
+
 class Tokenized:
     """ids + offsets of one encoded segment (from a ``tokenizers.Encoding``)."""
 
     __slots__ = ("ids", "starts", "ends")
 
     def __init__(self, encoding, offsets: bool = True) -> None:
+        if encoding is None:  # filled by the caller
+            self.ids, self.starts, self.ends = [], [], []
+            return
         self.ids: list[int] = encoding.ids
         if offsets:
             offs = encoding.offsets
@@ -118,6 +127,8 @@ class SpanEncoder:
         Texts whose ``need_offsets`` is False (untrained prompt segments) are encoded
         without offsets, which is about twice as fast.
         """
+        if any(MARK_START in t or MARK_END in t for t in texts):
+            return [self._tokenize_marked(t) for t in texts]
         if need_offsets is None or all(need_offsets):
             return [Tokenized(e) for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
         with_off = [t for t, n in zip(texts, need_offsets) if n]
@@ -125,6 +136,38 @@ class SpanEncoder:
         enc_with = iter(self.backend.encode_batch(with_off, add_special_tokens=False)) if with_off else iter(())
         enc_without = iter(self.backend.encode_batch_fast(without, add_special_tokens=False)) if without else iter(())
         return [Tokenized(next(enc_with)) if n else Tokenized(next(enc_without), offsets=False) for n in need_offsets]
+
+    def _tokenize_marked(self, text: str) -> Tokenized:
+        """Encode text holding marked control-token text: marked pieces as plain text
+        (pre-tokenizer + model, no added-token matching), markers dropped, offsets kept
+        in the coordinates of ``text``."""
+        out = Tokenized(None)
+        pos = 0
+
+        def plain(piece: str, base: int) -> None:
+            if not piece:
+                return
+            enc = self.backend.encode(piece, add_special_tokens=False)
+            out.ids.extend(enc.ids)
+            out.starts.extend(base + o[0] for o in enc.offsets)
+            out.ends.extend(base + o[1] for o in enc.offsets)
+
+        for m in _MARKED.finditer(text):
+            plain(text[pos : m.start()], pos)
+            if m.group(1):
+                base = m.start(1)
+                piece = m.group(1)
+                if self.backend.normalizer is not None:
+                    piece = self.backend.normalizer.normalize_str(piece)
+                pretok = self.backend.pre_tokenizer.pre_tokenize_str(piece) if self.backend.pre_tokenizer else [(piece, (0, len(piece)))]
+                for word, (a, b) in pretok:
+                    for t in self.backend.model.tokenize(word):
+                        out.ids.append(t.id)
+                        out.starts.append(base + a)
+                        out.ends.append(base + b)
+            pos = m.end()
+        plain(text[pos:], pos)
+        return out
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=False)
@@ -200,7 +243,7 @@ class SpanEncoder:
         return i, max(j, i + 1)
 
     def _check(self, ids: list[int], i: int, j: int, seg: Segment, span: Span) -> None:
-        expected = seg.text[span.start : span.end]
+        expected = seg.text[span.start : span.end].replace(MARK_START, "").replace(MARK_END, "")
         got = self.decode(ids[i:j])
         if got != expected and i > 0:
             # Decoders that drop a leading space at the start of a decode (SentencePiece's

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .control_tokens import check_no_control_tokens
+from .control_tokens import check_no_control_tokens, mark_control_tokens
 from .encode import EncodedExample, EncodeStats, SpanEncoder
 from .errors import ConfigError, RowError
 from .render import Renderer, RenderStats, TurnPolicy
@@ -36,8 +36,10 @@ class EncodeOptions:
         max_length: maximum tokens per example (``None``: no limit).
         truncation: ``drop`` | ``turns``.
         template_kwargs: extra template variables, e.g. ``{"enable_thinking": False}``.
-        special_tokens_in_content: ``reject`` (default) or ``allow`` (the text becomes
-            control-token ids, as a bare tokenizer would do; not recommended).
+        special_tokens_in_content: ``reject`` (default: such rows are rejected with
+            ``special_token_in_content``), ``text`` (encode it as plain text, never as a
+            control-token id, like transformers' ``sanitize_control_tokens=True``), or
+            ``allow`` (it becomes control-token ids, as a bare tokenizer does; unsafe).
         end_of_turn: explicit end-of-turn tokens (default: detected).
         format: input format (``None``: auto-detect per row).
         messages_field / tools_field: keys holding the conversation / the tools.
@@ -63,8 +65,8 @@ class EncodeOptions:
             raise ConfigError(f"turn_policy must be one of {[p.value for p in TurnPolicy]}, got {self.turn_policy!r}") from None
         if self.truncation not in ("drop", "turns"):
             raise ConfigError(f"truncation must be 'drop' or 'turns', got {self.truncation!r}")
-        if self.special_tokens_in_content not in ("reject", "allow"):
-            raise ConfigError(f"special_tokens_in_content must be 'reject' or 'allow', got {self.special_tokens_in_content!r}")
+        if self.special_tokens_in_content not in ("reject", "text", "allow"):
+            raise ConfigError(f"special_tokens_in_content must be 'reject', 'text' or 'allow', got {self.special_tokens_in_content!r}")
         if self.max_length is not None and self.max_length < 1:
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
 
@@ -118,7 +120,7 @@ class Encoder:
                 # headers are recognised by control tokens only when content cannot contain them
                 control_tokens=control if o.special_tokens_in_content == "reject" else (),
             )
-            pattern = control_token_pattern(control) if o.special_tokens_in_content == "reject" else None
+            pattern = control_token_pattern(control) if o.special_tokens_in_content in ("reject", "text") else None
             self._templates[has_tools] = (renderer, pattern)
         return self._templates[has_tools]
 
@@ -137,13 +139,14 @@ class Encoder:
             RowError: the example cannot be encoded correctly, or none of its examples
                 fits ``max_length`` (see :class:`~sftdata.errors.Reason`).
         """
-        if isinstance(example, TextExample):
-            _, pattern = self._renderer(False)
+        renderer, pattern = self._renderer(isinstance(example, Conversation) and bool(example.tools))
+        if self.options.special_tokens_in_content == "text":
+            example = mark_control_tokens(example, pattern)
+        else:
             check_no_control_tokens(example, pattern)
+        if isinstance(example, TextExample):
             rows = [self.span_encoder.encode_text(example)]
         else:
-            renderer, pattern = self._renderer(bool(example.tools))
-            check_no_control_tokens(example, pattern)
             try:
                 plans = renderer.plan(example, self.counters.render)
             except RowError as e:

@@ -40,6 +40,7 @@ from enum import Enum
 from os.path import commonprefix
 from typing import Sequence
 
+from .control_tokens import MARK_START
 from .errors import Reason, RowError
 from .schema import Conversation
 from .template import ChatTemplate
@@ -127,10 +128,12 @@ class RenderStats:
 
 
 def _find_all(text: str, sub: str) -> list[int]:
-    """Start indices of every occurrence of ``sub`` in ``text``."""
+    """Start indices of every occurrence of ``sub`` in ``text`` that the template wrote
+    (occurrences marked as plain text from content, ``\ue000<|im_end|>\ue001``, are skipped)."""
     out, i = [], text.find(sub)
     while i >= 0:
-        out.append(i)
+        if not (i > 0 and text[i - 1] == MARK_START):
+            out.append(i)
         i = text.find(sub, i + 1)
     return out
 
@@ -140,6 +143,8 @@ def _first_end_of_turn(text: str, eot: Sequence[str], start: int = 0) -> int:
     best = -1
     for tok in eot:
         i = text.find(tok, start)
+        while i > 0 and text[i - 1] == MARK_START:  # plain text from content, not a turn end
+            i = text.find(tok, i + 1)
         if i >= 0 and (best < 0 or i + len(tok) < best):
             best = i + len(tok)
     return best

@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-trailing", action="store_true", help="keep untrained messages after the last trained turn")
     p.add_argument("--max-length", type=int, default=None, help="maximum tokens per example")
     p.add_argument("--truncation", choices=("drop", "turns"), default="drop")
-    p.add_argument("--special-tokens-in-content", choices=("reject", "allow"), default="reject")
+    p.add_argument("--special-tokens-in-content", choices=("reject", "text", "allow"), default="reject", help="text spelling a control token: reject the row, encode it as plain text, or allow it to become control ids")
     p.add_argument("--end-of-turn", default=None, help="comma-separated end-of-turn tokens (default: detected)")
     p.add_argument("--num-proc", type=int, default=1)
     p.add_argument("--on-error", choices=("skip", "raise"), default="skip")
