@@ -1,0 +1,84 @@
+"""``sftdata pack DIR --max-length L --output OUT``: prepared rows → packed rows on disk."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import SftDataError
+
+
+def add_parser(sub) -> None:
+    from ..packing import DEFAULT_STRATEGY, STRATEGIES, TRUNCATION
+
+    p = sub.add_parser(
+        "pack",
+        help="pack prepared rows into fixed-length rows (conversation boundaries kept)",
+        description="Pack a `sftdata prepare` output dir globally into rows of at most L tokens. Each row keeps "
+        "seq_lengths and position_ids (restarting at 0) so the padding-free collator gives attention no way across "
+        "sequence boundaries. Writes the packed rows (datasets.save_to_disk) and pack_stats.json.",
+        epilog="example: sftdata pack out/data --max-length 4096 --output out/packed",
+    )
+    p.add_argument("input", help="a `sftdata prepare` output dir (datasets.save_to_disk)")
+    p.add_argument("--max-length", "-L", type=int, required=True, help="tokens per packed row")
+    p.add_argument("--output", "-o", required=True, help="output directory")
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+                   help=f"packing strategy (default {DEFAULT_STRATEGY}; bfd = best-fit decreasing)")
+    p.add_argument("--truncation", choices=TRUNCATION, default="drop",
+                   help="sequences longer than L: drop, keep the first L tokens, or cut at the last whole "
+                   "trained turn (default drop; all counted in pack_stats.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-shuffle", action="store_true", help="keep the planner's row order")
+    p.add_argument("--shard-size", type=int, default=None, help="plan shards of this many rows (default: global)")
+    p.add_argument("--num-proc", type=int, default=None, help="threads for building rows")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import datasets
+
+    from ..errors import ConfigError
+    from ..packing import pack_dataset, save_packed
+
+    try:
+        src = Path(args.input)
+        out = Path(args.output)
+        if not src.is_dir():
+            raise ConfigError(f"{src} is not a directory (expected `sftdata prepare` output)")
+        if out.exists() and any(out.iterdir()):
+            if not args.overwrite:
+                raise ConfigError(f"{out} exists and is not empty (use --overwrite)")
+            if out.resolve() == src.resolve():
+                raise ConfigError("--output must differ from the input dir")
+            shutil.rmtree(out)
+        try:
+            ds = datasets.load_from_disk(str(src))
+        except Exception as e:  # noqa: BLE001 - report any load failure as a config error
+            raise ConfigError(f"cannot load {src}: {e}") from e
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise ConfigError(f"{src} holds a DatasetDict without a 'train' split")
+            ds = ds["train"]
+        packed, report = pack_dataset(
+            ds,
+            args.max_length,
+            strategy=args.strategy,
+            seed=args.seed,
+            truncation=args.truncation,
+            shuffle=not args.no_shuffle,
+            shard_size=args.shard_size,
+            num_proc=args.num_proc,
+        )
+        save_packed(packed, report, out)
+        stats = src / "stats.json"
+        if stats.is_file():
+            shutil.copyfile(stats, out / "stats.json")
+    except SftDataError as e:
+        print(f"sftdata pack: error: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"wrote {out}")
+    return 0
