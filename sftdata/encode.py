@@ -118,6 +118,13 @@ class SpanEncoder:
         adds_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
         self._text_bos = [bos_id] if adds_bos else []
         self._eos_id = tokenizer.eos_token_id
+        added = list(tokenizer.added_tokens_decoder.values())
+        # Prompt-prefix reuse (see encode_plans) is exact only when added tokens are split
+        # out verbatim: no whitespace stripping around them and no normalizer rewriting text.
+        self._reuse_prefix = bool(added) and self.backend.normalizer is None and not any(
+            t.lstrip or t.rstrip or t.single_word for t in added
+        )
+        self._added_re = re.compile("|".join(re.escape(t.content) for t in sorted(added, key=lambda t: -len(t.content)))) if added else None
 
     # -- tokenization -------------------------------------------------------------
 
@@ -216,8 +223,16 @@ class SpanEncoder:
 
     def encode_plans(self, plans: Sequence[PlannedExample], stats: EncodeStats) -> list[EncodedExample]:
         """Tokenize and assemble the plans of one conversation (no truncation)."""
-        texts = [s.text for p in plans for s in p.segments]
-        toks = self.tokenize(texts, [bool(s.spans) for p in plans for s in p.segments])
+        segments = [s for p in plans for s in p.segments]
+        main = segments[0] if plans and plans[0].kind == "conversation" else None
+        reuse = self._reuse_prefix and main is not None and len(plans) > 1 and not any(MARK_START in s.text for s in segments)
+        if not reuse:
+            toks = self.tokenize([s.text for s in segments], [bool(s.spans) for s in segments])
+        else:
+            toks = self.tokenize([main.text], [True]) + [None] * (len(segments) - 1)
+            rest = [i for i in range(1, len(segments)) if not self._fill_prefix(segments[i].text, main.text, toks[0], toks, i)]
+            for i, tok in zip(rest, self.tokenize([segments[i].text for i in rest], [bool(segments[i].spans) for i in rest])):
+                toks[i] = tok
         out: list[EncodedExample] = []
         pos = 0
         for p in plans:
@@ -225,6 +240,28 @@ class SpanEncoder:
             out.extend(self.assemble(p, toks[pos : pos + n], stats))
             pos += n
         return out
+
+    def _fill_prefix(self, prompt: str, full: str, full_tok: Tokenized, toks: list, i: int) -> bool:
+        """Tokenize an untrained prompt that is a prefix of the full rendering by reusing the
+        full rendering's tokens up to the last added token inside the prompt (tokenizers split
+        added tokens out before the model runs, so those tokens cannot depend on what follows),
+        plus an encoding of the short rest. Returns False when not applicable."""
+        if not full.startswith(prompt) or self._added_re is None:
+            return False
+        last = None
+        for last in self._added_re.finditer(prompt):
+            pass
+        if last is None:
+            return False
+        cut = last.end()
+        t = bisect_left(full_tok.ends, cut)
+        if t >= len(full_tok.ends) or full_tok.ends[t] != cut or full_tok.starts[t] != last.start():
+            return False
+        tail = self.backend.encode(prompt[cut:], add_special_tokens=False).ids if cut < len(prompt) else []
+        out = Tokenized(None)
+        out.ids = full_tok.ids[: t + 1] + tail
+        toks[i] = out
+        return True
 
     @staticmethod
     def _token_range(tok: Tokenized, span: Span) -> tuple[int, int] | None:

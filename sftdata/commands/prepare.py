@@ -112,4 +112,4 @@ def _pack_in_place(ds, args: argparse.Namespace) -> None:
         shutil.move(str(Path(tmp) / "packed"), str(out))
     for name, data in keep.items():
         (out / name).write_bytes(data)
-    print(f"packed: {report.to_dict()}")
+    print(report.summary())
