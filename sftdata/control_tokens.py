@@ -48,7 +48,7 @@ def check_no_control_tokens(example: Conversation | TextExample, pattern: re.Pat
             raise RowError(
                 Reason.SPECIAL_TOKEN_IN_CONTENT,
                 f"text spells the control token {m.group(0)!r}; it would become a control-token id "
-                "(pass special_tokens_in_content='ignore' to encode it anyway)",
+                "(special_tokens_in_content='text' keeps such text as plain text)",
                 field=path,
                 stage="encode",
             )

@@ -1,0 +1,35 @@
+"""``sftdata-train`` console script (also ``python -m sftdata_train`` and ``torchrun -m sftdata_train``)."""
+
+from __future__ import annotations
+
+import sys
+
+from sftdata.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (YAML via ``--config`` plus flags), train, print where the model went.
+
+    Returns the process exit code: 0 on success, 2 on a configuration error.
+    """
+    from .config import parse_args
+
+    try:
+        config = parse_args(argv)
+        from .loop import train
+
+        result = train(config)
+    except ConfigError as e:
+        print(f"sftdata-train: error: {e}", file=sys.stderr)
+        return 2
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        where = result.final_model_dir or result.last_checkpoint
+        last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
+        print(f"sftdata-train: step {result.step}{last}; model in {where}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Dataset dirs → batch samplers → collated micro-batches, resumable mid-epoch.
+
+Inputs are the Arrow dirs written by ``sftdata prepare`` (one sequence per row: ``input_ids``,
+``labels``, ``length``, ``source_index``) or ``sftdata pack`` (several sequences per row, with
+``position_ids``/``seq_lengths``). Micro-batches come from
+:class:`sftdata.samplers.TokenBudgetBatchSampler` (a token budget per micro-batch and per
+rank, equal batch counts on every rank) and are collated by
+:class:`sftdata.collate.PaddingFreeCollator` (default: one ``(1, T)`` row plus
+``cu_seq_lens``) or :class:`sftdata.collate.PaddingCollator` (``--no-padding-free``).
+
+Resuming: :class:`MicroBatchStream` counts the micro-batches consumed in the current epoch;
+after a restart it re-creates the epoch's batch order (``set_epoch``) and skips that many index
+lists before collating anything, so the data after resuming is exactly the data an
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from sftdata.errors import ConfigError
+
+from .distributed import DistInfo
+
+PREPARED_COLUMNS = ("input_ids", "labels")
+PACKED_MARKER = "seq_lengths"
+
+
+@dataclass
+class SFTDataset:
+    """A loaded dataset dir. ``kind`` is ``prepared`` or ``packed``; ``lengths`` are row lengths in tokens."""
+
+    dataset: Any  # datasets.Dataset
+    kind: str
+    lengths: list[int]
+    path: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def select(self, indices) -> "SFTDataset":
+        idx = list(indices)
+        return SFTDataset(self.dataset.select(idx), self.kind, [self.lengths[i] for i in idx], self.path)
+
+
+def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
+    """Load a ``sftdata prepare``/``sftdata pack`` output dir (``datasets.save_to_disk``)."""
+    import datasets
+
+    path = str(path)
+    if not os.path.isdir(path):
+        raise ConfigError(f"data dir {path!r} does not exist (run `sftdata prepare` first)")
+    try:
+        ds = datasets.load_from_disk(path)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{path!r} is not a `sftdata prepare`/`sftdata pack` output dir: {e}") from e
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise ConfigError(f"{path!r} holds a DatasetDict without a 'train' split")
+        ds = ds["train"]
+    missing = [c for c in PREPARED_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise ConfigError(f"{path!r} lacks columns {missing}; expected `sftdata prepare`/`pack` output")
+    kind = "packed" if PACKED_MARKER in ds.column_names else "prepared"
+    if "length" in ds.column_names:
+        lengths = [int(x) for x in ds["length"]]
+    else:
+        lengths = [len(x) for x in ds["input_ids"]]
+    if len(ds) == 0:
+        raise ConfigError(f"{path!r} has no rows")
+    return SFTDataset(ds, kind, lengths, path)
+
+
+def split_eval(data: SFTDataset, fraction: float, seed: int) -> tuple[SFTDataset, SFTDataset | None]:
+    """Hold out ``ceil(fraction * rows)`` rows (a seeded random choice) as the eval split."""
+    if fraction <= 0:
+        return data, None
+    n = len(data)
+    k = max(1, int(math.ceil(fraction * n)))
+    if k >= n:
+        raise ConfigError(f"eval_fraction={fraction} leaves no training rows out of {n}")
+    g = torch.Generator().manual_seed(seed + 7919)
+    perm = torch.randperm(n, generator=g).tolist()
+    held = sorted(perm[:k])
+    train = sorted(perm[k:])
+    return data.select(train), data.select(held)
+
+
+def make_collator(*, padding_free: bool, pad_token_id: int, pad_to_multiple_of: int | None):
+    """The ``sftdata.collate`` collator for a run."""
+    from sftdata.collate import PaddingCollator, PaddingFreeCollator
+
+    if padding_free:
+        return PaddingFreeCollator(pad_to_multiple_of=pad_to_multiple_of, pad_token_id=pad_token_id)
+    return PaddingCollator(pad_token_id, pad_to_multiple_of=pad_to_multiple_of)
+
+
+def make_batch_sampler(
+    lengths: list[int], *, max_tokens: int, padding_free: bool, shuffle: bool, seed: int, info: DistInfo
+):
+    """``TokenBudgetBatchSampler`` sharded over ranks (equal micro-batch counts on every rank)."""
+    from sftdata.samplers import TokenBudgetBatchSampler
+
+    too_long = sum(1 for n in lengths if n > max_tokens)
+    if too_long:
+        warnings.warn(
+            f"{too_long} rows are longer than max_tokens_per_batch={max_tokens} (longest {max(lengths)}): each "
+            "gets a micro-batch of its own; raise --max-tokens-per-batch or truncate/pack to that budget to bound memory",
+            stacklevel=2,
+        )
+    return TokenBudgetBatchSampler(
+        lengths,
+        max_tokens,
+        padding_free=padding_free,
+        shuffle=shuffle,
+        seed=seed,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        drop_last=False,
+    )
+
+
+class _Skip:
+    """A batch sampler view that drops the first ``skip`` index lists of its epoch."""
+
+    def __init__(self, sampler, skip: int) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for i, batch in enumerate(self.sampler):
+            if i >= self.skip:
+                yield batch
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+def _rows(dataset):
+    """Drop columns no collator needs (keeps per-row conversion cheap)."""
+    keep = [c for c in ("input_ids", "labels", "position_ids", "seq_lengths") if c in dataset.column_names]
+    return dataset.select_columns(keep)
+
+
+class MicroBatchStream:
+    """Endless stream of collated micro-batches over epochs, with a resumable position.
+
+    ``state_dict()`` is ``{"epoch", "batch_in_epoch"}``: the epoch being read and how many of its
+    micro-batches were handed out. ``batches_per_epoch`` is the sampler's ``len``.
+    """
+
+    def __init__(self, data: SFTDataset, sampler, collator, *, num_workers: int = 0, pin_memory: bool = False) -> None:
+        self.data = data
+        self.sampler = sampler
+        self.collator = collator
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self._it: Iterator | None = None
+        self._rows = _rows(data.dataset)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self._it = None
+
+    def _open(self) -> None:
+        from torch.utils.data import DataLoader
+
+        if self.batch_in_epoch >= self.batches_per_epoch:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+        self.sampler.set_epoch(self.epoch)
+        loader = DataLoader(
+            self._rows,
+            batch_sampler=_Skip(self.sampler, self.batch_in_epoch),
+            collate_fn=self.collator,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+        self._it = iter(loader)
+
+    def __iter__(self) -> "MicroBatchStream":
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        for _ in range(2):
+            if self._it is None:
+                self._open()
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                self._it = None
+                self.batch_in_epoch = self.batches_per_epoch  # next _open rolls over
+                continue
+            self.batch_in_epoch += 1
+            return batch
+        raise RuntimeError("the batch sampler yielded no batch for a whole epoch")
+
+
+def eval_batches(data: SFTDataset, *, max_tokens: int, padding_free: bool, info: DistInfo) -> list[list[int] | None]:
+    """This rank's eval micro-batches (index lists), round-robin over ranks.
+
+    Every rank gets the same number of entries (FSDP needs every rank in every forward); a
+    ``None`` entry means "run a forward but count nothing", so each held-out row is counted once.
+    """
+    from sftdata.samplers import TokenBudgetBatchSampler
+
+    sampler = TokenBudgetBatchSampler(
+        data.lengths, max(max_tokens, max(data.lengths)), padding_free=padding_free, shuffle=False, seed=0,
+        num_replicas=1, rank=0, drop_last=False,
+    )
+    batches = list(sampler)
+    rounds = int(math.ceil(len(batches) / info.world_size))
+    mine: list[list[int] | None] = []
+    for r in range(rounds):
+        i = r * info.world_size + info.rank
+        mine.append(batches[i] if i < len(batches) else None)
+    return mine
+
+
+def collate_indices(data: SFTDataset, indices: list[int], collator) -> dict[str, Any]:
+    """Collate the rows ``indices`` of ``data`` (used for eval)."""
+    rows = _rows(data.dataset)
+    return collator([rows[i] for i in indices])
+
+
+def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move tensors to ``device`` (non-blocking); ints and other values pass through."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def num_tokens(batch: dict[str, Any]) -> int:
+    """Real (non-padding) tokens of a collated micro-batch."""
+    if "attention_mask" in batch and batch["attention_mask"] is not None:
+        return int(batch["attention_mask"].sum())
+    cu = batch.get("cu_seq_lens_q")
+    if cu is not None:
+        return int(cu[-1])
+    return int(batch["input_ids"].numel())
+
+
+def sum_squared_lengths(batch: dict[str, Any]) -> int:
+    """Σ L_i² over the sequences of a micro-batch (for attention FLOPs)."""
+    cu = batch.get("cu_seq_lens_q")
+    if cu is not None:
+        lens = (cu[1:] - cu[:-1]).long()
+        return int((lens * lens).sum())
+    if "attention_mask" in batch and batch["attention_mask"] is not None:
+        lens = batch["attention_mask"].sum(-1).long()
+        return int((lens * lens).sum())
+    b, t = batch["input_ids"].shape
+    return b * t * t

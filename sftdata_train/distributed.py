@@ -1,0 +1,123 @@
+"""Process group set-up and FSDP2 (``torch.distributed.fsdp.fully_shard``).
+
+Launch with ``torchrun --nproc-per-node N -m sftdata_train ...``: torchrun sets ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK``; we initialise NCCL on CUDA (gloo on CPU), put each rank on
+``cuda:LOCAL_RANK`` and shard the model with FSDP2: every decoder layer is its own
+``fully_shard`` unit, and the :class:`~sftdata_train.loss.SFTLossModel` wrapper is the root
+unit (embeddings, final norm and the possibly tied LM head). Data is sharded by rank through
+the batch sampler (``num_replicas=WORLD_SIZE, rank=RANK``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+
+@dataclass
+class DistInfo:
+    """Where this process runs. ``world_size == 1`` means no process group."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(pref: str, local_rank: int = 0) -> torch.device:
+    """``cuda:local_rank`` when CUDA is available (or required), else CPU."""
+    if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda but CUDA is not available")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(device_pref: str = "auto") -> DistInfo:
+    """Initialise the default process group when launched by torchrun (``WORLD_SIZE > 1``)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_pref, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+def cleanup() -> None:
+    """Destroy the process group if we created one."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        if info.device.type == "cuda":
+            dist.barrier(device_ids=[info.device.index])
+        else:
+            dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum of ``t`` over ranks (in place when distributed); returns ``t``."""
+    if info.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_object(obj, info: DistInfo):
+    """``obj`` of rank 0 on every rank."""
+    if not info.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The repeated transformer blocks of a HF model (classes named in ``_no_split_modules``)."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        base = getattr(model, getattr(model, "base_model_prefix", "model"), model)
+        layers = list(getattr(base, "layers", []))
+    return layers
+
+
+def apply_fsdp2(wrapper: nn.Module, hf_model: nn.Module, *, precision: str, reshard_after_forward: bool = True) -> None:
+    """Shard ``wrapper`` with FSDP2 in place: one unit per decoder layer of ``hf_model``, root last.
+
+    ``bf16-mixed`` uses ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)`` over fp32
+    sharded master weights; ``bf16-true`` and ``fp32`` shard the parameters as they are.
+    Gradients are averaged over ranks by the reduce-scatter (the loop scales the loss by the
+    world size so that the result is the per-token mean of the whole global step).
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mp = None
+    if precision == "bf16-mixed":
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    kwargs = {"mp_policy": mp} if mp is not None else {}
+    layers = decoder_layers(hf_model)
+    for i, layer in enumerate(layers):
+        # the last layer is gathered again right away by backward: keep it unsharded
+        fully_shard(layer, reshard_after_forward=reshard_after_forward and i < len(layers) - 1, **kwargs)
+    fully_shard(wrapper, reshard_after_forward=reshard_after_forward, **kwargs)

@@ -1,0 +1,447 @@
+"""The training loop: :class:`Trainer` (set-up, :meth:`~Trainer.train_step`, eval, checkpoints) and :func:`train`.
+
+One optimizer step = ``grad_accum`` micro-batches on every rank. Before running them, the
+trained tokens of all of them are counted and summed over ranks (``N``); each micro-batch
+then back-propagates ``loss_sum * world_size / N`` (the reduce-scatter/all-reduce averages over
+ranks), so the gradient is exactly that of the per-token mean over the whole global step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sftdata.errors import ConfigError
+
+from . import attention, checkpoint as ckpt
+from .config import TrainConfig, as_config
+from .data import (
+    MicroBatchStream,
+    SFTDataset,
+    batch_to_device,
+    collate_indices,
+    eval_batches,
+    load_sft_dataset,
+    make_batch_sampler,
+    make_collator,
+    num_tokens,
+    split_eval,
+    sum_squared_lengths,
+)
+from .distributed import DistInfo, all_reduce_sum, apply_fsdp2, broadcast_object, decoder_layers, init_distributed
+from .loss import IGNORE_INDEX, SFTLossModel
+from .metrics import MetricsLogger, Throughput, measure_bf16_peak_tflops, peak_memory_gb, step_flops
+from .model import attn_for, count_matmul_params, load_model, load_tokenizer
+from .optim import build_optimizer, build_scheduler
+
+
+@dataclass
+class StepOutput:
+    """What one optimizer step did. ``loss`` is the SFT loss of the step (nats per trained token)."""
+
+    loss: float
+    grad_norm: float
+    lr: float
+    trained_tokens: int  # over all ranks
+    tokens: int  # real tokens over all ranks
+    flops: float  # over all ranks
+
+
+@dataclass
+class TrainResult:
+    """Returned by :func:`train`.
+
+    ``losses[i]`` is the loss of optimizer step ``first_step + i + 1`` (every step run by this
+    call); ``eval_losses`` maps step -> eval loss.
+    """
+
+    output_dir: Path
+    step: int
+    first_step: int
+    losses: list[float] = field(default_factory=list)
+    eval_losses: dict[int, float] = field(default_factory=dict)
+    last_checkpoint: Path | None = None
+    final_model_dir: Path | None = None
+    completed: bool = False
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _count_trained(labels: torch.Tensor) -> int:
+    return int((labels[..., 1:] != IGNORE_INDEX).sum())
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` and runs the loop (:meth:`fit`).
+
+    Attributes of interest: ``hf_model`` (the transformers model), ``wrapper``
+    (:class:`SFTLossModel`, FSDP2 root when distributed), ``optimizer``, ``scheduler``,
+    ``stream`` (:class:`MicroBatchStream`), ``step`` (optimizer steps done), ``total_steps``.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | dict | str,
+        *,
+        info: DistInfo | None = None,
+        model: torch.nn.Module | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        """Args:
+            config: a :class:`TrainConfig`, a dict of its keys, or a YAML path.
+            info: where this process runs (default: from the torchrun environment).
+            model, tokenizer: an already built HF causal LM / tokenizer to train instead of loading
+                ``config.model`` (e.g. a model built from a config in a benchmark). Ignored when resuming.
+        """
+        cfg = as_config(config)
+        self.config = cfg
+        self._owns_pg = info is None and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.info = info or init_distributed(cfg.device)
+        info = self.info
+        self.device = info.device
+        self.output_dir = Path(cfg.output_dir)
+        if info.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        _seed_everything(cfg.seed)
+
+        # ---- resume point (rank 0 decides, everyone follows)
+        resume = ckpt.resolve_resume(cfg.resume, cfg.output_dir) if info.is_main else None
+        resume = broadcast_object(str(resume) if resume else None, info)
+        self.resume_path = Path(resume) if resume else None
+
+        # ---- data
+        train_data = load_sft_dataset(cfg.data)
+        eval_data: SFTDataset | None = None
+        if cfg.eval_data:
+            eval_data = load_sft_dataset(cfg.eval_data)
+        elif cfg.eval_fraction > 0:
+            train_data, eval_data = split_eval(train_data, cfg.eval_fraction, cfg.seed)
+        if not cfg.padding_free and "packed" in (train_data.kind, eval_data.kind if eval_data else ""):
+            raise ConfigError("packed data (from `sftdata pack`) needs padding-free batches: drop --no-padding-free")
+        self.train_data, self.eval_data = train_data, eval_data
+
+        # ---- tokenizer and model
+        if self.resume_path is not None:
+            model = tokenizer = None
+            tok_src: str | None = str(self.resume_path)
+        else:
+            tok_src = cfg.tokenizer or cfg.model
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tok_src)
+        attn_impl, backend = attn_for(cfg.padding_free, cfg.attn_implementation)
+        if backend is not None:
+            attention.set_backend(backend)
+        self.param_dtype = torch.bfloat16 if cfg.precision == "bf16-true" else torch.float32
+        if model is not None:
+            attention.register()
+            model.set_attn_implementation(attn_impl)
+            model.to(self.param_dtype)
+            model.config.use_cache = False
+            model.train()
+            self.hf_model = model
+        else:
+            model_src = str(self.resume_path) if self.resume_path is not None else cfg.model
+            self.hf_model = load_model(
+                model_src, tokenizer=self.tokenizer, dtype=self.param_dtype, attn_implementation=attn_impl,
+                seed=cfg.seed,
+            )
+        mc = self.hf_model.config
+        self._flops_shape = dict(
+            matmul_params=count_matmul_params(self.hf_model),
+            n_layers=mc.num_hidden_layers,
+            n_heads=mc.num_attention_heads,
+            head_dim=getattr(mc, "head_dim", None) or mc.hidden_size // mc.num_attention_heads,
+        )
+        if cfg.activation_checkpointing:
+            if hasattr(self.hf_model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+                self.hf_model.activation_checkpointing_enable({"use_reentrant": False})
+            else:
+                self.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.wrapper = SFTLossModel(self.hf_model, chunk_size=cfg.loss_chunk_size)
+        if cfg.compile:
+            for layer in decoder_layers(self.hf_model):
+                layer.compile()
+        self.wrapper.to(self.device)
+        self.fsdp = info.distributed
+        if self.fsdp:
+            apply_fsdp2(
+                self.wrapper, self.hf_model, precision=cfg.precision, reshard_after_forward=cfg.fsdp_reshard_after_forward
+            )
+        if cfg.precision == "bf16-mixed" and not self.fsdp:
+            self._autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
+        else:
+            self._autocast = contextlib.nullcontext
+
+        # ---- batches
+        self.collator = make_collator(
+            padding_free=cfg.padding_free, pad_token_id=self.tokenizer.pad_token_id,
+            pad_to_multiple_of=cfg.pad_to_multiple_of,
+        )
+        self.sampler = make_batch_sampler(
+            train_data.lengths, max_tokens=cfg.max_tokens_per_batch, padding_free=cfg.padding_free,
+            shuffle=cfg.shuffle, seed=cfg.seed, info=info,
+        )
+        self.stream = MicroBatchStream(
+            train_data, self.sampler, self.collator, num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        if cfg.max_steps > 0:
+            self.total_steps = cfg.max_steps
+        else:
+            self.total_steps = max(1, int(cfg.num_epochs * self.stream.batches_per_epoch // cfg.grad_accum))
+        self.eval_plan = (
+            eval_batches(eval_data, max_tokens=cfg.max_tokens_per_batch, padding_free=cfg.padding_free, info=info)
+            if eval_data is not None
+            else None
+        )
+
+        # ---- optimisation
+        self.optimizer = build_optimizer(self.wrapper, cfg, self.device)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
+        self.step = 0
+        self.tokens_seen = 0
+        self.trained_tokens_seen = 0
+        if self.resume_path is not None:
+            self._restore(self.resume_path)
+        self.peak_tflops = cfg.peak_tflops
+        if self.peak_tflops is None and self.device.type == "cuda":
+            self.peak_tflops = measure_bf16_peak_tflops(self.device)
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict[str, Any]:
+        sampler_state = None
+        if hasattr(self.sampler, "state_dict"):
+            try:
+                sampler_state = self.sampler.state_dict()
+            except Exception:  # noqa: BLE001 - informational only
+                sampler_state = None
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "tokens_seen": self.tokens_seen,
+            "trained_tokens_seen": self.trained_tokens_seen,
+            "world_size": self.info.world_size,
+            "stream": self.stream.state_dict(),
+            "sampler": sampler_state,
+            "config": self.config.to_dict(),
+        }
+
+    def _restore(self, path: Path) -> None:
+        state = ckpt.load_training_state(path, self.info)
+        if state.get("world_size") != self.info.world_size:
+            warnings.warn(
+                f"resuming a {state.get('world_size')}-rank checkpoint on {self.info.world_size} ranks: the weights and "
+                "optimizer state are exact, the data order after resuming differs from an uninterrupted run",
+                stacklevel=2,
+            )
+        ckpt.load_optimizer_state(self.wrapper, self.optimizer, path, self.info)
+        self.scheduler.load_state_dict(torch.load(path / ckpt.STATE_DIR / "scheduler.pt", weights_only=False))
+        self.stream.load_state_dict(state["stream"])
+        self.step = int(state["step"])
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.trained_tokens_seen = int(state.get("trained_tokens_seen", 0))
+        ckpt.restore_rng(path, self.info)
+
+    # ------------------------------------------------------------------ one step
+    def _grad_norm_and_clip(self) -> torch.Tensor:
+        params = [p for p in self.wrapper.parameters() if p.grad is not None]
+        grads = [p.grad for p in params]
+        if not grads:
+            return torch.zeros((), device=self.device)
+        total = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+        if hasattr(total, "full_tensor"):  # DTensor under FSDP2: reduce over shards
+            total = total.full_tensor()
+        if self.config.max_grad_norm and self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.config.max_grad_norm, total)
+        return total
+
+    def train_step(self, micro_batches: list[dict[str, Any]]) -> StepOutput:
+        """One optimizer step over this rank's ``micro_batches`` (collated, on CPU or device).
+
+        The loss is normalised by the trained tokens of all micro-batches on all ranks.
+        """
+        info = self.info
+        counts = torch.tensor(
+            [
+                sum(_count_trained(mb["labels"]) for mb in micro_batches),
+                sum(num_tokens(mb) for mb in micro_batches),
+                sum(sum_squared_lengths(mb) for mb in micro_batches),
+            ],
+            dtype=torch.int64,
+            device=self.device,
+        )
+        all_reduce_sum(counts, info)
+        n_global, tokens, sumsq = (int(x) for x in counts.tolist())
+        scale = info.world_size / max(n_global, 1)
+        loss_acc = torch.zeros((), dtype=torch.float32, device=self.device)
+        self.wrapper.train()
+        for i, mb in enumerate(micro_batches):
+            if self.fsdp:
+                self.wrapper.set_requires_gradient_sync(i == len(micro_batches) - 1)
+            mb = batch_to_device(mb, self.device)
+            with self._autocast():
+                loss_sum, _ = self.wrapper(**mb)
+            (loss_sum * scale).backward()
+            loss_acc += loss_sum.detach()
+        grad_norm = self._grad_norm_and_clip()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        all_reduce_sum(loss_acc, info)
+        loss = float(loss_acc) / max(n_global, 1)
+        flops = step_flops(tokens=tokens, sum_sq_lengths=sumsq, **self._flops_shape)
+        return StepOutput(loss=loss, grad_norm=float(grad_norm), lr=lr, trained_tokens=n_global, tokens=tokens, flops=flops)
+
+    # ------------------------------------------------------------------ eval
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean NLL per trained token over the whole held-out split (all ranks), or None without one."""
+        if self.eval_plan is None:
+            return None
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        first = next((b for b in self.eval_plan if b is not None), None)
+        was_training = self.wrapper.training
+        self.wrapper.eval()
+        for idx in self.eval_plan:
+            if idx is None and first is None:
+                continue
+            batch = collate_indices(self.eval_data, idx if idx is not None else first, self.collator)
+            batch = batch_to_device(batch, self.device)
+            with self._autocast():
+                loss_sum, n = self.wrapper(**batch)
+            if idx is not None:
+                sums[0] += loss_sum.double()
+                sums[1] += n.double()
+        self.wrapper.train(was_training)
+        all_reduce_sum(sums, self.info)
+        return float(sums[0] / sums[1].clamp_min(1))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoint-<step>`` (all ranks must call)."""
+        return ckpt.save_checkpoint(
+            self.output_dir, self.step, wrapper=self.wrapper, hf_model=self.hf_model, tokenizer=self.tokenizer,
+            optimizer=self.optimizer, scheduler=self.scheduler, state=self._state(), info=self.info,
+            save_total_limit=self.config.save_total_limit,
+        )
+
+    def export(self) -> Path:
+        """Write the model alone to ``<output_dir>/final`` in ``save_dtype``."""
+        sd = self.config.save_dtype
+        if sd == "auto":
+            dtype = torch.bfloat16 if self.config.precision.startswith("bf16") else torch.float32
+        else:
+            dtype = getattr(torch, sd)
+        return ckpt.export_model(
+            self.output_dir / "final", wrapper=self.wrapper, hf_model=self.hf_model, tokenizer=self.tokenizer,
+            info=self.info, dtype=dtype,
+        )
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainResult:
+        """Run until ``total_steps`` (or ``stop_at_step``); checkpoints, eval and metrics as configured."""
+        cfg, info = self.config, self.info
+        result = TrainResult(output_dir=self.output_dir, step=self.step, first_step=self.step)
+        if info.is_main:
+            cfg.to_yaml(self.output_dir / "config.yaml")
+        logger = MetricsLogger(
+            self.output_dir, enabled=info.is_main, total_steps=self.total_steps, start_step=self.step,
+            progress_bar=cfg.progress_bar, tensorboard=cfg.tensorboard,
+        )
+        meter = Throughput()
+        interval_loss, interval_trained = 0.0, 0
+        last_saved = self.step if self.resume_path is not None else -1
+        stop_at = cfg.stop_at_step if cfg.stop_at_step is not None else self.total_steps
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        try:
+            while self.step < min(self.total_steps, stop_at):
+                micro = [next(self.stream) for _ in range(cfg.grad_accum)]
+                out = self.train_step(micro)
+                self.step += 1
+                self.tokens_seen += out.tokens
+                self.trained_tokens_seen += out.trained_tokens
+                result.losses.append(out.loss)
+                if not math.isfinite(out.loss):
+                    raise FloatingPointError(f"non-finite loss {out.loss} at step {self.step}")
+                meter.add(out.tokens, out.trained_tokens, out.flops)
+                interval_loss += out.loss * out.trained_tokens
+                interval_trained += out.trained_tokens
+                is_last = self.step >= min(self.total_steps, stop_at)
+                record: dict[str, Any] | None = None
+                if self.step % cfg.log_steps == 0 or is_last:
+                    rates = meter.rates(world_size=info.world_size, peak_tflops=self.peak_tflops)
+                    record = {
+                        "step": self.step,
+                        "loss": interval_loss / max(interval_trained, 1) if interval_trained else out.loss,
+                        "lr": out.lr,
+                        "grad_norm": out.grad_norm,
+                        **rates,
+                        "peak_memory_gb": peak_memory_gb(self.device),
+                        "epoch": self.stream.epoch + self.stream.batch_in_epoch / max(1, self.stream.batches_per_epoch),
+                        "tokens": self.tokens_seen,
+                        "trained_tokens": self.trained_tokens_seen,
+                    }
+                    interval_loss, interval_trained = 0.0, 0
+                    meter.reset()
+                do_eval = self.eval_plan is not None and (
+                    (cfg.eval_steps and self.step % cfg.eval_steps == 0) or (is_last and self.step == self.total_steps)
+                )
+                if do_eval:
+                    eval_loss = self.evaluate()
+                    result.eval_losses[self.step] = eval_loss
+                    record = record or {"step": self.step}
+                    record["eval_loss"] = eval_loss
+                    meter.reset()
+                if record is not None:
+                    logger.log(record)
+                logger.advance()
+                if (cfg.save_steps and self.step % cfg.save_steps == 0) or is_last:
+                    result.last_checkpoint = self.save_checkpoint()
+                    last_saved = self.step
+                    meter.reset()
+            if last_saved != self.step and self.step > 0:
+                result.last_checkpoint = self.save_checkpoint()
+            elif result.last_checkpoint is None and self.resume_path is not None:
+                result.last_checkpoint = self.resume_path
+            result.completed = self.step >= self.total_steps
+            if result.completed:
+                result.final_model_dir = self.export()
+        finally:
+            logger.close()
+        result.step = self.step
+        return result
+
+
+def train(config: TrainConfig | dict | str | os.PathLike) -> TrainResult:
+    """Train as configured (a :class:`TrainConfig`, a dict of its keys, or a YAML path).
+
+    Under ``torchrun`` every rank calls this; the process group is created (and destroyed at the
+    end) here when ``WORLD_SIZE > 1``. Returns a :class:`TrainResult` (same on every rank,
+    except that only rank 0 writes files).
+    """
+    trainer = Trainer(config)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer._owns_pg:
+            from .distributed import cleanup
+
+            cleanup()

@@ -1,0 +1,228 @@
+r"""The SFT loss: next-token cross-entropy on the trained positions only.
+
+Definition (transformers' ``ForCausalLMLoss`` with ``num_items_in_batch`` counted over the whole
+step, as its ``Trainer`` does since 4.46; TRL's ``SFTTrainer`` with ``assistant_only_loss``): for a
+step made of micro-batches :math:`b` on ranks :math:`r`, with token ids :math:`x` and labels :math:`y`
+(``y_t = -100`` on untrained positions, HF's unshifted convention: position ``t`` predicts
+``y_{t+1}``),
+
+.. math::
+
+    \mathcal{L} = \frac{1}{N}\sum_{r,b}\ \sum_{t:\ y_{t+1}\neq -100} -\log p_\theta(y_{t+1}\mid x_{\le t}),
+    \qquad N = \sum_{r,b} \lvert\{t : y_{t+1} \neq -100\}\rvert .
+
+:math:`N` counts the trained tokens of the whole optimizer step (all micro-batches of the
+gradient accumulation and all data-parallel ranks); it is *not* a mean of per-micro-batch
+means, which would weight the tokens of short micro-batches more.
+
+Memory: the hidden states of the trained positions are selected *before* the LM head, then
+the head and the cross-entropy run in chunks of ``chunk_size`` rows inside one autograd
+function that also computes the gradients chunk by chunk. So at most one
+``(chunk_size, vocab)`` fp32 logits block exists at a time, never ``(tokens, vocab)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def shift_labels(labels: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` targets of each position: ``labels[:, t+1]``, and ``-100`` at the last position."""
+    return F.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
+
+
+def count_trained_tokens(labels: torch.Tensor) -> int:
+    """Number of positions trained by a batch with HF (unshifted) ``labels`` ``(B, T)``."""
+    return int((labels[..., 1:] != IGNORE_INDEX).sum())
+
+
+def cross_entropy_sum_reference(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Textbook reference: sum of ``-log softmax(logits)[target]`` over positions with a trained target.
+
+    Args:
+        logits: ``(B, T, V)`` (any float dtype; computed in fp32).
+        labels: ``(B, T)`` int64, unshifted HF convention.
+
+    Returns:
+        fp32 scalar: the summed negative log-likelihood in nats (divide by
+        :func:`count_trained_tokens` for the mean).
+    """
+    targets = shift_labels(labels)
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(hidden_i @ weight.T + bias, target_i) with gradients computed chunk by chunk in forward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_size):  # type: ignore[override]
+        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        n = hidden.shape[0]
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        for start in range(0, n, chunk_size):
+            h = hidden[start : start + chunk_size]
+            t = targets[start : start + chunk_size]
+            logits = F.linear(h, weight, bias).float()  # (c, V) fp32
+            lse = torch.logsumexp(logits, dim=-1)
+            loss += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if need_h or need_w or need_b:
+                # d(sum CE)/d logits = softmax - onehot, computed in place over the logits block
+                g = logits.sub_(lse[:, None]).exp_()
+                g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
+                if need_b:
+                    grad_b += g.sum(0)
+                g = g.to(hidden.dtype)
+                if need_h:
+                    grad_h[start : start + chunk_size] = g @ weight
+                if need_w:
+                    grad_w += (g.t() @ h).float()
+            del logits
+        ctx.save_for_backward(
+            grad_h if need_h else None, grad_w if need_w else None, grad_b if need_b else None
+        )
+        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):  # type: ignore[override]
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        w_dtype, b_dtype = ctx.dtypes
+        out_h = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
+        out_w = (grad_w * grad_loss).to(w_dtype) if grad_w is not None else None
+        out_b = (grad_b * grad_loss).to(b_dtype) if grad_b is not None else None
+        return out_h, out_w, out_b, None, None
+
+
+def linear_cross_entropy_sum(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Summed cross-entropy of an LM head applied to selected hidden states, in chunks.
+
+    Args:
+        hidden: ``(N, H)`` hidden states of the trained positions only.
+        weight: ``(V, H)`` LM head weight (``lm_head.weight``); ``bias``: optional ``(V,)``.
+        targets: ``(N,)`` int64 token ids in ``[0, V)``.
+        chunk_size: rows per chunk; peak extra memory is about ``2 * chunk_size * V * 4`` bytes.
+
+    Returns:
+        fp32 scalar: ``sum_i -log softmax(hidden_i @ weight.T + bias)[targets_i]`` in nats.
+        Differentiable w.r.t. ``hidden``, ``weight`` and ``bias``. Matmuls run in the dtype of
+        ``hidden``/``weight`` (cast them first for mixed precision); softmax is fp32.
+    """
+    if hidden.shape[0] == 0:
+        return (hidden.sum() * 0.0 + weight.sum() * 0.0).float()  # keeps the graph connected
+    if weight.dtype != hidden.dtype:
+        weight = weight.to(hidden.dtype)
+    if bias is not None and bias.dtype != hidden.dtype:
+        bias = bias.to(hidden.dtype)
+    grad_needed = torch.is_grad_enabled() and (
+        hidden.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    )
+    if not grad_needed:
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            logits = F.linear(hidden[start : start + chunk_size], weight, bias).float()
+            loss += F.cross_entropy(logits, targets[start : start + chunk_size], reduction="sum")
+        return loss
+    return _ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, int(chunk_size))
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    dev = t.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return t.dtype
+
+
+def sft_loss_sum(
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor,
+    lm_head: nn.Module,
+    *,
+    chunk_size: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token CE over the trained positions, from the base model's hidden states.
+
+    Args:
+        hidden_states: ``(B, T, H)`` last hidden states (after the final norm).
+        labels: ``(B, T)`` int64, HF unshifted convention (``-100`` = not trained).
+        lm_head: the model's output projection (``nn.Linear(H, V)``).
+
+    Returns:
+        ``(loss_sum, n_trained)``: fp32 scalar sum of NLL in nats, int64 scalar count of trained
+        positions. The SFT loss of a step is ``sum(loss_sum) / sum(n_trained)`` over all its
+        micro-batches and ranks.
+    """
+    targets = shift_labels(labels)
+    keep = targets != IGNORE_INDEX
+    selected = hidden_states[keep]  # (N, H): rows gathered before the head
+    tgt = targets[keep]
+    dtype = _compute_dtype(selected)
+    weight = lm_head.weight
+    bias = getattr(lm_head, "bias", None)
+    loss = linear_cross_entropy_sum(
+        selected.to(dtype), weight.to(dtype), tgt, bias=None if bias is None else bias.to(dtype), chunk_size=chunk_size
+    )
+    return loss, keep.sum()
+
+
+ATTENTION_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+
+class SFTLossModel(nn.Module):
+    """Wraps a HF causal LM so that ``forward(batch)`` returns ``(loss_sum, n_trained)``.
+
+    The hidden states come from the base model (``model.model`` for Qwen3/Llama, generally
+    ``getattr(model, model.base_model_prefix)``); the LM head (``model.get_output_embeddings()``)
+    is applied by :func:`sft_loss_sum` to the trained rows only. Being the module that runs the
+    whole computation, it is also the FSDP2 root, so that the LM head's (possibly tied) weight
+    is gathered during its forward.
+    """
+
+    def __init__(self, model: nn.Module, *, chunk_size: int = 1024) -> None:
+        super().__init__()
+        self.model = model
+        self.chunk_size = chunk_size
+
+    @property
+    def base(self) -> nn.Module:
+        return getattr(self.model, self.model.base_model_prefix)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: the collator's batch (``input_ids``/``labels``/``position_ids`` ``(B, T)`` int64,
+        ``attention_mask`` ``(B, T)`` for padded batches, varlen kwargs for padding-free ones).
+
+        Returns ``(loss_sum, n_trained)`` as in :func:`sft_loss_sum`.
+        """
+        attn_kwargs = {k: kwargs[k] for k in ATTENTION_KWARGS if kwargs.get(k) is not None}
+        out = self.base(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            **attn_kwargs,
+        )
+        return sft_loss_sum(out.last_hidden_state, labels, self.model.get_output_embeddings(), chunk_size=self.chunk_size)

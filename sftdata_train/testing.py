@@ -1,0 +1,129 @@
+"""Small, offline builders for tests, examples and ``bench/train_gpu.py --dry-run``.
+
+Nothing here downloads anything: conversations are synthetic, models are built from configs,
+the char-level tokenizer is made in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data_dir() -> Path | None:
+    """``../shared/data`` next to the repository (real traces), or None when absent."""
+    env = os.environ.get("SFTDATA_SHARED_DATA")
+    path = Path(env) if env else SHARED_DATA
+    return path if path.is_dir() else None
+
+
+def synthetic_conversations(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` OpenAI-style chat rows (``{"messages": [...]}``) of varied lengths, some multi-turn."""
+    rng = random.Random(seed)
+    words = ("alpha beta gamma delta flight booking seat window aisle refund status weather city "
+             "price hotel night train ticket change cancel confirm today tomorrow morning evening").split()
+    rows = []
+    for i in range(n):
+        msgs = []
+        if rng.random() < 0.5:
+            msgs.append({"role": "system", "content": "You are a concise assistant."})
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            q = " ".join(rng.choice(words) for _ in range(rng.randint(3, 25)))
+            a = " ".join(rng.choice(words) for _ in range(rng.randint(2, 30)))
+            msgs.append({"role": "user", "content": f"Q{i}: {q}?"})
+            msgs.append({"role": "assistant", "content": f"A{i}: {a}."})
+        rows.append({"messages": msgs})
+    return rows
+
+
+def prepare_dir(rows_or_path: Any, output: str | os.PathLike, tokenizer: Any = None, **options: Any):
+    """Run ``sftdata.prepare`` (embedded tokenizer by default) and write ``output``; returns the dataset."""
+    from sftdata.prepare import prepare
+
+    return prepare(rows_or_path, tokenizer=tokenizer, output=str(output), **options)
+
+
+def pack_dir(prepared_dir: str | os.PathLike, output: str | os.PathLike, max_length: int, **kw: Any):
+    """``sftdata pack`` of a prepared dir into ``output``; returns the packed dataset."""
+    import datasets
+
+    from sftdata.packing import pack_dataset, save_packed
+
+    ds = datasets.load_from_disk(str(prepared_dir))
+    packed, report = pack_dataset(ds, max_length, **kw)
+    save_packed(packed, report, output)
+    return packed
+
+
+# ----------------------------------------------------------------------------- the reversal task
+REVERSAL_CHARS = ["<pad>", "<", ">", "#"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+
+
+def char_tokenizer():
+    """A char-level ``PreTrainedTokenizerFast`` over :data:`REVERSAL_CHARS` (pad ``<pad>``, eos ``#``)."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(REVERSAL_CHARS)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="#")
+
+
+def four_letter_words(n_train: int, n_test: int, *, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Disjoint random lowercase 4-letter strings for training and held-out evaluation."""
+    rng = random.Random(seed)
+    words: set[str] = set()
+    while len(words) < n_train + n_test:
+        words.add("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(4)))
+    ordered = sorted(words)
+    rng.shuffle(ordered)
+    return ordered[:n_train], ordered[n_train:]
+
+
+def reversal_rows(words: list[str], tokenizer, *, mask_prompt: bool) -> dict[str, list]:
+    """``<abcd>dcba#`` rows in ``sftdata prepare`` columns; the prompt ``<abcd>`` masked or not."""
+    ids, labels = [], []
+    for w in words:
+        x = tokenizer(f"<{w}>{w[::-1]}#")["input_ids"]
+        y = list(x)
+        if mask_prompt:
+            y[:6] = [-100] * 6
+        ids.append(x)
+        labels.append(y)
+    return {"input_ids": ids, "labels": labels, "length": [len(x) for x in ids], "source_index": list(range(len(ids)))}
+
+
+@torch.no_grad()
+def reversal_exact_match(model, tokenizer, words: list[str]) -> float:
+    """Fraction of ``words`` whose 4 reversed chars the model produces by greedy decoding after ``<word>``."""
+    model.eval()
+    x = torch.tensor([tokenizer(f"<{w}>")["input_ids"] for w in words])
+    target = torch.tensor([tokenizer(w[::-1])["input_ids"] for w in words])
+    for _ in range(4):
+        logits = model(input_ids=x, use_cache=False).logits[:, -1]
+        x = torch.cat([x, logits.argmax(-1, keepdim=True)], dim=1)
+    return float((x[:, 6:10] == target).all(dim=1).float().mean())
+
+
+def tiny_qwen3_dir(path: str | os.PathLike, tokenizer, *, seed: int = 0, **size: Any) -> Path:
+    """Save a random-init tiny Qwen3 (sized by ``size``) with ``tokenizer`` to ``path``."""
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    spec = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=256, tie_word_embeddings=True)
+    spec.update(size)
+    vocab = -(-len(tokenizer) // 8) * 8
+    cfg = Qwen3Config(vocab_size=vocab, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return Path(path)

@@ -1,0 +1,37 @@
+"""bench/train_gpu.py is a GPU benchmark; on CPU it must at least show --help and complete --dry-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sftdata_train.testing import prepare_dir, synthetic_conversations
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "train_gpu.py"
+
+
+def _run(args, tmp_path, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=tmp_path)
+
+
+def test_help(tmp_path):
+    out = _run(["--help"], tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Qwen3-0.6B" in out.stdout and "--dry-run" in out.stdout and "--seq-len" in out.stdout
+
+
+def test_dry_run_on_cpu_with_trl(tmp_path):
+    prepare_dir(synthetic_conversations(60, seed=9), tmp_path / "prepared")
+    out = _run(["--dry-run", "--data", str(tmp_path / "prepared"), "--json", str(tmp_path / "r.json")], tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    res = json.loads((tmp_path / "r.json").read_text())
+    names = [r["trainer"] for r in res["results"]]
+    assert names[0] == "sftdata_train" and any(n.startswith("trl") for n in names)
+    for r in res["results"]:
+        assert r["tokens_per_s"] > 0 and r["steps"] == 2
+    assert "tokens/s" in out.stdout and "MFU" in out.stdout
