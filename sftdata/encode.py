@@ -104,12 +104,24 @@ class SpanEncoder:
         truncation: ``"drop"`` (an over-long example is dropped, counted ``too_long``)
             or ``"turns"`` (keep the prefix up to the end of the last whole trained turn
             that fits; dropped with ``no_trained_token_after_truncation`` if none fits).
+        marked: texts carry the plain-text markers of
+            :func:`sftdata.control_tokens.mark_control_tokens`; other texts may contain
+            those private-use characters as ordinary text.
     """
 
-    def __init__(self, tokenizer, *, policy: TurnPolicy | str = TurnPolicy.EXACT, max_length: int | None = None, truncation: str = "drop") -> None:
+    def __init__(
+        self,
+        tokenizer,
+        *,
+        policy: TurnPolicy | str = TurnPolicy.EXACT,
+        max_length: int | None = None,
+        truncation: str = "drop",
+        marked: bool = False,
+    ) -> None:
         if truncation not in ("drop", "turns"):
             raise ValueError(f"truncation must be 'drop' or 'turns', got {truncation!r}")
         self.tokenizer = tokenizer
+        self.marked = marked  # texts carry plain-text markers (special_tokens_in_content="text")
         self.backend = tokenizer.backend_tokenizer
         self.policy = TurnPolicy(policy)
         self.max_length = max_length
@@ -134,7 +146,7 @@ class SpanEncoder:
         Texts whose ``need_offsets`` is False (untrained prompt segments) are encoded
         without offsets, which is about twice as fast.
         """
-        if any(MARK_START in t or MARK_END in t for t in texts):
+        if self.marked:
             return [self._tokenize_marked(t) for t in texts]
         if need_offsets is None or all(need_offsets):
             return [Tokenized(e) for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
@@ -225,7 +237,7 @@ class SpanEncoder:
         """Tokenize and assemble the plans of one conversation (no truncation)."""
         segments = [s for p in plans for s in p.segments]
         main = segments[0] if plans and plans[0].kind == "conversation" else None
-        reuse = self._reuse_prefix and main is not None and len(plans) > 1 and not any(MARK_START in s.text for s in segments)
+        reuse = self._reuse_prefix and main is not None and len(plans) > 1 and not self.marked
         if not reuse:
             toks = self.tokenize([s.text for s in segments], [bool(s.spans) for s in segments])
         else:
@@ -280,7 +292,9 @@ class SpanEncoder:
         return i, max(j, i + 1)
 
     def _check(self, ids: list[int], i: int, j: int, seg: Segment, span: Span) -> None:
-        expected = seg.text[span.start : span.end].replace(MARK_START, "").replace(MARK_END, "")
+        expected = seg.text[span.start : span.end]
+        if self.marked:
+            expected = expected.replace(MARK_START, "").replace(MARK_END, "")
         got = self.decode(ids[i:j])
         if got != expected and i > 0:
             # Decoders that drop a leading space at the start of a decode (SentencePiece's

@@ -98,7 +98,11 @@ class Encoder:
         self.tokenizer = tokenizer
         self._templates: dict[bool, tuple[Renderer, Any]] = {}
         self.span_encoder = SpanEncoder(
-            tokenizer, policy=self.options.turn_policy, max_length=self.options.max_length, truncation=self.options.truncation
+            tokenizer,
+            policy=self.options.turn_policy,
+            max_length=self.options.max_length,
+            truncation=self.options.truncation,
+            marked=self.options.special_tokens_in_content == "text",
         )
         self.eot = end_of_turn_tokens(tokenizer, self.options.end_of_turn)
         self.counters = Counters()
@@ -119,6 +123,7 @@ class Encoder:
                 trim_trailing=o.trim_trailing,
                 # headers are recognised by control tokens only when content cannot contain them
                 control_tokens=control if o.special_tokens_in_content == "reject" else (),
+                marked=o.special_tokens_in_content == "text",
             )
             pattern = control_token_pattern(control) if o.special_tokens_in_content in ("reject", "text") else None
             self._templates[has_tools] = (renderer, pattern)

@@ -127,23 +127,25 @@ class RenderStats:
     history_rewritten: int = 0  # turns whose addition rewrites earlier turns (always extra examples)
 
 
-def _find_all(text: str, sub: str) -> list[int]:
+def _find_all(text: str, sub: str, marked: bool = False) -> list[int]:
     """Start indices of every occurrence of ``sub`` in ``text`` that the template wrote
-    (occurrences marked as plain text from content, ``\ue000<|im_end|>\ue001``, are skipped)."""
+    (with ``marked``, occurrences marked as plain text from content,
+    ``\ue000<|im_end|>\ue001``, are skipped)."""
     out, i = [], text.find(sub)
     while i >= 0:
-        if not (i > 0 and text[i - 1] == MARK_START):
+        if not (marked and i > 0 and text[i - 1] == MARK_START):
             out.append(i)
         i = text.find(sub, i + 1)
     return out
 
 
-def _first_end_of_turn(text: str, eot: Sequence[str], start: int = 0) -> int:
-    """End index (exclusive) of the first end-of-turn token in ``text[start:]``, or -1."""
+def _first_end_of_turn(text: str, eot: Sequence[str], start: int = 0, marked: bool = False) -> int:
+    """End index (exclusive) of the first end-of-turn token in ``text[start:]``, or -1
+    (with ``marked``, control-token text marked as plain text is not a turn end)."""
     best = -1
     for tok in eot:
         i = text.find(tok, start)
-        while i > 0 and text[i - 1] == MARK_START:  # plain text from content, not a turn end
+        while marked and i > 0 and text[i - 1] == MARK_START:
             i = text.find(tok, i + 1)
         if i >= 0 and (best < 0 or i + len(tok) < best):
             best = i + len(tok)
@@ -162,6 +164,8 @@ class Renderer:
         trim_trailing: drop messages after the last trained turn (default True).
         control_tokens: control-token strings of the tokenizer (never in content; used
             to recognise a turn's own header).
+        marked: content went through :func:`sftdata.control_tokens.mark_control_tokens`
+            (``special_tokens_in_content="text"``): marked control-token text is not structure.
     """
 
     def __init__(
@@ -174,9 +178,11 @@ class Renderer:
         train_reasoning: bool = True,
         trim_trailing: bool = True,
         control_tokens: Sequence[str] = (),
+        marked: bool = False,
     ) -> None:
         self.template = template
         self.control = tuple(control_tokens)
+        self.marked = marked
         self.eot = tuple(end_of_turn)
         self.policy = TurnPolicy(policy)
         self.train_roles = frozenset(train_roles)
@@ -271,7 +277,7 @@ class Renderer:
             # Nothing renders before the first message on its own (render([]) fails on most
             # templates), but the template may add a preamble, e.g. a default system prompt:
             # the message starts after the last end-of-turn token that precedes its own.
-            ends = sorted(i + len(t) for t in self.eot for i in _find_all(full_k, t))
+            ends = sorted(i + len(t) for t in self.eot for i in _find_all(full_k, t, self.marked))
             cut = ends[-2] if len(ends) >= 2 else 0
             cut += len(full_k[cut:]) - len(full_k[cut:].lstrip())
             prompt = full_k[:cut]
@@ -301,7 +307,7 @@ class Renderer:
 
     def _finish_turn(self, msg, k: int, prompt: str, raw: str, stats: RenderStats) -> TurnRendering:
         """Cut ``raw`` (what follows the prompt) after the turn's end-of-turn token."""
-        end = _first_end_of_turn(raw, self.eot)
+        end = _first_end_of_turn(raw, self.eot, marked=self.marked)
         ended = end >= 0
         if not ended:
             stats.no_end_of_turn += 1
@@ -364,7 +370,7 @@ class Renderer:
             if shared < len(gen):
                 shared = self._boundary_before(gen, shared)
             start = begin + shared
-            end = _first_end_of_turn(full, self.eot, start)
+            end = _first_end_of_turn(full, self.eot, start, marked=self.marked)
             if end > 0 and all(n in full[start:end] for n in needles):
                 found = (start, end)
         else:
@@ -375,7 +381,7 @@ class Renderer:
                 pos = full.find(header, lo)
                 while pos >= 0 and found is None:
                     start = pos + len(header)
-                    end = _first_end_of_turn(full, self.eot, start)
+                    end = _first_end_of_turn(full, self.eot, start, marked=self.marked)
                     if end > 0 and all(n in full[start:end] for n in needles):
                         found = (start, end)
                     pos = full.find(header, pos + 1)

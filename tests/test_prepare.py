@@ -233,3 +233,13 @@ def test_cli_prepare_with_pack(tmp_path, capsys):
     stats = json.loads((out / "stats.json").read_text())
     assert sum(len(r) for r in ds["source_index"]) == stats["examples_out"]
     assert all(len(r) <= 1024 for r in ds["input_ids"])
+
+
+def test_private_use_characters_in_content_are_plain_text(qwen3):
+    """Regression: U+E000 in content (before <|im_end|>) was taken for a plain-text marker
+    and the end-of-turn token was skipped. Outside special_tokens_in_content="text" the
+    private-use characters are ordinary text."""
+    conv = Conversation((Message("user", "\ue000x?"), Message("assistant", "ok \ue000")))
+    (row,) = Encoder(qwen3, turn_policy="all").encode(conv)
+    trained = qwen3.backend_tokenizer.decode([i for i, lab in zip(row.input_ids, row.labels) if lab != -100], skip_special_tokens=False)
+    assert trained == "<think>\n\n</think>\n\nok \ue000<|im_end|>"
