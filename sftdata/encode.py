@@ -233,15 +233,24 @@ class SpanEncoder:
             out.append(EncodedExample(ids, labels, plan.kind, sorted(turn_ends)))
         return out + extra
 
-    def encode_plans(self, plans: Sequence[PlannedExample], stats: EncodeStats) -> list[EncodedExample]:
-        """Tokenize and assemble the plans of one conversation (no truncation)."""
+    def encode_plans(self, plans: Sequence[PlannedExample], stats: EncodeStats, main_tok: Tokenized | None = None) -> list[EncodedExample]:
+        """Tokenize and assemble the plans of one conversation (no truncation).
+
+        Args:
+            main_tok: the already tokenized text of ``plans[0]`` (a ``conversation`` plan),
+                when the caller tokenized many conversations in one batch.
+        """
         segments = [s for p in plans for s in p.segments]
         main = segments[0] if plans and plans[0].kind == "conversation" else None
         reuse = self._reuse_prefix and main is not None and len(plans) > 1 and not self.marked
-        if not reuse:
+        if main is not None and main_tok is None and (reuse or len(plans) == 1):
+            main_tok = self.tokenize([main.text], [True])[0]
+        if main_tok is None:
             toks = self.tokenize([s.text for s in segments], [bool(s.spans) for s in segments])
+        elif not reuse:
+            toks = [main_tok] + (self.tokenize([s.text for s in segments[1:]], [bool(s.spans) for s in segments[1:]]) if len(segments) > 1 else [])
         else:
-            toks = self.tokenize([main.text], [True]) + [None] * (len(segments) - 1)
+            toks = [main_tok] + [None] * (len(segments) - 1)
             rest = [i for i in range(1, len(segments)) if not self._fill_prefix(segments[i].text, main.text, toks[0], toks, i)]
             for i, tok in zip(rest, self.tokenize([segments[i].text for i in rest], [bool(segments[i].spans) for i in rest])):
                 toks[i] = tok

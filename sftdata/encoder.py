@@ -144,19 +144,28 @@ class Encoder:
             RowError: the example cannot be encoded correctly, or none of its examples
                 fits ``max_length`` (see :class:`~sftdata.errors.Reason`).
         """
+        return self._finish(self._plan(example))
+
+    def _plan(self, example: Conversation | TextExample):
+        """Check or mark control-token text, then render: a TextExample or a list of plans."""
         renderer, pattern = self._renderer(isinstance(example, Conversation) and bool(example.tools))
         if self.options.special_tokens_in_content == "text":
             example = mark_control_tokens(example, pattern)
         else:
             check_no_control_tokens(example, pattern)
         if isinstance(example, TextExample):
-            rows = [self.span_encoder.encode_text(example)]
+            return example
+        try:
+            return renderer.plan(example, self.counters.render)
+        except RowError as e:
+            raise e.with_context(stage="render") from None
+
+    def _finish(self, planned, main_tok=None) -> list[EncodedExample]:
+        """Tokenize (unless given) and assemble, then fit to ``max_length``."""
+        if isinstance(planned, TextExample):
+            rows = [self.span_encoder.encode_text(planned)]
         else:
-            try:
-                plans = renderer.plan(example, self.counters.render)
-            except RowError as e:
-                raise e.with_context(stage="render") from None
-            rows = self.span_encoder.encode_plans(plans, self.counters.encode)
+            rows = self.span_encoder.encode_plans(planned, self.counters.encode, main_tok)
         fitted = [self.span_encoder.fit(r, self.counters.encode) for r in rows]
         kept = [r for r, _ in fitted if r is not None]
         if not kept:
@@ -177,6 +186,8 @@ class Encoder:
 
         out: dict[str, list] = {k: [] for k in ("input_ids", "labels", "length", "source_index", "kind", "truncated", "reject")}
         o = self.options
+        # 1. parse, normalise and render every row of the batch
+        planned: list[Any] = []
         for raw, src in zip(batch["raw"], batch["source_index"]):
             try:
                 row = json.loads(raw)
@@ -186,16 +197,28 @@ class Encoder:
                     example = normalize(row, o.format, messages_field=o.messages_field, tools_field=o.tools_field)
                 except RowError as e:
                     raise e.with_context(stage="normalize") from None
-                rows = self.encode(example)
+                planned.append(self._plan(example))
             except RowError as e:
-                err = e.with_context(row=int(src))
+                planned.append(e.with_context(row=int(src)))
+        # 2. tokenize the main rendering of every conversation in one call (the Rust
+        #    tokenizer spreads a batch over its threads)
+        mains = [i for i, p in enumerate(planned) if isinstance(p, list) and p and p[0].kind == "conversation"]
+        main_toks = dict(zip(mains, self.span_encoder.tokenize([planned[i][0].segments[0].text for i in mains]) if mains else []))
+        # 3. assemble, check and fit each row
+        for i, (p, src) in enumerate(zip(planned, batch["source_index"])):
+            if not isinstance(p, RowError):
+                try:
+                    rows = self._finish(p, main_toks.get(i))
+                except RowError as e:
+                    p = e.with_context(row=int(src))
+            if isinstance(p, RowError):
                 out["input_ids"].append([])
                 out["labels"].append([])
                 out["length"].append(0)
                 out["source_index"].append(int(src))
                 out["kind"].append("")
                 out["truncated"].append(False)
-                out["reject"].append(json.dumps(err.to_dict(), ensure_ascii=False))
+                out["reject"].append(json.dumps(p.to_dict(), ensure_ascii=False))
                 continue
             for r in rows:
                 out["input_ids"].append(r.input_ids)
