@@ -32,7 +32,7 @@ import pyarrow as pa
 from .encoder import Counters, EncodeOptions, Encoder
 from .errors import ConfigError, RowError
 from .stats import build_stats, content_fingerprint, merge_counters, summary
-from .tokenizer import fingerprint, load_tokenizer
+from .tokenizer import fingerprint, load_tokenizer, read_chat_template
 
 OUTPUT_FEATURES_SCHEMA = pa.schema(
     [
@@ -176,8 +176,7 @@ def prepare(
     if tokenizer is None or isinstance(tokenizer, (str, Path)):
         tokenizer = load_tokenizer(tokenizer, chat_template=chat_template)
     elif chat_template is not None:
-        p = Path(chat_template)
-        tokenizer.chat_template = p.read_text(encoding="utf-8") if p.exists() else str(chat_template)
+        tokenizer.chat_template = read_chat_template(chat_template)
 
     t0 = time.perf_counter()
     encoder = Encoder(tokenizer, options)

@@ -66,11 +66,26 @@ def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str
     if not getattr(tok, "is_fast", False):
         raise ConfigError(f"tokenizer {name_or_path!r} is not a fast (Rust) tokenizer; sftdata needs offsets")
     if chat_template is not None:
-        p = Path(chat_template)
-        tok.chat_template = p.read_text(encoding="utf-8") if p.suffix in {".jinja", ".j2", ".txt"} or p.exists() else str(chat_template)
+        tok.chat_template = read_chat_template(chat_template)
     if not tok.chat_template:
         raise ConfigError(f"tokenizer {name_or_path!r} has no chat template; pass --chat-template FILE")
     return tok
+
+
+def read_chat_template(chat_template: str | Path) -> str:
+    """The template text of a ``.jinja`` file, or ``chat_template`` itself when it is
+    template text (contains ``{%`` or ``{{``).
+
+    Raises:
+        ConfigError: a path that does not exist.
+    """
+    text = str(chat_template)
+    if "{%" in text or "{{" in text:
+        return text
+    p = Path(text)
+    if not p.is_file():
+        raise ConfigError(f"chat template file {text!r} does not exist")
+    return p.read_text(encoding="utf-8")
 
 
 def template_source(tokenizer, tools: object = None) -> str:

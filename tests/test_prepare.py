@@ -243,3 +243,15 @@ def test_private_use_characters_in_content_are_plain_text(qwen3):
     (row,) = Encoder(qwen3, turn_policy="all").encode(conv)
     trained = qwen3.backend_tokenizer.decode([i for i, lab in zip(row.input_ids, row.labels) if lab != -100], skip_special_tokens=False)
     assert trained == "<think>\n\n</think>\n\nok \ue000<|im_end|>"
+
+
+def test_chat_template_file_option(tmp_path, qwen3, capsys):
+    from sftdata.testing.tokenizers import family_template
+
+    jinja = tmp_path / "chatml.jinja"
+    jinja.write_text(family_template("chatml"))
+    ds = prepare(EXAMPLES, qwen3, chat_template=jinja)
+    text = qwen3.backend_tokenizer.decode(ds[0]["input_ids"], skip_special_tokens=False)
+    assert qwen3.chat_template == family_template("chatml") and "<think>" not in text.split("<|im_start|>assistant")[1]
+    rc = cli_main(["prepare", str(EXAMPLES), "--output", str(tmp_path / "o"), "--chat-template", str(tmp_path / "missing.jinja"), "--no-progress"])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
