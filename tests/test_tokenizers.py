@@ -13,6 +13,7 @@ from jinja2.exceptions import TemplateError
 
 from sftdata.schema import Conversation, Message, ToolCall
 from sftdata.testing import tokenizers as T
+from sftdata.testing import trl_templates as TRL
 from sftdata.testing.strategies import SPECIAL_STRINGS, conversations_for
 
 TOOLS = (
@@ -258,13 +259,13 @@ def test_build_returns_fresh_objects():
 
 # ---- templates bundled with trl ----------------------------------------------------------
 
-trl_dir = T.trl_templates_dir()
+trl_dir = TRL.trl_templates_dir()
 needs_trl = pytest.mark.skipif(trl_dir is None, reason="trl not installed")
 
 
 @pytest.fixture(scope="module")
 def trl_templates():
-    return T.trl_template_families()
+    return TRL.trl_template_families()
 
 
 def caps_conversation(caps: T.TemplateCaps) -> Conversation:
@@ -274,7 +275,7 @@ def caps_conversation(caps: T.TemplateCaps) -> Conversation:
 @needs_trl
 def test_trl_templates_all_accounted_for(trl_templates):
     files = {p.stem for p in trl_dir.glob("*.jinja")}
-    skipped = T.trl_skipped_templates()
+    skipped = TRL.trl_skipped_templates()
     assert files == set(trl_templates) | set(skipped)
     for must in ("qwen3", "qwen2_5", "llama3_1", "phi3", "gemma3", "qwen3_training", "gptoss"):
         assert must in trl_templates, must
@@ -320,7 +321,7 @@ def test_trl_templates_render_caps_conversation(trl_templates):
             assert "Be polite." in text, name
 
 
-_TRL_NAMES = T.trl_template_names()
+_TRL_NAMES = TRL.trl_template_names()
 
 
 @needs_trl
@@ -379,10 +380,10 @@ def test_default_tokenizer_asset():
 
 
 def test_prefix_preserving_probe():
-    assert T.is_prefix_preserving(T.build_tokenizer("llama3"), T.family_caps("llama3"))
-    assert T.is_prefix_preserving(T.build_tokenizer("gemma"), T.family_caps("gemma"))
+    assert TRL.is_prefix_preserving(T.build_tokenizer("llama3"), T.family_caps("llama3"))
+    assert TRL.is_prefix_preserving(T.build_tokenizer("gemma"), T.family_caps("gemma"))
     # grouped tool results / dropped reasoning / system moved to the last user turn
     for f in ("chatml", "qwen3", "mistral"):
-        assert not T.is_prefix_preserving(T.build_tokenizer(f), T.family_caps(f)), f
+        assert not TRL.is_prefix_preserving(T.build_tokenizer(f), T.family_caps(f)), f
     conv = Conversation((Message("user", "a"), Message("assistant", "b"), Message("user", "c")))
-    assert T.is_prefix_preserving(T.build_tokenizer("chatml"), T.family_caps("chatml"), conv)
+    assert TRL.is_prefix_preserving(T.build_tokenizer("chatml"), T.family_caps("chatml"), conv)

@@ -1,0 +1,422 @@
+"""The real chat templates bundled in the ``trl`` wheel, each with an offline tokenizer.
+
+:func:`trl_template_families` pairs every usable ``trl/chat_templates/*.jinja`` file with a
+tokenizer built by :func:`sftdata.testing.tokenizers.make_tokenizer` carrying the special
+tokens, BOS and EOS that template's model uses, and with :class:`TemplateCaps` saying what
+the template renders faithfully (so tests draw matching conversations). Multimodal-only
+templates are listed, with the reason, by :func:`trl_skipped_templates`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .tokenizers import _GEMMA_SPEC, _LLAMA3_SPEC, _QWEN3_SPEC, _QWEN25_SPEC, _THINK_TAGS, _TOOL_TAGS, TemplateCaps, TokenizerSpec, make_tokenizer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerFast
+
+    from ..schema import Conversation
+
+__all__ = [
+    "TrlTemplate",
+    "is_prefix_preserving",
+    "probe_conversation",
+    "trl_skipped_templates",
+    "trl_template_families",
+    "trl_template_names",
+    "trl_templates_dir",
+]
+
+@dataclass(frozen=True)
+class TrlTemplate:
+    """One real chat template from the ``trl`` wheel with a tokenizer that can encode it.
+
+    Attributes:
+        name: the file stem, e.g. ``"qwen3"`` or ``"qwen3_training"``.
+        path: the ``.jinja`` file.
+        tokenizer: a fresh tokenizer whose ``chat_template`` is the file's text.
+        spec: the tokens/bos/eos given to that tokenizer.
+        caps: what the template renders faithfully.
+        notes: quirks worth knowing (e.g. what it silently drops).
+    """
+
+    name: str
+    path: Path
+    tokenizer: "PreTrainedTokenizerFast" = field(repr=False)
+    spec: TokenizerSpec = field(repr=False)
+    caps: TemplateCaps
+    notes: str = ""
+
+
+    @functools.cached_property
+    def prefix_preserving(self) -> bool:
+        """Whether appending a message never changes the text of earlier ones (see :func:`is_prefix_preserving`)."""
+        return is_prefix_preserving(self.tokenizer, self.caps)
+
+
+def probe_conversation(caps: TemplateCaps) -> "Conversation":
+    """A small conversation using what ``caps`` allows: system, one tool round (parallel calls
+    if allowed), reasoning, two user turns; content without leading/trailing whitespace."""
+    from ..schema import Conversation, Message, ToolCall
+
+    msgs = [Message("system", "Be brief.")] if caps.system else []
+    msgs.append(Message("user", "Weather in Paris?"))
+    reasoning = "Think first." if caps.reasoning else None
+    if caps.tools:
+        calls = (ToolCall("get_weather", {"city": "Paris"}, id="call_1"),)
+        if caps.parallel_calls:
+            calls += (ToolCall("get_weather", {"city": "Lyon"}, id="call_2"),)
+        msgs.append(Message("assistant", None if caps.none_content else "", reasoning=reasoning, tool_calls=calls))
+        msgs += [Message("tool", "18C", tool_call_id=c.id, name=c.name) for c in calls]
+    msgs.append(Message("assistant", "It is 18C.", reasoning=reasoning))
+    msgs.append(Message("user", "Thanks."))
+    msgs.append(Message("assistant", "You are welcome.", reasoning=reasoning))
+    tools = (
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather of a city.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        },
+    )
+    return Conversation(tuple(msgs), tools if caps.tools else None)
+
+
+def is_prefix_preserving(tokenizer, caps: TemplateCaps, conv: "Conversation | None" = None) -> bool:
+    """Whether rendering ``messages[:k]`` is always a prefix of rendering ``messages[:k+1]``.
+
+    Checked on ``conv`` (default :func:`probe_conversation` of ``caps``), without generation
+    prompt, for every ``k``; prefixes the template refuses to render are skipped. ``False``
+    means the template rewrites earlier text when a message is appended, e.g. ChatML/Qwen
+    grouping consecutive tool results into one user turn (the closing ``<|im_end|>`` moves),
+    Qwen3 dropping old reasoning after a new user turn, gpt-oss ending the last turn with
+    ``<|return|>`` instead of ``<|end|>``, Mistral moving the system prompt to the last user turn.
+    This is a strict, message-level notion: a masking strategy may well cope with some of these.
+    """
+    conv = conv if conv is not None else probe_conversation(caps)
+    msgs, tools = conv.template_messages(), conv.template_tools()
+    previous = None
+    for k in range(1, len(msgs) + 1):
+        try:
+            text = tokenizer.apply_chat_template(msgs[:k], tools=tools, tokenize=False, date_string="26 Jul 2024")
+        except Exception:  # noqa: BLE001 - a refused prefix says nothing about rewriting
+            previous = None
+            continue
+        if previous is not None and not text.startswith(previous):
+            return False
+        previous = text
+    return True
+
+
+_PHI3_ROLE_TOKENS = ("<|assistant|>", "<|end|>", "<|system|>", "<|user|>")
+_PHI3_SPEC = TokenizerSpec(
+    special_tokens=("<unk>", "<s>", "</s>", "<|endoftext|>") + _PHI3_ROLE_TOKENS,
+    bos_token="<s>",
+    eos_token="<|endoftext|>",
+    pad_token="<|endoftext|>",
+    unk_token="<unk>",
+    rstrip=_PHI3_ROLE_TOKENS,
+)
+_COHERE_SPEC = TokenizerSpec(
+    special_tokens=(
+        "<PAD>", "<UNK>", "<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>",
+        "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>", "<|START_RESPONSE|>", "<|END_RESPONSE|>",
+    ),
+    bos_token="<BOS_TOKEN>",
+    eos_token="<|END_OF_TURN_TOKEN|>",
+    pad_token="<PAD>",
+    unk_token="<UNK>",
+    add_bos=True,
+)
+_DEEPSEEK_SPEC = TokenizerSpec(
+    special_tokens=(
+        "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>",
+        "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
+        "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
+        "<｜tool▁sep｜>",
+    ),
+    added_tokens=_THINK_TAGS,
+    bos_token="<｜begin▁of▁sentence｜>",
+    eos_token="<｜end▁of▁sentence｜>",
+    pad_token="<｜end▁of▁sentence｜>",
+    add_bos=True,
+)
+_GLM_SPEC = TokenizerSpec(
+    special_tokens=(
+        "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+        "<|assistant|>", "<|observation|>",
+    ),
+    added_tokens=_TOOL_TAGS + _THINK_TAGS + ("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"),
+    eos_token="<|endoftext|>",
+    pad_token="<|endoftext|>",
+)
+_GPTOSS_SPEC = TokenizerSpec(
+    special_tokens=(
+        "<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>",
+        "<|constrain|>", "<|return|>", "<|call|>",
+    ),
+    bos_token="<|startoftext|>",
+    eos_token="<|return|>",
+    pad_token="<|endoftext|>",
+)
+_GEMMA3_SPEC = TokenizerSpec(
+    special_tokens=_GEMMA_SPEC.special_tokens + ("<start_of_image>", "<end_of_image>"),
+    bos_token="<bos>",
+    eos_token="<eos>",
+    pad_token="<pad>",
+    unk_token="<unk>",
+    add_bos=True,
+)
+_GEMMA4_SPEC = TokenizerSpec(
+    special_tokens=("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")
+    + (
+        "<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|tool>", "<tool|>", "<|tool_call>", "<tool_call|>",
+        "<|tool_response>", "<tool_response|>", '<|"|>', "<|think|>", "<|image|>", "<|audio|>", "<|video|>",
+    ),
+    bos_token="<bos>",
+    eos_token="<eos>",
+    pad_token="<pad>",
+    unk_token="<unk>",
+    add_bos=True,
+)
+_LFM2_SPEC = TokenizerSpec(
+    special_tokens=(
+        "<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|tool_list_start|>",
+        "<|tool_list_end|>", "<|tool_call_start|>", "<|tool_call_end|>", "<|tool_response_start|>",
+        "<|tool_response_end|>", "<image>",
+    ),
+    added_tokens=_THINK_TAGS,
+    bos_token="<|startoftext|>",
+    eos_token="<|im_end|>",
+    pad_token="<|pad|>",
+)
+_NEMOTRON_SPEC = TokenizerSpec(
+    special_tokens=("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"),
+    added_tokens=_TOOL_TAGS + _THINK_TAGS,
+    bos_token="<s>",
+    eos_token="<|im_end|>",
+    unk_token="<unk>",
+)
+_MUSE_SPEC = TokenizerSpec(
+    special_tokens=(
+        "<|begin_of_text|>", "<|end_of_text|>", "<|start|>", "<|message|>", "<|eot|>", "<|eom|>", "<|patch|>",
+        "<|video|>",
+    ),
+    bos_token="<|begin_of_text|>",
+    eos_token="<|eot|>",
+)
+
+_RAW_NOTES = {
+    "qwen2_5": "Default system prompt; reasoning dropped. As in real Qwen2.5, <tool_response> is plain text "
+    "(not an added token).",
+    "qwen3": "Reasoning shown only after the last real user query; a final assistant turn always gets a think block.",
+    "qwen3_5_think": "Raises on a system message that is not first; <function=...>/<parameter=...> tool calls.",
+    "qwen3_5_nothink": "As qwen3_5_think, but the generation prompt defaults to an empty think block.",
+    "qwen3_6": "As qwen3_5_think, plus a preserve_thinking flag.",
+    "qwen3_8": "As qwen3_6, plus reasoning_effort (prepends an instruction to the system prompt).",
+    "qwen3_instruct_2507": "No reasoning support.",
+    "qwen3_vl": "No reasoning support; a system message that is not first is silently dropped.",
+    "qwen2_5_vl": "No tools: tool_calls are silently dropped and tool messages render as a `tool` ChatML turn.",
+    "llama3": "Llama 3.0: no tools (tool_calls silently dropped); every content trimmed.",
+    "llama3_1": "Single tool call per message (raises otherwise); content beside tool calls is dropped; a "
+    "tool-result string is rendered with tojson (strings are 'iterable' in Jinja), so it appears quoted; "
+    "tools go in the first user turn by default (tools_in_user_message).",
+    "llama3_2": "Like llama3_1 (single tool call; tools in the first user turn); today's date via strftime_now.",
+    "phi3": "No tools (tool messages and calls silently dropped); eos_token appended when "
+    "add_generation_prompt is false; role tokens rstrip whitespace like the real Phi-3 tokenizer "
+    "(the newline after <|end|> is swallowed into the token), so decode(encode(text)) != text.",
+    "phi3_5": "As phi3; an empty system message is skipped.",
+    "gemma": "No system role (raises), strict user/model alternation, no tools, content trimmed.",
+    "gemma3": "System folded into the first user turn; strict alternation; no tools; content trimmed.",
+    "cohere": "Strict alternation, no tools, content stripped.",
+    "cohere2": "Long built-in preamble; strict alternation; no tools.",
+    "deepseekv3": "Tool-call arguments are concatenated as strings, so dict arguments raise: no tool calls. "
+    "All system messages are moved to the top. Content up to </think> is cut.",
+    "deepseekv3_training": "Arguments rendered with tojson, so one tool-calling message renders; caps still "
+    "say tools=False because (1) `ns.is_first` never resets, so every later tool-calling message loses its "
+    "<｜Assistant｜><｜tool▁calls▁begin｜> opener, (2) the <｜tool▁outputs▁end｜> written after trailing tool "
+    "results is not written when a tool-calling message follows (earlier text changes: not prefix-stable), "
+    "and (3) content=None beside calls fails (transformers drops None-valued keys; `content is none` is "
+    "false for an undefined value). All system messages are moved to the top.",
+    "deepseek_r1_distill": "Drops tool calls when content is set; no tool support; reasoning not rendered.",
+    "glm4moe": "Reasoning only after the last user turn; tool calls as <arg_key>/<arg_value> XML.",
+    "gptoss": "Harmony format; today's date via strftime_now (renders change from day to day); a system "
+    "message that is not first is dropped; only one tool call per message is rendered; content and "
+    "thinking together on a tool-call message raise; the final assistant turn ends with <|return|>.",
+    "lfm2": "Assistant tool_calls silently dropped (the model writes them as text); no reasoning.",
+    "lfm2_v2": "Python-style calls inside <|tool_call_start|>[...]<|tool_call_end|>; no reasoning.",
+    "lfm2_2_5": "Has {% generation %} markers natively; <think> read from `thinking`.",
+    "lfm2_2_5_v2": "Has {% generation %} markers natively; <think> read from thinking/reasoning/reasoning_content.",
+    "lfm2_2_5_vl": "Has {% generation %} markers natively.",
+    "nemotron_3_nano": "Hermes/XML-style <function=...> tool calls; reasoning handling like Qwen3.5.",
+    "nemotron_3_super": "As nemotron_3_nano, plus a low_effort flag.",
+    "nemotron_3_ultra": "As nemotron_3_nano, plus a medium_effort flag.",
+    "nemotron_3_5_lightning": "As nemotron_3_ultra without medium_effort.",
+    "muse_glimmer": "ATEM protocol; today's date via strftime_now; content beside tool calls is not rendered "
+    "verbatim; arguments must be a dict.",
+    "gemma4": "Gemma 4 <|turn>ROLE ... <turn|> format; reasoning of a final assistant turn is not rendered.",
+    "gemma4_v2": "As gemma4; no reasoning in tool-calling turns either.",
+    "gemma4_v3": "As gemma4.",
+    "gemma4_v4": "As gemma4.",
+    "gemma4_v5": "Gemma 4 format; renders the reasoning of a final assistant turn.",
+    "diffusion_gemma": "Gemma 4-style format with reasoning.",
+}
+
+# stem -> (spec, caps). Training variants ("<stem>_training") reuse their base entry, with generation markers.
+_TRL_SPECS: dict[str, tuple[TokenizerSpec, TemplateCaps]] = {}
+
+
+def _register(stems: tuple[str, ...], spec: TokenizerSpec, caps: TemplateCaps) -> None:
+    for stem in stems:
+        _TRL_SPECS[stem] = (spec, caps)
+
+
+_register(("qwen2_5",), _QWEN25_SPEC, TemplateCaps(multi_system=True))
+_register(("qwen2_5_vl",), _QWEN25_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
+_register(("qwen3",), _QWEN3_SPEC, TemplateCaps(reasoning=True, multi_system=True))
+_register(("qwen3_5_think", "qwen3_5_nothink", "qwen3_6", "qwen3_8"), _QWEN3_SPEC, TemplateCaps(reasoning=True))
+_register(("qwen3_instruct_2507",), _QWEN3_SPEC, TemplateCaps(multi_system=True))
+_register(("qwen3_vl",), _QWEN3_SPEC, TemplateCaps())
+_register(("llama3",), _LLAMA3_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
+_register(
+    ("llama3_1", "llama3_2"),
+    _LLAMA3_SPEC,
+    TemplateCaps(parallel_calls=False, call_content=False, multi_system=True),
+)
+_register(("phi3", "phi3_5"), _PHI3_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
+_register(("gemma",), _GEMMA_SPEC, TemplateCaps(system=False, tools=False, parallel_calls=False, alternating=True))
+_register(("gemma3",), _GEMMA3_SPEC, TemplateCaps(tools=False, parallel_calls=False, alternating=True))
+_register(("cohere",), _COHERE_SPEC, TemplateCaps(tools=False, parallel_calls=False, alternating=True))
+_register(
+    ("cohere2",), _COHERE_SPEC, TemplateCaps(tools=False, parallel_calls=False, alternating=True, multi_system=True)
+)
+_register(
+    ("deepseekv3", "deepseek_r1_distill"),
+    _DEEPSEEK_SPEC,
+    TemplateCaps(tools=False, parallel_calls=False, none_content=False),
+)
+_register(("glm4moe",), _GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True))
+_register(("gptoss",), _GPTOSS_SPEC, TemplateCaps(reasoning=True, parallel_calls=False, call_content=False))
+_register(("lfm2",), _LFM2_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
+_register(("lfm2_v2",), _LFM2_SPEC, TemplateCaps(multi_system=True))
+_register(("lfm2_2_5", "lfm2_2_5_v2", "lfm2_2_5_vl"), _LFM2_SPEC, TemplateCaps(reasoning=True, multi_system=True))
+_register(
+    ("nemotron_3_nano", "nemotron_3_super", "nemotron_3_ultra", "nemotron_3_5_lightning"),
+    _NEMOTRON_SPEC,
+    TemplateCaps(reasoning=True, multi_system=True),
+)
+_register(("muse_glimmer",), _MUSE_SPEC, TemplateCaps(reasoning=True, call_content=False, multi_system=True))
+_register(("gemma4", "gemma4_v2", "gemma4_v3", "gemma4_v4"), _GEMMA4_SPEC, TemplateCaps(multi_system=True))
+_register(("gemma4_v5", "diffusion_gemma"), _GEMMA4_SPEC, TemplateCaps(reasoning=True, multi_system=True))
+
+#: Training variants whose capabilities differ from their base template's (none at present:
+#: deepseekv3_training renders dict arguments, but its tool rendering is still unusable for
+#: traces with more than one tool-calling message, see its notes).
+_TRAINING_CAPS: dict[str, dict] = {}
+
+#: Templates deliberately left out, with the reason.
+_TRL_SKIPPED: dict[str, str] = {
+    "idefics3": "multimodal only: expects content as a list of {type: text|image} blocks; a string content "
+    "renders as nothing (each character is a 'block' without a type), so text would silently vanish",
+    "smolvlm": "multimodal only: same as idefics3 (string content silently renders as nothing)",
+    "llava_next": "multimodal only: reads message['content'][0]['text']; string content raises",
+}
+
+
+_GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def trl_templates_dir() -> Path | None:
+    """The ``chat_templates`` folder of the installed ``trl`` wheel, or ``None`` when trl is absent."""
+    try:
+        import trl
+    except ImportError:  # pragma: no cover - trl is a test dependency
+        return None
+    path = Path(trl.__file__).with_name("chat_templates")
+    return path if path.is_dir() else None
+
+
+def _trl_entry(stem: str) -> tuple[str, bool]:
+    """(base stem, is_training) for a template file stem."""
+    if stem.endswith("_training"):
+        return stem[: -len("_training")], True
+    return stem, False
+
+
+def trl_skipped_templates() -> dict[str, str]:
+    """Bundled trl templates that :func:`trl_template_families` leaves out, name -> reason.
+
+    Includes the known multimodal-only ones (and their ``_training`` variants) and any file
+    whose family is not known to this module (a newer trl); empty when trl is absent.
+    """
+    root = trl_templates_dir()
+    if root is None:
+        return {}
+    out: dict[str, str] = {}
+    for path in sorted(root.glob("*.jinja")):
+        base, _ = _trl_entry(path.stem)
+        if base in _TRL_SKIPPED:
+            out[path.stem] = _TRL_SKIPPED[base]
+        elif base not in _TRL_SPECS:
+            out[path.stem] = "unknown to sftdata.testing.tokenizers (added in a newer trl?): no token spec"
+    return out
+
+
+def trl_template_names() -> list[str]:
+    """Sorted stems of the bundled trl templates that :func:`trl_template_families` supports (cheap)."""
+    root = trl_templates_dir()
+    if root is None:
+        return []
+    skipped = trl_skipped_templates()
+    return sorted(p.stem for p in root.glob("*.jinja") if p.stem not in skipped)
+
+
+def trl_template_families(names: tuple[str, ...] | None = None) -> dict[str, TrlTemplate]:
+    """Tokenizers for the real chat templates bundled in the installed ``trl`` wheel.
+
+    Args:
+        names: file stems to load (default: every supported ``*.jinja`` file, ``_training``
+            variants included). Unknown or skipped names raise ``KeyError``.
+
+    Returns:
+        ``{stem: TrlTemplate}`` in sorted order; empty when trl is not installed. Each
+        tokenizer is fresh. See :func:`trl_skipped_templates` for what is left out and why.
+    """
+    root = trl_templates_dir()
+    if root is None:
+        return {}
+    skipped = trl_skipped_templates()
+    stems = sorted(p.stem for p in root.glob("*.jinja"))
+    if names is not None:
+        for n in names:
+            if n not in stems or n in skipped:
+                raise KeyError(f"trl template {n!r} is not available: {skipped.get(n, 'no such file')}")
+        stems = [s for s in stems if s in names]
+    out: dict[str, TrlTemplate] = {}
+    for stem in stems:
+        if stem in skipped:
+            continue
+        base, training = _trl_entry(stem)
+        spec, caps = _TRL_SPECS[base]
+        path = root / f"{stem}.jinja"
+        text = path.read_text(encoding="utf-8")
+        caps = dataclasses.replace(
+            caps, generation_markers=bool(_GENERATION_TAG.search(text)), **_TRAINING_CAPS.get(stem, {})
+        )
+        out[stem] = TrlTemplate(
+            name=stem,
+            path=path,
+            tokenizer=make_tokenizer(spec, text, name_or_path=f"trl-template/{stem}"),
+            spec=spec,
+            caps=caps,
+            notes=_RAW_NOTES.get(stem, _RAW_NOTES.get(base, "")) + (" (training variant)" if training else ""),
+        )
+    return out
