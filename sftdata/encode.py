@@ -77,21 +77,68 @@ _MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}|[{MARK
 
 
 class Tokenized:
-    """ids + offsets of one encoded segment (from a ``tokenizers.Encoding``)."""
+    """ids of one encoded segment, with character positions of its tokens.
 
-    __slots__ = ("ids", "starts", "ends")
+    Built from a ``tokenizers.Encoding``, positions are asked of the encoding at the few
+    characters that matter (span boundaries) instead of converting every offset to Python;
+    the full offset lists are built lazily only where a lookup needs them.
+    """
 
-    def __init__(self, encoding, offsets: bool = True) -> None:
-        if encoding is None:  # filled by the caller
-            self.ids, self.starts, self.ends = [], [], []
-            return
-        self.ids: list[int] = encoding.ids
-        if offsets:
-            offs = encoding.offsets
-            self.starts = [o[0] for o in offs]
-            self.ends = [o[1] for o in offs]
-        else:
-            self.starts = self.ends = []
+    __slots__ = ("ids", "_enc", "_starts", "_ends", "_n_chars")
+
+    def __init__(self, encoding=None, n_chars: int = 0) -> None:
+        self._enc = encoding
+        self.ids: list[int] = encoding.ids if encoding is not None else []
+        self._starts: list[int] | None = None if encoding is not None else []
+        self._ends: list[int] | None = None if encoding is not None else []
+        self._n_chars = n_chars
+
+    @classmethod
+    def from_lists(cls, ids: list[int], starts: list[int], ends: list[int]) -> "Tokenized":
+        t = cls()
+        t.ids, t._starts, t._ends = ids, starts, ends
+        return t
+
+    def _materialise(self) -> None:
+        offs = self._enc.offsets
+        self._starts = [o[0] for o in offs]
+        self._ends = [o[1] for o in offs]
+
+    @property
+    def starts(self) -> list[int]:
+        if self._starts is None:
+            self._materialise()
+        return self._starts
+
+    @property
+    def ends(self) -> list[int]:
+        if self._ends is None:
+            self._materialise()
+        return self._ends
+
+    def start(self, i: int) -> int:
+        return self._enc.token_to_chars(i)[0] if self._starts is None else self._starts[i]
+
+    def end(self, i: int) -> int:
+        return self._enc.token_to_chars(i)[1] if self._ends is None else self._ends[i]
+
+    def first_ending_after(self, pos: int) -> int:
+        """Index of the first token whose end is > ``pos`` (``bisect_right(ends, pos)``)."""
+        if self._ends is None and 0 <= pos < self._n_chars:
+            t = self._enc.char_to_token(pos)
+            if t is not None and (t == 0 or self.end(t - 1) <= pos):
+                return t
+        return bisect_right(self.ends, pos)
+
+    def first_starting_at(self, pos: int) -> int:
+        """Index of the first token whose start is >= ``pos`` (``bisect_left(starts, pos)``)."""
+        if self._starts is None:
+            if pos >= self._n_chars:
+                return len(self.ids) if not self.ids or self.start(len(self.ids) - 1) < pos else bisect_left(self.starts, pos)
+            t = self._enc.char_to_token(pos)
+            if t is not None and (t == 0 or self.start(t - 1) < pos):
+                return t if self.start(t) >= pos else t + 1
+        return bisect_left(self.starts, pos)
 
 
 class SpanEncoder:
@@ -148,19 +195,21 @@ class SpanEncoder:
         """
         if self.marked:
             return [self._tokenize_marked(t) for t in texts]
+        texts = list(texts)
         if need_offsets is None or all(need_offsets):
-            return [Tokenized(e) for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+            return [Tokenized(e, len(t)) for e, t in zip(self.backend.encode_batch(texts, add_special_tokens=False), texts)]
         with_off = [t for t, n in zip(texts, need_offsets) if n]
         without = [t for t, n in zip(texts, need_offsets) if not n]
         enc_with = iter(self.backend.encode_batch(with_off, add_special_tokens=False)) if with_off else iter(())
         enc_without = iter(self.backend.encode_batch_fast(without, add_special_tokens=False)) if without else iter(())
-        return [Tokenized(next(enc_with)) if n else Tokenized(next(enc_without), offsets=False) for n in need_offsets]
+        # segments without spans never look up positions
+        return [Tokenized(next(enc_with), len(t)) if n else Tokenized.from_lists(next(enc_without).ids, [], []) for t, n in zip(texts, need_offsets)]
 
     def _tokenize_marked(self, text: str) -> Tokenized:
         """Encode text holding marked control-token text: marked pieces as plain text
         (pre-tokenizer + model, no added-token matching), markers dropped, offsets kept
         in the coordinates of ``text``."""
-        out = Tokenized(None)
+        out = Tokenized.from_lists([], [], [])
         pos = 0
 
         def plain(piece: str, base: int) -> None:
@@ -223,8 +272,8 @@ class SpanEncoder:
                 self._check(ids, offset + i, offset + j, seg, span)
                 labels[offset + i : offset + j] = ids[offset + i : offset + j]
                 for ma, mb in span.masked:
-                    mi = max(i, bisect_left(tok.starts, ma))
-                    mj = min(j, bisect_right(tok.ends, mb))
+                    mi = max(i, tok.first_starting_at(ma))
+                    mj = min(j, tok.first_ending_after(mb))
                     if mj > mi:
                         labels[offset + mi : offset + mj] = [IGNORE_INDEX] * (mj - mi)
                 turn_ends.append(offset + j)
@@ -275,29 +324,27 @@ class SpanEncoder:
         if last is None:
             return False
         cut = last.end()
-        t = bisect_left(full_tok.ends, cut)
-        if t >= len(full_tok.ends) or full_tok.ends[t] != cut or full_tok.starts[t] != last.start():
+        t = full_tok.first_ending_after(cut - 1)
+        if t >= len(full_tok.ids) or full_tok.end(t) != cut or full_tok.start(t) != last.start():
             return False
         tail = self.backend.encode(prompt[cut:], add_special_tokens=False).ids if cut < len(prompt) else []
-        out = Tokenized(None)
-        out.ids = full_tok.ids[: t + 1] + tail
-        toks[i] = out
+        toks[i] = Tokenized.from_lists(full_tok.ids[: t + 1] + tail, [], [])
         return True
 
     @staticmethod
     def _token_range(tok: Tokenized, span: Span) -> tuple[int, int] | None:
-        i = bisect_right(tok.ends, span.start)  # first token ending after the span start
-        j = bisect_left(tok.starts, span.end)  # first token starting at/after the span end
-        if i >= j or tok.starts[i] < span.start or tok.ends[j - 1] > span.end:
+        i = tok.first_ending_after(span.start)
+        j = tok.first_starting_at(span.end)
+        if i >= j or tok.start(i) < span.start or tok.end(j - 1) > span.end:
             return None
-        if i > 0 and tok.ends[i - 1] > span.start:
+        if i > 0 and tok.end(i - 1) > span.start:
             return None
         return i, j
 
     @staticmethod
     def _overlap_range(tok: Tokenized, span: Span) -> tuple[int, int]:
-        i = bisect_right(tok.ends, span.start)
-        j = bisect_left(tok.starts, span.end)
+        i = tok.first_ending_after(span.start)
+        j = tok.first_starting_at(span.end)
         return i, max(j, i + 1)
 
     def _check(self, ids: list[int], i: int, j: int, seg: Segment, span: Span) -> None:

@@ -87,6 +87,9 @@ class _Namespace(jinja2.utils.Namespace):
             raise jinja2.exceptions.SecurityError(f"templates cannot set underscore attribute {name!r} on a namespace")
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class _CachedSandbox(ImmutableSandboxedEnvironment):
     """``ImmutableSandboxedEnvironment`` whose attribute safety verdicts are memoised.
 
@@ -99,6 +102,17 @@ class _CachedSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._verdicts: dict[tuple[type, str], bool] = {}
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``message.role`` on a plain dict: jinja tries the Python attribute first, then the
+        item; for names that are not ``dict`` attributes the first try always fails, so go
+        to the item directly (item access needs no attribute safety check in jinja either)."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         key = (type(obj), attr)

@@ -140,7 +140,7 @@ def _check_exact(tok, conv, rows, eot):
 
 def _encode_or_justified_refusal(name, tok, conv, policy, eot):
     """Encode, or check that the refusal is justified: the template itself refused (Gemma:
-    "System role not supported"); a turn was refused as not located only where the oracle
+    "System role not supported"); the text spells a control token; a turn was refused as not located only where the oracle
     agrees that its rendering is not a prefix-consistent turn; a decode check failed only
     on a tokenizer that cannot round-trip text (Phi-3 strips whitespace at added tokens)."""
     try:
@@ -148,6 +148,11 @@ def _encode_or_justified_refusal(name, tok, conv, policy, eot):
     except RowError as e:
         if e.reason.value == "turn_not_located":
             assert _oracle_turns(tok, conv, eot) is None, str(e)
+        elif e.reason.value == "special_token_in_content":
+            # random text can spell a template's control token (GLM's "<sop>"): the default
+            # policy refuses it; check that the named text really is in the conversation
+            spelled = str(e).split("control token ")[1].split("'")[1]
+            assert spelled in repr(conv) or spelled in json.dumps(conv.to_row(), ensure_ascii=False), str(e)
         else:
             assert e.reason.value == "template_error" or (e.reason.value == "mask_check_failed" and not _lossless(name)), str(e)
         return None
