@@ -26,14 +26,6 @@ VOCAB = 96
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is ~100x faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def make_model(arch: str, attn: str):
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config

@@ -35,9 +35,6 @@ embeddings).
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 from sftdata_train.loop import train
 from sftdata_train.testing import char_tokenizer, four_letter_words, reversal_exact_match, reversal_rows, tiny_qwen3_dir
 
@@ -46,13 +43,6 @@ SEEDS = (0, 1, 2)
 MODEL_SIZE = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=2, head_dim=8)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _run(tmp_path, tok, test_words, *, seed: int, mask_prompt: bool) -> float:

@@ -16,11 +16,8 @@ from sftdata_train.attention import (
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_and_backend():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _reset_backend():
     yield
-    torch.set_num_threads(n)
     attention.set_backend("auto")
 
 

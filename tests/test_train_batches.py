@@ -18,13 +18,6 @@ from sftdata_train.testing import pack_dir, prepare_dir, synthetic_conversations
 STEPS = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):

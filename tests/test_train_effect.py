@@ -12,13 +12,6 @@ from sftdata_train.loop import Trainer
 from sftdata_train.testing import prepare_dir, shared_data_dir, synthetic_conversations
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.mark.shared_data
 def test_loss_falls_on_prepared_real_traces(tmp_path):

@@ -24,13 +24,6 @@ from sftdata_train.testing import prepare_dir, synthetic_conversations
 STEPS = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _args(data, out, **kw):
     base = dict(data=data, output_dir=out, precision="fp32", lr=2e-3, warmup_steps=1, max_steps=STEPS,

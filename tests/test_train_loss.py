@@ -18,14 +18,6 @@ from sftdata_train.loss import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: intra-op threads fight each other; one thread is several times faster here.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # --------------------------------------------------------------------------- the seed example
 # Vocabulary (6 words):       0 "The"  1 "cat"  2 "sat"  3 "on"  4 "mat"  5 "<eos>"

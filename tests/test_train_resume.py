@@ -13,13 +13,6 @@ from sftdata_train.loop import Trainer, train
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
