@@ -63,9 +63,17 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
 
 
 def cleanup() -> None:
-    """Destroy the process group if we created one."""
+    """Destroy the process group if we created one.
+
+    All ranks meet at a barrier first: a rank that tears gloo down while another still
+    has collective work in flight aborts the process ("terminate called without an
+    active exception"), which failed the two-process test now and then.
+    """
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:
