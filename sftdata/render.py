@@ -108,7 +108,6 @@ class TurnRendering:
     message: int
     prompt: str  # P_k (cut where F_k diverges, if it does)
     generated: str  # G_k
-    ended: bool  # G_k ends with an end-of-turn token
     masked: tuple[tuple[int, int], ...] = ()  # relative to `generated`
 
 
@@ -308,8 +307,7 @@ class Renderer:
     def _finish_turn(self, msg, k: int, prompt: str, raw: str, stats: RenderStats) -> TurnRendering:
         """Cut ``raw`` (what follows the prompt) after the turn's end-of-turn token."""
         end = _first_end_of_turn(raw, self.eot, marked=self.marked)
-        ended = end >= 0
-        if not ended:
+        if end < 0:
             stats.no_end_of_turn += 1
             end = len(raw.rstrip())
         generated = raw[:end]
@@ -327,7 +325,7 @@ class Renderer:
                 stats.reasoning_not_rendered += 1
             elif not self.train_reasoning:
                 masked = ((pos, pos + len(r)),)
-        return TurnRendering(k, prompt, generated, ended, masked)
+        return TurnRendering(k, prompt, generated, masked)
 
     def _render(self, messages: list[dict], n: int, tools, add_generation_prompt: bool = False) -> str:
         """``render(messages[:n])``, memoised within one :meth:`plan` call."""
