@@ -1,0 +1,446 @@
+"""Prefix trees of token sequences: many examples of one conversation in one row.
+
+When a chat template rewrites history (Qwen3 drops earlier reasoning, gpt-oss drops the
+analysis of tool calls once a final answer follows), every rewritten turn is its own
+inference-time sequence ``P_k + G_k``. Those sequences share long prefixes (system prompt,
+tool schemas, earlier turns). A *tree row* stores their token trie once, serialised
+depth-first (pre-order), so each shared prefix is stored and computed once::
+
+    sequences                         tree row (DFS order)          parent  depth
+    A:  s y s u 1 a 1                 0 s                             -1      0
+    B:  s y s u 1 b 1 b 2             1 y                              0      1
+                                      2 s                              1      2
+                                      3 u                              2      3
+                                      4 1                              3      4
+                                      5 a   (A's branch)               4      5
+                                      6 1                              5      6
+                                      7 b   (B's branch)               4      5
+                                      8 1                              7      6
+                                      9 2                              8      7
+
+Columns of a tree row (all ``list<int32>`` of length ``n``):
+
+* ``input_ids``: the tokens in DFS order;
+* ``labels``: unshifted (Hugging Face convention): ``-100`` or ``input_ids[i]``. A trained
+  token ``i`` is predicted from the position of its **parent** (``parent[i]``), which is
+  ``i - 1`` except at the first token of a branch;
+* ``parent``: index of each token's parent, ``-1`` for a root; ``parent[i] < i``;
+* ``position_ids``: the depth of each token (``0`` at a root), i.e. its position in the
+  linear sequence it belongs to, which is what RoPE must see.
+
+A row that is a single path (no branch) stores ``parent = position_ids = []``: it is exactly
+an ordinary linear row (``parent[i] = i - 1``, ``position_ids = 0..n-1``).
+
+Attention in a tree row: token ``q`` attends to token ``k`` iff ``k`` is an ancestor of ``q``
+or ``q`` itself. In DFS order the subtree of ``k`` is the contiguous range
+``[k, subtree_end[k])``, so the rule is ``k <= q < subtree_end[k]`` (see :func:`subtree_end`).
+The same rule describes packed linear sequences (``subtree_end`` = end of the sequence),
+so one mask serves linear, packed and tree rows (Tree Training, arXiv 2511.00413, uses the
+same DFS serialisation).
+
+Guarantees of :class:`TrieBuilder` (checked by :func:`check_tree`):
+
+* every trained token is trained once: summing the loss over the tree's trained tokens equals
+  summing it over the linear examples it was built from (no weight column is needed);
+* no position has two trained children, so "the target predicted at position ``p``" is
+  well defined (:func:`shift_labels`): a Hugging Face model can train a tree batch through its
+  own loss with ``shift_labels``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+IGNORE_INDEX = -100
+
+__all__ = [
+    "IGNORE_INDEX",
+    "TreeRow",
+    "TrieBuilder",
+    "check_tree",
+    "common_prefix_len",
+    "depths",
+    "shift_labels",
+    "subtree_end",
+    "unroll",
+]
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two int lists (C-speed slice compares, O(n log n))."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # invariant: a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@dataclass(slots=True)
+class TreeRow:
+    """One tree row (see the module docstring for the columns).
+
+    Attributes:
+        input_ids, labels: ``(n,)`` token ids and unshifted labels.
+        parent, position_ids: ``(n,)``, or both empty for a single path.
+        linear_length: tokens the same examples take as linear rows (sum of the lengths of
+            every root-to-leaf path); ``n`` for a single path.
+        num_paths: number of root-to-leaf paths (linear examples).
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    parent: list[int] = field(default_factory=list)
+    position_ids: list[int] = field(default_factory=list)
+    linear_length: int = 0
+    num_paths: int = 1
+
+    @property
+    def is_path(self) -> bool:
+        return not self.parent
+
+    @property
+    def num_trained(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+class _Chain:
+    """A run of trie nodes ``tokens[0..]`` whose first node hangs below ``attach`` (chain, offset)."""
+
+    __slots__ = ("tokens", "labels", "attach", "branches")
+
+    def __init__(self, tokens: list[int], labels: list[int], attach: tuple[int, int] | None) -> None:
+        self.tokens = tokens
+        self.labels = labels
+        self.attach = attach
+        self.branches: dict[int, list[int]] = {}  # offset -> chain ids attached below that node
+
+
+class TrieBuilder:
+    """Merges token sequences with labels into one prefix tree.
+
+    Sequences are inserted in order; each one shares the longest prefix it has in common with
+    any sequence inserted before (same tokens), and the rest becomes a new branch. Where
+    sharing would train one node twice, or give one node two trained children, the new
+    sequence branches earlier instead (so the guarantees in the module docstring hold; this
+    only happens on pathological templates).
+
+    Example::
+
+        b = TrieBuilder()
+        b.add(ids_F, [-100] * len(ids_F))          # the training rendering, untrained
+        b.add(ids_P + ids_G, [-100] * len(ids_P) + ids_G)
+        row = b.build()
+    """
+
+    def __init__(self) -> None:
+        self._chains: list[_Chain] = []
+        self._paths: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # (tokens, [(chain, path_start, length)])
+
+    # -- insertion ----------------------------------------------------------------
+    def add(self, input_ids: Sequence[int], labels: Sequence[int]) -> None:
+        """Insert one sequence. ``labels`` is ``-100`` or the token id at each position.
+
+        Raises:
+            ValueError: different lengths, an empty sequence, or a label that is neither
+                ``-100`` nor its token.
+        """
+        ids, labs = list(input_ids), list(labels)
+        if len(ids) != len(labs) or not ids:
+            raise ValueError(f"a tree sequence needs tokens and labels of the same non-zero length, got {len(ids)} and {len(labs)}")
+        trained = [i for i, (t, y) in enumerate(zip(ids, labs)) if y != IGNORE_INDEX]
+        if any(labs[i] != ids[i] for i in trained):
+            raise ValueError("labels must be -100 or equal to input_ids at every position")
+        best, best_len = None, 0
+        for p, (toks, _) in enumerate(self._paths):
+            n = common_prefix_len(ids, toks)
+            if n > best_len:
+                best, best_len = p, n
+        segs = self._paths[best][1] if best is not None else []
+        share = self._safe_share(segs, best_len, ids, labs, trained)
+        for i in trained:
+            if i < share:
+                c, j = self._node(segs, i)
+                self._chains[c].labels[j] = labs[i]
+        new_segs = self._cut(segs, share)
+        if share < len(ids):
+            attach = self._node(segs, share - 1) if share > 0 else None
+            cid = len(self._chains)
+            self._chains.append(_Chain(ids[share:], labs[share:], attach))
+            if attach is not None:
+                self._chains[attach[0]].branches.setdefault(attach[1], []).append(cid)
+            new_segs.append((cid, share, len(ids) - share))
+        self._paths.append((ids, new_segs))
+
+    @staticmethod
+    def _node(segs: list[tuple[int, int, int]], i: int) -> tuple[int, int]:
+        """(chain, offset) of the node at index ``i`` of a path given as segments."""
+        for c, start, n in segs:
+            if start <= i < start + n:
+                return c, i - start
+        raise IndexError(i)
+
+    @staticmethod
+    def _cut(segs: list[tuple[int, int, int]], length: int) -> list[tuple[int, int, int]]:
+        out = []
+        for c, start, n in segs:
+            if start >= length:
+                break
+            out.append((c, start, min(n, length - start)))
+        return out
+
+    def _trained_children(self, node: tuple[int, int] | None) -> list[tuple[int, int]]:
+        """Children of ``node`` (chain, offset) whose label is trained."""
+        if node is None:
+            return []
+        c, j = node
+        ch = self._chains[c]
+        out = []
+        if j + 1 < len(ch.tokens) and ch.labels[j + 1] != IGNORE_INDEX:
+            out.append((c, j + 1))
+        for b in ch.branches.get(j, ()):
+            if self._chains[b].labels[0] != IGNORE_INDEX:
+                out.append((b, 0))
+        return out
+
+    def _parent(self, node: tuple[int, int]) -> tuple[int, int] | None:
+        c, j = node
+        return (c, j - 1) if j > 0 else self._chains[c].attach
+
+    def _safe_share(self, segs, share: int, ids, labs, trained: list[int]) -> int:
+        """Largest prefix length <= ``share`` that can be shared without training a node twice
+        or giving a node two trained children."""
+        for i in trained:
+            if i >= share:
+                break
+            node = self._node(segs, i)
+            c, j = node
+            if self._chains[c].labels[j] != IGNORE_INDEX:
+                share = i  # already trained by another sequence: branch before it
+                break
+            others = [x for x in self._trained_children(self._parent(node)) if x != node]
+            if others:
+                share = max(i - 1, 0)  # its parent already has a trained child: branch above
+                break
+        while 0 < share < len(ids) and labs[share] != IGNORE_INDEX and self._trained_children(self._node(segs, share - 1)):
+            share -= 1
+        return share
+
+    # -- serialisation ------------------------------------------------------------
+    def build(self) -> TreeRow:
+        """The DFS serialisation (a single path gives ``parent = position_ids = []``)."""
+        if not self._chains:
+            raise ValueError("no sequence was added")
+        if len(self._chains) == 1:
+            ch = self._chains[0]
+            return TreeRow(list(ch.tokens), list(ch.labels), [], [], len(ch.tokens), 1)
+        ids: list[int] = []
+        labels: list[int] = []
+        parent: list[int] = []
+        depth: list[int] = []
+        start: dict[int, int] = {}
+        base_depth: dict[int, int] = {}
+
+        def emit(cid: int) -> None:
+            ch = self._chains[cid]
+            pos = len(ids)
+            start[cid] = pos
+            if ch.attach is None:
+                p, d0 = -1, 0
+            else:
+                ac, aj = ch.attach
+                p = start[ac] + aj
+                d0 = base_depth[ac] + aj + 1
+            base_depth[cid] = d0
+            n = len(ch.tokens)
+            ids.extend(ch.tokens)
+            labels.extend(ch.labels)
+            parent.append(p)
+            parent.extend(range(pos, pos + n - 1))
+            depth.extend(range(d0, d0 + n))
+            for j in sorted(ch.branches, reverse=True):  # pre-order: the continuation came first
+                for b in ch.branches[j]:
+                    emit(b)
+
+        for cid, ch in enumerate(self._chains):
+            if ch.attach is None:
+                emit(cid)
+        par = np.asarray(parent, dtype=np.int64)
+        if _run_starts(par).size == 1:  # branches that only continued a path: still one path
+            return TreeRow(ids, labels, [], [], len(ids), 1)
+        leaves = _leaves(par)
+        dep = np.asarray(depth, dtype=np.int64)
+        return TreeRow(ids, labels, parent, depth, int((dep[leaves] + 1).sum()), int(leaves.size))
+
+
+# ----------------------------------------------------------------------------- arrays
+def _run_starts(par: np.ndarray) -> np.ndarray:
+    """Start of every run (roots and branch starts): where ``parent[i] != i - 1``, plus 0."""
+    starts = par != np.arange(par.size) - 1
+    if par.size:
+        starts[0] = True
+    return np.flatnonzero(starts)
+
+
+def _leaves(parent: np.ndarray) -> np.ndarray:
+    """Indices of the leaves: ``i`` is a leaf iff ``i + 1`` is not its child (DFS order)."""
+    n = parent.size
+    nxt = np.append(parent[1:], -1)
+    return np.flatnonzero(nxt != np.arange(n))
+
+
+def depths(parent: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``int64 (n,)`` depth of every node (``0`` at roots) of a DFS-ordered ``parent`` array."""
+    par = np.asarray(parent, dtype=np.int64)
+    n = par.size
+    out = np.zeros(n, dtype=np.int64)
+    starts = _run_starts(par)
+    bounds = np.append(starts, n)
+    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        d0 = 0 if par[s] < 0 else int(out[par[s]]) + 1
+        out[s:e] = np.arange(d0, d0 + e - s)
+    return out
+
+
+def subtree_end(parent: Sequence[int] | np.ndarray, n: int | None = None) -> np.ndarray:
+    """``int64 (n,)`` exclusive end of each node's subtree in DFS order.
+
+    Token ``q`` may attend to token ``k`` iff ``k <= q < subtree_end[k]``. An empty ``parent``
+    means one linear sequence of ``n`` tokens (every ``subtree_end`` is ``n``).
+
+    Cost: numpy over the tokens plus a Python step per run (a run is a maximal chain
+    ``parent[i] = i - 1``; a row has as many runs as roots plus branches).
+    """
+    par = np.asarray(parent, dtype=np.int64)
+    if par.size == 0:
+        return np.full(int(n or 0), int(n or 0), dtype=np.int64)
+    size = par.size
+    out = np.empty(size, dtype=np.int64)
+    starts = _run_starts(par)
+    ends = np.append(starts[1:], size)
+    # runs in reverse order: every child run comes after its parent run in DFS order
+    for s, e in zip(starts[::-1].tolist(), ends[::-1].tolist()):
+        vals = np.full(e - s, e, dtype=np.int64)
+        kids = starts[(starts >= e)]
+        if kids.size:
+            att = par[kids]
+            mine = (att >= s) & (att < e)
+            if mine.any():
+                np.maximum.at(vals, att[mine] - s, out[kids[mine]])
+        out[s:e] = np.maximum.accumulate(vals[::-1])[::-1]
+    return out
+
+
+def shift_labels(input_ids: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                 parent: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``int64 (n,)`` the target each position predicts: ``shift[parent[i]] = labels[i]`` for
+    every trained ``i`` that has a parent, ``-100`` elsewhere (Hugging Face's ``shift_labels``).
+
+    For an empty ``parent`` (a linear row) this is ``labels[1:] + [-100]``.
+
+    Raises:
+        ValueError: a position with two trained children (not a valid tree row).
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    out = np.full(lab.size, IGNORE_INDEX, dtype=np.int64)
+    par = np.asarray(parent, dtype=np.int64)
+    if par.size == 0:
+        out[:-1] = lab[1:]
+        return out
+    idx = np.flatnonzero((lab != IGNORE_INDEX) & (par >= 0))
+    src = par[idx]
+    if np.unique(src).size != src.size:
+        raise ValueError("a position has two trained children: the tree row is not valid")
+    out[src] = lab[idx]
+    return out
+
+
+def unroll(row: TreeRow | dict) -> list[tuple[list[int], list[int]]]:
+    """The linear examples of a tree row: one per root-to-leaf path, in DFS order of leaves.
+
+    Each trained token is trained in exactly one example: the first leaf (in DFS order) of its
+    subtree, whose path contains the token with its whole context. A single path gives itself.
+    """
+    ids = list(row["input_ids"] if isinstance(row, dict) else row.input_ids)
+    labels = list(row["labels"] if isinstance(row, dict) else row.labels)
+    parent = list(row["parent"] if isinstance(row, dict) else row.parent)
+    if not parent:
+        return [(ids, labels)]
+    par = np.asarray(parent, dtype=np.int64)
+    n = par.size
+    leaves = _leaves(par)
+    lab = np.asarray(labels, dtype=np.int64)
+    # first leaf at or after every node = the leaf owning it
+    owner = np.full(n, n, dtype=np.int64)
+    owner[leaves] = leaves
+    owner = np.minimum.accumulate(owner[::-1])[::-1]
+    is_start = np.zeros(n, dtype=bool)
+    is_start[_run_starts(par)] = True
+    run_start = np.maximum.accumulate(np.where(is_start, np.arange(n), 0))
+    out = []
+    for leaf in leaves.tolist():
+        pieces = []
+        i = leaf
+        while i >= 0:
+            s = int(run_start[i])
+            pieces.append((s, i + 1))
+            i = int(par[s])
+        nodes = np.concatenate([np.arange(a, b) for a, b in reversed(pieces)])
+        path_labels = np.where(owner[nodes] == leaf, lab[nodes], IGNORE_INDEX)
+        out.append(([ids[k] for k in nodes.tolist()], path_labels.tolist()))
+    return out
+
+
+def check_tree(input_ids: Sequence[int], labels: Sequence[int], parent: Sequence[int],
+               position_ids: Sequence[int] | None = None) -> None:
+    """Validate a tree row.
+
+    Raises:
+        ValueError: naming the broken invariant: lengths differ; ``labels[i]`` not ``-100`` or
+            ``input_ids[i]``; ``parent[i] >= i``; not a pre-order serialisation (the parent of
+            ``i`` must be an ancestor-or-self of ``i - 1``); ``position_ids`` not the depths; a
+            position with two trained children.
+    """
+    ids = np.asarray(input_ids, dtype=np.int64)
+    lab = np.asarray(labels, dtype=np.int64)
+    if ids.size != lab.size:
+        raise ValueError(f"labels has {lab.size} entries but input_ids has {ids.size}")
+    if ((lab != IGNORE_INDEX) & (lab != ids)).any():
+        raise ValueError("labels must be -100 or equal to input_ids")
+    if len(parent) == 0:
+        if position_ids is not None and len(position_ids) not in (0, ids.size):
+            raise ValueError("a single-path row has position_ids of another length")
+        return
+    par = np.asarray(parent, dtype=np.int64)
+    if par.size != ids.size:
+        raise ValueError(f"parent has {par.size} entries but input_ids has {ids.size}")
+    if (par >= np.arange(par.size)).any() or (par < -1).any():
+        raise ValueError("parent[i] must be -1 or an earlier index")
+    end = subtree_end(par)
+    ok = (par < 0) | (end[np.maximum(par, 0)] > np.arange(par.size))
+    if par.size and par[0] != -1:
+        raise ValueError("the first token of a tree row must be a root")
+    # pre-order: each parent p of i must still be "open" at i, i.e. i lies in p's subtree and
+    # every node between p and i is a descendant of p
+    for i in _run_starts(par).tolist():
+        p = int(par[i])
+        if p < 0:
+            continue
+        q = i - 1
+        while q != p and q >= 0:
+            q = int(par[q])
+        if q != p:
+            raise ValueError(f"token {i} is not in pre-order: its parent {p} is not an ancestor of token {i - 1}")
+    if not ok.all():
+        raise ValueError("subtree ranges are not contiguous")
+    if position_ids is not None and len(position_ids) and not np.array_equal(np.asarray(position_ids), depths(par)):
+        raise ValueError("position_ids must be the depth of every token")
+    shift_labels(ids, lab, par)  # raises on two trained children

@@ -1,0 +1,189 @@
+"""Properties of prefix-tree rows (sftdata.tree): what is trained, and in which context."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sftdata.tree import IGNORE_INDEX, TrieBuilder, check_tree, depths, shift_labels, subtree_end, unroll
+
+
+def _ancestors(parent, i):
+    out = []
+    while i >= 0:
+        out.append(i)
+        i = parent[i]
+    return out[::-1]
+
+
+def trained_pairs_of_sequences(seqs):
+    """(context tokens, target token) of every trained position with a predictor."""
+    out = Counter()
+    for ids, labels in seqs:
+        for t in range(1, len(ids)):
+            if labels[t] != IGNORE_INDEX:
+                out[(tuple(ids[:t]), ids[t])] += 1
+    return out
+
+
+def trained_pairs_of_tree(row):
+    if not row.parent:
+        return trained_pairs_of_sequences([(row.input_ids, row.labels)])
+    out = Counter()
+    for i, y in enumerate(row.labels):
+        if y != IGNORE_INDEX and row.parent[i] >= 0:
+            ctx = tuple(row.input_ids[k] for k in _ancestors(row.parent, row.parent[i]))
+            out[(ctx, y)] += 1
+    return out
+
+
+@st.composite
+def sequence_sets(draw):
+    """Sequences sharing prefixes (as the renderings of one conversation do), each trained on a
+    suffix or on nothing (the training rendering F is inserted untrained first)."""
+    alphabet = st.integers(0, 5)
+    base = draw(st.lists(alphabet, min_size=1, max_size=30))
+    seqs = [(base, [IGNORE_INDEX] * len(base))]
+    for _ in range(draw(st.integers(0, 5))):
+        src = draw(st.sampled_from([s for s, _ in seqs]))
+        cut = draw(st.integers(0, len(src)))
+        tail = draw(st.lists(alphabet, min_size=0 if cut else 1, max_size=12))
+        ids = src[:cut] + tail
+        if not ids:
+            continue
+        start = draw(st.integers(0, len(ids)))
+        labels = [IGNORE_INDEX] * start + ids[start:]
+        seqs.append((ids, labels))
+    return seqs
+
+
+def _dedupe_training(seqs):
+    """The builder trains every (context, token) once: drop repeated trainings from the input."""
+    seen = set()
+    out = []
+    for ids, labels in seqs:
+        lab = list(labels)
+        for t in range(len(ids)):
+            if lab[t] != IGNORE_INDEX:
+                key = tuple(ids[: t + 1])
+                if key in seen:
+                    lab[t] = IGNORE_INDEX
+                seen.add(key)
+        out.append((ids, lab))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(sequence_sets())
+def test_tree_trains_each_pair_once_in_its_context(seqs):
+    seqs = _dedupe_training(seqs)
+    b = TrieBuilder()
+    for ids, labels in seqs:
+        b.add(ids, labels)
+    row = b.build()
+    check_tree(row.input_ids, row.labels, row.parent, row.position_ids)
+    assert trained_pairs_of_tree(row) == trained_pairs_of_sequences(seqs)
+    # every inserted sequence is a root-to-node path of the tree
+    paths = unroll(row)
+    for ids, _ in seqs:
+        assert any(p[: len(ids)] == ids for p, _ in paths)
+    # the unrolled linear examples train exactly the same pairs
+    assert trained_pairs_of_sequences(paths) == trained_pairs_of_tree(row)
+    assert row.linear_length == sum(len(p) for p, _ in paths)
+    assert row.num_paths == len(paths)
+    assert len(row.input_ids) <= row.linear_length
+
+
+@settings(max_examples=200, deadline=None)
+@given(sequence_sets())
+def test_tree_arrays_agree(seqs):
+    seqs = _dedupe_training(seqs)
+    b = TrieBuilder()
+    for ids, labels in seqs:
+        b.add(ids, labels)
+    row = b.build()
+    if not row.parent:
+        assert subtree_end([], len(row.input_ids)).tolist() == [len(row.input_ids)] * len(row.input_ids)
+        return
+    par = row.parent
+    assert depths(par).tolist() == row.position_ids
+    end = subtree_end(par)
+    n = len(par)
+    # brute force: k is an ancestor-or-self of q  <=>  k <= q < end[k]
+    for q in range(n):
+        anc = set(_ancestors(par, q))
+        for k in range(n):
+            assert (k in anc) == (k <= q < end[k])
+    shift = shift_labels(row.input_ids, row.labels, par)
+    for i, y in enumerate(row.labels):
+        if y != IGNORE_INDEX and par[i] >= 0:
+            assert shift[par[i]] == y
+    assert int((shift != IGNORE_INDEX).sum()) == sum(1 for i, y in enumerate(row.labels) if y != IGNORE_INDEX and par[i] >= 0)
+
+
+def test_single_path_is_a_plain_row():
+    b = TrieBuilder()
+    b.add([1, 2, 3, 4], [IGNORE_INDEX] * 4)
+    b.add([1, 2, 3], [IGNORE_INDEX, IGNORE_INDEX, 3])  # a turn trained in place
+    row = b.build()
+    assert row.parent == [] and row.position_ids == []
+    assert row.input_ids == [1, 2, 3, 4] and row.labels == [IGNORE_INDEX, IGNORE_INDEX, 3, IGNORE_INDEX]
+    assert unroll(row) == [([1, 2, 3, 4], [IGNORE_INDEX, IGNORE_INDEX, 3, IGNORE_INDEX])]
+
+
+def test_branch_example_from_docstring():
+    s = [10, 11, 10, 12, 1]
+    b = TrieBuilder()
+    b.add(s + [20, 1], [IGNORE_INDEX] * 7)  # the training rendering F, its turn rewritten later
+    b.add(s + [21, 1, 2], [IGNORE_INDEX] * 5 + [21, 1, 2])  # P_k + G_k as the model generates it
+    row = b.build()
+    assert row.input_ids == s + [20, 1, 21, 1, 2]
+    assert row.parent == [-1, 0, 1, 2, 3, 4, 5, 4, 7, 8]
+    assert row.position_ids == [0, 1, 2, 3, 4, 5, 6, 5, 6, 7]
+    assert subtree_end(row.parent).tolist() == [10, 10, 10, 10, 10, 7, 7, 10, 10, 10]
+    assert row.linear_length == 7 + 8 and row.num_paths == 2
+
+
+def test_node_trained_twice_branches_instead():
+    b = TrieBuilder()
+    b.add([1, 2, 3], [IGNORE_INDEX, 2, 3])
+    b.add([1, 2, 3, 4], [IGNORE_INDEX, 2, 3, 4])  # would train 2 and 3 a second time
+    row = b.build()
+    check_tree(row.input_ids, row.labels, row.parent, row.position_ids)
+    assert sum(1 for y in row.labels if y != IGNORE_INDEX) == 5
+
+
+def test_two_trained_children_branch_above():
+    b = TrieBuilder()
+    b.add([1, 2, 3], [IGNORE_INDEX, IGNORE_INDEX, 3])
+    b.add([1, 2, 4], [IGNORE_INDEX, IGNORE_INDEX, 4])  # 2 would predict both 3 and 4
+    row = b.build()
+    check_tree(row.input_ids, row.labels, row.parent, row.position_ids)
+    shift = shift_labels(row.input_ids, row.labels, row.parent)
+    assert sorted(int(x) for x in shift if x != IGNORE_INDEX) == [3, 4]
+
+
+@pytest.mark.parametrize(
+    "parent,msg",
+    [([0, 0], "earlier index"), ([-1, 0, 1, 0, 2], "pre-order"), ([-1, 0, 0], None)],
+)
+def test_check_tree_names_the_invariant(parent, msg):
+    ids = list(range(len(parent)))
+    if msg is None:
+        check_tree(ids, [IGNORE_INDEX] * len(ids), parent)
+        return
+    with pytest.raises(ValueError, match=msg):
+        check_tree(ids, [IGNORE_INDEX] * len(ids), parent)
+
+
+def test_check_tree_rejects_two_trained_children():
+    with pytest.raises(ValueError, match="two trained children"):
+        check_tree([5, 6, 7], [IGNORE_INDEX, 6, 7], [-1, 0, 0])
+
+
+def test_subtree_end_of_a_forest():
+    # two roots: [0,1,2] and [3,4] (a packed row)
+    par = np.array([-1, 0, 1, -1, 3])
+    assert subtree_end(par).tolist() == [3, 3, 3, 5, 5]
