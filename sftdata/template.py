@@ -7,7 +7,8 @@ The environment mirrors the one transformers builds in
 (``ensure_ascii=False`` by default, with ``indent``/``separators``/``sort_keys``),
 and the globals ``raise_exception``, ``strftime_now``, ``dict`` and ``namespace``.
 ``{% generation %}…{% endgeneration %}`` blocks are accepted and rendered as plain
-text: sftdata locates assistant turns itself and never relies on them.
+text; :meth:`ChatTemplate.render_generation_spans` also returns their character spans
+(transformers' ``return_assistant_tokens_mask`` semantics), used by the ``all`` policy.
 
 The variables passed to the template are those transformers passes: ``messages``,
 ``tools``, ``documents`` (``None``), ``add_generation_prompt``, every entry of
@@ -20,6 +21,7 @@ rendering. Equality with ``apply_chat_template`` is tested for every template fa
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
@@ -31,10 +33,19 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .errors import Reason, RowError
 
 
+#: Noncharacters wrapped around ``{% generation %}`` output while its spans are tracked.
+GEN_OPEN, GEN_CLOSE = "\ufdd0", "\ufdd1"
+
+
 class _GenerationBlock(jinja2.ext.Extension):
-    """Accepts ``{% generation %}…{% endgeneration %}`` and renders its body unchanged."""
+    """Accepts ``{% generation %}…{% endgeneration %}``: renders its body unchanged, or wrapped in
+    :data:`GEN_OPEN`/:data:`GEN_CLOSE` while the environment's ``mark_generation`` is set."""
 
     tags = {"generation"}
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        environment.extend(mark_generation=False)
 
     def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -42,6 +53,8 @@ class _GenerationBlock(jinja2.ext.Extension):
         return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
 
     def _render(self, caller: Any) -> str:
+        if self.environment.mark_generation:  # type: ignore[attr-defined]
+            return GEN_OPEN + caller() + GEN_CLOSE
         return caller()
 
 
@@ -137,6 +150,24 @@ def make_environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+_GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+def _uses_generation_tag(env: jinja2.Environment, source: str) -> bool:
+    """Whether the template source has a ``{% generation %}`` block."""
+    return bool(_GENERATION_TAG.search(source))
+
+
+def _has_marker(value: Any) -> bool:
+    if isinstance(value, str):
+        return GEN_OPEN in value or GEN_CLOSE in value
+    if isinstance(value, Mapping):
+        return any(_has_marker(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_marker(v) for v in value)
+    return False
+
+
 class ChatTemplate:
     """A compiled chat template with fixed special tokens and template kwargs.
 
@@ -155,7 +186,9 @@ class ChatTemplate:
         env = make_environment()
         self._json_memo: dict[tuple, tuple[Any, str]] = {}
         env.filters["tojson"] = self._tojson
+        self._env = env
         self._template = env.from_string(source)
+        self.has_generation_markers = "generation" in source and _uses_generation_tag(env, source)
         self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
 
     def _tojson(self, x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
@@ -181,6 +214,51 @@ class ChatTemplate:
     def prepare_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
         """Drop ``None``-valued keys, as transformers 5.x does before rendering."""
         return [{k: v for k, v in m.items() if v is not None} for m in messages]
+
+    def render_generation_spans(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None, *, prepared: bool = False
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """Render and return the character spans of the ``{% generation %}`` blocks.
+
+        Returns:
+            ``(text, [(start, end), ...])``: the text exactly as :meth:`render` gives it, and
+            the spans of its generation blocks (transformers' ``return_assistant_tokens_mask``
+            marks the tokens inside them).
+
+        Raises:
+            RowError: ``template_error`` as :meth:`render`; ``bad_type`` if the conversation
+                already holds the noncharacters U+FDD0/U+FDD1 used to track the blocks.
+        """
+        self._env.mark_generation = True  # type: ignore[attr-defined]
+        try:
+            raw = self.render(messages, tools, prepared=prepared)
+        finally:
+            self._env.mark_generation = False  # type: ignore[attr-defined]
+        opens, closes = raw.count(GEN_OPEN), raw.count(GEN_CLOSE)
+        if opens != closes or any(_has_marker(m) for m in messages):
+            raise RowError(Reason.BAD_TYPE, "the conversation holds U+FDD0/U+FDD1, used to track generation blocks", field="messages")
+        spans: list[tuple[int, int]] = []
+        parts: list[str] = []
+        removed = depth = pos = 0
+        start = 0
+        while True:
+            i = min((j for j in (raw.find(GEN_OPEN, pos), raw.find(GEN_CLOSE, pos)) if j >= 0), default=-1)
+            if i < 0:
+                parts.append(raw[pos:])
+                break
+            parts.append(raw[pos:i])
+            here = i - removed
+            if raw[i] == GEN_OPEN:
+                if depth == 0:
+                    start = here
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0 and here > start:
+                    spans.append((start, here))
+            removed += 1
+            pos = i + 1
+        return "".join(parts), spans
 
     def render(
         self,
