@@ -455,7 +455,8 @@ _add("ByteDance-Seed-OSS", Entry(
 _add("CohereForAI-c4ai-command-r7b-12-2024-tool_use", Entry(
     "CohereForAI/c4ai-command-r7b-12-2024", _COHERE_R7B_SPEC,
     TemplateCaps(call_content=False, none_content=True), ("<|END_OF_TURN_TOKEN|>",),
-    "unverified: tokenizer EOS <|END_OF_TURN_TOKEN|>; generation_config.json not found quoted", _C["r7b"],
+    "unverified: generation_config.json not found quoted; the Cohere tokenizer_config.json's eos_token is "
+    "<|END_OF_TURN_TOKEN|> (bos <BOS_TOKEN>, add_bos_token true; quoted in public code)", _C["r7b"],
     notes="Always ends with '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>', with or without add_generation_prompt. "
     "Content beside calls dropped; the thinking slot reads message.tool_plan (not reasoning_content: empty here); "
     "call ids replaced by running integers; consecutive tool results grouped into one turn. Tokens beyond the "
