@@ -412,7 +412,7 @@ _add("google-gemma-2-2b-it", Entry(
                  alternating=True),
     ("<eos>", "<end_of_turn>"),
     "config.json eos_token_id [1, 107] = <eos>, <end_of_turn> (quoted in public code for the 2304-wide Gemma 2); "
-    "generation_config.json assumed the same", _C["tools"],
+    "generation_config.json assumed the same (unverified)", _C["tools"],
     notes="No system role (raises), strict user/model alternation, no tools; content trimmed.",
 ))
 _add("microsoft-Phi-3.5-mini-instruct", Entry(
