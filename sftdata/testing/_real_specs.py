@@ -74,7 +74,8 @@ _HERMES_NOTES = (
     "ChatML on Llama 3. Per the Hermes-2-Pro-Llama-3-8B model card <tools>, <tool_call>, <tool_response> and "
     "their closing tags are single tokens (special flag unverified: non-special here). Content beside tool calls is "
     "dropped; reasoning dropped; tool schemas rendered as Python-style signatures; tool results wrapped in "
-    "<tool_response> inside a 'tool' ChatML turn. Same file as the Hermes-2-Pro tool_use template."
+    "<tool_response> inside a 'tool' ChatML turn; raises TypeError without a tools list (the tool_use variant). Same "
+    "file as the Hermes-2-Pro tool_use template."
 )
 _MISTRAL_BASE = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
                  "[TOOL_RESULTS]", "[/TOOL_RESULTS]")
