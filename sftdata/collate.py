@@ -82,10 +82,19 @@ def seq_lengths_from_position_ids(position_ids) -> np.ndarray:
 
 
 def _row_seq_lengths(row: Mapping, n_tokens: int, *, use_position_ids: bool = True) -> np.ndarray:
-    """Sequence lengths of a row: ``seq_lengths``, else ``position_ids`` restarts, else one sequence."""
+    """Sequence lengths of a row: ``seq_lengths``, else ``position_ids`` restarts, else one sequence.
+
+    Empty ``position_ids``/``parent`` (a prepared single-path row) mean one sequence; a row with
+    a non-empty ``parent`` is a prefix-tree row (see ``docs/trees.md``), refused here."""
+    parent = row.get("parent")
+    if parent is not None and len(parent):
+        raise ValueError(
+            "a prefix-tree row (non-empty 'parent') cannot be collated as linear sequences; "
+            "prepare with layout='linear' (--layout linear)"
+        )
     if row.get("seq_lengths") is not None:
         lens = _arr(row["seq_lengths"])
-    elif use_position_ids and row.get("position_ids") is not None:
+    elif use_position_ids and row.get("position_ids") is not None and len(row["position_ids"]):
         lens = seq_lengths_from_position_ids(row["position_ids"])
     else:
         return np.array([n_tokens], dtype=np.int64) if n_tokens else np.zeros(0, dtype=np.int64)

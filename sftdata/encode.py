@@ -75,6 +75,7 @@ class EncodeStats:
 
     in_place_turns: int = 0
     branched_turns: int = 0
+    turns_not_rendered: int = 0  # nothing generated beyond the prompt (the template drops an empty message)
     tokens_one_rendering: int = 0  # tokens of F, one rendering per conversation
     tree_rows: int = 0  # rows with more than one path
     paths: int = 0
@@ -87,6 +88,7 @@ class _Seq:
     ids: list[int]
     labels: list[int]
     message: int
+    prompt_len: int = 0
 
 
 class ConversationEncoder:
@@ -148,7 +150,10 @@ class ConversationEncoder:
 
     def _encode_one(self, r: Rendered, ids: dict[str, list[int]], stats: EncodeStats) -> list[EncodedExample]:
         f_ids = ids[r.text]
-        seqs = [self._sequence(t, ids) for t in r.turns]
+        seqs = [s for s in (self._sequence(t, ids) for t in r.turns) if s is not None]
+        stats.turns_not_rendered += len(r.turns) - len(seqs)
+        if not seqs:
+            raise RowError(Reason.NO_TRAINED_TURN, "the chat template renders nothing the model generates for any trained turn", field="messages")
         stats.tokens_one_rendering += len(f_ids)
         if self.policy is TurnPolicy.ALL:
             row = self._all_row(r, f_ids, seqs, stats)
@@ -160,8 +165,9 @@ class ConversationEncoder:
             stats.tree_rows += int(x.num_paths > 1)
         return rows
 
-    def _sequence(self, t: Turn, ids: dict[str, list[int]]) -> _Seq:
-        """``tokens(P_k) + tokens(G_k)`` with labels on the generated tokens, checked."""
+    def _sequence(self, t: Turn, ids: dict[str, list[int]]) -> _Seq | None:
+        """``tokens(P_k) + tokens(G_k)`` with labels on the generated tokens, checked; ``None``
+        when the template renders nothing for the turn beyond its prompt (an empty message)."""
         if t.mode == "prompt_mismatch":
             full_ids, p_full = ids[t.full], ids[t.prompt]
             n = common_prefix_len(full_ids, p_full)
@@ -175,12 +181,12 @@ class ConversationEncoder:
             gen_ids = self._generated_ids(t.prompt, prompt_ids, generated, ids)
             gen_start = t.start
         if not gen_ids:
-            raise RowError(Reason.MASK_CHECK_FAILED, "the turn encodes to no token", field=f"messages[{t.message}]", stage="check")
+            return None
         self._check(prompt_ids, gen_ids, generated, t.message)
         labels = list(gen_ids)
         for a, b in t.masked:
             self._mask(labels, generated, a - gen_start, b - gen_start)
-        return _Seq(prompt_ids + gen_ids, [IGNORE_INDEX] * len(prompt_ids) + labels, t.message)
+        return _Seq(prompt_ids + gen_ids, [IGNORE_INDEX] * len(prompt_ids) + labels, t.message, len(prompt_ids))
 
     def _generated_ids(self, prompt: str, prompt_ids: list[int], generated: str, ids: dict[str, list[int]]) -> list[int]:
         if not self._in_context:
@@ -226,13 +232,12 @@ class ConversationEncoder:
     # -- policies -----------------------------------------------------------------
     def _tree(self, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats | None) -> TreeRow:
         b = TrieBuilder()
-        b.add(f_ids, [IGNORE_INDEX] * len(f_ids))
+        b.add(f_ids, [IGNORE_INDEX] * len(f_ids), trained_from=len(f_ids))
         for s in seqs:
+            in_place = b.add(s.ids, s.labels, trained_from=s.prompt_len) == len(s.ids)
             if stats is not None:
-                in_place = common_prefix_len(s.ids, f_ids) == len(s.ids)
                 stats.in_place_turns += int(in_place)
                 stats.branched_turns += int(not in_place)
-            b.add(s.ids, s.labels)
         return b.build()
 
     def _all_row(self, r: Rendered, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats) -> TreeRow:
@@ -314,7 +319,7 @@ class ConversationEncoder:
         for j in range(len(seqs), 0, -1):
             b = TrieBuilder()
             for s in seqs[:j]:
-                b.add(s.ids, s.labels)
+                b.add(s.ids, s.labels, trained_from=s.prompt_len)
             cand = b.build()
             if len(cand.input_ids) <= limit:
                 stats.truncated_examples += 1

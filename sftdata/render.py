@@ -24,10 +24,12 @@ How ``G_k`` is read off the template (``Turn.mode``, counted in ``stats.json``):
   ``<|assistant_start|>`` inside an open block); the history agrees. The prompt is cut where
   the *tokens* of ``P_k`` and ``F_k`` diverge (never inside a token), in :mod:`sftdata.encode`.
 * ``history_rewritten``: adding turn ``k`` changes how earlier turns render (gpt-oss drops
-  the analysis of tool calls once a final answer follows). The model saw ``P_k``; its turn is
-  the tail of ``F_k`` after the generation prompt that precedes the first character rendered
-  from message ``k`` (found by re-rendering with message ``k``'s fields changed). The tail must
-  not contain text of any other message, else the row is rejected (``turn_not_isolated``).
+  the analysis of tool calls once a final answer follows; Mistral-Nemo moves the system prompt
+  out of the user message once the answer follows it). The model saw ``P_k``; its turn is the
+  tail of ``F_k`` after the history's closing markup (that of ``render(m[:k])``) and the
+  generation prompt, before the first character rendered from message ``k`` (found by
+  re-rendering with message ``k``'s fields changed). The tail must not contain text of any
+  other message, else the row is rejected (``turn_not_isolated``).
 
 The stop token: ``G_k`` ends at the first token of the model's stop set
 (:mod:`sftdata.stop_tokens`). If ``F_k`` holds none after the turn, the token the template
@@ -41,6 +43,7 @@ message split in two, as Nemotron-Nano-v2 does with content and tool calls) reje
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 from os.path import commonprefix
@@ -143,6 +146,11 @@ def _first_stop(text: str, stops: Sequence[str], start: int = 0, marked: bool = 
         if i >= 0 and (best < 0 or i + len(tok) < best):
             best = i + len(tok)
     return best
+
+
+def _quotes_text(rendered: str, texts: Sequence[str]) -> bool:
+    """Whether ``rendered`` holds one of the JSON ``texts`` as a quoted JSON string literal."""
+    return any(json.dumps(t, ensure_ascii=a) in rendered for t in texts for a in (False, True))
 
 
 def _perturbed(message: dict) -> dict:
@@ -259,10 +267,11 @@ class Renderer:
         arguments may render JSON text, and vice versa)."""
         self._tools = conv.template_tools()
         attempts = [self.tool_arguments]
+        texts = [c.arguments_text for m in conv.messages[:end] for c in m.tool_calls if c.arguments_text is not None]
         if self.tool_arguments == "auto" and conv.has_tool_calls:
-            given_text = any(c.arguments_text is not None for m in conv.messages for c in m.tool_calls)
-            attempts.append("dict" if given_text else "json")
+            attempts.append("dict" if texts else "json")
         error: RowError | None = None
+        quoted: tuple[list[dict], str, bool] | None = None  # rendered, but with arguments quoted
         for i, mode in enumerate(attempts):
             messages = self.template.prepare_messages(conv.template_messages(mode))
             for fill in (False, True):
@@ -276,9 +285,19 @@ class Renderer:
                 except RowError as e:
                     error = error or e
                     continue
+                if mode == "auto" and texts and len(attempts) > 1 and _quotes_text(full, texts):
+                    # the template serialises arguments itself (``arguments|tojson``): given JSON
+                    # text it would write a quoted string, so pass the objects, as serving stacks do
+                    quoted = (messages, full, fill)
+                    break
                 stats.content_none_as_empty += int(fill)
                 stats.tool_arguments_converted += int(i > 0)
                 return messages, full
+        if quoted is not None:  # the objects do not render: keep the text as given
+            messages, full, fill = quoted
+            self._memo.clear()
+            stats.content_none_as_empty += int(fill)
+            return messages, self._render(messages, end)
         assert error is not None
         raise error
 
@@ -313,8 +332,8 @@ class Renderer:
         elif prompt.startswith(history) and full_k.startswith(history):
             mode, start = "prompt_mismatch", len(history)
             stats.prompt_mismatch += 1
-        elif assistant and prompt.startswith(history):
-            mode, start = "history_rewritten", self._isolate(k, prompt[len(history):], full_k)
+        elif assistant and prompt.startswith(history) and k:
+            mode, start = "history_rewritten", self._isolate(k, history, prompt[len(history):], full_k)
             stats.history_rewritten += 1
         else:
             raise RowError(
@@ -382,30 +401,34 @@ class Renderer:
             return None
         return next((t for t in self.stops if nxt.startswith(t, len(full_k))), None)
 
-    def _isolate(self, k: int, header: str, full_k: str) -> int:
-        """Start of turn ``k``'s generated text in ``full_k`` when its history is rewritten."""
-        if not header or not any(t in header for t in self.control):
-            raise RowError(
-                Reason.TURN_NOT_ISOLATED,
-                "the chat template rewrites earlier turns when this turn is added, and its generation prompt "
-                "holds no control token to anchor the turn",
-                field=f"messages[{k}]",
-            )
+    def _isolate(self, k: int, history: str, header: str, full_k: str) -> int:
+        """Start of turn ``k``'s generated text in ``full_k`` when adding it rewrites the history.
+
+        The template renders messages in order, so ``full_k`` is the rewritten history followed
+        by the turn. The turn's first own character is where ``full_k`` and a rendering with
+        message ``k``'s fields changed part (``first``); the history ends, before it, with the
+        same closing markup as ``render(m[:k])`` (its last control token and what follows it);
+        the generation prompt ``header`` (possibly empty) comes next, and the model generates
+        the rest.
+        """
         msgs = self._messages
         try:
             alt = self.template.render(msgs[:k] + [_perturbed(msgs[k])], self._tools, prepared=True)
         except RowError:
             alt = None
         first = len(commonprefix([full_k, alt])) if alt is not None else -1
-        pos = full_k.rfind(header, 0, first) if first > 0 else -1
-        if pos < 0 or first == len(full_k):
+        closes = [(history.rfind(t), t) for t in self.control if t in history]
+        anchor = history[max(closes)[0]:] if closes else ""
+        pos = full_k.rfind(anchor, 0, first) if anchor and 0 < first < len(full_k) else -1
+        start = pos + len(anchor)
+        if pos < 0 or not full_k.startswith(header, start) or start + len(header) > first:
             raise RowError(
                 Reason.TURN_NOT_ISOLATED,
                 "the chat template rewrites earlier turns when this turn is added, and the turn's own text "
                 "cannot be told apart from them",
                 field=f"messages[{k}]",
             )
-        return pos + len(header)
+        return start + len(header)
 
     def _check_isolated(self, k: int, generated: str) -> None:
         own = _own_texts(self._messages[k])

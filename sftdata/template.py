@@ -33,8 +33,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .errors import Reason, RowError
 
 
-#: Noncharacters wrapped around ``{% generation %}`` output while its spans are tracked.
-GEN_OPEN, GEN_CLOSE = "\ufdd0", "\ufdd1"
+#: Noncharacters that can wrap ``{% generation %}`` output while its spans are tracked; the
+#: first pair absent from the conversation is used.
+_MARKER_PAIRS = tuple((chr(c), chr(c + 1)) for c in range(0xFDD0, 0xFDF0, 2))
+GEN_OPEN, GEN_CLOSE = _MARKER_PAIRS[0]
 
 
 class _GenerationBlock(jinja2.ext.Extension):
@@ -45,7 +47,7 @@ class _GenerationBlock(jinja2.ext.Extension):
 
     def __init__(self, environment: jinja2.Environment) -> None:
         super().__init__(environment)
-        environment.extend(mark_generation=False)
+        environment.extend(mark_generation=None)
 
     def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -53,8 +55,9 @@ class _GenerationBlock(jinja2.ext.Extension):
         return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
 
     def _render(self, caller: Any) -> str:
-        if self.environment.mark_generation:  # type: ignore[attr-defined]
-            return GEN_OPEN + caller() + GEN_CLOSE
+        marks = self.environment.mark_generation  # type: ignore[attr-defined]
+        if marks:
+            return marks[0] + caller() + marks[1]
         return caller()
 
 
@@ -115,17 +118,39 @@ class _CachedSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._verdicts: dict[tuple[type, str], bool] = {}
+        self._direct: set[tuple[type, str]] = set()
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        """``message.role`` on a plain dict: jinja tries the Python attribute first, then the
-        item; for names that are not ``dict`` attributes the first try always fails, so go
-        to the item directly (item access needs no attribute safety check in jinja either)."""
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+        """Fast paths that return exactly what the sandbox would:
+
+        * ``message.role`` on a plain dict: jinja tries the Python attribute first, then the
+          item; for names that are not ``dict`` attributes the first try always fails, so go to
+          the item directly (item access needs no attribute safety check in jinja either);
+        * an attribute the sandbox already judged safe for this type (``str.strip``,
+          ``loop.last``, ``ns.flag``), other than ``format``/``format_map`` (which it wraps), is
+          read directly.
+        """
+        t = type(obj)
+        if t is dict and attribute not in _DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
             except KeyError:
                 return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
+        key = (t, attribute)
+        if key in self._direct:
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                pass
+        value = super().getattr(obj, attribute)
+        if (
+            isinstance(attribute, str)
+            and self._verdicts.get(key) is True
+            and attribute not in ("format", "format_map")
+            and not isinstance(value, jinja2.runtime.Undefined)
+        ):
+            self._direct.add(key)
+        return value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         key = (type(obj), attr)
@@ -156,16 +181,6 @@ _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 def _uses_generation_tag(env: jinja2.Environment, source: str) -> bool:
     """Whether the template source has a ``{% generation %}`` block."""
     return bool(_GENERATION_TAG.search(source))
-
-
-def _has_marker(value: Any) -> bool:
-    if isinstance(value, str):
-        return GEN_OPEN in value or GEN_CLOSE in value
-    if isinstance(value, Mapping):
-        return any(_has_marker(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_marker(v) for v in value)
-    return False
 
 
 class ChatTemplate:
@@ -226,29 +241,32 @@ class ChatTemplate:
             marks the tokens inside them).
 
         Raises:
-            RowError: ``template_error`` as :meth:`render`; ``bad_type`` if the conversation
-                already holds the noncharacters U+FDD0/U+FDD1 used to track the blocks.
+            RowError: ``template_error`` as :meth:`render`.
         """
-        self._env.mark_generation = True  # type: ignore[attr-defined]
+        seen = json.dumps([messages, tools], ensure_ascii=False, default=str)
+        marks = next((p for p in _MARKER_PAIRS if p[0] not in seen and p[1] not in seen), None)
+        if marks is None:
+            raise RowError(Reason.BAD_TYPE, "the conversation holds every noncharacter U+FDD0–U+FDEF", field="messages")
+        self._env.mark_generation = marks  # type: ignore[attr-defined]
         try:
             raw = self.render(messages, tools, prepared=prepared)
         finally:
-            self._env.mark_generation = False  # type: ignore[attr-defined]
-        opens, closes = raw.count(GEN_OPEN), raw.count(GEN_CLOSE)
-        if opens != closes or any(_has_marker(m) for m in messages):
-            raise RowError(Reason.BAD_TYPE, "the conversation holds U+FDD0/U+FDD1, used to track generation blocks", field="messages")
+            self._env.mark_generation = None  # type: ignore[attr-defined]
+        gen_open, gen_close = marks
+        if raw.count(gen_open) != raw.count(gen_close):
+            raise RowError(Reason.TEMPLATE_ERROR, "the template's generation blocks do not nest", field="messages")
         spans: list[tuple[int, int]] = []
         parts: list[str] = []
         removed = depth = pos = 0
         start = 0
         while True:
-            i = min((j for j in (raw.find(GEN_OPEN, pos), raw.find(GEN_CLOSE, pos)) if j >= 0), default=-1)
+            i = min((j for j in (raw.find(gen_open, pos), raw.find(gen_close, pos)) if j >= 0), default=-1)
             if i < 0:
                 parts.append(raw[pos:])
                 break
             parts.append(raw[pos:i])
             here = i - removed
-            if raw[i] == GEN_OPEN:
+            if raw[i] == gen_open:
                 if depth == 0:
                     start = here
                 depth += 1

@@ -143,7 +143,7 @@ class _Skip:
 
 def _rows(dataset):
     """Drop columns no collator needs (keeps per-row conversion cheap)."""
-    keep = [c for c in ("input_ids", "labels", "position_ids", "seq_lengths") if c in dataset.column_names]
+    keep = [c for c in ("input_ids", "labels", "position_ids", "seq_lengths", "parent") if c in dataset.column_names]
     return dataset.select_columns(keep)
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from functools import lru_cache
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from sftdata import Encoder, RowError
+from sftdata.schema import Conversation
 from sftdata.testing.oracle import check_rows, justified_refusal, trained_runs
 from sftdata.testing.strategies import conversations_for
 from sftdata.testing.tokenizers import FAMILIES, build_tokenizer, family_caps
@@ -68,6 +70,21 @@ def _pattern(name: str):
     return control_token_pattern(control_tokens(tok, tok.chat_template))
 
 
+def _served(name: str, conv: Conversation) -> Conversation:
+    """``conv`` as the model is served with: JSON-text arguments and flat tool schemas where the
+    real template needs them (see ``sftdata.testing.real_templates.template_inputs``)."""
+    caps = _fixture(name)[1]
+    if getattr(caps, "string_arguments", False) and conv.has_tool_calls:
+        msgs = tuple(
+            replace(m, tool_calls=tuple(replace(c, arguments_text=json.dumps(dict(c.arguments), ensure_ascii=False)) for c in m.tool_calls))
+            for m in conv.messages
+        )
+        conv = Conversation(msgs, conv.tools)
+    if getattr(caps, "flat_tool_schemas", False) and conv.tools:
+        conv = Conversation(conv.messages, tuple(t["function"] if isinstance(t.get("function"), dict) else t for t in conv.tools))
+    return conv
+
+
 def _encode_or_refuse(name, conv, policy, tally, **kw):
     tok, _, _, tk, lossless = _fixture(name)
     enc = _encoder(name, policy, **kw)
@@ -98,6 +115,7 @@ def test_exact_policy_matches_the_oracle(name):
     @_settings(name)
     @given(conversations_for(caps, ends_with="assistant", max_turns=3))
     def check(conv):
+        conv = _served(name, conv)
         rows = _encode_or_refuse(name, conv, "exact", tally)
         if rows is None:
             return
@@ -117,6 +135,7 @@ def test_linear_layout_is_the_unrolled_tree(name):
     @_settings(name, 6, 2)
     @given(conversations_for(_fixture(name)[1], ends_with="assistant", max_turns=3))
     def check(conv):
+        conv = _served(name, conv)
         tree = _encode_or_refuse(name, conv, "exact", tally)
         if tree is None:
             return
@@ -139,6 +158,7 @@ def test_last_policy_trains_only_the_final_turn(name):
     @_settings(name, 6, 2)
     @given(conversations_for(caps, ends_with="assistant", max_turns=3))
     def check(conv):
+        conv = _served(name, conv)
         rows = _encode_or_refuse(name, conv, "last", tally)
         if rows is None:
             return
@@ -158,6 +178,7 @@ def test_all_policy_is_one_rendering(name):
     @_settings(name, 6, 2)
     @given(conversations_for(caps, ends_with="assistant", max_turns=3))
     def check(conv):
+        conv = _served(name, conv)
         rows = _encode_or_refuse(name, conv, "all", tally)
         if rows is None:
             return
@@ -187,6 +208,7 @@ def test_header_and_user_tokens_never_trained(name):
     @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(conversations_for(caps, ends_with="assistant", max_turns=3, whitespace="stripped"))
     def check(conv):
+        conv = _served(name, conv)
         rows = _encode_or_refuse(name, conv, "exact", tally)
         if rows is None:
             return

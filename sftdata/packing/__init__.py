@@ -145,6 +145,12 @@ def pack_dataset(
     missing = [c for c in ("input_ids", "labels") if c not in dataset.column_names]
     if missing:
         raise ConfigError(f"dataset lacks columns {missing}; expected `sftdata prepare` output")
+    if "parent" in dataset.column_names:
+        import pyarrow.compute as pc
+
+        if pc.max(pc.list_value_length(dataset.data.table.column("parent"))).as_py() or 0:
+            raise ConfigError("the dataset holds prefix-tree rows (non-empty 'parent'); pack them after "
+                              "preparing with --layout linear")
     L = int(max_length)
     if getattr(dataset, "_indices", None) is not None:
         dataset = dataset.flatten_indices()

@@ -110,9 +110,41 @@ def check_rows(tok, conv: Conversation, rows, stop_tokens: Sequence[str], *, tra
         AssertionError: naming the broken invariant.
     """
     kw = dict(template_kwargs or {})
-    msgs, tools = conv.template_messages(arguments), conv.template_tools()
+    tools = conv.template_tools()
     if trained is None:
         trained = [k for k, m in enumerate(conv.messages) if m.role == "assistant" and m.train is not False]
+    first_error: AssertionError | None = None
+    for msgs in _served_forms(tok, conv, arguments, tools, kw):
+        try:
+            return _check(tok, conv, rows, stop_tokens, msgs, tools, kw, trained, masked_reasoning)
+        except AssertionError as e:
+            first_error = first_error or e
+    if first_error is None:
+        raise AssertionError("(5) apply_chat_template renders the conversation in no served form")
+    raise first_error
+
+
+def _served_forms(tok, conv: Conversation, arguments: str, tools, kw):
+    """The message lists a serving stack may pass for ``conv``: tool-call arguments as given,
+    as objects or as JSON text, and ``content: ""`` for a missing content; those the template
+    renders, in that order."""
+    seen = []
+    for mode in dict.fromkeys((arguments, "auto", "dict", "json")):
+        for fill in (False, True):
+            msgs = [{k: v for k, v in m.items() if v is not None} for m in conv.template_messages(mode)]
+            if fill:
+                msgs = [{**m, "content": m.get("content", "")} for m in msgs]
+            if msgs in seen:
+                continue
+            seen.append(msgs)
+            try:
+                _render(tok, msgs, tools, tokenize=False, **kw)
+            except Exception:  # noqa: BLE001 - the template refuses this form
+                continue
+            yield msgs
+
+
+def _check(tok, conv, rows, stop_tokens, msgs, tools, kw, trained, masked_reasoning) -> OracleReport:
     report = OracleReport()
     for r in rows:
         assert len(r.input_ids) == len(r.labels), "labels and input_ids differ in length"
@@ -125,9 +157,7 @@ def check_rows(tok, conv: Conversation, rows, stop_tokens: Sequence[str], *, tra
         prompt = _render(tok, msgs[:k], tools, add_generation_prompt=True, tokenize=True, **kw) if k else []
         full_k = _render(tok, msgs[: k + 1], tools, tokenize=False, **kw)
         ptext = _decode(tok, prompt)
-        if full_k.startswith(ptext) and not full_k[len(ptext):].strip():
-            report.not_rendered += 1  # the template drops the (empty) message: nothing to train
-            continue
+        empty = full_k.startswith(ptext) and not full_k[len(ptext):].strip()  # the template drops the message
         hit = None
         for n in unmatched:
             ctx, run = runs[n]
@@ -144,6 +174,9 @@ def check_rows(tok, conv: Conversation, rows, stop_tokens: Sequence[str], *, tra
                     hit, mode = n, ("prefix" if ctx == prompt else "prompt_mismatch")
             if hit is not None:
                 break
+        if hit is None and empty:
+            report.not_rendered += 1  # nothing rendered and no stop token written after it: nothing to train
+            continue
         assert hit is not None, f"(1,2,3) no trained run of the rows is turn {k} after its prompt"
         unmatched.remove(hit)
         ctx, run = runs[hit]
@@ -202,6 +235,17 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
         return control_pattern is not None and any(control_pattern.search(t) for _, t in _strings(conv))
     if reason == "mask_check_failed":
         return not lossless
+    if reason == "no_trained_turn":
+        from os.path import commonprefix
+
+        for k, m in enumerate(conv.messages):
+            if m.role != "assistant" or m.train is False:
+                continue
+            prompt = _render(tok, msgs[:k], tools, tokenize=False, add_generation_prompt=True, **kw) if k else ""
+            full_k = _render(tok, msgs[: k + 1], tools, tokenize=False, **kw)
+            if full_k[len(commonprefix([prompt, full_k])):].strip():
+                return False  # this turn renders something
+        return True
     k = int(error.field.split("[")[1].split("]")[0]) if error.field and error.field.startswith("messages[") else None
     if k is None:
         return False
