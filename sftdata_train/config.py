@@ -297,9 +297,21 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Parse the command line into a validated :class:`TrainConfig` (defaults < YAML < flags)."""
     ns = vars(build_arg_parser().parse_args(argv))
     path = ns.pop("config", None)
-    base = TrainConfig.from_yaml(path).to_dict() if path else {}
+    base = _yaml_keys(path) if path else {}
     base.update(ns)
     return TrainConfig.from_dict(base).validate()
+
+
+def _yaml_keys(path: str) -> dict[str, Any]:
+    """The keys of a train YAML, or the ``train:`` section of a pipeline config (``sftdata run``'s file,
+    recognised by its ``datasets:`` key) with ``data`` = the pipeline's final dataset."""
+    with open(path, encoding="utf-8") as fh:
+        d = yaml.safe_load(fh) or {}
+    if isinstance(d, dict) and "datasets" in d:
+        from sftdata.pipeline import load_config
+
+        return load_config(path).train_config()
+    return TrainConfig.from_yaml(path).to_dict()
 
 
 def as_config(config: "TrainConfig | dict | str | os.PathLike") -> TrainConfig:

@@ -231,6 +231,7 @@ class _Runner:
         fp = digest({"stage": "train", "data": data_fp, "train": train_keys, "version": _version()})
         rec = read_stage(out)
         tcfg = cfg.train_config()
+        tcfg["progress_bar"] = bool(tcfg.get("progress_bar", True)) and self.progress
         run, fresh, status = True, True, "ran"
         if self.force:
             reason = "forced"
