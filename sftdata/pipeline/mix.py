@@ -67,7 +67,8 @@ def mix_datasets(parts: list[MixPart], seed: int = 0):
         and rows available and taken, weight/num_rows; totals).
 
     Raises:
-        ConfigError: the mix would be empty.
+        ConfigError: a dataset would contribute no conversation (all its rows rejected, or a
+            weight too small to take one): nothing is left out silently.
     """
     import datasets
 
@@ -81,6 +82,13 @@ def mix_datasets(parts: list[MixPart], seed: int = 0):
         src = np.asarray(table.column("source_index").to_numpy(), dtype=np.int64)
         conversations, first, counts = np.unique(src, return_index=True, return_counts=True)
         k = conversations_to_take(len(conversations), part.weight, part.num_rows)
+        if k == 0 or len(conversations) == 0:
+            how = f"weight {part.weight}" if part.weight is not None else f"num_rows {part.num_rows}"
+            raise ConfigError(
+                f"dataset {part.label!r} would contribute no conversation ({len(conversations)} prepared of "
+                f"{part.rows_in} input rows, {how if part.weight or part.num_rows else 'all'}): "
+                "check its rejects.jsonl or raise its weight"
+            )
         chosen = choose(conversations, k, np.random.default_rng([seed, i]))
         order = np.argsort(src, kind="stable")  # rows grouped by conversation, in row order
         starts = np.searchsorted(src[order], chosen)
@@ -101,9 +109,9 @@ def mix_datasets(parts: list[MixPart], seed: int = 0):
             "rows_available": int(table.num_rows), "rows_taken": int(len(rows)),
         })
         offset += part.rows_in
-    mixed = pa.concat_tables(tables) if tables else None
-    if mixed is None or mixed.num_rows == 0:
-        raise ConfigError("the mix is empty: no dataset contributed a row (check weight/num_rows and rejects.jsonl)")
+    if not tables:
+        raise ConfigError("nothing to mix: no dataset given")
+    mixed = pa.concat_tables(tables)
     mixed = mixed.take(pa.array(np.random.default_rng(seed).permutation(mixed.num_rows)))
     report = {
         "seed": seed, "datasets": report_parts, "rows": int(mixed.num_rows),

@@ -75,7 +75,8 @@ class WithTools:
         from ..formats import iter_inputs
 
         keys = (self.tools_field,) if self.tools_field else ("tools", "functions")
-        for _, row in iter_inputs(self.source):
+        sources = self.source if isinstance(self.source, list) else [self.source]
+        for _, row in iter_inputs(sources):
             if isinstance(row, RowError) or any(row.get(k) not in (None, "", []) for k in keys):
                 yield row
             else:
