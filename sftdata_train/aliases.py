@@ -68,12 +68,14 @@ UNSUPPORTED: dict[str, str] = {
                           "sample_packing", "packing_strategy", "pad_to_sequence_len", "dataset_name",
                           "dataset", "datasets", "dataset_config", "dataset_text_field", "dataset_num_proc",
                           "dataset_kwargs", "assistant_only_loss", "completion_only_loss", "train_on_inputs",
-                          "chat_template", "chat_template_path", "template", "eos_token", "dataset_train_split",
-                          "dataset_test_split", "preprocessing_num_workers")},
+                          "chat_template", "chat_template_path", "template", "eos_token", "pad_token",
+                          "dataset_train_split", "dataset_test_split", "dataset_streaming", "preprocessing_num_workers",
+                          "truncation_mode", "shuffle_dataset", "eval_packing", "neat_packing", "train_on_prompt",
+                          "mask_history", "max_samples", "mix_strategy", "interleave_probs", "streaming")},
     **{k: _LORA for k in ("use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-                          "lora_modules_to_save", "lora_task_type", "adapter", "finetuning_type", "lora_rank",
-                          "lora_target", "load_in_4bit", "load_in_8bit", "use_bnb_nested_quant",
-                          "bnb_4bit_quant_type", "merge_lora")},
+                          "lora_modules_to_save", "lora_task_type", "adapter", "lora_rank", "use_rslora", "use_dora",
+                          "lora_target", "lora_target_parameters", "load_in_4bit", "load_in_8bit",
+                          "use_bnb_nested_quant", "bnb_4bit_quant_type", "bnb_4bit_quant_storage", "merge_lora")},
     **{k: _HUB for k in ("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
                          "hub_always_push", "hub_revision")},
     "overwrite_output_dir": "sftdata_train resumes a run (resume) or starts one in output_dir: remove an old run yourself",
@@ -100,6 +102,12 @@ UNSUPPORTED: dict[str, str] = {
     "eval_on_start": "not supported: eval runs every eval_steps and at the end",
     "data_seed": "the data order follows seed",
     "trackio_space_id": "sftdata_train logs to a local trackio project only: remove it",
+    "trust_remote_code": "models load without remote code: remove it",
+    "model_revision": "give a local dir or the Hub id of the revision to train: remove it",
+    "router_aux_loss_coef": "not supported: remove it",
+    "plot_loss": "the loss is in metrics.jsonl and the trackers (report_to): remove it",
+    "stage": "sftdata_train does supervised fine-tuning only: remove it",
+    "overwrite_cache": "stages re-run when their inputs change (fingerprints); `sftdata run --force` re-runs all",
 }
 
 _SCHEDULES = {
@@ -202,7 +210,20 @@ def _flash_attention(out: _Out, key: str, value: Any) -> None:
         out.error(key, f"expected true or false, got {value!r}")
 
 
+def _loss_type(out: _Out, key: str, value: Any) -> None:
+    if value != "nll":
+        out.error(key, f"only 'nll' (cross-entropy on the trained tokens) is implemented, got {value!r}")
+
+
+def _finetuning_type(out: _Out, key: str, value: Any) -> None:
+    if value != "full":
+        out.error(key, _LORA if value in ("lora", "qlora", "freeze", "oft") else f"expected full, got {value!r}")
+
+
 _CONVERTERS: dict[str, Callable[[_Out, str, Any], None]] = {
+    "loss_type": _loss_type,  # TRL
+    "finetuning_type": _finetuning_type,  # LLaMA-Factory
+    "activation_offloading": _false_only("activation offloading is not implemented: use activation_checkpointing"),
     "bf16": _bf16,
     "fp16": _false_only("fp16 training is not supported: use bf16 (precision: bf16-mixed) or fp32"),
     "tf32": _false_only("TF32 matmuls are not enabled by sftdata_train: remove it"),

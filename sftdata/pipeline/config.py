@@ -406,6 +406,14 @@ def _build(data: dict, where: str) -> PipelineConfig:
             "a directory (required: the stages write under it)", "output_dir", errors)
     for key in ("tokenizer", "chat_template"):
         K.check(data.get(key), lambda v: v is None or isinstance(v, str), "a string or null", key, errors)
+    if isinstance(data.get("chat_template"), str):
+        from ..tokenizer import read_chat_template
+
+        try:
+            read_chat_template(data["chat_template"])
+        except ConfigError as e:
+            errors.add("chat_template", f"{e} (give a jinja file or the template text; template names such as "
+                       "chatml are not accepted)")
     K.check(data.get("seed", 0), K.is_int, "an integer", "seed", errors)
     K.check(data.get("on_error", "skip"), lambda v: v in ("skip", "raise"), "skip or raise", "on_error", errors)
     K.check(data.get("num_proc", 1), lambda v: K.is_int(v) and v >= 1, "an integer >= 1", "num_proc", errors)

@@ -47,6 +47,18 @@ TOP_HINTS = {
     "assistant_only_loss": "sftdata always trains only what the model generates: see `turn_policy` and `train_roles`",
     "completion_only_loss": "sftdata always trains only what the model generates: see `turn_policy` and `train_roles`",
     "train_on_inputs": "sftdata trains only what the model generates: see `train_roles`",
+    "train_on_prompt": "sftdata trains only what the model generates: see `train_roles`",
+    "mask_history": "use `turn_policy: last` (only the last assistant turn trained)",
+    "dataset_streaming": "give `streaming` per dataset (load_dataset inputs stream by default)",
+    "streaming": "give `streaming` per dataset (load_dataset inputs stream by default)",
+    "dataset_test_split": "hold out rows with `train.eval_fraction`",
+    "max_samples": "give `num_rows` per dataset",
+    "mix_strategy": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows`",
+    "interleave_probs": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows`",
+    "neat_packing": "use `pack: L`: packed sequences never attend to each other in sftdata",
+    "dataset_prepared_path": "the prepared data goes under `output_dir`",
+    "truncation_mode": "use `truncation: drop|turns`",
+    "overwrite_cache": "stages re-run when their inputs change (fingerprints); `sftdata run --force` re-runs all",
 }
 #: Keys other tools use in a dataset entry → their sftdata name.
 DATASET_HINTS = {
