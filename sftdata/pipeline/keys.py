@@ -106,8 +106,8 @@ def check_keys(d: Mapping, allowed: Iterable[str], prefix: str, errors: Errors, 
             errors.add(_join(prefix, str(key)), hints[key])
         else:
             hint = did_you_mean(str(key), allowed)
-            errors.add(_join(prefix, str(key)), "unknown key" + (f"; {hint}" if hint else "") +
-                       f" (keys: {', '.join(allowed)})")
+            errors.add(_join(prefix, str(key)), f"unknown key; {hint}" if hint else
+                       f"unknown key (keys: {', '.join(allowed)})")
 
 
 def _type_name(value: Any) -> str:
