@@ -223,3 +223,24 @@ def test_train_yaml_accepts_a_pipeline_config(tmp_path):
     cfg = parse_args(["--config", str(EXAMPLE), "--output-dir", str(tmp_path / "run")])
     assert cfg.data == "out/pipeline/packed" and cfg.lr == 1e-3 and cfg.max_steps == 10
     assert cfg.output_dir == str(tmp_path / "run")
+
+
+def test_fingerprints_follow_content_not_paths_or_workers(tmp_path):
+    data = tmp_path / "traces.jsonl"
+    data.write_bytes((ROOT / "examples" / "traces.jsonl").read_bytes())
+    raw = {"output_dir": str(tmp_path / "out"), "datasets": [str(data)]}
+
+    def statuses(*overrides, **kw):
+        res = run_pipeline(raw, overrides=list(overrides), log=lambda s: None, **kw)
+        return [s.status for s in res.stages]
+
+    assert statuses() == ["ran"]
+    assert statuses("num_proc=2") == ["skipped"]  # the output does not depend on the workers
+    data.write_bytes(data.read_bytes() + b'{"messages": [{"role": "user", "content": "hi"}, '
+                                          b'{"role": "assistant", "content": "hello"}]}\n')
+    assert statuses() == ["ran"]  # the input's content changed
+    template = tmp_path / "t.jinja"
+    template.write_text((ROOT / "sftdata" / "assets" / "default" / "chat_template.jinja").read_text() + "\n")
+    assert statuses(f"chat_template={template}") == ["ran"]  # another template
+    assert statuses(f"chat_template={template}") == ["skipped"]
+    assert statuses("datasets.0.turn_policy=last", dry_run=True) == ["would run"]  # `- path` shorthand indexed

@@ -167,6 +167,8 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
                 if last:
                     node[int(part)] = value
                 else:
+                    if parts[0] == "datasets" and isinstance(node[int(part)], str):
+                        node[int(part)] = {"path": node[int(part)]}  # the `- path` shorthand
                     node = node[int(part)]
             elif isinstance(node, dict):
                 if last:
