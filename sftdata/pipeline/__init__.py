@@ -5,8 +5,9 @@
     >>> result.stage("pack").status                               # doctest: +SKIP
     'skipped'
 
-* :mod:`~sftdata.pipeline.config`: the keys, their validation (every bad key at once, named by
-  its path, with "did you mean"), the resolved config;
+* :mod:`~sftdata.pipeline.validate` (with :mod:`~sftdata.pipeline.keys`): reading and checking
+  the file (every bad key at once, named by its path, with "did you mean");
+* :mod:`~sftdata.pipeline.config`: the resolved config and the stage layout;
 * :mod:`~sftdata.pipeline.mix`: mixing datasets by ``weight``/``num_rows``;
 * :mod:`~sftdata.pipeline.fingerprint`: what makes a stage up to date;
 * :mod:`~sftdata.pipeline.runner`: the stages.
@@ -14,7 +15,8 @@
 See ``docs/pipeline.md``.
 """
 
-from .config import DatasetEntry, PackSpec, PipelineConfig, load_config
+from .config import DatasetEntry, PackSpec, PipelineConfig
+from .validate import load_config
 from .runner import CONFIG_FILE, STAGE_FILE, PipelineResult, StageResult, read_stage, run_pipeline
 
 __all__ = [

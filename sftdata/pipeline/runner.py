@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, RowError
-from .config import DatasetEntry, PipelineConfig, load_config, read_tools_file
+from .config import DatasetEntry, PipelineConfig
+from .validate import load_config, read_tools_file
 from .fingerprint import VOLATILE_TRAIN_KEYS, ContentHasher, digest, source_identity, tokenizer_identity
 
 STAGE_FILE = "sftdata_stage.json"
