@@ -123,9 +123,13 @@ def test_wandb_offline_run_holds_the_metrics_and_config(data_dir, tmp_path, monk
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "run"
     train(_cfg(data_dir, out, report_to="wandb", project="sftdata-tests", run_name="tiny"))
+    import wandb
+
+    wandb.teardown()  # finish() returns before wandb's service has closed (flushed) the run file
     files = glob.glob(str(out / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(files) == 1
     records = _wandb_records(files[0])
+    assert records[-1].WhichOneof("record_type") == "exit"  # the whole run is in the file
     history: dict[str, dict[int, float]] = {}
     for rec in records:
         if rec.WhichOneof("record_type") == "history":
