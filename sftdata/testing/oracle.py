@@ -29,6 +29,7 @@ and checks the rows sftdata wrote (tree or linear) against them:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from os.path import commonprefix
 from typing import Sequence
 
 from ..errors import RowError
@@ -157,7 +158,7 @@ def _check(tok, conv, rows, stop_tokens, msgs, tools, kw, trained, masked_reason
         prompt = _render(tok, msgs[:k], tools, add_generation_prompt=True, tokenize=True, **kw) if k else []
         full_k = _render(tok, msgs[: k + 1], tools, tokenize=False, **kw)
         ptext = _decode(tok, prompt)
-        empty = full_k.startswith(ptext) and not full_k[len(ptext):].strip()  # the template drops the message
+        empty = not full_k[len(commonprefix([ptext, full_k])):].strip()  # the template drops the message
         hit = None
         for n in unmatched:
             ctx, run = runs[n]
@@ -236,8 +237,6 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
     if reason == "mask_check_failed":
         return not lossless
     if reason == "no_trained_turn":
-        from os.path import commonprefix
-
         for k, m in enumerate(conv.messages):
             if m.role != "assistant" or m.train is False:
                 continue
