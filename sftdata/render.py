@@ -324,12 +324,11 @@ class Renderer:
         full_k = self._render(msgs, k + 1)
         if assistant:
             prompt = self._render(msgs, k, True) if k else (self._safe(0, True) or "")
-            history = (self._safe(k) or "") if k else ""
         else:
-            prompt = history = self._preamble(full_k) if k == 0 else self._render(msgs, k)
+            prompt = self._preamble(full_k) if k == 0 else self._render(msgs, k)
         if full_k.startswith(prompt):
             mode, start = "prefix", len(prompt)
-        elif prompt.startswith(history) and full_k.startswith(history):
+        elif (history := (((self._safe(k) or "") if k else "") if assistant else prompt)) is not None and prompt.startswith(history) and full_k.startswith(history):
             mode, start = "prompt_mismatch", len(history)
             stats.prompt_mismatch += 1
         elif assistant and prompt.startswith(history) and k:
