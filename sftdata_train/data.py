@@ -77,6 +77,17 @@ def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
     return SFTDataset(ds, kind, lengths, path)
 
 
+def token_id_range(data: SFTDataset) -> tuple[int, int]:
+    """``(min, max)`` token id of the ``input_ids`` column, computed on the Arrow table (no Python lists)."""
+    import pyarrow.compute as pc
+
+    table = data.dataset.data  # the whole underlying table: a superset of any selection of it
+    flat = pc.list_flatten(table.column("input_ids"))
+    mm = pc.min_max(flat)
+    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    return (int(lo) if lo is not None else 0), (int(hi) if hi is not None else -1)
+
+
 def split_eval(data: SFTDataset, fraction: float, seed: int) -> tuple[SFTDataset, SFTDataset | None]:
     """Hold out ``ceil(fraction * rows)`` rows (a seeded random choice) as the eval split."""
     if fraction <= 0:
