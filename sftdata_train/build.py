@@ -161,3 +161,13 @@ def speed_and_memory(cfg, *, wrapper: SFTLossModel, hf_model: nn.Module, info: D
     if mplan.layers:
         checkpoint_layers(layers[i] for i in mplan.layers)
     return dict(compiled=compiled, plan=mplan)
+
+
+def describe_run(cfg, info: DistInfo, *, fsdp: bool, compiled: bool, memory_plan: MemoryPlan) -> str:
+    """One line: device, precision, attention backend, compile and activation checkpointing as resolved."""
+    backend = attention.get_backend() if cfg.padding_free else "transformers sdpa (padded)"
+    if backend == "varlen":
+        backend += f" ({attention.torch_varlen.spec().describe()})"
+    where = f"{info.world_size} x {info.device.type}" if info.distributed else str(info.device)
+    return (f"{where}, {cfg.precision}{' (FSDP2)' if fsdp else ''}, attention {backend}, "
+            f"compile {'on' if compiled else 'off'}, activation checkpointing {memory_plan.describe()}")

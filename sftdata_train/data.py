@@ -103,6 +103,24 @@ def split_eval(data: SFTDataset, fraction: float, seed: int) -> tuple[SFTDataset
     return data.select(train), data.select(held)
 
 
+def load_run_data(cfg) -> tuple[SFTDataset, SFTDataset | None]:
+    """``(train, eval or None)`` of a run: ``cfg.data``, and ``cfg.eval_data`` or an ``eval_fraction`` split.
+
+    Raises:
+        ConfigError: packed data with ``padding_free=False`` (packed sequences would attend to
+            each other in a padded batch), or the errors of :func:`load_sft_dataset`.
+    """
+    train_data = load_sft_dataset(cfg.data)
+    eval_data: SFTDataset | None = None
+    if cfg.eval_data:
+        eval_data = load_sft_dataset(cfg.eval_data)
+    elif cfg.eval_fraction > 0:
+        train_data, eval_data = split_eval(train_data, cfg.eval_fraction, cfg.seed)
+    if not cfg.padding_free and "packed" in (train_data.kind, eval_data.kind if eval_data else ""):
+        raise ConfigError("packed data (from `sftdata pack`) needs padding-free batches: drop --no-padding-free")
+    return train_data, eval_data
+
+
 def make_collator(*, padding_free: bool, pad_token_id: int, pad_to_multiple_of: int | None):
     """The ``sftdata.collate`` collator for a run."""
     from sftdata.collate import PaddingCollator, PaddingFreeCollator

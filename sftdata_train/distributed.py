@@ -122,6 +122,23 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+def decide_on_main(fn, info: DistInfo):
+    """Run ``fn()`` on rank 0 only and return its result on every rank; a ``ConfigError`` it raises
+    is raised on every rank (no rank is left waiting in a collective)."""
+    from sftdata.errors import ConfigError
+
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = fn()
+        except ConfigError as e:
+            error = str(e)
+    result, error = broadcast_object((result, error), info)
+    if error is not None:
+        raise ConfigError(error)
+    return result
+
+
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The repeated transformer blocks of a HF model (classes named in ``_no_split_modules``)."""
     names = set(getattr(model, "_no_split_modules", None) or [])

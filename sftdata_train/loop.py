@@ -18,32 +18,30 @@ from typing import Any
 
 import torch
 
-from sftdata.errors import ConfigError
 
 from . import checkpoint as ckpt, guards
-from .build import build_model, resolve_precision, speed_and_memory
+from .build import build_model, describe_run, resolve_precision, speed_and_memory
 from .compat import require_torch
 from .config import TrainConfig, as_config
 from .data import (
     MicroBatchStream,
-    SFTDataset,
     batch_to_device,
     collate_indices,
     eval_batches,
-    load_sft_dataset,
+    load_run_data,
     make_batch_sampler,
     make_collator,
     num_tokens,
-    split_eval,
     sum_squared_lengths,
     token_id_range,
 )
-from .distributed import DistInfo, all_reduce_sum, broadcast_object, init_distributed
+from .distributed import DistInfo, all_reduce_sum, decide_on_main, init_distributed
 from .loss import count_trained_tokens
 from .metrics import MetricsLogger, Throughput, measure_bf16_peak_tflops, peak_memory_gb, step_flops
 from .model import count_matmul_params, load_tokenizer
 from .optim import build_optimizer, build_scheduler
 from .peaks import datasheet_bf16_tflops
+from .resume import restore, resume_state
 
 
 @dataclass
@@ -132,20 +130,12 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             return str(found) if found else None
 
-        resume = self._on_main(decide)
+        resume = decide_on_main(decide, info)
         self.resume_path = Path(resume) if resume else None
         _seed_everything(cfg.seed)
 
         # ---- data
-        train_data = load_sft_dataset(cfg.data)
-        eval_data: SFTDataset | None = None
-        if cfg.eval_data:
-            eval_data = load_sft_dataset(cfg.eval_data)
-        elif cfg.eval_fraction > 0:
-            train_data, eval_data = split_eval(train_data, cfg.eval_fraction, cfg.seed)
-        if not cfg.padding_free and "packed" in (train_data.kind, eval_data.kind if eval_data else ""):
-            raise ConfigError("packed data (from `sftdata pack`) needs padding-free batches: drop --no-padding-free")
-        self.train_data, self.eval_data = train_data, eval_data
+        self.train_data, self.eval_data = train_data, eval_data = load_run_data(cfg)
 
         # ---- tokenizer, checked against the data
         if self.resume_path is not None:
@@ -154,10 +144,10 @@ class Trainer:
         else:
             tok_src = cfg.tokenizer or cfg.model
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tok_src)
+        datasets_ = [d for d in (train_data, eval_data) if d is not None]
         if cfg.check_tokenizer:
-            for d in (train_data, eval_data):
-                if d is not None:
-                    guards.check_tokenizer(d.path, self.tokenizer, tokenizer_source=tok_src or "the embedded tokenizer")
+            for d in datasets_:
+                guards.check_tokenizer(d.path, self.tokenizer, tokenizer_source=tok_src or "the embedded tokenizer")
 
         # ---- model (sharded under FSDP2), then its vocabulary against the data
         built = build_model(cfg, info=info, precision=cfg.precision, tokenizer=self.tokenizer, model=model,
@@ -165,11 +155,10 @@ class Trainer:
         self.hf_model, self.wrapper, self.fsdp = built["hf_model"], built["wrapper"], built["fsdp"]
         self._owns_pg = self._owns_pg or built["created_pg"]
         rows = self.hf_model.get_input_embeddings().weight.shape[0]
-        for d in (train_data, eval_data):
-            if d is not None:
-                lo, hi = token_id_range(d)
-                guards.check_token_ids(hi, lo, vocab_rows=rows, data_path=str(d.path),
-                                       model_source=str(self.resume_path or cfg.model or "(embedded default)"))
+        for d in datasets_:
+            lo, hi = token_id_range(d)
+            guards.check_token_ids(hi, lo, vocab_rows=rows, data_path=str(d.path),
+                                   model_source=str(self.resume_path or cfg.model or "(embedded default)"))
         mc = self.hf_model.config
         self._flops_shape = dict(
             matmul_params=count_matmul_params(self.hf_model),
@@ -226,70 +215,16 @@ class Trainer:
         if info.is_main:
             print(f"sftdata-train: {self.describe()}", file=sys.stderr, flush=True)
 
-    def _on_main(self, fn):
-        """Run ``fn`` on rank 0 and hand its result (or its :class:`ConfigError`) to every rank."""
-        result, error = None, None
-        if self.info.is_main:
-            try:
-                result = fn()
-            except ConfigError as e:
-                error = str(e)
-        result, error = broadcast_object((result, error), self.info)
-        if error is not None:
-            raise ConfigError(error)
-        return result
-
     def describe(self) -> str:
         """One line: device, precision, attention, compile and activation checkpointing as resolved."""
-        from . import attention
-
-        backend = attention.get_backend() if self.config.padding_free else "transformers sdpa (padded)"
-        if backend == "varlen":
-            backend += f" ({attention.torch_varlen.spec().describe()})"
-        where = f"{self.info.world_size} x {self.device.type}" if self.info.distributed else str(self.device)
-        return (f"{where}, {self.config.precision}{' (FSDP2)' if self.fsdp else ''}, attention {backend}, "
-                f"compile {'on' if self.compiled else 'off'}, activation checkpointing {self.memory_plan.describe()}")
+        return describe_run(self.config, self.info, fsdp=self.fsdp, compiled=self.compiled, memory_plan=self.memory_plan)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
-        sampler_state = None
-        if hasattr(self.sampler, "state_dict"):
-            try:
-                sampler_state = self.sampler.state_dict()
-            except Exception:  # noqa: BLE001 - informational only
-                sampler_state = None
-        return {
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "tokens_seen": self.tokens_seen,
-            "trained_tokens_seen": self.trained_tokens_seen,
-            "skipped_steps": self.skipped_steps,
-            "world_size": self.info.world_size,
-            "max_tokens_per_batch": self.config.max_tokens_per_batch,
-            "grad_accum": self.config.grad_accum,
-            "stream": self.stream.state_dict(),
-            "sampler": sampler_state,
-            "runtime": self.describe(),
-            "config": self.config.to_dict(),
-        }
+        return resume_state(self)
 
     def _restore(self, path: Path) -> None:
-        state = ckpt.load_training_state(path, self.info)
-        saved = dict(state)
-        saved.setdefault("max_tokens_per_batch", state.get("config", {}).get("max_tokens_per_batch"))
-        saved.setdefault("grad_accum", state.get("config", {}).get("grad_accum"))
-        current = {
-            "world_size": self.info.world_size, "max_tokens_per_batch": self.config.max_tokens_per_batch,
-            "grad_accum": self.config.grad_accum, "total_steps": self.total_steps,
-        }
-        guards.check_schedule(saved, current, allow=self.config.allow_schedule_change)
-        ckpt.load_checkpoint(path, wrapper=self.wrapper, optimizer=self.optimizer, scheduler=self.scheduler,
-                             info=self.info)
-        self.stream.load_state_dict(state["stream"])
-        self.step = int(state["step"])
-        self.tokens_seen = int(state.get("tokens_seen", 0))
-        self.trained_tokens_seen = int(state.get("trained_tokens_seen", 0))
-        self.skipped_steps = int(state.get("skipped_steps", 0))
+        restore(self, path)
 
     # ------------------------------------------------------------------ one step
     def _grad_norm(self) -> torch.Tensor:
