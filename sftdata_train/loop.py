@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-
 from . import checkpoint as ckpt, guards
 from .build import build_model, describe_run, resolve_precision, speed_and_memory
 from .compat import require_torch
