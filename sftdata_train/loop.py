@@ -362,8 +362,9 @@ class Trainer:
                 self.trained_tokens_seen += out.trained_tokens
                 result.losses.append(out.loss)
                 meter.add(out.tokens, out.trained_tokens, out.flops)
-                interval_loss += out.loss * out.trained_tokens
-                interval_trained += out.trained_tokens
+                if not out.skipped:  # a dropped update's (non-finite) loss stays out of the logged mean
+                    interval_loss += out.loss * out.trained_tokens
+                    interval_trained += out.trained_tokens
                 is_last = self.step >= min(self.total_steps, stop_at)
                 record: dict[str, Any] | None = None
                 if self.step % cfg.log_steps == 0 or is_last:

@@ -154,6 +154,7 @@ def test_nonfinite_gradient_skipped_and_counted(data, tmp_path):
     assert res.completed and t.skipped_steps == 1
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped_steps"] for r in recs] == [1, 1, 1]
+    assert not math_isfinite(recs[0]["loss"]) and all(math_isfinite(r["loss"]) for r in recs[1:])
     assert not any(torch.equal(a, b) for a, b in zip(before, _params(t)) if a.numel() > 100)  # later steps train
     # the skipped step applied nothing: a fresh run poisoned the same way equals one where step 1 had no update
     t2 = Trainer(_cfg(data, tmp_path / "o2", nonfinite_grad="skip", max_steps=3))
