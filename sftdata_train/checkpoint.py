@@ -15,9 +15,10 @@ Layout of ``<output_dir>/checkpoint-<step>/``::
 
 Every rank writes only its own shards and its own RNG state, through DCP (no gather to rank 0,
 no file a rank writes outside DCP), and loads them back the same way; DCP reshards when the
-number of ranks changes (the loop refuses that unless ``--allow-schedule-change``). Nothing is
-unpickled: DCP stores tensors, the RNG states are loaded with ``torch.load(weights_only=True)``
-and the rest is JSON.
+number of ranks changes (the loop refuses that unless ``--allow-schedule-change``). Tensors are
+read by DCP with ``torch.load(weights_only=True)``, the RNG states the same way, the rest is
+JSON; the one pickle left is DCP's own ``.metadata`` index (``pickle.load`` inside
+``FileSystemReader``), so load checkpoints you trust.
 
 A checkpoint is written into ``<output_dir>/.tmp-checkpoint-<step>`` and renamed into place
 only when complete (``os.replace`` of a directory is atomic on POSIX), so an interrupted save
