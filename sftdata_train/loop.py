@@ -12,6 +12,7 @@ import math
 import os
 import random
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,7 +289,9 @@ class Trainer:
                 torch.nn.utils.clip_grads_with_norm_(params, cfg.max_grad_norm, grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped update steps the schedule without optimizer.step()
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\(\)` before")
+            self.scheduler.step()
         return StepOutput(loss=loss, grad_norm=norm, lr=lr, trained_tokens=n_global, tokens=tokens, flops=flops,
                           skipped=skipped)
 

@@ -74,6 +74,15 @@ def test_two_process_fsdp2_equals_one_process(tmp_path):
     assert os.path.isdir(os.path.join(out, "checkpoint-2"))
     state = json.load(open(os.path.join(out, "checkpoint-2", "training_state", "state.json")))
     assert state["world_size"] == 2
+    # sharded: each rank wrote its own shards and RNG state through DCP, nothing was gathered to rank 0
+    import torch.distributed.checkpoint as dcp
+
+    where = os.path.join(out, "checkpoint-2", "training_state", "dcp")
+    assert {"__0_0.distcp", "__1_0.distcp"} <= set(os.listdir(where))
+    keys = set(dcp.FileSystemReader(where).read_metadata().state_dict_metadata)
+    assert {"rng.rank0", "rng.rank1"} <= keys and any(k.startswith("optim.") for k in keys)
+    assert not any(f.endswith((".safetensors", ".pt")) for _, _, fs in os.walk(os.path.join(out, "checkpoint-2"))
+                   for f in fs)
     # resumed with the reduce-scatter deferred to the last micro-batch: the same numbers
     _torchrun(_args(str(data), out, grad_accum=2, resume=True, fsdp_defer_grad_sync=True), tmp_path)
 
