@@ -9,12 +9,20 @@ packed row per optimizer step for both trainers.
 
 Printed per trainer: tokens/s (real tokens, all of them), trained tokens/s, MFU and peak memory.
 MFU = (6 * matmul_params * tokens + 6 * layers * heads * head_dim * sum(L_i^2)) / time / peak,
-where the bf16 peak is *measured* here with a large bf16 matmul (see
-``sftdata_train.metrics.measure_bf16_peak_tflops``), not taken from a datasheet.
+against two peaks: ``mfu`` the datasheet dense bf16 peak of the GPU (``sftdata_train.peaks``;
+n/a for unlisted GPUs), ``mfu_measured`` the throughput of a large bf16 matmul measured here
+(``sftdata_train.metrics.measure_bf16_peak_tflops``).
+
+sftdata_train runs with its defaults unless told otherwise (``--compile auto`` = compiled on
+CUDA, ``--activation-checkpointing auto`` = planned against the free memory or
+``--memory-budget-gb``, bf16-mixed through FSDP2's MixedPrecisionPolicy); TRL with its own
+(gradient checkpointing on in TRL 1.x) unless ``--trl-gradient-checkpointing on|off``.
 
     python bench/train_gpu.py                       # needs a CUDA GPU
     python bench/train_gpu.py --data out/prepared   # your own prepared/packed dir
     python bench/train_gpu.py --dry-run             # tiny config on CPU: checks the script runs
+
+Runs from a checkout without installing it (the repository root is put on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 
 # Qwen/Qwen3-0.6B config.json (architecture only; the weights are random here).
 QWEN3_0_6B = dict(
@@ -63,9 +73,15 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=30, help="measured optimizer steps per trainer")
     p.add_argument("--warmup", type=int, default=5, help="unmeasured steps first (allocator, autotuning, compile)")
     p.add_argument("--attn", default="auto", help="sftdata_train attn_implementation (auto=varlen on CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the decoder layers (ours)")
-    p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="ours: torch.compile the layers")
+    p.add_argument("--activation-checkpointing", default="auto", choices=("auto", "on", "off"), help="ours")
+    p.add_argument("--memory-budget-gb", type=float, default=None, help="ours: plan activation checkpointing "
+                                                                       "for this much device memory")
+    p.add_argument("--precision", default="auto", help="ours: auto (bf16-mixed on CUDA) | bf16-mixed | bf16-true")
+    p.add_argument("--no-ours", action="store_true", help="skip sftdata_train (e.g. TRL alone)")
     p.add_argument("--no-trl", action="store_true", help="skip the TRL SFTTrainer comparison")
+    p.add_argument("--trl-gradient-checkpointing", default="default", choices=("default", "on", "off"),
+                   help="TRL: its default (on in TRL 1.x) or forced on/off")
     p.add_argument("--trl-attn", default=None, help="TRL model attn_implementation (default: flash_attention_2 if "
                                                    "flash_attn is installed, else sdpa)")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -117,17 +133,17 @@ def _sync(device):
 
 
 # ----------------------------------------------------------------------------- ours
-def bench_ours(args, packed_dir: Path, workdir: Path, peak: float | None) -> dict:
+def bench_ours(args, packed_dir: Path, workdir: Path, peak: dict) -> dict:
     from sftdata_train.loop import Trainer
     from sftdata_train.model import load_tokenizer
 
     device = torch.device("cpu" if args.dry_run else "cuda")
     cfg = dict(
         data=str(packed_dir), output_dir=str(workdir / "ours"), model=None, device=device.type,
-        precision="fp32" if args.dry_run else "bf16-mixed", max_tokens_per_batch=args.seq_len,
+        precision="fp32" if args.dry_run else args.precision, max_tokens_per_batch=args.seq_len,
         max_steps=args.warmup + args.steps, lr=1e-5, warmup_steps=0, attn_implementation=args.attn,
-        compile=args.compile, activation_checkpointing=args.activation_checkpointing, progress_bar=False,
-        peak_tflops=peak,
+        compile="off" if args.dry_run else args.compile, activation_checkpointing=args.activation_checkpointing,
+        memory_budget_gb=args.memory_budget_gb, progress_bar=False,
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -147,17 +163,18 @@ def bench_ours(args, packed_dir: Path, workdir: Path, peak: float | None) -> dic
     _sync(device)
     dt = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
-    from sftdata_train.attention import resolve_backend
+    from sftdata_train.attention import get_backend
 
-    attn = resolve_backend(device, torch.bfloat16 if device.type == "cuda" else torch.float32, args.attn)
+    extra = dict(attn=get_backend(), compiled=trainer.compiled, checkpointed_layers=len(trainer.memory_plan.layers),
+                 description=trainer.describe())
     del trainer
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return _result("sftdata_train", tokens, trained, flops, dt, mem, peak, args.steps, attn=attn)
+    return _result("sftdata_train", tokens, trained, flops, dt, mem, peak, args.steps, **extra)
 
 
 # ----------------------------------------------------------------------------- TRL
-def bench_trl(args, packed_dir: Path, workdir: Path, peak: float | None, flops_shape: dict) -> dict | None:
+def bench_trl(args, packed_dir: Path, workdir: Path, peak: dict, flops_shape: dict) -> dict | None:
     try:
         import trl
         from transformers import TrainerCallback
@@ -229,7 +246,8 @@ def bench_trl(args, packed_dir: Path, workdir: Path, peak: float | None, flops_s
         bf16=device.type == "cuda", use_cpu=device.type == "cpu", packing=True, packing_strategy="bfd",
         padding_free=True, max_length=args.seq_len, logging_steps=10, save_strategy="no", report_to=[],
         dataloader_num_workers=0, seed=0, disable_tqdm=True,
-        **({"gradient_checkpointing": True} if args.activation_checkpointing else {}),
+        **({} if args.trl_gradient_checkpointing == "default"
+           else {"gradient_checkpointing": args.trl_gradient_checkpointing == "on"}),
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -238,13 +256,18 @@ def bench_trl(args, packed_dir: Path, workdir: Path, peak: float | None, flops_s
     mem = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
     flops = step_flops(tokens=meter.tokens, sum_sq_lengths=meter.sumsq, **flops_shape)
     return _result(f"trl {trl.__version__} SFTTrainer", meter.tokens, meter.trained, flops, meter.dt, mem, peak,
-                   args.steps, attn=attn)
+                   args.steps, attn=attn, gradient_checkpointing=bool(conf.gradient_checkpointing))
 
 
-def _result(name, tokens, trained, flops, dt, mem, peak, steps, **extra) -> dict:
+def _result(name, tokens, trained, flops, dt, mem, peak: dict, steps, **extra) -> dict:
+    tflops = flops / dt / 1e12
+
+    def mfu(p):
+        return tflops / p if p else None
+
     return dict(
         trainer=name, steps=steps, seconds=dt, tokens_per_s=tokens / dt, trained_tokens_per_s=trained / dt,
-        tflops_per_s=flops / dt / 1e12, mfu=(flops / dt / (peak * 1e12)) if peak else None,
+        tflops_per_s=tflops, mfu=mfu(peak.get("datasheet")), mfu_measured=mfu(peak.get("measured")),
         peak_memory_gb=mem, **extra,
     )
 
@@ -261,11 +284,13 @@ def main(argv=None) -> int:
         return 2
     from sftdata_train.metrics import measure_bf16_peak_tflops
     from sftdata_train.model import count_matmul_params
+    from sftdata_train.peaks import datasheet_bf16_tflops
 
     device = torch.device("cpu" if args.dry_run else "cuda")
-    peak = measure_bf16_peak_tflops(device)
-    info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)",
-            "torch": torch.__version__, "measured_bf16_peak_tflops": peak}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"
+    peak = {"datasheet": datasheet_bf16_tflops(name), "measured": measure_bf16_peak_tflops(device)}
+    info = {"device": name, "torch": torch.__version__, "datasheet_bf16_tflops": peak["datasheet"],
+            "measured_bf16_peak_tflops": peak["measured"]}
     print(json.dumps(info), flush=True)
     m = build_model(args)
     mc = m.config
@@ -279,19 +304,25 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         packed = build_packed(args, work)
-        results.append(bench_ours(args, packed, work, peak))
-        print(json.dumps(results[-1]), flush=True)
+        if not args.no_ours:
+            results.append(bench_ours(args, packed, work, peak))
+            print(json.dumps(results[-1]), flush=True)
         if not args.no_trl:
             r = bench_trl(args, packed, work, peak, flops_shape)
             if r is not None:
                 results.append(r)
                 print(json.dumps(r), flush=True)
     print()
-    print(f"{'trainer':32s} {'tokens/s':>10s} {'trained/s':>10s} {'TFLOP/s':>8s} {'MFU':>6s} {'peak GB':>8s}  attention")
+    print(f"{'trainer':32s} {'tokens/s':>10s} {'trained/s':>10s} {'TFLOP/s':>8s} {'MFU':>6s} {'MFU(m)':>6s} "
+          f"{'peak GB':>8s}  attention")
+
+    def pct(x):
+        return f"{100 * x:.1f}%" if x is not None else "n/a"
+
     for r in results:
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         print(f"{r['trainer']:32s} {r['tokens_per_s']:10.0f} {r['trained_tokens_per_s']:10.0f} "
-              f"{r['tflops_per_s']:8.2f} {mfu:>6s} {r['peak_memory_gb']:8.2f}  {r['attn']}")
+              f"{r['tflops_per_s']:8.2f} {pct(r['mfu']):>6s} {pct(r['mfu_measured']):>6s} "
+              f"{r['peak_memory_gb']:8.2f}  {r['attn']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "results": results}, indent=2))
     return 0

@@ -1,30 +1,42 @@
-"""Atomic, resumable checkpoints in Hugging Face format.
+"""Atomic, resumable, sharded checkpoints (PyTorch Distributed Checkpoint), and the final HF export.
 
 Layout of ``<output_dir>/checkpoint-<step>/``::
 
-    config.json  generation_config.json  model.safetensors   # save_pretrained (master dtype)
+    config.json                 # the model's HF config (what to build on resume)
     tokenizer.json  tokenizer_config.json  chat_template.jinja ...
     training_state/
-        state.json          # step, epoch, micro-batches consumed in the epoch, token counters,
-                            # world size, the sampler's state_dict, the resolved config
-        optimizer.pt        # full (unsharded, FQN-keyed) AdamW state: portable across world sizes
-        scheduler.pt        # LambdaLR state
-        rng_rank<r>.pt      # python/numpy/torch CPU/CUDA RNG states of rank r
+        state.json              # step, total steps, epoch + micro-batches consumed in it, token
+                                # counters, world size, tokens per micro-batch, the config
+        scheduler.json          # LambdaLR state (JSON: no pickle)
+        dcp/                    # torch.distributed.checkpoint: .metadata + __<rank>_0.distcp
+                                #   model.*   the model's (sharded) parameters, master dtype
+                                #   optim.*   AdamW state, sharded like the parameters
+                                #   rng.rank<r>  python/numpy/torch/CUDA RNG states of rank r
+
+Every rank writes only its own shards and its own RNG state, through DCP (no gather to rank 0,
+no file a rank writes outside DCP), and loads them back the same way; DCP reshards when the
+number of ranks changes (the loop refuses that unless ``--allow-schedule-change``). Tensors are
+read by DCP with ``torch.load(weights_only=True)``, the RNG states the same way, the rest is
+JSON; the one pickle left is DCP's own ``.metadata`` index (``pickle.load`` inside
+``FileSystemReader``), so load checkpoints you trust.
 
 A checkpoint is written into ``<output_dir>/.tmp-checkpoint-<step>`` and renamed into place
 only when complete (``os.replace`` of a directory is atomic on POSIX), so an interrupted save
-never leaves a directory that :func:`latest_checkpoint` would pick. The model weights are the
-master weights (fp32 under ``bf16-mixed``) so that resuming is exact; ``final/`` (written by
-:func:`export_model`) holds the model in ``save_dtype`` without training state.
+never leaves a directory that :func:`latest_checkpoint` would pick. ``final/``
+(:func:`export_model`) is the only full gather: the model alone in Hugging Face format, in
+``save_dtype``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +48,7 @@ from sftdata.errors import ConfigError
 from .distributed import DistInfo, barrier, broadcast_object
 
 STATE_DIR = "training_state"
+DCP_DIR = "dcp"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -81,11 +94,14 @@ def resolve_resume(resume: str | None, output_dir: str) -> Path | None:
 
 # ----------------------------------------------------------------------------- RNG
 def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    """This process's RNG states as tensors and plain Python values (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {"python": (version, list(internal), gauss), "torch": torch.get_rng_state()}
     try:
         import numpy as np
 
-        state["numpy"] = np.random.get_state()
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
     except ImportError:  # pragma: no cover
         pass
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -94,76 +110,41 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
     if "numpy" in state:
         import numpy as np
 
-        np.random.set_state(state["numpy"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
 
-# ----------------------------------------------------------------------------- state dicts
-def _full_model_state_dict(wrapper: nn.Module, info: DistInfo) -> dict[str, torch.Tensor]:
-    """Full state dict of the wrapped HF model (keys without the wrapper's ``model.`` prefix).
-
-    Under FSDP2 the shards are gathered to rank 0 on CPU; other ranks get ``{}``.
-    """
-    if info.distributed:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        sd = get_model_state_dict(wrapper, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    else:
-        sd = wrapper.state_dict()
-    prefix = "model."
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+def _rng_bytes() -> io.BytesIO:
+    buf = io.BytesIO()
+    torch.save(rng_state(), buf)
+    buf.seek(0)
+    return buf
 
 
-def _optimizer_state_dict(wrapper: nn.Module, optimizer: torch.optim.Optimizer, info: DistInfo) -> dict:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+# ----------------------------------------------------------------------------- DCP
+def _dcp_state(wrapper: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    return get_optimizer_state_dict(
-        wrapper, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=info.distributed)
-    )
-
-
-def load_optimizer_state(wrapper: nn.Module, optimizer: torch.optim.Optimizer, path: Path, info: DistInfo) -> None:
-    """Load ``optimizer.pt`` (full, FQN-keyed) into a possibly sharded optimizer."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    file = path / STATE_DIR / "optimizer.pt"
-    if info.distributed:
-        sd = torch.load(file, map_location="cpu", weights_only=False) if info.is_main else {}
-        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-    else:
-        sd = torch.load(file, map_location="cpu", weights_only=False)
-        options = StateDictOptions(full_state_dict=True)
-    set_optimizer_state_dict(wrapper, optimizer, optim_state_dict=sd, options=options)
+    state: dict[str, Any] = {"model": get_model_state_dict(wrapper)}
+    if optimizer is not None:
+        state["optim"] = get_optimizer_state_dict(wrapper, optimizer)
+    return state
 
 
-def _write_hf(
-    path: Path, hf_model: nn.Module, tokenizer, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None
-) -> None:
-    if dtype is not None:
-        state_dict = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside the training bar
-    try:
-        hf_model.save_pretrained(str(path), state_dict=state_dict, safe_serialization=True)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    if dtype is not None:
-        # save_pretrained records the in-memory parameter dtype; record the dtype actually written
-        cfg_file = path / "config.json"
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        cfg["dtype"] = str(dtype).removeprefix("torch.")
-        cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(path))
+@contextlib.contextmanager
+def _quiet_dcp():
+    """DCP warns that it assumes a single process when no process group exists: that is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled, unavailable or uninitialized.*")
+        yield
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -190,31 +171,116 @@ def save_checkpoint(
     save_total_limit: int | None = None,
 ) -> Path:
     """Write ``checkpoint-<step>`` atomically (all ranks must call); returns its path."""
+    import torch.distributed.checkpoint as dcp
+
     root = Path(output_dir)
     final = root / checkpoint_name(step)
     tmp = root / f".tmp-{checkpoint_name(step)}"
-    model_sd = _full_model_state_dict(wrapper, info)  # collective under FSDP2
-    optim_sd = _optimizer_state_dict(wrapper, optimizer, info)  # collective under FSDP2
-    if info.is_main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        (tmp / STATE_DIR).mkdir(parents=True)
-        _write_hf(tmp, hf_model, tokenizer, model_sd, None)
-        torch.save(optim_sd, tmp / STATE_DIR / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / STATE_DIR / "scheduler.pt")
-        with open(tmp / STATE_DIR / "state.json", "w", encoding="utf-8") as fh:
-            json.dump(state, fh, indent=2, default=str)
-    del model_sd, optim_sd
+    if info.is_main and tmp.exists():
+        shutil.rmtree(tmp)
     barrier(info)
-    torch.save(rng_state(), tmp / STATE_DIR / f"rng_rank{info.rank}.pt")
+    (tmp / STATE_DIR).mkdir(parents=True, exist_ok=True)  # every rank, in case its filesystem is its own
+    payload = _dcp_state(wrapper, optimizer)
+    payload[f"rng.rank{info.rank}"] = _rng_bytes()
+    with _quiet_dcp():
+        dcp.save(payload, checkpoint_id=str(tmp / STATE_DIR / DCP_DIR))  # collective: each rank its shards
+    del payload
+    if info.is_main:
+        hf_model.config.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / STATE_DIR / "scheduler.json").write_text(json.dumps(scheduler.state_dict()), encoding="utf-8")
+        with open(tmp / STATE_DIR / "state.json", "w", encoding="utf-8") as fh:  # last: marks it complete
+            json.dump(state, fh, indent=2, default=str)
     barrier(info)
     if info.is_main:
         _replace_dir(tmp, final)
-        if save_total_limit:
-            for _, old in list_checkpoints(root)[:-save_total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
+    barrier(info)
+    if not info.is_main and tmp.exists():  # a filesystem of its own: publish this rank's part too
+        _replace_dir(tmp, final)
+    if info.is_main and save_total_limit:
+        for _, old in list_checkpoints(root)[:-save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
     barrier(info)
     return final
+
+
+def load_checkpoint(
+    path: Path, *, wrapper: nn.Module, optimizer: torch.optim.Optimizer | None, scheduler, info: DistInfo
+) -> None:
+    """Load the model (and optimizer, scheduler, this rank's RNG states) of a checkpoint, in place.
+
+    The model may be sharded (FSDP2) and on any number of ranks; every rank reads its own
+    shards. A rank without its own RNG state in the checkpoint (more ranks than when saved)
+    takes rank 0's.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    where = path / STATE_DIR / DCP_DIR
+    if not (where / ".metadata").is_file():
+        raise ConfigError(f"{path}: no sharded checkpoint in {STATE_DIR}/{DCP_DIR} (written by an older sftdata_train?)")
+    keys = set(dcp.FileSystemReader(str(where)).read_metadata().state_dict_metadata)
+    rng_key = f"rng.rank{info.rank}" if f"rng.rank{info.rank}" in keys else "rng.rank0"
+    payload = _dcp_state(wrapper, optimizer)
+    payload[rng_key] = io.BytesIO()
+    with _quiet_dcp():
+        dcp.load(payload, checkpoint_id=str(where))
+    set_model_state_dict(wrapper, payload["model"])
+    if optimizer is not None:
+        set_optimizer_state_dict(wrapper, optimizer, optim_state_dict=payload["optim"])
+    if scheduler is not None:
+        scheduler.load_state_dict(json.loads((path / STATE_DIR / "scheduler.json").read_text(encoding="utf-8")))
+    buf = payload[rng_key]
+    buf.seek(0)
+    set_rng_state(torch.load(buf, map_location="cpu", weights_only=True))
+
+
+def load_training_state(path: Path, info: DistInfo | None = None) -> dict[str, Any]:
+    """``state.json`` of a checkpoint (same on every rank)."""
+    with open(path / STATE_DIR / "state.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+# ----------------------------------------------------------------------------- final export
+def _full_model_state_dict(wrapper: nn.Module, info: DistInfo) -> dict[str, torch.Tensor]:
+    """Full state dict of the wrapped HF model (keys without the wrapper's ``model.`` prefix).
+
+    Sharded (FSDP2) parameters are gathered to rank 0 on CPU; other ranks get ``{}``.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    sharded = any(hasattr(p, "full_tensor") for p in wrapper.parameters())
+    if sharded:
+        sd = get_model_state_dict(wrapper, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    else:
+        sd = wrapper.state_dict()
+    prefix = "model."
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+
+
+def _write_hf(
+    path: Path, hf_model: nn.Module, tokenizer, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None
+) -> None:
+    if dtype is not None:
+        state_dict = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside the training bar
+    try:
+        hf_model.save_pretrained(str(path), state_dict=state_dict, safe_serialization=True)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    if dtype is not None:
+        # save_pretrained records the in-memory parameter dtype; record the dtype actually written
+        cfg_file = path / "config.json"
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+        cfg["dtype"] = str(dtype).removeprefix("torch.")
+        cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(path))
 
 
 def export_model(
@@ -224,7 +290,7 @@ def export_model(
     """Write the model alone (HF format, ``dtype``) to ``path`` atomically (all ranks must call)."""
     final = Path(path)
     tmp = final.with_name(f".tmp-{final.name}")
-    sd = _full_model_state_dict(wrapper, info)
+    sd = _full_model_state_dict(wrapper, info)  # collective when sharded
     if info.is_main:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -235,20 +301,6 @@ def export_model(
     return final
 
 
-def load_training_state(path: Path, info: DistInfo) -> dict[str, Any]:
-    """``state.json`` of a checkpoint (same on every rank)."""
-    with open(path / STATE_DIR / "state.json", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def restore_rng(path: Path, info: DistInfo) -> None:
-    """Restore this rank's RNG states (rank 0's when the checkpoint had fewer ranks)."""
-    file = path / STATE_DIR / f"rng_rank{info.rank}.pt"
-    if not file.is_file():
-        file = path / STATE_DIR / "rng_rank0.pt"
-    set_rng_state(torch.load(file, map_location="cpu", weights_only=False))
-
-
 __all__ = [
     "STATE_DIR",
     "broadcast_object",
@@ -256,9 +308,8 @@ __all__ = [
     "export_model",
     "latest_checkpoint",
     "list_checkpoints",
-    "load_optimizer_state",
+    "load_checkpoint",
     "load_training_state",
     "resolve_resume",
-    "restore_rng",
     "save_checkpoint",
 ]

@@ -10,7 +10,8 @@ from sftdata.errors import ConfigError
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (YAML via ``--config`` plus flags), train, print where the model went.
 
-    Returns the process exit code: 0 on success, 2 on a configuration error.
+    Returns the process exit code: 0 on success, 2 on a configuration error, 1 when training
+    stopped on a non-finite gradient norm (nothing applied; the last checkpoint is intact).
     """
     from .config import parse_args
 
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"sftdata-train: error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # a non-finite gradient norm with --nonfinite-grad stop
+        print(f"sftdata-train: stopped: {e}", file=sys.stderr)
+        return 1
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

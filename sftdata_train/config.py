@@ -20,7 +20,9 @@ import yaml
 
 from sftdata.errors import ConfigError
 
-PRECISIONS = ("bf16-mixed", "bf16-true", "fp32")
+PRECISIONS = ("auto", "bf16-mixed", "bf16-true", "fp32")
+SWITCHES = ("auto", "on", "off")
+NONFINITE_GRAD = ("stop", "skip")
 SCHEDULERS = ("cosine", "linear", "constant")
 ATTN_IMPLEMENTATIONS = ("auto", "varlen", "flash_attn", "flex", "sdpa", "eager")
 DEVICES = ("auto", "cpu", "cuda")
@@ -83,20 +85,43 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Clip the global gradient L2 norm to this; 0 disables clipping.")
     # --- numerics and speed
     precision: str = _f(
-        "bf16-mixed", "bf16-mixed (fp32 master weights, bf16 compute) | bf16-true | fp32.", choices=PRECISIONS
+        "auto", "auto (bf16-mixed on CUDA, fp32 on CPU) | bf16-mixed (fp32 master weights, bf16 compute) | "
+        "bf16-true | fp32.", choices=PRECISIONS,
     )
-    activation_checkpointing: bool = _f(False, "Recompute decoder-layer activations in backward to save memory.")
-    compile: bool = _f(False, "torch.compile each decoder layer.")
+    activation_checkpointing: str = _f(
+        "auto", "Recompute decoder-layer activations in backward: auto (the fewest layers that make the step fit "
+        "the free device memory or --memory-budget-gb) | on (all layers) | off (flag alone = on).",
+        choices=SWITCHES, nargs="?", const="on",
+    )
+    memory_budget_gb: float | None = _f(
+        None, "Device memory (GB, 1e9 bytes) the auto activation checkpointing plans for (default: the free memory)."
+    )
+    compile: str = _f(
+        "auto", "torch.compile each decoder layer: auto (on CUDA) | on | off (flag alone = on).",
+        choices=SWITCHES, nargs="?", const="on",
+    )
     loss_chunk_size: int = _f(1024, "Trained positions per lm_head/cross-entropy chunk (bounds the logits memory).")
     seed: int = _f(0, "Seed for the embedded model's init, data order and RNGs.")
     device: str = _f("auto", "auto|cpu|cuda.", choices=DEVICES)
     fsdp_reshard_after_forward: bool = _f(True, "FSDP2: free gathered parameters after forward (ZeRO-3 style).")
+    fsdp_defer_grad_sync: bool = _f(
+        False, "FSDP2: reduce-scatter gradients on the last micro-batch of a step only (less communication, but "
+        "unsharded gradients held across micro-batches); default: every micro-batch.",
+    )
+    nonfinite_grad: str = _f(
+        "stop", "A non-finite gradient norm before optimizer.step(): stop (error) | skip (drop the update, count it).",
+        choices=NONFINITE_GRAD,
+    )
     # --- checkpoints
     save_steps: int = _f(0, "Save a checkpoint every N steps (0: only at the end).")
     save_total_limit: int | None = _f(None, "Keep at most this many checkpoints (oldest deleted).")
     save_dtype: str = _f(
         "auto", "dtype of the exported final/ model: auto (bf16 for bf16 precisions)|bfloat16|float32.",
         choices=SAVE_DTYPES,
+    )
+    overwrite: bool = _f(False, "Start over in a non-empty --output-dir (deletes its checkpoints, final/, metrics).")
+    allow_schedule_change: bool = _f(
+        False, "Resume although the world size, token budget, grad_accum or step count differ from the checkpoint's."
     )
     resume: str | None = _f(
         None, "Resume from a checkpoint dir, or `latest` for the newest one in --output-dir (flag alone = latest).",
@@ -113,7 +138,12 @@ class TrainConfig:
     )
     project: str | None = _f(None, "W&B/trackio project (W&B default: $WANDB_PROJECT; trackio: sftdata).")
     run_name: str | None = _f(None, "W&B/trackio run name (default: the output dir's name).")
-    peak_tflops: float | None = _f(None, "Per-device bf16 peak TFLOP/s for MFU (default: measured on CUDA).")
+    peak_tflops: float | None = _f(
+        None, "Per-device dense bf16 peak TFLOP/s for `mfu` (default: the datasheet value of known GPUs)."
+    )
+    check_tokenizer: bool = _f(
+        True, "Refuse data whose recorded tokenizer fingerprint differs from the training tokenizer's."
+    )
 
     # ------------------------------------------------------------------ helpers
     def validate(self) -> "TrainConfig":
@@ -122,7 +152,14 @@ class TrainConfig:
             raise ConfigError("`data` (--data DIR) is required: a dir from `sftdata prepare` or `sftdata pack`")
         if not self.output_dir:
             raise ConfigError("`output_dir` (--output-dir DIR) is required")
-        for name in ("precision", "lr_scheduler", "attn_implementation", "device", "save_dtype"):
+        for name in ("compile", "activation_checkpointing"):  # YAML/API booleans of older configs
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                setattr(self, name, "on" if value else "off")
+        for name in (
+            "precision", "lr_scheduler", "attn_implementation", "device", "save_dtype", "compile",
+            "activation_checkpointing", "nonfinite_grad",
+        ):
             choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(self)}[name]
             if getattr(self, name) not in choices:
                 raise ConfigError(f"`{name}` must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -130,6 +167,8 @@ class TrainConfig:
             raise ConfigError(f"`grad_accum` must be >= 1, got {self.grad_accum}")
         if self.max_tokens_per_batch < 1:
             raise ConfigError(f"`max_tokens_per_batch` must be >= 1, got {self.max_tokens_per_batch}")
+        if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
+            raise ConfigError(f"`memory_budget_gb` must be > 0, got {self.memory_budget_gb}")
         if self.loss_chunk_size < 1:
             raise ConfigError(f"`loss_chunk_size` must be >= 1, got {self.loss_chunk_size}")
         if not 0.0 <= self.eval_fraction < 1.0:
@@ -272,6 +311,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
             for alias in aliases:  # HF spelling: --gradient_checkpointing true|false
                 parser.add_argument(alias, type=_parse_bool, nargs="?", const=True, help=argparse.SUPPRESS, dest=f.name)
             continue
+        if aliases and "on" in f.metadata.get("choices", ()):  # HF's boolean (--gradient_checkpointing [true|false])
+            for alias in aliases:
+                parser.add_argument(alias, type=_parse_bool, nargs="?", const=True, help=argparse.SUPPRESS, dest=f.name)
+            aliases = []
         kw["type"] = _parse_optional(scalar) if optional else scalar
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]

@@ -77,6 +77,17 @@ def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
     return SFTDataset(ds, kind, lengths, path)
 
 
+def token_id_range(data: SFTDataset) -> tuple[int, int]:
+    """``(min, max)`` token id of the ``input_ids`` column, computed on the Arrow table (no Python lists)."""
+    import pyarrow.compute as pc
+
+    table = data.dataset.data  # the whole underlying table: a superset of any selection of it
+    flat = pc.list_flatten(table.column("input_ids"))
+    mm = pc.min_max(flat)
+    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    return (int(lo) if lo is not None else 0), (int(hi) if hi is not None else -1)
+
+
 def split_eval(data: SFTDataset, fraction: float, seed: int) -> tuple[SFTDataset, SFTDataset | None]:
     """Hold out ``ceil(fraction * rows)`` rows (a seeded random choice) as the eval split."""
     if fraction <= 0:
@@ -90,6 +101,24 @@ def split_eval(data: SFTDataset, fraction: float, seed: int) -> tuple[SFTDataset
     held = sorted(perm[:k])
     train = sorted(perm[k:])
     return data.select(train), data.select(held)
+
+
+def load_run_data(cfg) -> tuple[SFTDataset, SFTDataset | None]:
+    """``(train, eval or None)`` of a run: ``cfg.data``, and ``cfg.eval_data`` or an ``eval_fraction`` split.
+
+    Raises:
+        ConfigError: packed data with ``padding_free=False`` (packed sequences would attend to
+            each other in a padded batch), or the errors of :func:`load_sft_dataset`.
+    """
+    train_data = load_sft_dataset(cfg.data)
+    eval_data: SFTDataset | None = None
+    if cfg.eval_data:
+        eval_data = load_sft_dataset(cfg.eval_data)
+    elif cfg.eval_fraction > 0:
+        train_data, eval_data = split_eval(train_data, cfg.eval_fraction, cfg.seed)
+    if not cfg.padding_free and "packed" in (train_data.kind, eval_data.kind if eval_data else ""):
+        raise ConfigError("packed data (from `sftdata pack`) needs padding-free batches: drop --no-padding-free")
+    return train_data, eval_data
 
 
 def make_collator(*, padding_free: bool, pad_token_id: int, pad_to_multiple_of: int | None):

@@ -8,10 +8,10 @@ ranks), so the gradient is exactly that of the per-token mean over the whole glo
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,28 +19,29 @@ from typing import Any
 
 import torch
 
-from sftdata.errors import ConfigError
-
-from . import attention, checkpoint as ckpt
+from . import checkpoint as ckpt, guards
+from .build import build_model, describe_run, resolve_precision, speed_and_memory
+from .compat import require_torch
 from .config import TrainConfig, as_config
 from .data import (
     MicroBatchStream,
-    SFTDataset,
     batch_to_device,
     collate_indices,
     eval_batches,
-    load_sft_dataset,
+    load_run_data,
     make_batch_sampler,
     make_collator,
     num_tokens,
-    split_eval,
     sum_squared_lengths,
+    token_id_range,
 )
-from .distributed import DistInfo, all_reduce_sum, apply_fsdp2, broadcast_object, decoder_layers, init_distributed
-from .loss import IGNORE_INDEX, SFTLossModel
+from .distributed import DistInfo, all_reduce_sum, decide_on_main, init_distributed
+from .loss import count_trained_tokens
 from .metrics import MetricsLogger, Throughput, measure_bf16_peak_tflops, peak_memory_gb, step_flops
-from .model import attn_for, count_matmul_params, load_model, load_tokenizer
+from .model import count_matmul_params, load_tokenizer
 from .optim import build_optimizer, build_scheduler
+from .peaks import datasheet_bf16_tflops
+from .resume import restore, resume_state
 from .tracking import open_trackers
 
 
@@ -54,6 +55,7 @@ class StepOutput:
     trained_tokens: int  # over all ranks
     tokens: int  # real tokens over all ranks
     flops: float  # over all ranks
+    skipped: bool = False  # non-finite gradient norm: no update (nonfinite_grad=skip)
 
 
 @dataclass
@@ -85,8 +87,8 @@ def _seed_everything(seed: int) -> None:
         pass
 
 
-def _count_trained(labels: torch.Tensor) -> int:
-    return int((labels[..., 1:] != IGNORE_INDEX).sum())
+def _count_trained(mb: dict[str, Any]) -> int:
+    return count_trained_tokens(mb.get("labels"), mb.get("shift_labels"))
 
 
 class Trainer:
@@ -111,57 +113,53 @@ class Trainer:
             model, tokenizer: an already built HF causal LM / tokenizer to train instead of loading
                 ``config.model`` (e.g. a model built from a config in a benchmark). Ignored when resuming.
         """
+        require_torch()
         cfg = as_config(config)
         self.config = cfg
         self._owns_pg = info is None and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.info = info or init_distributed(cfg.device)
         info = self.info
         self.device = info.device
+        cfg.precision = resolve_precision(cfg.precision, self.device)
+        guards.check_loggers(cfg.trackers() + (["tensorboard"] if cfg.tensorboard else []))
         self.output_dir = Path(cfg.output_dir)
-        if info.is_main:
+
+        # ---- resume point and output dir (rank 0 decides, everyone follows)
+        def decide() -> str | None:
+            found = ckpt.resolve_resume(cfg.resume, cfg.output_dir)
+            guards.check_output_dir(cfg.output_dir, resume=cfg.resume, overwrite=cfg.overwrite)
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            return str(found) if found else None
+
+        resume = decide_on_main(decide, info)
+        self.resume_path = Path(resume) if resume else None
         _seed_everything(cfg.seed)
 
-        # ---- resume point (rank 0 decides, everyone follows)
-        resume = ckpt.resolve_resume(cfg.resume, cfg.output_dir) if info.is_main else None
-        resume = broadcast_object(str(resume) if resume else None, info)
-        self.resume_path = Path(resume) if resume else None
-
         # ---- data
-        train_data = load_sft_dataset(cfg.data)
-        eval_data: SFTDataset | None = None
-        if cfg.eval_data:
-            eval_data = load_sft_dataset(cfg.eval_data)
-        elif cfg.eval_fraction > 0:
-            train_data, eval_data = split_eval(train_data, cfg.eval_fraction, cfg.seed)
-        if not cfg.padding_free and "packed" in (train_data.kind, eval_data.kind if eval_data else ""):
-            raise ConfigError("packed data (from `sftdata pack`) needs padding-free batches: drop --no-padding-free")
-        self.train_data, self.eval_data = train_data, eval_data
+        self.train_data, self.eval_data = train_data, eval_data = load_run_data(cfg)
 
-        # ---- tokenizer and model
+        # ---- tokenizer, checked against the data
         if self.resume_path is not None:
             model = tokenizer = None
             tok_src: str | None = str(self.resume_path)
         else:
             tok_src = cfg.tokenizer or cfg.model
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tok_src)
-        attn_impl, backend = attn_for(cfg.padding_free, cfg.attn_implementation)
-        if backend is not None:
-            attention.set_backend(backend)
-        self.param_dtype = torch.bfloat16 if cfg.precision == "bf16-true" else torch.float32
-        if model is not None:
-            attention.register()
-            model.set_attn_implementation(attn_impl)
-            model.to(self.param_dtype)
-            model.config.use_cache = False
-            model.train()
-            self.hf_model = model
-        else:
-            model_src = str(self.resume_path) if self.resume_path is not None else cfg.model
-            self.hf_model = load_model(
-                model_src, tokenizer=self.tokenizer, dtype=self.param_dtype, attn_implementation=attn_impl,
-                seed=cfg.seed,
-            )
+        datasets_ = [d for d in (train_data, eval_data) if d is not None]
+        if cfg.check_tokenizer:
+            for d in datasets_:
+                guards.check_tokenizer(d.path, self.tokenizer, tokenizer_source=tok_src or "the embedded tokenizer")
+
+        # ---- model (sharded under FSDP2), then its vocabulary against the data
+        built = build_model(cfg, info=info, precision=cfg.precision, tokenizer=self.tokenizer, model=model,
+                            resume_path=self.resume_path)
+        self.hf_model, self.wrapper, self.fsdp = built["hf_model"], built["wrapper"], built["fsdp"]
+        self._owns_pg = self._owns_pg or built["created_pg"]
+        rows = self.hf_model.get_input_embeddings().weight.shape[0]
+        for d in datasets_:
+            lo, hi = token_id_range(d)
+            guards.check_token_ids(hi, lo, vocab_rows=rows, data_path=str(d.path),
+                                   model_source=str(self.resume_path or cfg.model or "(embedded default)"))
         mc = self.hf_model.config
         self._flops_shape = dict(
             matmul_params=count_matmul_params(self.hf_model),
@@ -169,25 +167,6 @@ class Trainer:
             n_heads=mc.num_attention_heads,
             head_dim=getattr(mc, "head_dim", None) or mc.hidden_size // mc.num_attention_heads,
         )
-        if cfg.activation_checkpointing:
-            if hasattr(self.hf_model, "activation_checkpointing_enable"):  # transformers >= 5.x name
-                self.hf_model.activation_checkpointing_enable({"use_reentrant": False})
-            else:
-                self.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.wrapper = SFTLossModel(self.hf_model, chunk_size=cfg.loss_chunk_size)
-        if cfg.compile:
-            for layer in decoder_layers(self.hf_model):
-                layer.compile()
-        self.wrapper.to(self.device)
-        self.fsdp = info.distributed
-        if self.fsdp:
-            apply_fsdp2(
-                self.wrapper, self.hf_model, precision=cfg.precision, reshard_after_forward=cfg.fsdp_reshard_after_forward
-            )
-        if cfg.precision == "bf16-mixed" and not self.fsdp:
-            self._autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
-        else:
-            self._autocast = contextlib.nullcontext
 
         # ---- batches
         self.collator = make_collator(
@@ -212,75 +191,65 @@ class Trainer:
             else None
         )
 
+        # ---- speed and memory: compile, activation checkpointing (after the weights are on the device)
+        tokens = max(cfg.max_tokens_per_batch, max(train_data.lengths))
+        tuned = speed_and_memory(cfg, wrapper=self.wrapper, hf_model=self.hf_model, info=info,
+                                 precision=cfg.precision, tokens=tokens, fsdp=self.fsdp)
+        self.compiled, self.memory_plan = tuned["compiled"], tuned["plan"]
+
         # ---- optimisation
         self.optimizer = build_optimizer(self.wrapper, cfg, self.device)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
         self.step = 0
         self.tokens_seen = 0
         self.trained_tokens_seen = 0
+        self.skipped_steps = 0
         if self.resume_path is not None:
             self._restore(self.resume_path)
         self.peak_tflops = cfg.peak_tflops
-        if self.peak_tflops is None and self.device.type == "cuda":
-            self.peak_tflops = measure_bf16_peak_tflops(self.device)
+        self.measured_tflops = None
+        if self.device.type == "cuda":
+            if self.peak_tflops is None:
+                self.peak_tflops = datasheet_bf16_tflops(torch.cuda.get_device_name(self.device))
+            if info.is_main:  # RNG-neutral (private generator, states restored)
+                self.measured_tflops = measure_bf16_peak_tflops(self.device)
+        if info.is_main:
+            print(f"sftdata-train: {self.describe()}", file=sys.stderr, flush=True)
+
+    def describe(self) -> str:
+        """One line: device, precision, attention, compile and activation checkpointing as resolved."""
+        return describe_run(self.config, self.info, fsdp=self.fsdp, compiled=self.compiled, memory_plan=self.memory_plan)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
-        sampler_state = None
-        if hasattr(self.sampler, "state_dict"):
-            try:
-                sampler_state = self.sampler.state_dict()
-            except Exception:  # noqa: BLE001 - informational only
-                sampler_state = None
-        return {
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "tokens_seen": self.tokens_seen,
-            "trained_tokens_seen": self.trained_tokens_seen,
-            "world_size": self.info.world_size,
-            "stream": self.stream.state_dict(),
-            "sampler": sampler_state,
-            "config": self.config.to_dict(),
-        }
+        return resume_state(self)
 
     def _restore(self, path: Path) -> None:
-        state = ckpt.load_training_state(path, self.info)
-        if state.get("world_size") != self.info.world_size:
-            warnings.warn(
-                f"resuming a {state.get('world_size')}-rank checkpoint on {self.info.world_size} ranks: the weights and "
-                "optimizer state are exact, the data order after resuming differs from an uninterrupted run",
-                stacklevel=2,
-            )
-        ckpt.load_optimizer_state(self.wrapper, self.optimizer, path, self.info)
-        self.scheduler.load_state_dict(torch.load(path / ckpt.STATE_DIR / "scheduler.pt", weights_only=False))
-        self.stream.load_state_dict(state["stream"])
-        self.step = int(state["step"])
-        self.tokens_seen = int(state.get("tokens_seen", 0))
-        self.trained_tokens_seen = int(state.get("trained_tokens_seen", 0))
-        ckpt.restore_rng(path, self.info)
+        restore(self, path)
 
     # ------------------------------------------------------------------ one step
-    def _grad_norm_and_clip(self) -> torch.Tensor:
-        params = [p for p in self.wrapper.parameters() if p.grad is not None]
-        grads = [p.grad for p in params]
+    def _grad_norm(self) -> torch.Tensor:
+        """Global L2 norm of the gradients (over all shards under FSDP2), before clipping."""
+        grads = [p.grad for p in self.wrapper.parameters() if p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
         total = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
         if hasattr(total, "full_tensor"):  # DTensor under FSDP2: reduce over shards
             total = total.full_tensor()
-        if self.config.max_grad_norm and self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grads_with_norm_(params, self.config.max_grad_norm, total)
         return total
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> StepOutput:
         """One optimizer step over this rank's ``micro_batches`` (collated, on CPU or device).
 
-        The loss is normalised by the trained tokens of all micro-batches on all ranks.
+        The loss is normalised by the trained tokens of all micro-batches on all ranks. The
+        gradient norm is checked *before* ``optimizer.step()``: a non-finite norm stops the run
+        (``FloatingPointError``, nothing applied) or, with ``nonfinite_grad=skip``, drops this
+        update (``skipped=True``; the schedule still advances).
         """
-        info = self.info
+        info, cfg = self.info, self.config
         counts = torch.tensor(
             [
-                sum(_count_trained(mb["labels"]) for mb in micro_batches),
+                sum(_count_trained(mb) for mb in micro_batches),
                 sum(num_tokens(mb) for mb in micro_batches),
                 sum(sum_squared_lengths(mb) for mb in micro_batches),
             ],
@@ -294,21 +263,38 @@ class Trainer:
         self.wrapper.train()
         for i, mb in enumerate(micro_batches):
             if self.fsdp:
-                self.wrapper.set_requires_gradient_sync(i == len(micro_batches) - 1)
+                last = i == len(micro_batches) - 1
+                self.wrapper.set_requires_gradient_sync(last or not cfg.fsdp_defer_grad_sync)
             mb = batch_to_device(mb, self.device)
-            with self._autocast():
-                loss_sum, _ = self.wrapper(**mb)
+            loss_sum, _ = self.wrapper(**mb)
             (loss_sum * scale).backward()
             loss_acc += loss_sum.detach()
-        grad_norm = self._grad_norm_and_clip()
+        grad_norm = self._grad_norm()
         lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         all_reduce_sum(loss_acc, info)
         loss = float(loss_acc) / max(n_global, 1)
         flops = step_flops(tokens=tokens, sum_sq_lengths=sumsq, **self._flops_shape)
-        return StepOutput(loss=loss, grad_norm=float(grad_norm), lr=lr, trained_tokens=n_global, tokens=tokens, flops=flops)
+        norm = float(grad_norm)  # one host sync per step, outside any compiled region
+        skipped = not math.isfinite(norm)
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+            if cfg.nonfinite_grad == "stop":
+                raise FloatingPointError(
+                    f"non-finite gradient norm {norm} (loss {loss}) at step {self.step + 1}: no update applied; "
+                    "--nonfinite-grad skip drops such updates instead"
+                )
+            self.skipped_steps += 1
+        else:
+            if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+                params = [p for p in self.wrapper.parameters() if p.grad is not None]
+                torch.nn.utils.clip_grads_with_norm_(params, cfg.max_grad_norm, grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # a skipped update steps the schedule without optimizer.step()
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\(\)` before")
+            self.scheduler.step()
+        return StepOutput(loss=loss, grad_norm=norm, lr=lr, trained_tokens=n_global, tokens=tokens, flops=flops,
+                          skipped=skipped)
 
     # ------------------------------------------------------------------ eval
     @torch.no_grad()
@@ -325,8 +311,7 @@ class Trainer:
                 continue
             batch = collate_indices(self.eval_data, idx if idx is not None else first, self.collator)
             batch = batch_to_device(batch, self.device)
-            with self._autocast():
-                loss_sum, n = self.wrapper(**batch)
+            loss_sum, n = self.wrapper(**batch)
             if idx is not None:
                 sums[0] += loss_sum.double()
                 sums[1] += n.double()
@@ -385,15 +370,15 @@ class Trainer:
                 self.tokens_seen += out.tokens
                 self.trained_tokens_seen += out.trained_tokens
                 result.losses.append(out.loss)
-                if not math.isfinite(out.loss):
-                    raise FloatingPointError(f"non-finite loss {out.loss} at step {self.step}")
                 meter.add(out.tokens, out.trained_tokens, out.flops)
-                interval_loss += out.loss * out.trained_tokens
-                interval_trained += out.trained_tokens
+                if not out.skipped:  # a dropped update's (non-finite) loss stays out of the logged mean
+                    interval_loss += out.loss * out.trained_tokens
+                    interval_trained += out.trained_tokens
                 is_last = self.step >= min(self.total_steps, stop_at)
                 record: dict[str, Any] | None = None
                 if self.step % cfg.log_steps == 0 or is_last:
-                    rates = meter.rates(world_size=info.world_size, peak_tflops=self.peak_tflops)
+                    rates = meter.rates(world_size=info.world_size, peak_tflops=self.peak_tflops,
+                                        measured_tflops=self.measured_tflops)
                     record = {
                         "step": self.step,
                         "loss": interval_loss / max(interval_trained, 1) if interval_trained else out.loss,
@@ -404,6 +389,7 @@ class Trainer:
                         "epoch": self.stream.epoch + self.stream.batch_in_epoch / max(1, self.stream.batches_per_epoch),
                         "tokens": self.tokens_seen,
                         "trained_tokens": self.trained_tokens_seen,
+                        "skipped_steps": self.skipped_steps,
                     }
                     interval_loss, interval_trained = 0.0, 0
                     meter.reset()

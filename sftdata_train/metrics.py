@@ -9,9 +9,10 @@ FLOPs of a training step (forward + backward), following Kaplan et al. 2020 / Pa
   step: ``QKᵀ`` and ``AV`` are ``2 * L² * d`` FLOPs each in forward, halved by the causal mask,
   times 3 for forward + backward.
 
-MFU = achieved FLOP/s / (world size × per-device bf16 peak). The peak is ``--peak-tflops`` or,
-on CUDA, measured once with a large bf16 matmul (:func:`measure_bf16_peak_tflops`); on CPU
-without ``--peak-tflops`` MFU is ``null``.
+MFU = achieved FLOP/s / (world size × per-device bf16 peak). ``mfu`` uses the datasheet dense
+peak of the GPU (:mod:`sftdata_train.peaks`) or ``--peak-tflops``; ``mfu_measured`` uses the
+throughput of a large bf16 matmul measured once on the device (:func:`measure_bf16_peak_tflops`).
+On a CPU without ``--peak-tflops`` both are ``null``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from typing import Any, Sequence
 
 import torch
 
-METRIC_KEYS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "trained_tokens_per_s", "mfu", "peak_memory_gb")
+METRIC_KEYS = (
+    "step", "loss", "lr", "grad_norm", "tokens_per_s", "trained_tokens_per_s", "mfu", "mfu_measured", "peak_memory_gb",
+)
 
 
 def step_flops(matmul_params: int, tokens: int, sum_sq_lengths: int, n_layers: int, n_heads: int, head_dim: int) -> float:
@@ -36,26 +39,42 @@ def step_flops(matmul_params: int, tokens: int, sum_sq_lengths: int, n_layers: i
 
 
 def measure_bf16_peak_tflops(device: torch.device, n: int = 8192, iters: int = 20) -> float | None:
-    """Achievable bf16 dense TFLOP/s of ``device``: best timing of an ``n × n × n`` matmul (CUDA only)."""
+    """Achievable bf16 dense TFLOP/s of ``device``: best timing of an ``n × n × n`` matmul.
+
+    The operands come from a private generator and the global RNG states (CPU and ``device``)
+    are restored afterwards, so measuring does not change a run's random stream. Returns None
+    on a CPU, where the figure would mean little (the timing itself, :func:`_time_matmul`, runs
+    anywhere).
+    """
     if device.type != "cuda":
         return None
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize(device)
-    best = math.inf
-    for _ in range(iters):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        a @ b
-        end.record()
-        torch.cuda.synchronize(device)
-        best = min(best, start.elapsed_time(end) / 1e3)
-    del a, b
-    torch.cuda.empty_cache()
+    return _time_matmul(device, n, iters)
+
+
+def _time_matmul(device: torch.device, n: int, iters: int) -> float:
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        g = torch.Generator(device=device).manual_seed(0)
+        a = torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=g)
+        b = torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=g)
+        for _ in range(3):
+            a @ b
+        _sync(device)
+        best = math.inf
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            a @ b
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+        del a, b
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return 2.0 * n**3 / best / 1e12
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -152,13 +171,19 @@ class Throughput:
         self.trained += trained
         self.flops += flops
 
-    def rates(self, *, world_size: int, peak_tflops: float | None) -> dict[str, float | None]:
+    def rates(
+        self, *, world_size: int, peak_tflops: float | None, measured_tflops: float | None = None
+    ) -> dict[str, float | None]:
+        """Tokens/s and MFU since the last reset; ``mfu`` against ``peak_tflops`` (datasheet or
+        ``--peak-tflops``), ``mfu_measured`` against ``measured_tflops`` (None when not known)."""
         dt = max(time.perf_counter() - self.t0, 1e-9)
-        mfu = None
-        if peak_tflops:
-            mfu = self.flops / dt / (world_size * peak_tflops * 1e12)
+
+        def mfu(peak: float | None) -> float | None:
+            return self.flops / dt / (world_size * peak * 1e12) if peak else None
+
         return {
             "tokens_per_s": self.tokens / dt,
             "trained_tokens_per_s": self.trained / dt,
-            "mfu": mfu,
+            "mfu": mfu(peak_tflops),
+            "mfu_measured": mfu(measured_tflops),
         }

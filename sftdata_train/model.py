@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -132,6 +133,60 @@ def load_model(
             f"tokenizer has {len(tokenizer)} tokens but the model's embedding has "
             f"{model.get_input_embeddings().weight.shape[0]} rows"
         )
+    model.config.use_cache = False
+    model.train()
+    return model
+
+
+def model_config(name_or_path: str | None, tokenizer=None):
+    """The HF config of ``name_or_path`` (a dir or Hub id), or of the embedded default for None."""
+    if name_or_path is None:
+        if tokenizer is None:
+            raise ConfigError("the embedded default model needs the tokenizer to size its vocabulary")
+        return default_model_config(tokenizer)
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load the config of model {name_or_path!r}: {e}") from e
+
+
+@contextlib.contextmanager
+def params_on_meta():
+    """Create parameters on the meta device (no memory) while buffers are created for real.
+
+    Non-persistent buffers such as the rotary ``inv_freq`` are computed in ``__init__`` and
+    are not in any state dict, so they must exist for real in a model whose weights come
+    later (FSDP2's broadcast from rank 0, a sharded checkpoint).
+    """
+    import torch.nn as nn
+
+    original = nn.Module.register_parameter
+
+    def register(module, name, param):
+        original(module, name, param)
+        p = module._parameters.get(name)
+        if p is not None and p.device.type != "meta":  # already-meta params (ties) keep their identity
+            module._parameters[name] = type(p)(p.to("meta"), requires_grad=p.requires_grad)
+
+    nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original
+
+
+def build_skeleton(config, *, dtype: torch.dtype, attn_implementation: str):
+    """A causal LM of ``config`` with parameters on the meta device and real buffers, in train mode.
+
+    Fill it with :func:`sftdata_train.distributed.materialize` and a state dict.
+    """
+    from transformers import AutoModelForCausalLM
+
+    attention.register()
+    with params_on_meta():
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation)
     model.config.use_cache = False
     model.train()
     return model

@@ -91,9 +91,9 @@ def test_all_errors_at_once():
 def test_hf_flag_spellings(tmp_path):
     cfg = parse_args(["--data", "d", "--output-dir", "o", "--learning_rate", "3e-4", "--num-train-epochs", "2",
                       "--gradient_accumulation_steps", "4", "--gradient_checkpointing", "--report-to", "none"])
-    assert (cfg.lr, cfg.num_epochs, cfg.grad_accum, cfg.activation_checkpointing) == (3e-4, 2.0, 4, True)
+    assert (cfg.lr, cfg.num_epochs, cfg.grad_accum, cfg.activation_checkpointing) == (3e-4, 2.0, 4, "on")
     cfg = parse_args(["--data", "d", "--output-dir", "o", "--gradient_checkpointing", "false"])
-    assert cfg.activation_checkpointing is False
+    assert cfg.activation_checkpointing == "off"
     y = tmp_path / "trl.yaml"
     y.write_text("data: d\noutput_dir: o\nlearning_rate: 2.0e-5\nnum_train_epochs: 1\nbf16: true\n")
     cfg = parse_args(["--config", str(y), "--lr", "1e-3"])

@@ -104,9 +104,18 @@ def test_activation_checkpointing_and_precisions(dirs):
         return t, [t.train_step(b).loss for b in batches]
 
     _, ref = losses("o_fp32", precision="fp32")
-    t_ac, ac = losses("o_ac", precision="fp32", activation_checkpointing=True)
-    assert getattr(t_ac.hf_model, "is_activation_checkpointing", None) or t_ac.hf_model.is_gradient_checkpointing
+    t_ac, ac = losses("o_ac", precision="fp32", activation_checkpointing="on")
+    assert t_ac.memory_plan.layers == (0, 1)
     assert ac == pytest.approx(ref, abs=1e-6)
+    # the layers really are recomputed in backward: their MLP runs twice per micro-batch
+    calls = []
+    for t in (t_ac, Trainer(dict(data=str(root / "prepared"), output_dir=str(root / "o_noac"), precision="fp32",
+                                 activation_checkpointing="off", progress_bar=False, max_steps=3))):
+        n = []
+        t.hf_model.model.layers[0].mlp.register_forward_pre_hook(lambda *a, n=n: n.append(1))
+        t.train_step(batches[0])
+        calls.append(len(n))
+    assert calls == [2, 1]
     t_mixed, mixed = losses("o_mixed", precision="bf16-mixed")
     assert next(t_mixed.hf_model.parameters()).dtype == torch.float32  # fp32 master weights
     t_true, true = losses("o_true", precision="bf16-true")

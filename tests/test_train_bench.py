@@ -35,3 +35,37 @@ def test_dry_run_on_cpu_with_trl(tmp_path):
     for r in res["results"]:
         assert r["tokens_per_s"] > 0 and r["steps"] == 2
     assert "tokens/s" in out.stdout and "MFU" in out.stdout
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+
+
+def test_gpu_check_cpu_smoke(tmp_path):
+    """bench/gpu_check.py end to end on a CPU: attention rows against HF per-sequence passes, the
+    compiled row's graph count, one training run, the table and the JSON."""
+    prepare_dir(synthetic_conversations(40, seed=3), tmp_path / "prepared")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    out = subprocess.run([sys.executable, str(GPU_CHECK), "--cpu-smoke", "--data", str(tmp_path / "prepared"),
+                          "--json", str(tmp_path / "c.json")], capture_output=True, text=True, timeout=600,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    res = json.loads((tmp_path / "c.json").read_text())
+    assert [r["check"] for r in res["attention"]] == ["attention sdpa", "attention sdpa + compile"]
+    for r in res["attention"]:
+        assert r["ok"] and r["loss_rel_diff"] < 2e-3 and r["min_grad_cosine"] > 0.999
+    assert res["attention"][1]["graphs_per_layout"][-1] <= 2
+    (run,) = res["training"]
+    assert run["status"] == "ok" and run["tokens_per_s"] > 0 and "fp32" in run["description"]
+    assert "| check | value | target | status |" in out.stdout and "attention sdpa: loss rel diff" in out.stdout
+
+
+def test_gpu_check_wheel_list():
+    """--download-wheels fetches part 2's dependency closure minus what torch + transformers bring."""
+    sys.path.insert(0, str(GPU_CHECK.parent))
+    try:
+        from gpu_check import wheel_requirements
+    finally:
+        sys.path.remove(str(GPU_CHECK.parent))
+    reqs = wheel_requirements()
+    assert {"datasets", "trl", "accelerate", "pyarrow"} <= set(reqs)
+    assert not {"torch", "transformers", "numpy", "tokenizers", "jinja2", "safetensors"} & set(reqs)

@@ -30,7 +30,13 @@ def test_yaml_then_flags(tmp_path):
     assert cfg.padding_free is True and cfg.resume == "latest"
     cfg = parse_args(["--data", "d", "--output-dir", "o", "--resume", "ckpt/x", "--warmup-steps", "none"])
     assert cfg.resume == "ckpt/x" and cfg.warmup_steps is None
-    assert cfg.model is None and cfg.precision == "bf16-mixed"  # embedded default, bf16-mixed
+    assert cfg.model is None and cfg.precision == "auto"  # embedded default; bf16-mixed on CUDA, fp32 on CPU
+    assert (cfg.compile, cfg.activation_checkpointing) == ("auto", "auto")
+    cfg = parse_args(["--data", "d", "--output-dir", "o", "--compile", "--activation-checkpointing", "off"])
+    assert (cfg.compile, cfg.activation_checkpointing) == ("on", "off")
+    y.write_text("data: d1\noutput-dir: o1\ncompile: true\nactivation_checkpointing: false\n")  # older boolean keys
+    cfg = parse_args(["--config", str(y)])
+    assert (cfg.compile, cfg.activation_checkpointing) == ("on", "off")
 
 
 def test_validation_errors(tmp_path):

@@ -191,3 +191,140 @@ def test_bf16_autocast_close_to_fp32():
             s16, _ = wrapper(input_ids=input_ids, labels=labels, attention_mask=mask)
     assert s16.dtype == torch.float32
     assert (s16 / n).item() == pytest.approx((s32 / n).item(), rel=2e-2)
+
+
+# --------------------------------------------------------------------------- shift_labels
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.integers(-1, 12), min_size=1, max_size=9), min_size=1, max_size=3), st.integers(1, 5))
+def test_shift_labels_from_labels_is_the_labels_path(rows, chunk):
+    """Built from the labels, shift_labels gives exactly the labels path (loss, count, gradients)."""
+    width = max(len(r) for r in rows)
+    labels = torch.full((len(rows), width), IGNORE_INDEX)
+    for b, r in enumerate(rows):
+        labels[b, : len(r)] = torch.tensor([IGNORE_INDEX if x < 0 else x for x in r])
+    g = torch.Generator().manual_seed(len(rows) * 31 + width)
+    hidden = torch.randn(len(rows), width, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    head = torch.nn.Linear(6, 13, bias=False).double()
+    a, na = sft_loss_sum(hidden, labels, head, chunk_size=chunk)
+    a.backward()
+    grads = (hidden.grad.clone(), head.weight.grad.clone())
+    hidden.grad = head.weight.grad = None
+    b, nb = sft_loss_sum(hidden, None, head, chunk_size=chunk, shift_labels=shift_labels(labels))
+    b.backward()
+    assert torch.equal(a, b) and int(na) == int(nb) == count_trained_tokens(labels)
+    assert count_trained_tokens(shift_labels=shift_labels(labels)) == int(na)
+    assert torch.equal(grads[0], hidden.grad) and torch.equal(grads[1], head.weight.grad)
+
+
+def test_shift_labels_that_are_not_the_next_position():
+    """A tree layout: position 1 predicts token 7 and position 3 predicts token 2 (not the next positions)."""
+    logits = torch.randn(1, 4, 9, dtype=torch.float64)
+    hidden = logits.clone().requires_grad_(True)  # identity head: hidden_t @ I = logits_t
+    head = torch.nn.Linear(9, 9, bias=False).double()
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(9, dtype=torch.float64))
+    shift = torch.tensor([[IGNORE_INDEX, 7, IGNORE_INDEX, 2]])
+    loss, n = sft_loss_sum(hidden, None, head, shift_labels=shift)
+    by_hand = -(torch.log_softmax(logits[0, 1], -1)[7] + torch.log_softmax(logits[0, 3], -1)[2])
+    assert int(n) == 2 and loss.item() == pytest.approx(by_hand.item(), abs=1e-6)  # softmax runs in fp32
+    with pytest.raises(ValueError, match="labels or shift_labels"):
+        sft_loss_sum(hidden, None, head)
+    with pytest.raises(ValueError, match="differ in shape"):
+        sft_loss_sum(hidden, torch.zeros(1, 3, dtype=torch.long), head, shift_labels=shift)
+
+
+def test_wrapper_and_step_accept_shift_labels(tmp_path):
+    """SFTLossModel and Trainer.train_step (its trained-token count) take shift_labels from the batch."""
+    from sftdata.collate import PaddingFreeCollator
+    from sftdata_train.loop import Trainer
+    from sftdata_train.testing import prepare_dir, synthetic_conversations
+
+    ds = prepare_dir(synthetic_conversations(8, seed=3), tmp_path / "p")
+    batch = PaddingFreeCollator()([ds[i] for i in range(4)])
+    cfg = dict(data=str(tmp_path / "p"), precision="fp32", progress_bar=False, max_steps=2, lr=1e-3, seed=1)
+    plain = Trainer(dict(cfg, output_dir=str(tmp_path / "a")))
+    shifted = Trainer(dict(cfg, output_dir=str(tmp_path / "b")))
+    with_shift = dict(batch, shift_labels=shift_labels(batch["labels"]), labels=None)
+    out_a, out_b = plain.train_step([batch]), shifted.train_step([with_shift])
+    assert out_a.trained_tokens == out_b.trained_tokens == count_trained_tokens(batch["labels"])
+    assert out_a.loss == out_b.loss and out_a.grad_norm == out_b.grad_norm
+
+
+# --------------------------------------------------------------------------- lean LM head
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from sftdata_train import loss as loss_mod  # noqa: E402
+
+
+class _BigAllocations(TorchDispatchMode):
+    """Every op output (not in-place, not out=) with at least ``threshold`` elements: (op, numel, dtype, ptr)."""
+
+    def __init__(self, threshold):
+        super().__init__()
+        self.threshold, self.seen = threshold, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func._schema.name.split("::")[-1]
+        mutating = name.endswith("_") or func._overloadname == "out" or func._schema.is_mutable
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and not mutating and t.numel() >= self.threshold:
+                if not any(t.untyped_storage().data_ptr() == a.untyped_storage().data_ptr()
+                           for a in args if isinstance(a, torch.Tensor)):  # views of inputs allocate nothing
+                    self.seen.append((name, t.numel(), t.dtype, t.untyped_storage().data_ptr()))
+        return out
+
+
+@pytest.mark.parametrize(
+    "w_dtype, compute, expected",
+    [
+        # bf16-mixed on one device: fp32 master weight, bf16 matmuls -> one cast of W + one fp32 buffer
+        (torch.float32, torch.bfloat16, [torch.bfloat16, torch.float32]),
+        # fp32: the buffer only
+        (torch.float32, torch.float32, [torch.float32]),
+        # FSDP2 unsharded bf16 weight: fp32 accumulator, cast once to the weight's dtype in backward
+        (torch.bfloat16, torch.bfloat16, [torch.float32, torch.bfloat16]),
+    ],
+)
+def test_head_gradient_one_buffer_no_vocab_by_hidden_temporaries(monkeypatch, w_dtype, compute, expected):
+    V, H, N, chunk = 512, 64, 120, 16  # 8 chunks; (chunk, V) logits and (N, H) are below V x H / 4
+    monkeypatch.setattr(loss_mod, "WEIGHT_GRAD_SLICE_BYTES", V * H * 2 // 4)  # 4 vocab slices
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(N, H, generator=g).to(compute).requires_grad_(True)
+    weight = (torch.randn(V, H, generator=g) * 0.05).to(w_dtype).requires_grad_(True)
+    targets = torch.randint(0, V, (N,), generator=g)
+    mode = _BigAllocations(V * H // 4)
+    with mode:
+        loss = linear_cross_entropy_sum(hidden, weight, targets, chunk_size=chunk, compute_dtype=compute)
+        node = loss.grad_fn
+        held = [t for t in node.grads if t is not None]
+        assert len(node.saved_tensors) == 0
+        assert [tuple(t.shape) for t in held if t.numel() >= V * H] == [(V, H)]  # graph holds one V x H buffer
+        del held, node  # (a reference kept here would force autograd to copy the buffer)
+        loss.backward()
+    full = [(name, dt) for name, n, dt, _ in mode.seen if n >= V * H]
+    assert [dt for _, dt in full] == expected, mode.seen  # never per chunk: 8 chunks would show 8+
+    assert all(n <= V * H // 4 for _, n, _, _ in mode.seen if n < V * H)  # slices bounded as configured
+    if w_dtype == torch.float32:  # the buffer became the gradient without a copy
+        buffer_ptr = next(p for _, n, dt, p in mode.seen if n >= V * H and dt == torch.float32)
+        assert weight.grad.untyped_storage().data_ptr() == buffer_ptr
+    # and the numbers are those of the dense computation
+    ref_w = weight.detach().float().requires_grad_(True)
+    ref_h = hidden.detach().float().requires_grad_(True)
+    torch.nn.functional.cross_entropy(ref_h @ ref_w.t(), targets, reduction="sum").backward()
+    tol = 1e-5 if compute == torch.float32 else 3e-2
+    assert torch.allclose(weight.grad.float(), ref_w.grad, atol=tol * ref_w.grad.abs().max())
+    assert torch.allclose(hidden.grad.float(), ref_h.grad, atol=tol * ref_h.grad.abs().max())
+
+
+def test_backward_twice_is_a_clear_error():
+    hidden = torch.randn(5, 4, requires_grad=True)
+    weight = torch.randn(7, 4, requires_grad=True)
+    loss = linear_cross_entropy_sum(hidden, weight, torch.randint(0, 7, (5,)))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()

@@ -1,5 +1,6 @@
 """Checkpoints: resuming after a stop mid-run reproduces the uninterrupted run exactly; checkpoints
-are atomic and load with transformers; metrics.jsonl holds one record per logged step."""
+are atomic, sharded (DCP) and load back exactly; final/ loads with transformers; metrics.jsonl
+holds one record per logged step; a resume that would change the schedule is refused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 import torch
 
+from sftdata.errors import ConfigError
 from sftdata_train import checkpoint as ckpt
 from sftdata_train.loop import Trainer, train
 from sftdata_train.testing import prepare_dir, synthetic_conversations
@@ -75,22 +77,37 @@ def test_checkpoint_layout_and_loading(data_dir, tmp_path):
     assert res.last_checkpoint == last
     assert [p.name for _, p in ckpt.list_checkpoints(out)] == ["checkpoint-4"]  # save_total_limit
     assert not list(out.glob(".tmp-*")) and not list(out.glob(".trash-*"))
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "training_state/state.json",
-              "training_state/optimizer.pt", "training_state/scheduler.pt", "training_state/rng_rank0.pt"):
+    for f in ("config.json", "tokenizer.json", "training_state/state.json", "training_state/scheduler.json",
+              "training_state/dcp/.metadata", "training_state/dcp/__0_0.distcp"):
         assert (last / f).is_file(), f
+    # no full HF weights and no pickles in a resume checkpoint: sharded DCP + JSON only
+    assert not list(last.glob("*.safetensors")) and not list(last.rglob("*.pt"))
     state = json.loads((last / "training_state" / "state.json").read_text())
     assert state["step"] == 4 and state["world_size"] == 1 and state["config"]["max_steps"] == 4
+    assert state["max_tokens_per_batch"] == 700 and state["grad_accum"] == 2
 
-    trainer_weights = Trainer(_cfg(data_dir, tmp_path / "probe", resume=str(last))).hf_model.state_dict()
-    loaded = AutoModelForCausalLM.from_pretrained(str(last))
-    for k, v in loaded.state_dict().items():
-        assert torch.equal(v.float(), trainer_weights[k].float()), k
+    # the checkpoint restores exactly the weights the run ended with (= final/, fp32 run)
+    trainer_weights = Trainer(_cfg(data_dir, tmp_path / "probe", resume=str(last), max_steps=4)).hf_model.state_dict()
     final = AutoModelForCausalLM.from_pretrained(str(out / "final"))
     assert final.dtype == torch.float32  # fp32 run, save_dtype auto
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, trainer_weights[k]), k
     tok = AutoTokenizer.from_pretrained(str(out / "final"))
     ids = torch.tensor([tok("hello world")["input_ids"]])
     assert final(input_ids=ids).logits.shape[-1] == final.config.vocab_size
     assert (out / "config.yaml").is_file()
+
+
+def test_resume_refuses_a_schedule_change(data_dir, tmp_path):
+    out = tmp_path / "sched"
+    train(_cfg(data_dir, out, max_steps=4, save_steps=2, stop_at_step=2))
+    for change in ({"max_steps": 6}, {"max_tokens_per_batch": 900}, {"grad_accum": 1}):
+        with pytest.raises(ConfigError, match="different schedule") as e:
+            Trainer(_cfg(data_dir, out, resume="latest", **change))
+        assert "--allow-schedule-change" in str(e.value)
+    with pytest.warns(UserWarning, match="allow-schedule-change"):
+        res = train(_cfg(data_dir, out, resume="latest", max_steps=6, allow_schedule_change=True))
+    assert res.completed and res.step == 6
 
 
 def test_interrupted_save_is_invisible(data_dir, tmp_path, monkeypatch):
@@ -98,14 +115,13 @@ def test_interrupted_save_is_invisible(data_dir, tmp_path, monkeypatch):
     trainer = Trainer(_cfg(data_dir, out, max_steps=2))
     trainer.fit()
     assert [s for s, _ in ckpt.list_checkpoints(out)] == [2]
-    real_save = torch.save
 
-    def failing_save(obj, f, *a, **k):
-        if str(f).endswith("scheduler.pt"):
-            raise OSError("disk full")
-        return real_save(obj, f, *a, **k)
+    import torch.distributed.checkpoint as dcp
 
-    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    def failing_save(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dcp, "save", failing_save)
     trainer.step = 3
     with pytest.raises(OSError, match="disk full"):
         trainer.save_checkpoint()
