@@ -142,8 +142,9 @@ class Encoder:
                 train_roles=o.train_roles,
                 train_reasoning=o.train_reasoning,
                 trim_trailing=o.trim_trailing,
-                # a header anchors a rewritten turn only when content cannot contain its control token
-                control_tokens=control if o.special_tokens_in_content == "reject" else (),
+                control_tokens=control,
+                # control tokens anchor a rewritten turn only when content cannot pass for them
+                anchor_on_control=o.special_tokens_in_content != "allow",
                 marked=o.special_tokens_in_content == "text",
                 tool_arguments=o.tool_arguments,
             )

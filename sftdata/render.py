@@ -193,8 +193,11 @@ class Renderer:
         train_roles: roles trained by default (``{"assistant"}``); per-message ``train`` wins.
         train_reasoning: if False, reasoning text inside trained turns stays untrained.
         trim_trailing: drop messages after the last trained turn (default True).
-        control_tokens: control-token strings (a generation header must hold one to anchor a
-            turn whose history is rewritten).
+        control_tokens: control-token strings of the tokenizer (a rewritten history's closing
+            markup is anchored on them; text after a turn's stop token made of them alone is
+            template decoration, not part of the turn).
+        anchor_on_control: control-token text in content is rejected or marked, so the template's
+            own control tokens can anchor a turn (``special_tokens_in_content`` not ``allow``).
         marked: content carries plain-text markers (``special_tokens_in_content="text"``).
         tool_arguments: ``auto`` | ``dict`` | ``json`` (see :meth:`sftdata.schema.ToolCall.to_template`).
     """
@@ -209,6 +212,7 @@ class Renderer:
         train_reasoning: bool = True,
         trim_trailing: bool = True,
         control_tokens: Sequence[str] = (),
+        anchor_on_control: bool = True,
         marked: bool = False,
         tool_arguments: str = "auto",
     ) -> None:
@@ -221,6 +225,7 @@ class Renderer:
         self.train_reasoning = train_reasoning
         self.trim_trailing = trim_trailing
         self.control = tuple(control_tokens)
+        self.anchor_on_control = anchor_on_control
         self.marked = marked
         self.tool_arguments = tool_arguments
 
@@ -416,9 +421,10 @@ class Renderer:
         except RowError:
             alt = None
         first = len(commonprefix([full_k, alt])) if alt is not None else -1
-        closes = [(history.rfind(t), t) for t in self.control if t in history]
+        closes = [(_rfind_unmarked(history, t, len(history), self.marked), t) for t in self.control] if self.anchor_on_control else []
+        closes = [c for c in closes if c[0] >= 0]
         anchor = history[max(closes)[0]:] if closes else ""
-        pos = full_k.rfind(anchor, 0, first) if anchor and 0 < first < len(full_k) else -1
+        pos = _rfind_unmarked(full_k, anchor, first, self.marked) if anchor and 0 < first < len(full_k) else -1
         start = pos + len(anchor)
         if pos < 0 or not full_k.startswith(header, start) or start + len(header) > first:
             raise RowError(
@@ -440,6 +446,14 @@ class Renderer:
                         "merges several messages into one block, so the turn cannot be trained on its own",
                         field=f"messages[{k}]",
                     )
+
+
+def _rfind_unmarked(text: str, sub: str, end: int, marked: bool) -> int:
+    """Start of the last occurrence of ``sub`` in ``text[:end]`` the template wrote (not marked content)."""
+    i = text.rfind(sub, 0, end)
+    while marked and i > 0 and text[i - 1] == MARK_START:
+        i = text.rfind(sub, 0, i)
+    return i
 
 
 def _find_all(text: str, sub: str, marked: bool = False) -> list[int]:
