@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import random
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from . import attention, checkpoint as ckpt
 from .config import TrainConfig, as_config
 from .data import (
     MicroBatchStream,
+    layout_summary,
+    tree_rows,
     SFTDataset,
     batch_to_device,
     collate_indices,
@@ -84,8 +87,12 @@ def _seed_everything(seed: int) -> None:
         pass
 
 
-def _count_trained(labels: torch.Tensor) -> int:
-    return int((labels[..., 1:] != IGNORE_INDEX).sum())
+def _count_trained(batch: dict[str, Any]) -> int:
+    """Trained tokens of a collated micro-batch: ``shift_labels != -100`` (tree batches), else
+    ``labels[..., 1:] != -100``."""
+    if batch.get("shift_labels") is not None:
+        return int((batch["shift_labels"] != IGNORE_INDEX).sum())
+    return int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
 
 
 class Trainer:
@@ -135,7 +142,13 @@ class Trainer:
             train_data, eval_data = split_eval(train_data, cfg.eval_fraction, cfg.seed)
         if not cfg.padding_free and "packed" in (train_data.kind, eval_data.kind if eval_data else ""):
             raise ConfigError("packed data (from `sftdata pack`) needs padding-free batches: drop --no-padding-free")
+        if not cfg.padding_free and tree_rows(train_data) + (tree_rows(eval_data) if eval_data else 0):
+            raise ConfigError("prefix-tree rows need padding-free batches (tree attention): drop --no-padding-free, "
+                              "or prepare with --layout linear")
         self.train_data, self.eval_data = train_data, eval_data
+        self.data_summary = layout_summary(train_data)
+        if self.info.is_main:
+            print(f"sftdata-train: {self.data_summary}", file=sys.stderr, flush=True)
 
         # ---- tokenizer and model
         if self.resume_path is not None:
@@ -279,7 +292,7 @@ class Trainer:
         info = self.info
         counts = torch.tensor(
             [
-                sum(_count_trained(mb["labels"]) for mb in micro_batches),
+                sum(_count_trained(mb) for mb in micro_batches),
                 sum(num_tokens(mb) for mb in micro_batches),
                 sum(sum_squared_lengths(mb) for mb in micro_batches),
             ],

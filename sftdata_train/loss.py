@@ -37,6 +37,9 @@ def shift_labels(labels: torch.Tensor) -> torch.Tensor:
     return F.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
 
 
+_shift = shift_labels  # sft_loss_sum has a keyword argument of the same name
+
+
 def count_trained_tokens(labels: torch.Tensor) -> int:
     """Number of positions trained by a batch with HF (unshifted) ``labels`` ``(B, T)``."""
     return int((labels[..., 1:] != IGNORE_INDEX).sum())
@@ -156,6 +159,7 @@ def sft_loss_sum(
     lm_head: nn.Module,
     *,
     chunk_size: int = 1024,
+    shift_labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token CE over the trained positions, from the base model's hidden states.
 
@@ -163,13 +167,17 @@ def sft_loss_sum(
         hidden_states: ``(B, T, H)`` last hidden states (after the final norm).
         labels: ``(B, T)`` int64, HF unshifted convention (``-100`` = not trained).
         lm_head: the model's output projection (``nn.Linear(H, V)``).
+        shift_labels: optional ``(B, T)`` int64 target *of each position* (``-100`` = none), used
+            instead of shifting ``labels`` (transformers' ``ForCausalLMLoss`` convention; tree
+            batches, where a branch's first token is predicted from its parent, not from the
+            previous position). The trained-token count is taken from it.
 
     Returns:
         ``(loss_sum, n_trained)``: fp32 scalar sum of NLL in nats, int64 scalar count of trained
         positions. The SFT loss of a step is ``sum(loss_sum) / sum(n_trained)`` over all its
         micro-batches and ranks.
     """
-    targets = shift_labels(labels)
+    targets = shift_labels if shift_labels is not None else _shift(labels)
     keep = targets != IGNORE_INDEX
     selected = hidden_states[keep]  # (N, H): rows gathered before the head
     tgt = targets[keep]
@@ -182,7 +190,7 @@ def sft_loss_sum(
     return loss, keep.sum()
 
 
-ATTENTION_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+ATTENTION_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "subtree_end")
 
 
 class SFTLossModel(nn.Module):
@@ -210,14 +218,23 @@ class SFTLossModel(nn.Module):
         labels: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        shift_labels: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: the collator's batch (``input_ids``/``labels``/``position_ids`` ``(B, T)`` int64,
-        ``attention_mask`` ``(B, T)`` for padded batches, varlen kwargs for padding-free ones).
+        ``attention_mask`` ``(B, T)`` for padded batches, varlen kwargs for padding-free ones,
+        ``subtree_end`` ``(1, T)`` and ``shift_labels`` ``(B, T)`` for tree batches).
 
         Returns ``(loss_sum, n_trained)`` as in :func:`sft_loss_sum`.
         """
         attn_kwargs = {k: kwargs[k] for k in ATTENTION_KWARGS if kwargs.get(k) is not None}
+        if "subtree_end" in attn_kwargs:  # tree batch: build its mask once for all layers
+            from .tree_attention import plan_for_batch
+
+            attn_kwargs.update(plan_for_batch(
+                attn_kwargs["subtree_end"], cu_seq_lens=attn_kwargs.get("cu_seq_lens_q"), device=input_ids.device,
+                needs_grad=torch.is_grad_enabled(),
+            ))
         out = self.base(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -225,4 +242,7 @@ class SFTLossModel(nn.Module):
             use_cache=False,
             **attn_kwargs,
         )
-        return sft_loss_sum(out.last_hidden_state, labels, self.model.get_output_embeddings(), chunk_size=self.chunk_size)
+        return sft_loss_sum(
+            out.last_hidden_state, labels, self.model.get_output_embeddings(), chunk_size=self.chunk_size,
+            shift_labels=shift_labels,
+        )
