@@ -238,12 +238,12 @@ def unpack_row(row: dict) -> list[dict]:
     """Split one packed row back into its sequences.
 
     Returns a list of ``{"input_ids", "labels", "source_index"}`` dicts (lists of ints), in
-    row order. A row with a tree (non-empty ``parent``) also gives every sequence its
-    ``parent`` (sequence-local) and ``position_ids``, both empty for a single path, as in
+    row order. A row of a tree dataset (with a ``parent`` column) also gives every sequence
+    its ``parent`` (sequence-local) and ``position_ids``, both empty for a single path, as in
     prepared tree rows.
     """
-    parent = row.get("parent")
-    parent = np.asarray(parent, dtype=np.int64) if parent is not None and len(parent) else None
+    trees = row.get("parent") is not None
+    parent = np.asarray(row["parent"], dtype=np.int64) if trees and len(row["parent"]) else None
     out, start = [], 0
     for n, src in zip(row["seq_lengths"], row["source_index"]):
         n = int(n)
@@ -252,7 +252,9 @@ def unpack_row(row: dict) -> list[dict]:
             "labels": list(row["labels"][start : start + n]),
             "source_index": int(src),
         }
-        if parent is not None:
+        if trees and parent is None:
+            seq["parent"], seq["position_ids"] = [], []
+        elif parent is not None:
             p = parent[start : start + n]
             p = np.where(p >= 0, p - start, -1)
             path = bool((p == np.arange(n) - 1).all())
