@@ -35,3 +35,19 @@ def test_dry_run_on_cpu_with_trl(tmp_path):
     for r in res["results"]:
         assert r["tokens_per_s"] > 0 and r["steps"] == 2
     assert "tokens/s" in out.stdout and "MFU" in out.stdout
+
+
+def test_tree_dry_run_on_cpu(tmp_path):
+    """--tree: tree rows vs linear layout vs `all`, and the tree-vs-per-branch check (here on the
+    SDPA tree path in fp32; flex in fp32 and bf16 on a GPU)."""
+    out = _run(["--tree", "--dry-run", "--steps", "1", "--warmup", "0", "--traces", "4", "--check-rows", "2",
+                "--json", str(tmp_path / "t.json")], tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    res = json.loads((tmp_path / "t.json").read_text())
+    assert [r["layout"] for r in res["results"]] == ["tree", "linear", "all"]
+    tree, linear = res["results"][0], res["results"][1]
+    assert tree["tokens_per_s"] > 0 and tree["steps_per_epoch"] <= linear["steps_per_epoch"]
+    (check,) = res["checks"]
+    assert check["dtype"] == "float32" and check["linear_tokens"] > check["tokens"]
+    assert check["rel_loss"] < 1e-5 and check["max_rel_grad"] < 1e-5
+    assert "vs all" in out.stdout and "max rel grad" in out.stdout
