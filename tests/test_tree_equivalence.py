@@ -247,3 +247,19 @@ def test_negative_controls_change_the_loss():
         loss = tree_step(model, bad)[0]
         print(f"negative control {name}: loss {loss:.6f} vs {good[0]:.6f}")
         assert abs(loss - good[0]) > 1e-3, name
+
+
+def test_sft_loss_sum_takes_shift_labels():
+    """shift_labels = the shifted labels gives the same loss and count; other targets change it."""
+    from sftdata_train.loss import sft_loss_sum, shift_labels
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 11, bias=False)
+    h = torch.randn(1, 6, 8)
+    labels = torch.tensor([[-100, 3, 4, -100, 5, 6]])
+    a = sft_loss_sum(h, labels, head)
+    b = sft_loss_sum(h, labels, head, shift_labels=shift_labels(labels))
+    assert torch.equal(a[0], b[0]) and int(a[1]) == int(b[1]) == 4
+    tree = torch.tensor([[3, -100, -100, 5, -100, -100]])  # position 0 predicts 3, position 3 predicts 5
+    c = sft_loss_sum(h, labels, head, shift_labels=tree)
+    assert int(c[1]) == 2 and not torch.allclose(c[0], a[0])
