@@ -136,19 +136,26 @@ TREE_COLUMNS = ("input_ids", "labels", "parent", "position_ids", "length", "line
 def tree_rows_from_examples(examples) -> list[dict[str, Any]]:
     """Merge linear examples of the same conversation into prefix-tree rows (docs/trees.md).
 
-    ``examples``: rows with ``input_ids``, ``labels`` and ``source_index`` (e.g. today's
+    ``examples``: rows with ``input_ids``, ``labels`` and ``source_index`` (e.g. linear
     ``sftdata.prepare(..., turn_policy="exact")`` output: the conversation's rendering first,
     then one example per rewritten turn). Rows of one ``source_index`` are inserted in order
-    into a :class:`sftdata.tree.TrieBuilder`; returns one row per source with the columns of
-    :data:`TREE_COLUMNS` (``parent``/``position_ids`` empty for a single path), in order of
-    first appearance. A stand-in for ``sftdata prepare``'s tree layout in tests and benchmarks.
+    into a :class:`sftdata.tree.TrieBuilder` (a row that already is a tree, with a non-empty
+    ``parent``, is inserted as its root-to-leaf paths); returns one row per source with the
+    columns of :data:`TREE_COLUMNS` (``parent``/``position_ids`` empty for a single path), in
+    order of first appearance. Tests and benchmarks use it to build tree rows from any layout.
     """
-    from sftdata.tree import TrieBuilder
+    from sftdata.tree import TrieBuilder, unroll
 
     groups: dict[int, TrieBuilder] = {}
     for ex in examples:
         b = groups.setdefault(int(ex["source_index"]), TrieBuilder())
-        b.add(list(ex["input_ids"]), list(ex["labels"]))
+        parent = ex.get("parent")
+        if parent is not None and len(parent):
+            for ids, labels in unroll({"input_ids": list(ex["input_ids"]), "labels": list(ex["labels"]),
+                                       "parent": list(parent)}):
+                b.add(ids, labels)
+        else:
+            b.add(list(ex["input_ids"]), list(ex["labels"]))
     out = []
     for src, b in groups.items():
         t = b.build()
@@ -171,11 +178,17 @@ def tree_dataset(rows: list[dict[str, Any]]):
 
 
 def prepare_tree_dir(rows_or_path: Any, output: str | os.PathLike, tokenizer: Any = None, **options: Any):
-    """``sftdata.prepare`` with ``turn_policy="exact"`` (linear rows), merged into tree rows per
-    conversation (:func:`tree_rows_from_examples`) and saved to ``output``; returns the dataset."""
+    """Tree rows of ``sftdata.prepare`` with ``turn_policy="exact"``, saved to ``output``; returns
+    the dataset. Where ``prepare`` has no tree layout (no ``layout`` option), its linear rows are
+    merged into tree rows per conversation (:func:`tree_rows_from_examples`)."""
+    import dataclasses
+
+    from sftdata.encoder import EncodeOptions
     from sftdata.prepare import prepare
 
     options.setdefault("turn_policy", "exact")
+    if "layout" in {f.name for f in dataclasses.fields(EncodeOptions)}:
+        return prepare(rows_or_path, tokenizer=tokenizer, output=str(output), layout="tree", **options)
     linear = prepare(rows_or_path, tokenizer=tokenizer, **options)
     ds = tree_dataset(tree_rows_from_examples(linear))
     ds.save_to_disk(str(output))

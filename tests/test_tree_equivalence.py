@@ -125,7 +125,8 @@ def _qwen3_examples(conversations):
     out = []
     for i, conv in enumerate(conversations):
         try:
-            out += [{"input_ids": e.input_ids, "labels": e.labels, "source_index": i} for e in enc.encode(conv)]
+            out += [{"input_ids": e.input_ids, "labels": e.labels, "parent": getattr(e, "parent", []), "source_index": i}
+                    for e in enc.encode(conv)]
         except RowError:
             continue
     return out
