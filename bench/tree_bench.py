@@ -13,12 +13,17 @@ default the vendored ``sftdata/testing/templates/qwen3.jinja``) by ``--tokenizer
 real-vocabulary Qwen3 tokenizer dir; default the embedded tokenizer). Exact masks are
 ``turn_policy="exact"`` examples merged into one tree row per conversation (or a prepared dir
 with a ``parent`` column, ``--data``); the linear layout is ``sftdata.tree.unroll`` of the same
-trees; ``all`` is ``turn_policy="all"``. Each layout is packed to ``--seq-len`` (truncation
-``turns``) and trained one packed row per optimizer step.
+trees; ``all`` is ``turn_policy="all"`` (one rendering per conversation; where ``prepare``
+rejects the rows whose turns the template rewrites, ``turn_rewritten``, it is left out and
+said so); ``trunk`` is the first root-to-leaf path of every tree (the conversation's own
+rendering when it was inserted first: the cost of one rendering, whatever ``all`` does).
+Each layout is packed to ``--seq-len`` (truncation ``turns``) and trained one packed row per
+optimizer step.
 
 Printed per layout: packed rows (= steps per epoch), tokens and trained tokens per epoch,
 measured tokens/s, the epoch time (measured when ``--epoch`` is given, else steps/epoch x the
-measured seconds per step) and its ratio to the ``all`` epoch. The check prints the loss and
+measured seconds per step) and its ratio to the ``all`` epoch (``trunk`` when ``all`` has no
+rows). The check prints the loss and
 gradient agreement (fp32: relative differences; bf16: relative loss difference and the
 cosine similarity of every parameter gradient, worst parameter).
 """
@@ -71,7 +76,8 @@ def _conversations(n: int, dry_run: bool):
 
 
 def build_layouts(args, tokenizer, workdir: Path) -> dict[str, Path]:
-    """Packed dirs of the three layouts: ``tree`` (exact), ``linear`` (exact, unrolled), ``all``."""
+    """Packed dirs of the layouts: ``tree`` (exact), ``linear`` (exact, unrolled), ``all`` (when it
+    has rows), ``trunk`` (the first path of every tree)."""
     import datasets
 
     from sftdata import prepare
@@ -94,7 +100,12 @@ def build_layouts(args, tokenizer, workdir: Path) -> dict[str, Path]:
         print(f"prepared in {time.perf_counter() - t0:.1f}s", flush=True)
     layouts = {"tree": tree, "linear": unrolled_dataset(tree)}
     if all_rows is not None:
-        layouts["all"] = all_rows
+        if len(all_rows):
+            layouts["all"] = all_rows
+        else:
+            reasons = getattr(all_rows, "sftdata_stats", {}).get("rejected_by_reason")
+            print(f"all    : no row (rejected: {reasons}); the baseline is `trunk`", flush=True)
+    layouts["trunk"] = _trunks(tree)
     out = {}
     for name, ds in layouts.items():
         packed, report = pack_dataset(ds, args.seq_len, truncation="turns", seed=0)
@@ -104,6 +115,19 @@ def build_layouts(args, tokenizer, workdir: Path) -> dict[str, Path]:
               f"{report.truncated_rows}, tree paths cut {report.tree_paths_dropped})", flush=True)
         out[name] = workdir / name
     return out
+
+
+def _trunks(tree):
+    """The first root-to-leaf path of every tree row, as linear rows."""
+    import datasets
+
+    from sftdata.tree import unroll
+
+    rows = []
+    for r in tree:
+        ids, labels = unroll(r)[0]
+        rows.append({"input_ids": ids, "labels": labels, "length": len(ids), "source_index": r["source_index"]})
+    return datasets.Dataset.from_list(rows)
 
 
 # ----------------------------------------------------------------------------- training throughput
@@ -210,14 +234,16 @@ def run_check(args, tree_dir: Path, build_model) -> list[dict]:
 
 
 def print_tables(results: list[dict], checks: list[dict]) -> None:
-    base = next((r for r in results if r["layout"] == "all"), None)
+    base = next((r for r in results if r["layout"] == "all"), None) or next(
+        (r for r in results if r["layout"] == "trunk"), None)
     print()
-    print(f"{'layout':8s} {'steps/epoch':>11s} {'tokens/s':>10s} {'epoch s':>9s} {'vs all':>7s}  measured")
+    head = f"vs {base['layout']}" if base else "vs base"
+    print(f"{'layout':8s} {'steps/epoch':>11s} {'tokens/s':>10s} {'epoch s':>9s} {head:>9s}  measured")
     for r in results:
         ratio = f"{r['epoch_seconds'] / base['epoch_seconds']:.2f}x" if base else "n/a"
         how = "whole epoch" if r["epoch_measured"] else f"{r['measured_steps']} steps, extrapolated"
         print(f"{r['layout']:8s} {r['steps_per_epoch']:11d} {r['tokens_per_s']:10.0f} {r['epoch_seconds']:9.1f} "
-              f"{ratio:>7s}  {how}")
+              f"{ratio:>9s}  {how}")
     if checks:
         print()
         print(f"{'check':8s} {'backend':>8s} {'tokens':>7s} {'linear':>7s} {'rel loss':>9s} {'max rel grad':>12s} "

@@ -1,4 +1,4 @@
-"""The ``sftdata`` command line: ``sftdata {prepare,pack,show} ...``.
+"""The ``sftdata`` command line: ``sftdata {prepare,pack,show,run} ...``.
 
 Each sub-command lives in :mod:`sftdata.commands` and registers itself with
 ``add_parser(subparsers)``, setting ``func`` (called with the parsed namespace,
@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-_COMMANDS = ("prepare", "pack", "show")
+_COMMANDS = ("prepare", "pack", "show", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

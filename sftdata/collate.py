@@ -91,7 +91,10 @@ def seq_lengths_from_position_ids(position_ids) -> np.ndarray:
 
 
 def _row_seq_lengths(row: Mapping, n_tokens: int, *, use_position_ids: bool = True) -> np.ndarray:
-    """Sequence lengths of a row: ``seq_lengths``, else ``position_ids`` restarts, else one sequence."""
+    """Sequence lengths of a row: ``seq_lengths``, else ``position_ids`` restarts, else one sequence.
+
+    Empty ``position_ids`` (a prepared single-path row) mean one sequence. Tree rows get their
+    units from :func:`sftdata.tree_collate.unit_lengths` instead."""
     if row.get("seq_lengths") is not None:
         lens = _arr(row["seq_lengths"])
     elif use_position_ids and row.get("position_ids") is not None and len(row["position_ids"]):

@@ -30,6 +30,8 @@ def _strings(example: Conversation | TextExample) -> Iterator[tuple[str, str]]:
         for j, c in enumerate(m.tool_calls):
             yield f"{p}.tool_calls[{j}].name", c.name
             yield f"{p}.tool_calls[{j}].arguments", json.dumps(c.arguments, ensure_ascii=False)
+            if c.arguments_text is not None:
+                yield f"{p}.tool_calls[{j}].arguments", c.arguments_text
     for i, t in enumerate(example.tools or ()):
         yield f"tools[{i}]", json.dumps(t, ensure_ascii=False)
 
@@ -96,7 +98,14 @@ def mark_control_tokens(example: Conversation | TextExample, pattern: re.Pattern
                 m,
                 content=_mark_str(m.content, pattern) if m.content else m.content,
                 reasoning=_mark_str(m.reasoning, pattern) if m.reasoning else m.reasoning,
-                tool_calls=tuple(replace(c, arguments=_mark_value(dict(c.arguments), pattern)) for c in m.tool_calls),
+                tool_calls=tuple(
+                    replace(
+                        c,
+                        arguments=_mark_value(dict(c.arguments), pattern),
+                        arguments_text=_mark_str(c.arguments_text, pattern) if c.arguments_text is not None else None,
+                    )
+                    for c in m.tool_calls
+                ),
             )
         )
     tools = tuple(_mark_value(dict(t), pattern) for t in example.tools) if example.tools else None

@@ -1,60 +1,67 @@
-"""Tokenize planned examples into ``input_ids`` / ``labels`` and check every trained span.
+"""Tokenize rendered conversations into tree rows, deciding on tokens, and check every turn.
 
-Second half of masking (the first is :mod:`sftdata.render`). For each segment the
-fast tokenizer returns ids and character offsets; a trained character span
-``[a, b)`` becomes the tokens whose offsets lie inside it::
+Second half of masking (the first is :mod:`sftdata.render`). For one conversation::
 
-    text     <|im_start|>assistant\\n  Hello  !  <|im_end|>  \\n
-    span                             [a ..................... b)
-    labels   -100        -100 -100   Hello  !  <|im_end|>  -100
+    tokens(F)                      the training rendering, untrained
+    tokens(P_k) + tokens(G_k)      every trained turn: the prompt the model sees, then what it
+                                   generates (labels = the ids of G_k), for k = 1..K
 
-``labels`` follow the unshifted Hugging Face convention: ``labels[i]`` is either
-``-100`` or ``input_ids[i]``; the model shifts them by one inside its loss.
+are merged into one prefix tree (:class:`sftdata.tree.TrieBuilder`). A turn is *trained in
+place* exactly when ``tokens(F)`` starts with ``tokens(P_k) + tokens(G_k)`` (a decision on
+tokens, never on characters: a prompt is never cut inside a token); otherwise it becomes a
+branch. A template that never rewrites a turn gives a single path: the ordinary row.
 
-Checks, on every example (a failure rejects the row with ``mask_check_failed``; a
-wrong mask is never emitted):
+``tokens(x)`` is ``tokenizer(x, add_special_tokens=False)`` (what ``apply_chat_template(...,
+tokenize=True)`` gives), computed by :class:`sftdata.segments.SegmentEncoder`. The generated
+tokens are ``tokens(G_k)`` encoded on their own (the prompt/completion convention), except for
+tokenizers that add a prefix space to a text's first piece (SentencePiece ``Metaspace``), whose
+generated tokens are the tail of ``tokens(P_k + G_k)``.
 
-* token boundaries: the first trained token starts at ``a`` and the last ends at
-  ``b``. Under policies ``exact`` and ``last`` a turn whose boundary falls inside a
-  token (BPE merged prompt and answer) becomes an extra example ``P_k + G_k`` encoded
-  separately, so its first generated token is still trained; under ``all`` the
-  straddling token is trained (it carries generated characters) and counted;
-* decoding the trained tokens of each span gives back exactly the span's text;
-* at least one token is trained.
+Checks on every turn (a failure rejects the row with ``mask_check_failed``; a wrong mask is
+never written): the generated tokens decode to exactly ``G_k``; at least one token is trained;
+``labels[i]`` is ``-100`` or ``input_ids[i]`` by construction.
+
+Layouts: ``tree`` (default) writes the tree row; ``linear`` writes every root-to-leaf path as
+its own row (:func:`sftdata.tree.unroll`), each trained token in exactly one of them.
 """
 
 from __future__ import annotations
 
-import re
-from bisect import bisect_left, bisect_right
+import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from .control_tokens import MARK_END, MARK_START
 from .errors import Reason, RowError
-from .render import PlannedExample, Segment, Span, TurnPolicy, expand_turn
+from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
+from .segments import SegmentEncoder, _metaspace_first
+from .tree import IGNORE_INDEX, TreeRow, TrieBuilder, common_prefix_len, unroll
 
-IGNORE_INDEX = -100
+LAYOUTS = ("tree", "linear")
 
 
 @dataclass(slots=True)
 class EncodedExample:
-    """One training row.
+    """One output row.
 
     Attributes:
-        input_ids: ``(seq_len,)`` token ids.
-        labels: ``(seq_len,)``; ``-100`` or equal to ``input_ids[i]``.
-        kind: ``conversation``, ``expanded_turn`` or ``text``.
-        turn_ends: token index (exclusive) where each trained turn ends, ascending;
-            used by ``truncation="turns"``.
-        truncated: the example was cut to ``max_length``.
+        input_ids: ``(n,)`` token ids (DFS order for a tree).
+        labels: ``(n,)`` unshifted; ``-100`` or ``input_ids[i]``.
+        parent, position_ids: ``(n,)`` for a tree row; empty for a single path.
+        kind: ``conversation`` or ``text``.
+        linear_length: tokens the same examples need as linear rows.
+        num_paths: root-to-leaf paths (1 for a single path).
+        truncated: turns were cut to fit ``max_length``.
     """
 
     input_ids: list[int]
     labels: list[int]
-    kind: str
-    turn_ends: list[int] = field(default_factory=list)
+    kind: str = "conversation"
+    parent: list[int] = field(default_factory=list)
+    position_ids: list[int] = field(default_factory=list)
+    linear_length: int = 0
+    num_paths: int = 1
     truncated: bool = False
 
     @property
@@ -66,342 +73,293 @@ class EncodedExample:
 class EncodeStats:
     """Counters of encoding, summed into ``stats.json``."""
 
-    token_boundary_expanded: int = 0  # exact: in-place turns moved to an extra example
-    token_boundary_straddled: int = 0  # all/last: a token spans the turn boundary
+    in_place_turns: int = 0
+    branched_turns: int = 0
+    turns_not_rendered: int = 0  # nothing generated beyond the prompt (the template drops an empty message)
+    tokens_one_rendering: int = 0  # tokens of F, one rendering per conversation
+    tree_rows: int = 0  # rows with more than one path
+    paths: int = 0
     truncated_examples: int = 0
     dropped_examples: dict = field(default_factory=dict)  # reason -> count
 
 
-#: A marked control-token text (group 1) or a lone marker, see :mod:`sftdata.control_tokens`.
-_MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}|[{MARK_START}{MARK_END}]")
+@dataclass(slots=True)
+class _Seq:
+    ids: list[int]
+    labels: list[int]
+    message: int
+    prompt_len: int = 0
 
 
-class Tokenized:
-    """ids of one encoded segment, with character positions of its tokens.
-
-    Built from a ``tokenizers.Encoding``, positions are asked of the encoding at the few
-    characters that matter (span boundaries) instead of converting every offset to Python;
-    the full offset lists are built lazily only where a lookup needs them.
-    """
-
-    __slots__ = ("ids", "_enc", "_starts", "_ends", "_n_chars")
-
-    def __init__(self, encoding=None, n_chars: int = 0) -> None:
-        self._enc = encoding
-        self.ids: list[int] = encoding.ids if encoding is not None else []
-        self._starts: list[int] | None = None if encoding is not None else []
-        self._ends: list[int] | None = None if encoding is not None else []
-        self._n_chars = n_chars
-
-    @classmethod
-    def from_lists(cls, ids: list[int], starts: list[int], ends: list[int]) -> "Tokenized":
-        t = cls()
-        t.ids, t._starts, t._ends = ids, starts, ends
-        return t
-
-    def _materialise(self) -> None:
-        offs = self._enc.offsets
-        self._starts = [o[0] for o in offs]
-        self._ends = [o[1] for o in offs]
-
-    @property
-    def starts(self) -> list[int]:
-        if self._starts is None:
-            self._materialise()
-        return self._starts
-
-    @property
-    def ends(self) -> list[int]:
-        if self._ends is None:
-            self._materialise()
-        return self._ends
-
-    def start(self, i: int) -> int:
-        return self._enc.token_to_chars(i)[0] if self._starts is None else self._starts[i]
-
-    def end(self, i: int) -> int:
-        return self._enc.token_to_chars(i)[1] if self._ends is None else self._ends[i]
-
-    def first_ending_after(self, pos: int) -> int:
-        """Index of the first token whose end is > ``pos`` (``bisect_right(ends, pos)``)."""
-        if self._ends is None and 0 <= pos < self._n_chars:
-            t = self._enc.char_to_token(pos)
-            if t is not None and (t == 0 or self.end(t - 1) <= pos):
-                return t
-        return bisect_right(self.ends, pos)
-
-    def first_starting_at(self, pos: int) -> int:
-        """Index of the first token whose start is >= ``pos`` (``bisect_left(starts, pos)``)."""
-        if self._starts is None:
-            if pos >= self._n_chars:
-                return len(self.ids) if not self.ids or self.start(len(self.ids) - 1) < pos else bisect_left(self.starts, pos)
-            t = self._enc.char_to_token(pos)
-            if t is not None and (t == 0 or self.start(t - 1) < pos):
-                return t if self.start(t) >= pos else t + 1
-        return bisect_left(self.starts, pos)
-
-
-class SpanEncoder:
-    """Turns :class:`PlannedExample` s into :class:`EncodedExample` s.
+class ConversationEncoder:
+    """Turns :class:`~sftdata.render.Rendered` conversations into rows.
 
     Args:
         tokenizer: a ``PreTrainedTokenizerFast``.
-        policy: the turn policy (decides what a token-boundary mismatch becomes).
-        max_length: maximum tokens per example, or ``None``.
-        truncation: ``"drop"`` (an over-long example is dropped, counted ``too_long``)
-            or ``"turns"`` (keep the prefix up to the end of the last whole trained turn
-            that fits; dropped with ``no_trained_token_after_truncation`` if none fits).
-        marked: texts carry the plain-text markers of
-            :func:`sftdata.control_tokens.mark_control_tokens`; other texts may contain
-            those private-use characters as ordinary text.
+        policy: the turn policy.
+        layout: ``tree`` or ``linear``.
+        max_length: maximum tokens per row (``None``: no limit).
+        truncation: ``drop`` (a longer row is dropped, counted ``too_long``) or ``turns`` (keep
+            the first turns that fit: whole branches are dropped, a single path is cut after its
+            last whole trained turn; dropped with ``no_trained_token_after_truncation`` if none).
+        marked: texts carry the plain-text markers of ``special_tokens_in_content="text"``.
     """
 
-    def __init__(
-        self,
-        tokenizer,
-        *,
-        policy: TurnPolicy | str = TurnPolicy.EXACT,
-        max_length: int | None = None,
-        truncation: str = "drop",
-        marked: bool = False,
-    ) -> None:
+    def __init__(self, tokenizer, *, policy: TurnPolicy | str = TurnPolicy.EXACT, layout: str = "tree",
+                 max_length: int | None = None, truncation: str = "drop", marked: bool = False) -> None:
         if truncation not in ("drop", "turns"):
             raise ValueError(f"truncation must be 'drop' or 'turns', got {truncation!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.tokenizer = tokenizer
-        self.marked = marked  # texts carry plain-text markers (special_tokens_in_content="text")
-        self.backend = tokenizer.backend_tokenizer
+        self.segments = SegmentEncoder(tokenizer, marked=marked)
         self.policy = TurnPolicy(policy)
+        self.layout = layout
         self.max_length = max_length
         self.truncation = truncation
+        self.marked = marked
+        spec = json.loads(tokenizer.backend_tokenizer.to_str())
+        probe = self.segments.encode(["a"])[0]
+        self._in_context = _metaspace_first(spec.get("pre_tokenizer")) or self.segments.decode(probe) != "a"
         bos_id = tokenizer.bos_token_id
         adds_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
         self._text_bos = [bos_id] if adds_bos else []
         self._eos_id = tokenizer.eos_token_id
-        added = list(tokenizer.added_tokens_decoder.values())
-        # Prompt-prefix reuse (see encode_plans) is exact only when added tokens are split
-        # out verbatim: no whitespace stripping around them and no normalizer rewriting text.
-        self._reuse_prefix = bool(added) and self.backend.normalizer is None and not any(
-            t.lstrip or t.rstrip or t.single_word for t in added
-        )
-        self._added_re = re.compile("|".join(re.escape(t.content) for t in sorted(added, key=lambda t: -len(t.content)))) if added else None
-
-    # -- tokenization -------------------------------------------------------------
-
-    def tokenize(self, texts: Sequence[str], need_offsets: Sequence[bool] | None = None) -> list[Tokenized]:
-        """Encode many texts at once (the Rust tokenizer parallelises the batch).
-
-        Texts whose ``need_offsets`` is False (untrained prompt segments) are encoded
-        without offsets, which is about twice as fast.
-        """
-        if self.marked:
-            return [self._tokenize_marked(t) for t in texts]
-        texts = list(texts)
-        if need_offsets is None or all(need_offsets):
-            return [Tokenized(e, len(t)) for e, t in zip(self.backend.encode_batch(texts, add_special_tokens=False), texts)]
-        with_off = [t for t, n in zip(texts, need_offsets) if n]
-        without = [t for t, n in zip(texts, need_offsets) if not n]
-        enc_with = iter(self.backend.encode_batch(with_off, add_special_tokens=False)) if with_off else iter(())
-        enc_without = iter(self.backend.encode_batch_fast(without, add_special_tokens=False)) if without else iter(())
-        # segments without spans never look up positions
-        return [Tokenized(next(enc_with), len(t)) if n else Tokenized.from_lists(next(enc_without).ids, [], []) for t, n in zip(texts, need_offsets)]
-
-    def _tokenize_marked(self, text: str) -> Tokenized:
-        """Encode text holding marked control-token text: marked pieces as plain text
-        (pre-tokenizer + model, no added-token matching), markers dropped, offsets kept
-        in the coordinates of ``text``."""
-        out = Tokenized.from_lists([], [], [])
-        pos = 0
-
-        def plain(piece: str, base: int) -> None:
-            if not piece:
-                return
-            enc = self.backend.encode(piece, add_special_tokens=False)
-            out.ids.extend(enc.ids)
-            out.starts.extend(base + o[0] for o in enc.offsets)
-            out.ends.extend(base + o[1] for o in enc.offsets)
-
-        for m in _MARKED.finditer(text):
-            plain(text[pos : m.start()], pos)
-            if m.group(1):
-                base = m.start(1)
-                piece = m.group(1)
-                if self.backend.normalizer is not None:
-                    piece = self.backend.normalizer.normalize_str(piece)
-                pretok = self.backend.pre_tokenizer.pre_tokenize_str(piece) if self.backend.pre_tokenizer else [(piece, (0, len(piece)))]
-                for word, (a, b) in pretok:
-                    for t in self.backend.model.tokenize(word):
-                        out.ids.append(t.id)
-                        out.starts.append(base + a)
-                        out.ends.append(base + b)
-            pos = m.end()
-        plain(text[pos:], pos)
-        return out
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.backend.decode(list(ids), skip_special_tokens=False)
 
     # -- conversations ------------------------------------------------------------
+    def encode_many(self, rendered: Sequence[Rendered], stats: EncodeStats) -> list[list[EncodedExample] | RowError]:
+        """Encode conversations (their texts tokenized together, in one batch).
 
-    def assemble(self, plan: PlannedExample, toks: Sequence[Tokenized], stats: EncodeStats) -> list[EncodedExample]:
-        """Build the example(s) of one plan from its already tokenized segments.
-
-        Returns more than one example when, under ``exact``, a turn's token boundary does
-        not align and the turn moves to its own example.
-
-        Raises:
-            RowError: ``mask_check_failed`` if a trained span does not decode to its text.
+        Returns, per conversation, its rows or the :class:`RowError` that rejects it.
         """
-        ids: list[int] = []
-        labels: list[int] = []
-        turn_ends: list[int] = []
-        extra: list[EncodedExample] = []
-        for seg, tok in zip(plan.segments, toks):
-            offset = len(ids)
-            ids.extend(tok.ids)
-            labels.extend([IGNORE_INDEX] * len(tok.ids))
-            for span in seg.spans:
-                r = self._token_range(tok, span)
-                if r is None:  # boundary inside a token
-                    if self.policy is not TurnPolicy.ALL and span.turn is not None and plan.kind == "conversation":
-                        stats.token_boundary_expanded += 1
-                        extra.extend(self.encode_plans([expand_turn(span.turn)], stats))
-                        continue
-                    stats.token_boundary_straddled += 1
-                    r = self._overlap_range(tok, span)
-                i, j = r
-                self._check(ids, offset + i, offset + j, seg, span)
-                labels[offset + i : offset + j] = ids[offset + i : offset + j]
-                for ma, mb in span.masked:
-                    mi = max(i, tok.first_starting_at(ma))
-                    mj = min(j, tok.first_ending_after(mb))
-                    if mj > mi:
-                        labels[offset + mi : offset + mj] = [IGNORE_INDEX] * (mj - mi)
-                turn_ends.append(offset + j)
-        out = []
-        if turn_ends:
-            out.append(EncodedExample(ids, labels, plan.kind, sorted(turn_ends)))
-        return out + extra
-
-    def encode_plans(self, plans: Sequence[PlannedExample], stats: EncodeStats, main_tok: Tokenized | None = None) -> list[EncodedExample]:
-        """Tokenize and assemble the plans of one conversation (no truncation).
-
-        Args:
-            main_tok: the already tokenized text of ``plans[0]`` (a ``conversation`` plan),
-                when the caller tokenized many conversations in one batch.
-        """
-        segments = [s for p in plans for s in p.segments]
-        main = segments[0] if plans and plans[0].kind == "conversation" else None
-        reuse = self._reuse_prefix and main is not None and len(plans) > 1 and not self.marked
-        if main is not None and main_tok is None and (reuse or len(plans) == 1):
-            main_tok = self.tokenize([main.text], [True])[0]
-        if main_tok is None:
-            toks = self.tokenize([s.text for s in segments], [bool(s.spans) for s in segments])
-        elif not reuse:
-            toks = [main_tok] + (self.tokenize([s.text for s in segments[1:]], [bool(s.spans) for s in segments[1:]]) if len(segments) > 1 else [])
-        else:
-            toks = [main_tok] + [None] * (len(segments) - 1)
-            rest = [i for i in range(1, len(segments)) if not self._fill_prefix(segments[i].text, main.text, toks[0], toks, i)]
-            for i, tok in zip(rest, self.tokenize([segments[i].text for i in rest], [bool(segments[i].spans) for i in rest])):
-                toks[i] = tok
-        out: list[EncodedExample] = []
-        pos = 0
-        for p in plans:
-            n = len(p.segments)
-            out.extend(self.assemble(p, toks[pos : pos + n], stats))
-            pos += n
+        texts: list[str] = []
+        for r in rendered:
+            texts.append(r.text)
+            for t in r.turns:
+                texts.append(t.prompt)
+                texts.append(t.full if t.mode == "prompt_mismatch" else t.generated)
+        unique = list(dict.fromkeys(texts))
+        ids = dict(zip(unique, self.segments.encode(unique)))
+        out: list[list[EncodedExample] | RowError] = []
+        for r in rendered:
+            try:
+                out.append(self._encode_one(r, ids, stats))
+            except RowError as e:
+                out.append(e)
         return out
 
-    def _fill_prefix(self, prompt: str, full: str, full_tok: Tokenized, toks: list, i: int) -> bool:
-        """Tokenize an untrained prompt that is a prefix of the full rendering by reusing the
-        full rendering's tokens up to the last added token inside the prompt (tokenizers split
-        added tokens out before the model runs, so those tokens cannot depend on what follows),
-        plus an encoding of the short rest. Returns False when not applicable."""
-        if not full.startswith(prompt) or self._added_re is None:
-            return False
-        last = None
-        for last in self._added_re.finditer(prompt):
-            pass
-        if last is None:
-            return False
-        cut = last.end()
-        t = full_tok.first_ending_after(cut - 1)
-        if t >= len(full_tok.ids) or full_tok.end(t) != cut or full_tok.start(t) != last.start():
-            return False
-        tail = self.backend.encode(prompt[cut:], add_special_tokens=False).ids if cut < len(prompt) else []
-        toks[i] = Tokenized.from_lists(full_tok.ids[: t + 1] + tail, [], [])
-        return True
+    def _encode_one(self, r: Rendered, ids: dict[str, list[int]], stats: EncodeStats) -> list[EncodedExample]:
+        f_ids = ids[r.text]
+        seqs = [s for s in (self._sequence(t, ids) for t in r.turns) if s is not None]
+        stats.turns_not_rendered += len(r.turns) - len(seqs)
+        if not seqs:
+            raise RowError(Reason.NO_TRAINED_TURN, "the chat template renders nothing the model generates for any trained turn", field="messages")
+        stats.tokens_one_rendering += len(f_ids)
+        if self.policy is TurnPolicy.ALL:
+            row = self._all_row(r, f_ids, seqs, stats)
+        else:
+            row = self._tree(f_ids, seqs, stats)
+        rows = self._fit(row, seqs, stats)
+        for x in rows:
+            stats.paths += x.num_paths
+            stats.tree_rows += int(x.num_paths > 1)
+        return rows
 
-    @staticmethod
-    def _token_range(tok: Tokenized, span: Span) -> tuple[int, int] | None:
-        i = tok.first_ending_after(span.start)
-        j = tok.first_starting_at(span.end)
-        if i >= j or tok.start(i) < span.start or tok.end(j - 1) > span.end:
+    def _sequence(self, t: Turn, ids: dict[str, list[int]]) -> _Seq | None:
+        """``tokens(P_k) + tokens(G_k)`` with labels on the generated tokens, checked; ``None``
+        when the template renders nothing for the turn beyond its prompt (an empty message)."""
+        if t.mode == "prompt_mismatch":
+            full_ids, p_full = ids[t.full], ids[t.prompt]
+            n = common_prefix_len(full_ids, p_full)
+            gen_start = self._char_of_token(t.full, n)  # the prompt is cut between tokens, never inside one
+            prompt_ids = full_ids[:n]
+            generated = t.full[gen_start : t.end]
+            gen_ids = self.segments.encode([generated])[0]
+        else:
+            prompt_ids = ids[t.prompt]
+            generated = t.generated
+            gen_ids = self._generated_ids(t.prompt, prompt_ids, generated, ids)
+            gen_start = t.start
+        if not gen_ids:
             return None
-        if i > 0 and tok.end(i - 1) > span.start:
-            return None
-        return i, j
+        self._check(prompt_ids, gen_ids, generated, t.message)
+        labels = list(gen_ids)
+        for a, b in t.masked:
+            self._mask(labels, generated, a - gen_start, b - gen_start)
+        return _Seq(prompt_ids + gen_ids, [IGNORE_INDEX] * len(prompt_ids) + labels, t.message, len(prompt_ids))
 
-    @staticmethod
-    def _overlap_range(tok: Tokenized, span: Span) -> tuple[int, int]:
-        i = tok.first_ending_after(span.start)
-        j = tok.first_starting_at(span.end)
-        return i, max(j, i + 1)
+    def _generated_ids(self, prompt: str, prompt_ids: list[int], generated: str, ids: dict[str, list[int]]) -> list[int]:
+        if not self._in_context:
+            return list(ids[generated])
+        both = self.segments.encode([prompt + generated])[0]
+        if both[: len(prompt_ids)] == prompt_ids:
+            return both[len(prompt_ids) :]
+        return list(ids[generated])
 
-    def _check(self, ids: list[int], i: int, j: int, seg: Segment, span: Span) -> None:
-        expected = seg.text[span.start : span.end]
+    def _char_of_token(self, text: str, n: int) -> int:
+        """Character where token ``n`` of ``tokens(text)`` starts (``len(text)`` past the end)."""
+        offs = self.segments.offsets(text)
+        return offs[n][0] if n < len(offs) else len(text)
+
+    def _mask(self, labels: list[int], generated: str, a: int, b: int) -> None:
+        """Untrain the generated tokens lying inside characters ``[a, b)`` of ``generated``."""
+        offs = self.segments.offsets(generated)
+        if len(offs) != len(labels):
+            return
+        for i, (s, e) in enumerate(offs):
+            if s >= a and e <= b:
+                labels[i] = IGNORE_INDEX
+
+    def _check(self, prompt_ids: list[int], gen_ids: list[int], expected: str, message: int) -> None:
         if self.marked:
             expected = expected.replace(MARK_START, "").replace(MARK_END, "")
-        got = self.decode(ids[i:j])
-        if got != expected and i > 0:
-            # Decoders that drop a leading space at the start of a decode (SentencePiece's
-            # Metaspace) need one token of left context to show it.
-            head = self.decode(ids[i - 1 : i])
-            with_ctx = self.decode(ids[i - 1 : j])
-            if with_ctx.startswith(head):
-                got = with_ctx[len(head) :]
-        if got == expected:
-            return
-        if self.policy is TurnPolicy.ALL and expected in got:
-            return  # `all` with a straddling token: the extra characters are context
-        raise RowError(
-            Reason.MASK_CHECK_FAILED,
-            f"trained tokens decode to {got[:80]!r}… but the turn is {expected[:80]!r}…",
-            field=f"messages[{span.message}]",
-            stage="check",
-        )
+        got = self.segments.decode(gen_ids)
+        if got != expected and prompt_ids:
+            # decoders that drop a leading space at the start of a decode (Metaspace) need one
+            # token of left context to show it
+            head = self.segments.decode(prompt_ids[-1:])
+            ctx = self.segments.decode(prompt_ids[-1:] + gen_ids)
+            if ctx.startswith(head):
+                got = ctx[len(head) :]
+        if got != expected:
+            raise RowError(
+                Reason.MASK_CHECK_FAILED,
+                f"trained tokens decode to {got[:80]!r}… but the turn is {expected[:80]!r}…",
+                field=f"messages[{message}]",
+                stage="check",
+            )
+
+    # -- policies -----------------------------------------------------------------
+    def _tree(self, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats | None) -> TreeRow:
+        b = TrieBuilder()
+        b.add(f_ids, [IGNORE_INDEX] * len(f_ids), trained_from=len(f_ids))
+        for s in seqs:
+            in_place = b.add(s.ids, s.labels, trained_from=s.prompt_len) == len(s.ids)
+            if stats is not None:
+                stats.in_place_turns += int(in_place)
+                stats.branched_turns += int(not in_place)
+        return b.build()
+
+    def _all_row(self, r: Rendered, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats) -> TreeRow:
+        """Policy ``all``: the one rendering, trained where it holds each turn verbatim (or, for a
+        template with generation blocks, inside them)."""
+        labels = [IGNORE_INDEX] * len(f_ids)
+        if r.generation_spans is not None:
+            offs = self.segments.offsets(r.text)
+            for a, b in r.generation_spans:
+                for i, (s, e) in enumerate(offs):
+                    if s < b and e > a:
+                        labels[i] = f_ids[i]
+            stats.in_place_turns += len(seqs)
+            return TreeRow(list(f_ids), labels, [], [], len(f_ids), 1)
+        row = self._tree(f_ids, seqs, None)
+        if row.parent:
+            first = unroll(row)[0][0]
+            branched = next((s for s in seqs if common_prefix_len(s.ids, first) != len(s.ids)), seqs[-1])
+            raise RowError(
+                Reason.TURN_REWRITTEN,
+                "the chat template renders this turn differently in the conversation than the model generates it "
+                "(history rewritten, or tokens merged across the turn boundary); policy 'all' trains only turns the "
+                "one rendering holds verbatim: use turn_policy='exact' (a prefix tree, nearly free)",
+                field=f"messages[{branched.message}]",
+            )
+        stats.in_place_turns += len(seqs)
+        return row
+
+    # -- layout and truncation ----------------------------------------------------
+    def _rows(self, row: TreeRow, truncated: bool = False) -> list[EncodedExample]:
+        if self.layout == "linear" and row.parent:
+            return [EncodedExample(i, l, "conversation", [], [], len(i), 1, truncated) for i, l in unroll(row)
+                    if any(y != IGNORE_INDEX for y in l)]
+        return [EncodedExample(row.input_ids, row.labels, "conversation", row.parent, row.position_ids,
+                               row.linear_length, row.num_paths, truncated)]
+
+    def _fit(self, row: TreeRow, seqs: list[_Seq], stats: EncodeStats) -> list[EncodedExample]:
+        """Apply ``max_length`` (see the class doc); raises ``RowError`` when nothing fits."""
+        rows = self._rows(row)
+        limit = self.max_length
+        if limit is None or all(len(x.input_ids) <= limit for x in rows):
+            return rows
+        if self.truncation == "drop":
+            kept = [x for x in rows if len(x.input_ids) <= limit]
+            dropped, reason = len(rows) - len(kept), Reason.TOO_LONG.value
+        else:
+            kept, dropped = self._truncate_turns(row, seqs, stats)
+            reason = Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
+        if dropped:
+            stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + dropped
+        if not kept:
+            shortest = min((len(s.ids) for s in seqs), default=len(row.input_ids))
+            raise RowError(
+                reason,
+                f"no example of this row fits max_length={limit}: its shortest sequence (the prompt and the first "
+                f"trained turn) has {shortest} tokens",
+                stage="truncate",
+            )
+        return kept
+
+    def _truncate_turns(self, row: TreeRow, seqs: list[_Seq], stats: EncodeStats) -> tuple[list[EncodedExample], int]:
+        """``(rows, dropped)`` under ``truncation="turns"``."""
+        limit = self.max_length
+        assert limit is not None
+        if self.layout == "linear":
+            out, dropped = [], 0
+            for x in self._rows(row):
+                if len(x.input_ids) <= limit:
+                    out.append(x)
+                    continue
+                cut = _last_turn_end(x.labels, limit)
+                if cut:
+                    stats.truncated_examples += 1
+                    out.append(EncodedExample(x.input_ids[:cut], x.labels[:cut], x.kind, [], [], cut, 1, True))
+                else:
+                    dropped += 1
+            return out, dropped
+        # tree: the first turns whose sequences fit together (later branches dropped whole)
+        for j in range(len(seqs), 0, -1):
+            b = TrieBuilder()
+            for s in seqs[:j]:
+                b.add(s.ids, s.labels, trained_from=s.prompt_len)
+            cand = b.build()
+            if len(cand.input_ids) <= limit:
+                stats.truncated_examples += 1
+                return self._rows(cand, truncated=True), 0
+        return [], 1
 
     # -- plain text ---------------------------------------------------------------
-
     def encode_text(self, example: TextExample) -> EncodedExample:
         """Encode a :class:`TextExample`: segments tokenized separately, BOS as the tokenizer
         adds it, EOS appended (trained) after a trained final segment."""
-        toks = self.tokenize([s for s, _ in example.segments])
+        toks = self.segments.encode([s for s, _ in example.segments])
         ids = list(self._text_bos)
         labels = [IGNORE_INDEX] * len(ids)
         for (_, trained), tok in zip(example.segments, toks):
-            ids.extend(tok.ids)
-            labels.extend(tok.ids if trained else [IGNORE_INDEX] * len(tok.ids))
+            ids.extend(tok)
+            labels.extend(tok if trained else [IGNORE_INDEX] * len(tok))
         if example.segments[-1][1] and self._eos_id is not None and (not ids or ids[-1] != self._eos_id):
             ids.append(self._eos_id)
             labels.append(self._eos_id)
         if all(x == IGNORE_INDEX for x in labels):
             raise RowError(Reason.NO_TRAINED_TURN, "no trained token in the text example", field="text", stage="encode")
-        return EncodedExample(ids, labels, "text", [len(ids)])
+        return EncodedExample(ids, labels, "text", [], [], len(ids), 1)
 
-    # -- truncation ---------------------------------------------------------------
-
-    def fit(self, ex: EncodedExample, stats: EncodeStats) -> tuple[EncodedExample | None, str | None]:
-        """Apply ``max_length``: ``(example or truncated copy, None)`` or ``(None, drop reason)`` (counted)."""
+    def fit_text(self, ex: EncodedExample, stats: EncodeStats) -> EncodedExample:
+        """``max_length`` for a text example (cut at the limit under ``turns`` only if trained tokens remain)."""
         if self.max_length is None or len(ex.input_ids) <= self.max_length:
-            return ex, None
-        if self.truncation == "drop":
-            reason = Reason.TOO_LONG.value
-        else:
-            fitting = [e for e in ex.turn_ends if e <= self.max_length]
-            if fitting:
-                cut = fitting[-1]
-                stats.truncated_examples += 1
-                return EncodedExample(ex.input_ids[:cut], ex.labels[:cut], ex.kind, fitting, truncated=True), None
-            reason = Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
+            return ex
+        if self.truncation == "turns" and any(y != IGNORE_INDEX for y in ex.labels[: self.max_length]):
+            stats.truncated_examples += 1
+            n = self.max_length
+            return EncodedExample(ex.input_ids[:n], ex.labels[:n], "text", [], [], n, 1, True)
+        reason = Reason.TOO_LONG.value if self.truncation == "drop" else Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
         stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + 1
-        return None, reason
+        raise RowError(reason, f"the example has {len(ex.input_ids)} tokens, more than max_length={self.max_length}", stage="truncate")
+
+
+def _last_turn_end(labels: Sequence[int], limit: int) -> int:
+    """End of the last trained run that ends at or before ``limit`` (0 if none)."""
+    best = 0
+    for i in range(1, min(limit, len(labels)) + 1):
+        if labels[i - 1] != IGNORE_INDEX and (i == len(labels) or labels[i] == IGNORE_INDEX):
+            best = i
+    return best

@@ -16,12 +16,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 from .control_tokens import check_no_control_tokens, mark_control_tokens
-from .encode import EncodedExample, EncodeStats, SpanEncoder
+from .encode import LAYOUTS, ConversationEncoder, EncodedExample, EncodeStats
 from .errors import ConfigError, RowError
 from .render import Renderer, RenderStats, TurnPolicy
 from .schema import Conversation, TextExample
+from .stop_tokens import resolve_stop_tokens
 from .template import ChatTemplate
-from .tokenizer import control_token_pattern, control_tokens, end_of_turn_tokens, special_tokens_map, template_source
+from .tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
+
+#: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping).
+OUTPUT_COLUMNS = ("input_ids", "labels", "parent", "position_ids", "length", "linear_length", "source_index")
 
 
 @dataclass
@@ -30,6 +34,8 @@ class EncodeOptions:
 
     Attributes:
         turn_policy: ``exact`` | ``all`` | ``last``.
+        layout: ``tree`` (default: one prefix-tree row per conversation, see ``docs/trees.md``)
+            or ``linear`` (every root-to-leaf path its own row).
         train_roles: roles trained by default.
         train_reasoning: train the reasoning text of trained turns.
         trim_trailing: drop untrained messages after the last trained turn.
@@ -40,12 +46,17 @@ class EncodeOptions:
             ``special_token_in_content``), ``text`` (encode it as plain text, never as a
             control-token id, like transformers' ``sanitize_control_tokens=True``), or
             ``allow`` (it becomes control-token ids, as a bare tokenizer does; unsafe).
-        end_of_turn: explicit end-of-turn tokens (default: detected).
+        stop_tokens: tokens added to the model's stop set (see :mod:`sftdata.stop_tokens`).
+        end_of_turn: deprecated name of ``stop_tokens``.
+        tool_arguments: ``auto`` (render tool-call arguments as the data gives them, JSON
+            text or object, switching to the other form when the template fails on it),
+            ``dict`` or ``json``.
         format: input format (``None``: auto-detect per row).
         messages_field / tools_field: keys holding the conversation / the tools.
     """
 
     turn_policy: str = "exact"
+    layout: str = "tree"
     train_roles: tuple[str, ...] = ("assistant",)
     train_reasoning: bool = True
     trim_trailing: bool = True
@@ -53,7 +64,9 @@ class EncodeOptions:
     truncation: str = "drop"
     template_kwargs: dict = field(default_factory=dict)
     special_tokens_in_content: str = "reject"
+    stop_tokens: tuple[str, ...] | None = None
     end_of_turn: tuple[str, ...] | None = None
+    tool_arguments: str = "auto"
     format: str | None = None
     messages_field: str | None = None
     tools_field: str | None = None
@@ -69,6 +82,13 @@ class EncodeOptions:
             raise ConfigError(f"special_tokens_in_content must be 'reject', 'text' or 'allow', got {self.special_tokens_in_content!r}")
         if self.max_length is not None and self.max_length < 1:
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
+        if self.tool_arguments not in ("auto", "dict", "json"):
+            raise ConfigError(f"tool_arguments must be 'auto', 'dict' or 'json', got {self.tool_arguments!r}")
+        if self.end_of_turn:
+            self.stop_tokens = tuple(dict.fromkeys(tuple(self.stop_tokens or ()) + tuple(self.end_of_turn)))
+            self.end_of_turn = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,14 +117,15 @@ class Encoder:
         self.options = options or EncodeOptions(**kwargs)
         self.tokenizer = tokenizer
         self._templates: dict[bool, tuple[Renderer, Any]] = {}
-        self.span_encoder = SpanEncoder(
+        self.encoder = ConversationEncoder(
             tokenizer,
             policy=self.options.turn_policy,
+            layout=self.options.layout,
             max_length=self.options.max_length,
             truncation=self.options.truncation,
             marked=self.options.special_tokens_in_content == "text",
         )
-        self.eot = end_of_turn_tokens(tokenizer, self.options.end_of_turn)
+        self.stop = resolve_stop_tokens(tokenizer, self.options.stop_tokens)
         self.counters = Counters()
 
     def _renderer(self, has_tools: bool) -> tuple[Renderer, Any]:
@@ -116,14 +137,15 @@ class Encoder:
             control = control_tokens(self.tokenizer, source)
             renderer = Renderer(
                 tmpl,
-                self.eot,
+                self.stop.tokens,
                 policy=o.turn_policy,
                 train_roles=o.train_roles,
                 train_reasoning=o.train_reasoning,
                 trim_trailing=o.trim_trailing,
-                # headers are recognised by control tokens only when content cannot contain them
+                # a header anchors a rewritten turn only when content cannot contain its control token
                 control_tokens=control if o.special_tokens_in_content == "reject" else (),
                 marked=o.special_tokens_in_content == "text",
+                tool_arguments=o.tool_arguments,
             )
             pattern = control_token_pattern(control) if o.special_tokens_in_content in ("reject", "text") else None
             self._templates[has_tools] = (renderer, pattern)
@@ -136,18 +158,20 @@ class Encoder:
         """Encode one example into training rows (already fitted to ``max_length``).
 
         Returns:
-            A non-empty list of :class:`~sftdata.encode.EncodedExample` (several under
-            policy ``exact`` when turns are expanded). Examples dropped by truncation are
-            counted in ``counters.encode.dropped_examples``.
+            A non-empty list of :class:`~sftdata.encode.EncodedExample`: one tree row per
+            conversation (layout ``tree``), or one row per path (layout ``linear``).
 
         Raises:
-            RowError: the example cannot be encoded correctly, or none of its examples
-                fits ``max_length`` (see :class:`~sftdata.errors.Reason`).
+            RowError: the example cannot be encoded correctly, or nothing of it fits
+                ``max_length`` (see :class:`~sftdata.errors.Reason`).
         """
-        return self._finish(self._plan(example))
+        out = self._finish([self._plan(example)])[0]
+        if isinstance(out, RowError):
+            raise out
+        return out
 
     def _plan(self, example: Conversation | TextExample):
-        """Check or mark control-token text, then render: a TextExample or a list of plans."""
+        """Check or mark control-token text, then render: a TextExample or a Rendered."""
         renderer, pattern = self._renderer(isinstance(example, Conversation) and bool(example.tools))
         if self.options.special_tokens_in_content == "text":
             example = mark_control_tokens(example, pattern)
@@ -156,39 +180,43 @@ class Encoder:
         if isinstance(example, TextExample):
             return example
         try:
-            return renderer.plan(example, self.counters.render)
+            return renderer.render(example, self.counters.render)
         except RowError as e:
             raise e.with_context(stage="render") from None
 
-    def _finish(self, planned, main_tok=None) -> list[EncodedExample]:
-        """Tokenize (unless given) and assemble, then fit to ``max_length``."""
-        if isinstance(planned, TextExample):
-            rows = [self.span_encoder.encode_text(planned)]
-        else:
-            rows = self.span_encoder.encode_plans(planned, self.counters.encode, main_tok)
-        fitted = [self.span_encoder.fit(r, self.counters.encode) for r in rows]
-        kept = [r for r, _ in fitted if r is not None]
-        if not kept:
-            reason = fitted[-1][1]
-            raise RowError(reason, f"no example of this row fits max_length={self.options.max_length} ({len(rows)} dropped)", stage="truncate")
-        return kept
+    def _finish(self, planned: list) -> list[list[EncodedExample] | RowError]:
+        """Tokenize the rendered conversations together, then build, check and fit each row."""
+        convs = [i for i, p in enumerate(planned) if not isinstance(p, (TextExample, RowError))]
+        encoded = dict(zip(convs, self.encoder.encode_many([planned[i] for i in convs], self.counters.encode)))
+        out: list[list[EncodedExample] | RowError] = []
+        for i, p in enumerate(planned):
+            if isinstance(p, RowError):
+                out.append(p)
+            elif isinstance(p, TextExample):
+                try:
+                    out.append([self.encoder.fit_text(self.encoder.encode_text(p), self.counters.encode)])
+                except RowError as e:
+                    out.append(e)
+            else:
+                res = encoded[i]
+                out.append(res.with_context(stage=res.stage or "encode") if isinstance(res, RowError) else res)
+        return out
 
     def map_batch(self, batch: Mapping[str, Sequence[Any]], indices: Sequence[int] | None = None) -> dict[str, list]:
         """``Dataset.map(batched=True, with_indices=True)`` function over raw rows.
 
         Input columns: ``raw`` (the row as JSON text; JSON keeps heterogeneous tool
         arguments exact, where Arrow structs would fill missing keys with null) and
-        ``source_index``. Output columns: ``input_ids``, ``labels``, ``length``,
-        ``source_index``, ``kind``, ``truncated`` and ``reject`` (JSON of the
-        :class:`RowError` for a rejected row, whose other columns are empty).
+        ``source_index``. Output columns: :data:`OUTPUT_COLUMNS` plus ``kind``,
+        ``truncated`` and ``reject`` (JSON of the :class:`RowError` for a rejected row,
+        whose other columns are empty).
         """
         from .formats import normalize
 
-        out: dict[str, list] = {k: [] for k in ("input_ids", "labels", "length", "source_index", "kind", "truncated", "reject")}
+        out: dict[str, list] = {k: [] for k in OUTPUT_COLUMNS + ("kind", "truncated", "reject")}
         o = self.options
-        # 1. parse, normalise and render every row of the batch
         planned: list[Any] = []
-        for raw, src in zip(batch["raw"], batch["source_index"]):
+        for raw in batch["raw"]:
             try:
                 row = json.loads(raw)
                 if isinstance(row, dict) and "__reject__" in row:
@@ -199,31 +227,23 @@ class Encoder:
                     raise e.with_context(stage="normalize") from None
                 planned.append(self._plan(example))
             except RowError as e:
-                planned.append(e.with_context(row=int(src)))
-        # 2. tokenize the main rendering of every conversation in one call (the Rust
-        #    tokenizer spreads a batch over its threads)
-        mains = [i for i, p in enumerate(planned) if isinstance(p, list) and p and p[0].kind == "conversation"]
-        main_toks = dict(zip(mains, self.span_encoder.tokenize([planned[i][0].segments[0].text for i in mains]) if mains else []))
-        # 3. assemble, check and fit each row
-        for i, (p, src) in enumerate(zip(planned, batch["source_index"])):
-            if not isinstance(p, RowError):
-                try:
-                    rows = self._finish(p, main_toks.get(i))
-                except RowError as e:
-                    p = e.with_context(row=int(src))
-            if isinstance(p, RowError):
-                out["input_ids"].append([])
-                out["labels"].append([])
-                out["length"].append(0)
-                out["source_index"].append(int(src))
+                planned.append(e)
+        for res, src in zip(self._finish(planned), batch["source_index"]):
+            if isinstance(res, RowError):
+                res = res.with_context(row=int(src))
+                for k in OUTPUT_COLUMNS:
+                    out[k].append(int(src) if k == "source_index" else (0 if k in ("length", "linear_length") else []))
                 out["kind"].append("")
                 out["truncated"].append(False)
-                out["reject"].append(json.dumps(p.to_dict(), ensure_ascii=False))
+                out["reject"].append(json.dumps(res.to_dict(), ensure_ascii=False))
                 continue
-            for r in rows:
+            for r in res:
                 out["input_ids"].append(r.input_ids)
                 out["labels"].append(r.labels)
+                out["parent"].append(r.parent)
+                out["position_ids"].append(r.position_ids)
                 out["length"].append(len(r.input_ids))
+                out["linear_length"].append(r.linear_length)
                 out["source_index"].append(int(src))
                 out["kind"].append(r.kind)
                 out["truncated"].append(r.truncated)

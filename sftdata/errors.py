@@ -33,7 +33,10 @@ class Reason(str, Enum):
     NO_TRAINED_TURN = "no_trained_turn"
     SPECIAL_TOKEN_IN_CONTENT = "special_token_in_content"
     TEMPLATE_ERROR = "template_error"
-    TURN_NOT_LOCATED = "turn_not_located"
+    TURN_NOT_LOCATED = "turn_not_located"  # kept for old rejects files; no longer raised
+    TURN_NOT_ISOLATED = "turn_not_isolated"  # history rewritten and the turn's own text cannot be told apart
+    TURN_SPLIT = "turn_split"  # the template renders more of the message after the turn's stop token
+    TURN_REWRITTEN = "turn_rewritten"  # policy `all`: the rendering does not hold the turn as generated
     MASK_CHECK_FAILED = "mask_check_failed"
     TOO_LONG = "too_long"
     NO_TRAINED_TOKEN_AFTER_TRUNCATION = "no_trained_token_after_truncation"

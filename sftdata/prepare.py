@@ -5,9 +5,13 @@
 Output directory (``datasets.save_to_disk``) columns:
 
 ================  ==============  ============================================
-``input_ids``     list<int32>     token ids, ``(seq_len,)``
+``input_ids``     list<int32>     token ids, ``(seq_len,)`` (DFS order for a tree row)
 ``labels``        list<int32>     same length; ``-100`` or ``input_ids[i]`` (unshifted)
+``parent``        list<int32>     tree rows: parent of every token (``-1`` = root);
+                                  empty for a single path (see ``docs/trees.md``)
+``position_ids``  list<int32>     tree rows: depth of every token; empty for a single path
 ``length``        int32           ``seq_len`` in tokens
+``linear_length`` int32           tokens the same examples need as linear rows
 ``source_index``  int64           the input row the example came from
 ================  ==============  ============================================
 
@@ -38,7 +42,10 @@ OUTPUT_FEATURES_SCHEMA = pa.schema(
     [
         ("input_ids", pa.list_(pa.int32())),
         ("labels", pa.list_(pa.int32())),
+        ("parent", pa.list_(pa.int32())),
+        ("position_ids", pa.list_(pa.int32())),
         ("length", pa.int32()),
+        ("linear_length", pa.int32()),
         ("source_index", pa.int64()),
     ]
 )
@@ -153,8 +160,7 @@ def prepare(
         progress: show a progress bar; verbose: print the summary.
 
     Returns:
-        ``datasets.Dataset`` with columns ``input_ids``, ``labels``, ``length``,
-        ``source_index`` (see module doc). Its ``.info.description`` is empty; the
+        ``datasets.Dataset`` with the columns of the module doc. Its ``.info.description`` is empty; the
         report is attached as the attribute ``sftdata_stats`` (a dict) and written to
         ``output/stats.json``.
 
@@ -185,6 +191,9 @@ def prepare(
 
     input_ids: list = []
     labels: list = []
+    parent: list = []
+    position_ids: list = []
+    linear_length: list = []
     source_index: list = []
     kinds: list = []
     truncated: list = []
@@ -198,6 +207,9 @@ def prepare(
                 continue
             input_ids.append(out["input_ids"][i])
             labels.append(out["labels"][i])
+            parent.append(out["parent"][i])
+            position_ids.append(out["position_ids"][i])
+            linear_length.append(out["linear_length"][i])
             source_index.append(out["source_index"][i])
             kinds.append(out["kind"][i])
             truncated.append(out["truncated"][i])
@@ -208,7 +220,10 @@ def prepare(
         [
             pa.array(input_ids, type=pa.list_(pa.int32())),
             pa.array(labels, type=pa.list_(pa.int32())),
+            pa.array(parent, type=pa.list_(pa.int32())),
+            pa.array(position_ids, type=pa.list_(pa.int32())),
             pa.array(lengths, type=pa.int32()),
+            pa.array(linear_length, type=pa.int32()),
             pa.array(source_index, type=pa.int64()),
         ],
         schema=OUTPUT_FEATURES_SCHEMA,
@@ -224,7 +239,8 @@ def prepare(
         truncated=np.asarray(truncated, dtype=bool),
         rejects=rejects,
         counters=counters,
-        fingerprint=content_fingerprint(input_ids, labels, source_index),
+        linear_lengths=np.asarray(linear_length, dtype=np.int64),
+        fingerprint=content_fingerprint(input_ids, labels, source_index, parent),
         tokenizer_info=fingerprint(tokenizer, encoder.template_text()),
         options=options.to_dict(),
         seconds=seconds,
@@ -256,9 +272,9 @@ def encode_fn(tokenizer: Any = None, **option_kwargs: Any):
 
     The returned callable takes one example (a :class:`~sftdata.schema.Conversation`,
     a :class:`~sftdata.schema.TextExample` or a raw row dict in any supported format)
-    and returns ``{"input_ids": [[...]], "labels": [[...]]}`` — lists because one
-    conversation can yield several examples under policy ``exact``. Use with
-    ``batched=False`` and flatten, or prefer :func:`prepare`.
+    and returns ``{"input_ids": [[...]], "labels": [[...]], "parent": [[...]],
+    "position_ids": [[...]]}`` — lists because ``layout="linear"`` can yield several rows
+    per conversation. Use with ``batched=False`` and flatten, or prefer :func:`prepare`.
 
     Raises:
         RowError: for a bad row.
@@ -273,7 +289,12 @@ def encode_fn(tokenizer: Any = None, **option_kwargs: Any):
         if not isinstance(example, (Conversation, TextExample)):
             example = normalize(example, encoder.options.format, messages_field=encoder.options.messages_field, tools_field=encoder.options.tools_field)
         rows = encoder.encode(example)
-        return {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
+        return {
+            "input_ids": [r.input_ids for r in rows],
+            "labels": [r.labels for r in rows],
+            "parent": [r.parent for r in rows],
+            "position_ids": [r.position_ids for r in rows],
+        }
 
     fn.encoder = encoder  # type: ignore[attr-defined]
     return fn

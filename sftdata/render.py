@@ -1,40 +1,49 @@
-"""Render a conversation with its chat template into text with trained character spans.
+"""Render a conversation with its chat template: the training rendering and, for every trained
+turn, the text the model sees and the text it generates there.
 
-This is the first half of masking (the second, :mod:`sftdata.encode`, maps the
-character spans onto tokens and checks them). It never uses hand-written per-model
-templates nor ``{% generation %}`` tags; it asks the template itself what the model
-generates at each turn.
+This is the first half of masking; :mod:`sftdata.encode` tokenizes these texts, decides on
+tokens whether each turn is trained in place, and merges the sequences into a prefix tree.
+Nothing here uses hand-written per-model templates or ``{% generation %}`` tags: the template
+itself says what the model generates. For a trained assistant message ``k`` of ``m``::
 
-Definitions, for a trained assistant message ``k`` of conversation ``m``::
-
-    P_k  = render(m[:k], add_generation_prompt=True)     # the prompt at inference
-    F_k  = render(m[:k+1])                               # turn k rendered as the last turn
-    G_k  = F_k[len(P_k):] cut after the first end-of-turn token   # what the model generates
-    F    = render(m[:K+1])                               # K = last trained message
+    P_k = render(m[:k], add_generation_prompt=True)    # what the model sees at inference
+    F_k = render(m[:k+1])                              # turn k rendered as the last turn
+    G_k = F_k[len(P_k):] cut after the first stop token    # what the model generates
+    F   = render(m[:K+1])                              # the training rendering (K = last trained)
 
     P_k: "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"
     G_k:                                             "Hello!<|im_end|>"
     F_k: "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n"
                                                                          ^ not trained
 
-The turn is *consistent* when ``P_k + G_k`` is a prefix of ``F``: then the tokens the
-model generates at inference appear verbatim in the single rendering ``F`` and can be
-trained in place. Templates that rewrite history break this (Qwen3 drops the reasoning
-of earlier turns and adds an empty ``<think>`` block only to the final turn; some
-templates append EOS only at the very end). :class:`TurnPolicy` says what to do then.
+How ``G_k`` is read off the template (``Turn.mode``, counted in ``stats.json``):
 
-If ``F_k`` does not start with ``P_k`` because the generation prompt differs from how
-the template renders the turn (Qwen3 with ``enable_thinking=False`` on a turn that has
-reasoning), the prompt is cut where the two diverge. If they diverge earlier, inside the
-history (adding turn k rewrites earlier turns), the row is rejected (``turn_not_located``).
+* ``prefix``: ``F_k`` starts with ``P_k``; ``G_k`` follows it.
+* ``prompt_mismatch``: the generation prompt is not how the template renders the turn
+  (QwQ's ``<think>\\n`` before a tool call, GLM's ``<think>`` vs ``</think>``, Apertus' new
+  ``<|assistant_start|>`` inside an open block); the history agrees. The prompt is cut where
+  the *tokens* of ``P_k`` and ``F_k`` diverge (never inside a token), in :mod:`sftdata.encode`.
+* ``history_rewritten``: adding turn ``k`` changes how earlier turns render (gpt-oss drops
+  the analysis of tool calls once a final answer follows; Mistral-Nemo moves the system prompt
+  out of the user message once the answer follows it). The model saw ``P_k``; its turn is the
+  tail of ``F_k`` after the history's closing markup (that of ``render(m[:k])``) and the
+  generation prompt, before the first character rendered from message ``k`` (found by
+  re-rendering with message ``k``'s fields changed). The tail must not contain text of any
+  other message, else the row is rejected (``turn_not_isolated``).
 
-For trained non-assistant messages (``train_roles`` or ``train=True``), the prompt is
-``render(m[:k])`` without a generation prompt, so the whole rendered message including
-its header is trained, up to its end-of-turn token.
+The stop token: ``G_k`` ends at the first token of the model's stop set
+(:mod:`sftdata.stop_tokens`). If ``F_k`` holds none after the turn, the token the template
+writes right after the turn when the conversation continues (the next message, or a probe
+user message after the last one) is used when it is a stop token (GLM's ``<|observation|>``
+and ``<|user|>``, Apertus' ``<|assistant_end|>``); otherwise the turn is trained without one
+(``no_stop_token``). Text of the turn that the template renders after the stop token (a
+message split in two, as Nemotron-Nano-v2 does with content and tool calls) rejects the row
+(``turn_split``): no inference-time generation produces it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 from os.path import commonprefix
@@ -45,16 +54,20 @@ from .errors import Reason, RowError
 from .schema import Conversation
 from .template import ChatTemplate
 
+#: Prefix given to message ``k``'s fields to find where the template renders them.
+_PROBE = "\ue010"
+
 
 class TurnPolicy(str, Enum):
-    """How trained turns are placed into examples.
+    """Which trained turns are kept, and where.
 
-    * ``exact`` (default): every trained token is exactly what the model generates at
-      that turn at inference. Consistent turns train in place in one rendering of the
-      conversation; each inconsistent turn becomes an extra example ``P_k + G_k``.
-    * ``all``: train every assistant turn as it appears in one rendering of the whole
-      conversation (rewritten turns are located in that rendering; no extra examples).
-    * ``last``: train only the final trained turn.
+    * ``exact`` (default): every trained token is what the model generates at that turn at
+      inference. A turn the template renders differently in history becomes its own
+      sequence ``P_k + G_k``, merged with the rendering into one prefix tree.
+    * ``all``: one rendering ``F``; a turn is trained where ``F`` holds it verbatim (on tokens),
+      or, for templates with ``{% generation %}`` blocks, inside those blocks (transformers'
+      ``return_assistant_tokens_mask``); any other row is rejected (``turn_rewritten``).
+    * ``last``: only the final trained turn, exactly.
     """
 
     EXACT = "exact"
@@ -63,86 +76,70 @@ class TurnPolicy(str, Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Span:
-    """A trained character range ``[start, end)`` of a segment's text.
+class Turn:
+    """One trained turn as text.
 
     Attributes:
-        message: index of the message this turn comes from.
-        masked: character sub-ranges inside the span that stay untrained
-            (reasoning text with ``train_reasoning=False``).
-        turn: the turn rendered on its own (``prompt``, ``generated``), used to turn an
-            in-place span into an extra example when tokenization does not align.
+        message: index of the message.
+        mode: ``prefix`` | ``prompt_mismatch`` | ``history_rewritten`` (see the module doc).
+        prompt: ``P_k``, the text the model sees.
+        full: the text the turn is cut from: ``F_k`` (plus an appended stop token).
+        start: where the generated text starts in ``full`` (for ``prompt_mismatch``: where the
+            shared history ends; the cut is refined on tokens).
+        end: where it ends in ``full`` (after the stop token).
+        masked: character ranges of ``full`` inside the turn left untrained (reasoning text
+            with ``train_reasoning=False``).
     """
 
+    message: int
+    mode: str
+    prompt: str
+    full: str
     start: int
     end: int
-    message: int
     masked: tuple[tuple[int, int], ...] = ()
-    turn: "TurnRendering | None" = None
+
+    @property
+    def generated(self) -> str:
+        return self.full[self.start : self.end]
 
 
 @dataclass(frozen=True, slots=True)
-class Segment:
-    """Text encoded on its own; examples concatenate the token ids of their segments."""
+class Rendered:
+    """A conversation rendered for training.
 
-    text: str
-    spans: tuple[Span, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedExample:
-    """One training example before tokenization.
-
-    ``kind`` is ``"conversation"`` (one segment: the full rendering ``F``) or
-    ``"expanded_turn"`` (two segments: ``P_k`` untrained, ``G_k`` trained).
+    Attributes:
+        text: ``F``, the training rendering.
+        turns: the trained turns, in message order.
+        generation_spans: character spans of ``{% generation %}`` blocks in ``text`` (policy
+            ``all`` on a template that has them), else ``None``.
     """
 
-    kind: str
-    segments: tuple[Segment, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRendering:
-    """What the template says the model generates at one turn."""
-
-    message: int
-    prompt: str  # P_k (cut where F_k diverges, if it does)
-    generated: str  # G_k
-    masked: tuple[tuple[int, int], ...] = ()  # relative to `generated`
+    text: str
+    turns: tuple[Turn, ...]
+    generation_spans: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass
 class RenderStats:
-    """Counters of one rendering, summed into ``stats.json``."""
+    """Counters of rendering, summed into ``stats.json``."""
 
-    expanded_turns: int = 0
-    in_place_turns: int = 0
-    located_turns: int = 0  # policy `all`: rewritten turns located in F
-    generation_prompt_mismatch: int = 0
-    no_end_of_turn: int = 0
+    turns: int = 0
+    turns_not_rendered: int = 0  # the template renders nothing for the turn (it drops an empty message)
+    prompt_mismatch: int = 0
+    history_rewritten: int = 0
+    no_stop_token: int = 0
+    stop_token_from_next_message: int = 0
     reasoning_not_rendered: int = 0
     trimmed_trailing_messages: int = 0
     content_none_as_empty: int = 0
-    history_rewritten: int = 0  # turns whose addition rewrites earlier turns (always extra examples)
+    tool_arguments_converted: int = 0
 
 
-def _find_all(text: str, sub: str, marked: bool = False) -> list[int]:
-    """Start indices of every occurrence of ``sub`` in ``text`` that the template wrote
-    (with ``marked``, occurrences marked as plain text from content,
-    ``\ue000<|im_end|>\ue001``, are skipped)."""
-    out, i = [], text.find(sub)
-    while i >= 0:
-        if not (marked and i > 0 and text[i - 1] == MARK_START):
-            out.append(i)
-        i = text.find(sub, i + 1)
-    return out
-
-
-def _first_end_of_turn(text: str, eot: Sequence[str], start: int = 0, marked: bool = False) -> int:
-    """End index (exclusive) of the first end-of-turn token in ``text[start:]``, or -1
-    (with ``marked``, control-token text marked as plain text is not a turn end)."""
+def _first_stop(text: str, stops: Sequence[str], start: int = 0, marked: bool = False) -> int:
+    """End (exclusive) of the first stop token in ``text[start:]`` written by the template, or -1."""
     best = -1
-    for tok in eot:
+    for tok in stops:
         i = text.find(tok, start)
         while marked and i > 0 and text[i - 1] == MARK_START:
             i = text.find(tok, i + 1)
@@ -151,26 +148,61 @@ def _first_end_of_turn(text: str, eot: Sequence[str], start: int = 0, marked: bo
     return best
 
 
+def _quotes_text(rendered: str, texts: Sequence[str]) -> bool:
+    """Whether ``rendered`` holds one of the JSON ``texts`` as a quoted JSON string literal."""
+    return any(json.dumps(t, ensure_ascii=a) in rendered for t in texts for a in (False, True))
+
+
+def _perturbed(message: dict) -> dict:
+    """``message`` with every text field of its own changed at its first character."""
+    out = dict(message)
+    for key in ("content", "reasoning_content", "thinking"):
+        if isinstance(out.get(key), str):
+            out[key] = _PROBE + out[key]
+    if out.get("tool_calls"):
+        calls = []
+        for c in out["tool_calls"]:
+            fn = dict(c.get("function", {}))
+            if isinstance(fn.get("name"), str):
+                fn["name"] = _PROBE + fn["name"]
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                fn["arguments"] = " " + args
+            elif isinstance(args, dict):
+                fn["arguments"] = {_PROBE: 0, **args}
+            calls.append({**c, "function": fn})
+        out["tool_calls"] = calls
+    return out
+
+
+def _own_texts(message: dict) -> list[str]:
+    """Non-empty text of a message, to check that a turn holds none of another message's text."""
+    out = [message.get(k) for k in ("content", "reasoning_content")]
+    for c in message.get("tool_calls") or ():
+        out.append((c.get("function") or {}).get("name"))
+    return [t.strip() for t in out if isinstance(t, str) and t.strip()]
+
+
 class Renderer:
-    """Renders conversations into :class:`PlannedExample` lists under a :class:`TurnPolicy`.
+    """Renders conversations into :class:`Rendered` texts under a :class:`TurnPolicy`.
 
     Args:
         template: the compiled chat template.
-        end_of_turn: end-of-turn token strings (see :func:`sftdata.tokenizer.end_of_turn_tokens`).
+        stop_tokens: the model's stop set (:func:`sftdata.stop_tokens.resolve_stop_tokens`).
         policy: the turn policy.
         train_roles: roles trained by default (``{"assistant"}``); per-message ``train`` wins.
-        train_reasoning: if False, the reasoning text inside a trained turn is masked.
+        train_reasoning: if False, reasoning text inside trained turns stays untrained.
         trim_trailing: drop messages after the last trained turn (default True).
-        control_tokens: control-token strings of the tokenizer (never in content; used
-            to recognise a turn's own header).
-        marked: content went through :func:`sftdata.control_tokens.mark_control_tokens`
-            (``special_tokens_in_content="text"``): marked control-token text is not structure.
+        control_tokens: control-token strings (a generation header must hold one to anchor a
+            turn whose history is rewritten).
+        marked: content carries plain-text markers (``special_tokens_in_content="text"``).
+        tool_arguments: ``auto`` | ``dict`` | ``json`` (see :meth:`sftdata.schema.ToolCall.to_template`).
     """
 
     def __init__(
         self,
         template: ChatTemplate,
-        end_of_turn: Sequence[str],
+        stop_tokens: Sequence[str],
         *,
         policy: TurnPolicy | str = TurnPolicy.EXACT,
         train_roles: Sequence[str] = ("assistant",),
@@ -178,33 +210,31 @@ class Renderer:
         trim_trailing: bool = True,
         control_tokens: Sequence[str] = (),
         marked: bool = False,
+        tool_arguments: str = "auto",
     ) -> None:
+        if tool_arguments not in ("auto", "dict", "json"):
+            raise ValueError(f"tool_arguments must be 'auto', 'dict' or 'json', got {tool_arguments!r}")
         self.template = template
-        self.control = tuple(control_tokens)
-        self.marked = marked
-        self.eot = tuple(end_of_turn)
+        self.stops = tuple(stop_tokens)
         self.policy = TurnPolicy(policy)
         self.train_roles = frozenset(train_roles)
         self.train_reasoning = train_reasoning
         self.trim_trailing = trim_trailing
+        self.control = tuple(control_tokens)
+        self.marked = marked
+        self.tool_arguments = tool_arguments
 
     # -- public -------------------------------------------------------------------
-
     def trained_messages(self, conv: Conversation) -> list[int]:
         """Indices of messages whose turn is trained (role default, overridden by ``train``)."""
-        out = []
-        for i, m in enumerate(conv.messages):
-            trained = m.train if m.train is not None else m.role in self.train_roles
-            if trained:
-                out.append(i)
-        return out
+        return [i for i, m in enumerate(conv.messages) if (m.train if m.train is not None else m.role in self.train_roles)]
 
-    def plan(self, conv: Conversation, stats: RenderStats | None = None) -> list[PlannedExample]:
-        """Render ``conv`` into examples with trained character spans.
+    def render(self, conv: Conversation, stats: RenderStats | None = None) -> Rendered:
+        """Render ``conv`` into the training text and its trained turns.
 
         Raises:
-            RowError: ``no_trained_turn``, ``template_error`` (with the template's own
-                message), or ``turn_not_located``.
+            RowError: ``no_trained_turn``; ``template_error`` (the template's own message);
+                ``turn_not_isolated`` / ``turn_split`` (see the module doc).
         """
         stats = stats if stats is not None else RenderStats()
         trained = self.trained_messages(conv)
@@ -212,208 +242,212 @@ class Renderer:
             raise RowError(Reason.NO_TRAINED_TURN, "no message is trained (no assistant turn, or all have train=false)", field="messages")
         if self.policy is TurnPolicy.LAST:
             trained = trained[-1:]
-        last = trained[-1]
+        end = trained[-1] + 1 if self.trim_trailing else len(conv.messages)
+        stats.trimmed_trailing_messages += len(conv.messages) - end
         self.template.new_conversation()
         self._memo: dict[tuple[int, bool], str] = {}
-        messages = self.template.prepare_messages(conv.template_messages())
-        tools = conv.template_tools()
-        end = last + 1 if self.trim_trailing else len(messages)
-        stats.trimmed_trailing_messages += len(messages) - end
-        try:
-            full = self._render(messages, end, tools)
-        except RowError:
-            # Templates that index message['content'] fail on tool-call messages without
-            # content (transformers drops None keys, so apply_chat_template fails too).
-            # Rendering "" instead is faithful; anything else still fails loudly.
-            if not any(m.get("content") is None for m in messages[:end]):
-                raise
-            messages = [{**m, "content": ""} if m.get("content") is None else m for m in messages]
+        self._messages, full = self._first_rendering(conv, end, stats)
+        spans = None
+        if self.policy is TurnPolicy.ALL and self.template.has_generation_markers:
+            text, found = self.template.render_generation_spans(self._messages[:end], self._tools, prepared=True)
+            if text != full:
+                raise RowError(Reason.TEMPLATE_ERROR, "the template renders differently with generation blocks tracked", field="messages")
+            spans = tuple(found)
+        turns = tuple(t for t in (self._turn(conv, k, stats) for k in trained) if t is not None)
+        if not turns:
+            raise RowError(Reason.NO_TRAINED_TURN, "the chat template renders nothing for any trained turn", field="messages")
+        stats.turns += len(turns)
+        return Rendered(full, turns, spans)
+
+    # -- renderings ---------------------------------------------------------------
+    def _first_rendering(self, conv: Conversation, end: int, stats: RenderStats) -> tuple[list[dict], str]:
+        """Template messages and ``F``, with the fallbacks a template may need: ``""`` for a
+        missing content beside tool calls (templates that index ``message['content']``), and
+        the other form of tool-call arguments (``auto``: a template that fails on dict
+        arguments may render JSON text, and vice versa)."""
+        self._tools = conv.template_tools()
+        attempts = [self.tool_arguments]
+        texts = [c.arguments_text for m in conv.messages[:end] for c in m.tool_calls if c.arguments_text is not None]
+        if self.tool_arguments == "auto" and conv.has_tool_calls:
+            attempts.append("dict" if texts else "json")
+        error: RowError | None = None
+        quoted: tuple[list[dict], str, bool] | None = None  # rendered, but with arguments quoted
+        for i, mode in enumerate(attempts):
+            messages = self.template.prepare_messages(conv.template_messages(mode))
+            for fill in (False, True):
+                if fill:
+                    if not any(m.get("content") is None for m in messages[:end]):
+                        break
+                    messages = [{**m, "content": ""} if m.get("content") is None else m for m in messages]
+                self._memo.clear()
+                try:
+                    full = self._render(messages, end)
+                except RowError as e:
+                    error = error or e
+                    continue
+                if mode == "auto" and texts and len(attempts) > 1 and _quotes_text(full, texts):
+                    # the template serialises arguments itself (``arguments|tojson``): given JSON
+                    # text it would write a quoted string, so pass the objects, as serving stacks do
+                    quoted = (messages, full, fill)
+                    break
+                stats.content_none_as_empty += int(fill)
+                stats.tool_arguments_converted += int(i > 0)
+                return messages, full
+        if quoted is not None:  # the objects do not render: keep the text as given
+            messages, full, fill = quoted
             self._memo.clear()
-            full = self._render(messages, end, tools)
-            stats.content_none_as_empty += 1
+            stats.content_none_as_empty += int(fill)
+            return messages, self._render(messages, end)
+        assert error is not None
+        raise error
 
-        turns = [self._render_turn(conv, messages, tools, k, full if (k + 1 == end) else None, stats) for k in trained]
-
-        spans: list[Span] = []
-        expanded: list[PlannedExample] = []
-        for t in turns:
-            if full.startswith(t.prompt) and full.startswith(t.generated, len(t.prompt)):
-                start = len(t.prompt)
-                spans.append(Span(start, start + len(t.generated), t.message, tuple((a + start, b + start) for a, b in t.masked), t))
-                stats.in_place_turns += 1
-            elif self.policy is TurnPolicy.ALL:
-                spans.append(self._locate(conv, messages, tools, full, t, spans))
-                stats.located_turns += 1
-            else:
-                expanded.append(expand_turn(t))
-                stats.expanded_turns += 1
-        spans.sort(key=lambda s: s.start)
-        for a, b in zip(spans, spans[1:]):
-            if b.start < a.end:
-                raise RowError(
-                    Reason.TURN_NOT_LOCATED,
-                    f"trained spans of messages {a.message} and {b.message} overlap in the rendering",
-                    field=f"messages[{b.message}]",
-                )
-        out = []
-        if spans:
-            out.append(PlannedExample("conversation", (Segment(full, tuple(spans)),)))
-        out.extend(expanded)
+    def _render(self, messages: list[dict], n: int, add_generation_prompt: bool = False) -> str:
+        """``render(messages[:n])``, memoised within one conversation."""
+        key = (n, add_generation_prompt)
+        out = self._memo.get(key)
+        if out is None:
+            out = self.template.render(messages[:n], self._tools, add_generation_prompt=add_generation_prompt, prepared=True)
+            self._memo[key] = out
         return out
 
-    # -- internals ----------------------------------------------------------------
+    def _safe(self, n: int, add_generation_prompt: bool = False) -> str | None:
+        try:
+            return self._render(self._messages, n, add_generation_prompt)
+        except RowError:
+            return None
 
-    def _render_turn(self, conv: Conversation, messages: list[dict], tools, k: int, full_k: str | None, stats: RenderStats) -> TurnRendering:
+    # -- one turn -----------------------------------------------------------------
+    def _turn(self, conv: Conversation, k: int, stats: RenderStats) -> Turn | None:
+        msgs = self._messages
         msg = conv.messages[k]
-        is_assistant = msg.role == "assistant"
-        if k == 0:
-            prompt = self._safe_render(messages, 0, tools, is_assistant)
+        assistant = msg.role == "assistant"
+        full_k = self._render(msgs, k + 1)
+        if assistant:
+            prompt = self._render(msgs, k, True) if k else (self._safe(0, True) or "")
+            history = (self._safe(k) or "") if k else ""
         else:
-            prompt = self._render(messages, k, tools, is_assistant)
-        if full_k is None:
-            full_k = self._render(messages, k + 1, tools)
-        if k == 0 and not is_assistant and not prompt:
-            # Nothing renders before the first message on its own (render([]) fails on most
-            # templates), but the template may add a preamble, e.g. a default system prompt:
-            # the message starts after the last end-of-turn token that precedes its own.
-            ends = sorted(i + len(t) for t in self.eot for i in _find_all(full_k, t, self.marked))
-            cut = ends[-2] if len(ends) >= 2 else 0
-            cut += len(full_k[cut:]) - len(full_k[cut:].lstrip())
-            prompt = full_k[:cut]
+            prompt = history = self._preamble(full_k) if k == 0 else self._render(msgs, k)
         if full_k.startswith(prompt):
-            cut = len(prompt)
+            mode, start = "prefix", len(prompt)
+        elif prompt.startswith(history) and full_k.startswith(history):
+            mode, start = "prompt_mismatch", len(history)
+            stats.prompt_mismatch += 1
+        elif assistant and prompt.startswith(history) and k:
+            mode, start = "history_rewritten", self._isolate(k, history, prompt[len(history):], full_k)
+            stats.history_rewritten += 1
         else:
-            cut = len(commonprefix([prompt, full_k]))
-            history = self._safe_render(messages, k, tools, False) if is_assistant else prompt
-            if cut < len(history) or not prompt.startswith(history):
-                # Adding turn k changes how the earlier turns render (Gemma 4 keeps reasoning
-                # only on the last assistant turn). For an assistant turn whose generation
-                # prompt holds a control token (which never occurs in content), the last
-                # occurrence of that prompt in F_k is turn k's own header: the model sees P_k
-                # and generates what follows it. Otherwise refuse rather than guess.
-                header = prompt[len(history):] if prompt.startswith(history) else ""
-                pos = full_k.rfind(header) if header and any(t in header for t in self.control) else -1
-                if pos < 0:
-                    raise RowError(
-                        Reason.TURN_NOT_LOCATED,
-                        "the chat template rewrites earlier turns when this turn is added; the turn's own text cannot be isolated",
-                        field=f"messages[{k}]",
-                    )
-                stats.history_rewritten += 1
-                return self._finish_turn(msg, k, prompt, full_k[pos + len(header):], stats)
-            stats.generation_prompt_mismatch += 1
-        return self._finish_turn(msg, k, full_k[:cut], full_k[cut:], stats)
-
-    def _finish_turn(self, msg, k: int, prompt: str, raw: str, stats: RenderStats) -> TurnRendering:
-        """Cut ``raw`` (what follows the prompt) after the turn's end-of-turn token."""
-        end = _first_end_of_turn(raw, self.eot, marked=self.marked)
-        if end < 0:
-            stats.no_end_of_turn += 1
-            end = len(raw.rstrip())
-        generated = raw[:end]
-        if not generated:
             raise RowError(
-                Reason.TURN_NOT_LOCATED,
-                "the chat template renders nothing for this turn (it drops the message)",
+                Reason.TURN_NOT_ISOLATED,
+                "the chat template renders earlier turns differently once this turn is added, and no generation "
+                "prompt of its own marks where the turn starts",
                 field=f"messages[{k}]",
             )
+        full, end = self._cut_at_stop(k, full_k, start, stats)
+        if mode == "history_rewritten":
+            self._check_isolated(k, full[start:end])
         masked: tuple[tuple[int, int], ...] = ()
         if msg.reasoning and msg.reasoning.strip():
             r = msg.reasoning.strip()
-            pos = generated.find(r)
+            pos = full.find(r, start, end)
             if pos < 0:
                 stats.reasoning_not_rendered += 1
             elif not self.train_reasoning:
                 masked = ((pos, pos + len(r)),)
-        return TurnRendering(k, prompt, generated, masked)
+        if end <= start:  # the template drops the message (an empty turn): nothing to train
+            stats.turns_not_rendered += 1
+            return None
+        return Turn(k, mode, prompt, full, start, end, masked)
 
-    def _render(self, messages: list[dict], n: int, tools, add_generation_prompt: bool = False) -> str:
-        """``render(messages[:n])``, memoised within one :meth:`plan` call."""
-        key = (n, add_generation_prompt)
-        out = self._memo.get(key)
-        if out is None:
-            out = self.template.render(messages[:n], tools, add_generation_prompt=add_generation_prompt, prepared=True)
-            self._memo[key] = out
-        return out
+    def _preamble(self, full_0: str) -> str:
+        """What the template writes before the first message when that message is trained (a
+        default system prompt): everything up to the last stop token before the message's own."""
+        ends = sorted(i + len(t) for t in self.stops for i in _find_all(full_0, t, self.marked))
+        cut = ends[-2] if len(ends) >= 2 else 0
+        return full_0[: cut + len(full_0[cut:]) - len(full_0[cut:].lstrip())]
 
-    def _safe_render(self, messages: list[dict], n: int, tools, add_generation_prompt: bool) -> str:
-        try:
-            return self._render(messages, n, tools, add_generation_prompt)
-        except RowError:
-            return ""
+    def _cut_at_stop(self, k: int, full_k: str, start: int, stats: RenderStats) -> tuple[str, int]:
+        """``(text, end)``: the turn ends after its stop token (see the module doc)."""
+        end = _first_stop(full_k, self.stops, start, self.marked)
+        if end >= 0:
+            rest = full_k[end:]
+            for t in self.control:
+                rest = rest.replace(t, "")
+            if rest.strip():
+                raise RowError(
+                    Reason.TURN_SPLIT,
+                    "the chat template renders more of this message after the stop token that ends the turn "
+                    f"({full_k[end:end + 60]!r}…); no generation at inference produces it",
+                    field=f"messages[{k}]",
+                )
+            return full_k, end
+        stop = self._stop_after(k, full_k)
+        if stop:
+            stats.stop_token_from_next_message += 1
+            return full_k + stop, len(full_k) + len(stop)
+        stats.no_stop_token += 1
+        return full_k, len(full_k.rstrip())
 
-    def _locate(self, conv: Conversation, messages: list[dict], tools, full: str, t: TurnRendering, placed: list[Span]) -> Span:
-        """Policy ``all``: find turn ``t`` as the template rendered it inside ``full``.
-
-        The turn begins where the history before it ends (``render(m[:k])`` is a prefix
-        of ``full``; if later messages rewrite that history, the header is searched for
-        after the previous trained turn instead, longest candidate first). Its header is the part of the generation
-        prompt that the history rendering shares, cut back to a line end or control token
-        so that content starting like the prompt (``<b>`` vs ``<think>``) is never eaten.
-        It ends at the first end-of-turn token. The located text must contain the
-        message's content and tool-call names, or the row is rejected
-        (``turn_not_located``) rather than trained on a guess.
-        """
-        k = t.message
-        msg = conv.messages[k]
-        history = self._render(messages, k, tools) if k else ""
-        gen = t.prompt[len(history):] if t.prompt.startswith(history) else ""
-        lo = max([s.end for s in placed if s.message < k] + [0])
-        needles = [msg.content.strip()] if msg.content and msg.content.strip() else []
-        needles += [c.name for c in msg.tool_calls]
-        found = None
-        if full.startswith(history) and len(history) >= lo:
-            begin = len(history)
-            shared = len(commonprefix([gen, full[begin : begin + len(gen)]]))
-            if shared < len(gen):
-                shared = self._boundary_before(gen, shared)
-            start = begin + shared
-            end = _first_end_of_turn(full, self.eot, start, marked=self.marked)
-            if end > 0 and all(n in full[start:end] for n in needles):
-                found = (start, end)
+    def _stop_after(self, k: int, full_k: str) -> str | None:
+        """The stop token the template writes right after turn ``k`` when the conversation goes on."""
+        msgs = self._messages
+        if k + 1 < len(msgs):
+            nxt = self._safe(k + 2)
         else:
-            # Later messages rewrite the history: search the header (the generation prompt
-            # cut at line ends / control tokens, longest first) after the previous turn.
-            cuts = sorted({self._boundary_before(gen, i) for i in range(len(gen), 0, -1)} - {0}, reverse=True)
-            for header in (gen[:c] for c in cuts):
-                pos = full.find(header, lo)
-                while pos >= 0 and found is None:
-                    start = pos + len(header)
-                    end = _first_end_of_turn(full, self.eot, start, marked=self.marked)
-                    if end > 0 and all(n in full[start:end] for n in needles):
-                        found = (start, end)
-                    pos = full.find(header, pos + 1)
-                if found:
-                    break
-        if found is None:
+            try:
+                nxt = self.template.render(msgs[: k + 1] + [{"role": "user", "content": _PROBE}], self._tools, prepared=True)
+            except RowError:
+                nxt = None
+        if nxt is None or not nxt.startswith(full_k):
+            return None
+        return next((t for t in self.stops if nxt.startswith(t, len(full_k))), None)
+
+    def _isolate(self, k: int, history: str, header: str, full_k: str) -> int:
+        """Start of turn ``k``'s generated text in ``full_k`` when adding it rewrites the history.
+
+        The template renders messages in order, so ``full_k`` is the rewritten history followed
+        by the turn. The turn's first own character is where ``full_k`` and a rendering with
+        message ``k``'s fields changed part (``first``); the history ends, before it, with the
+        same closing markup as ``render(m[:k])`` (its last control token and what follows it);
+        the generation prompt ``header`` (possibly empty) comes next, and the model generates
+        the rest.
+        """
+        msgs = self._messages
+        try:
+            alt = self.template.render(msgs[:k] + [_perturbed(msgs[k])], self._tools, prepared=True)
+        except RowError:
+            alt = None
+        first = len(commonprefix([full_k, alt])) if alt is not None else -1
+        closes = [(history.rfind(t), t) for t in self.control if t in history]
+        anchor = history[max(closes)[0]:] if closes else ""
+        pos = full_k.rfind(anchor, 0, first) if anchor and 0 < first < len(full_k) else -1
+        start = pos + len(anchor)
+        if pos < 0 or not full_k.startswith(header, start) or start + len(header) > first:
             raise RowError(
-                Reason.TURN_NOT_LOCATED,
-                "the turn (with its content and tool calls) was not found in the full rendering",
+                Reason.TURN_NOT_ISOLATED,
+                "the chat template rewrites earlier turns when this turn is added, and the turn's own text "
+                "cannot be told apart from them",
                 field=f"messages[{k}]",
             )
-        start, end = found
-        text = full[start:end]
-        masked: tuple[tuple[int, int], ...] = ()
-        if msg.reasoning and not self.train_reasoning:
-            r = msg.reasoning.strip()
-            p = text.find(r) if r else -1
-            if p >= 0:
-                masked = ((start + p, start + p + len(r)),)
-        return Span(start, end, k, masked, None)
+        return start + len(header)
 
-    def _boundary_before(self, text: str, limit: int) -> int:
-        """Largest position <= limit that follows a newline or an end-of-turn/control token in ``text``."""
-        best = text.rfind("\n", 0, limit) + 1
-        for tok in self.eot + ("<|im_start|>", "<|start_header_id|>", "<|end_header_id|>", "<start_of_turn>", "[/INST]"):
-            i = text.rfind(tok, 0, limit)
-            if i >= 0 and i + len(tok) <= limit:
-                best = max(best, i + len(tok))
-        return best
+    def _check_isolated(self, k: int, generated: str) -> None:
+        own = _own_texts(self._messages[k])
+        for j, m in enumerate(self._messages):
+            for text in _own_texts(m) if j != k else ():
+                if text in generated and not any(text in o for o in own):
+                    raise RowError(
+                        Reason.TURN_NOT_ISOLATED,
+                        f"the text found for this turn also holds messages[{j}]'s text ({text[:40]!r}); the template "
+                        "merges several messages into one block, so the turn cannot be trained on its own",
+                        field=f"messages[{k}]",
+                    )
 
 
-def expand_turn(t: TurnRendering) -> PlannedExample:
-    """The extra example for a turn: ``P_k`` (untrained) then ``G_k`` (trained)."""
-    return PlannedExample(
-        "expanded_turn",
-        (Segment(t.prompt), Segment(t.generated, (Span(0, len(t.generated), t.message, t.masked, t),))),
-    )
+def _find_all(text: str, sub: str, marked: bool = False) -> list[int]:
+    """Start of every occurrence of ``sub`` the template wrote (marked content skipped)."""
+    out, i = [], text.find(sub)
+    while i >= 0:
+        if not (marked and i > 0 and text[i - 1] == MARK_START):
+            out.append(i)
+        i = text.find(sub, i + 1)
+    return out

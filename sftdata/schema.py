@@ -63,11 +63,16 @@ class ToolCall:
         name: the function name.
         arguments: the arguments as a JSON object (a ``dict``), never a string.
         id: the call id (``call_…``) when the source has one, else ``None``.
+        arguments_text: the JSON text of the arguments exactly as the source gave it (the
+            OpenAI format stores what the model generated as a string), or ``None`` when the
+            source gave an object. Rendering passes it verbatim (``tool_arguments="auto"``),
+            so compact separators, ``1e5``, ``1.10`` or ``\\u00e9`` escapes are not rewritten.
     """
 
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
     id: str | None = None
+    arguments_text: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -79,10 +84,21 @@ class ToolCall:
                 field="arguments",
             )
         _check_str(self.id, "id")
+        _check_str(self.arguments_text, "arguments")
 
-    def to_template(self) -> dict:
-        """The OpenAI/transformers shape templates expect (arguments as a dict)."""
-        out: dict[str, Any] = {"type": "function", "function": {"name": self.name, "arguments": dict(self.arguments)}}
+    def to_template(self, arguments: str = "auto") -> dict:
+        """The OpenAI/transformers shape templates expect.
+
+        Args:
+            arguments: ``"auto"`` (as the source gave them: the original JSON text, else the
+                dict), ``"dict"`` (always the dict) or ``"json"`` (always JSON text: the
+                original, else ``json.dumps`` of the dict).
+        """
+        if arguments == "dict" or (arguments == "auto" and self.arguments_text is None):
+            args: Any = dict(self.arguments)
+        else:
+            args = self.arguments_text if self.arguments_text is not None else json.dumps(dict(self.arguments), ensure_ascii=False)
+        out: dict[str, Any] = {"type": "function", "function": {"name": self.name, "arguments": args}}
         if self.id is not None:
             out["id"] = self.id
         return out
@@ -137,18 +153,19 @@ class Message:
         if self.reasoning is not None and role != "assistant":
             raise RowError(Reason.BAD_TYPE, f"reasoning on a {role} message", field="reasoning")
 
-    def to_template(self) -> dict:
+    def to_template(self, arguments: str = "auto") -> dict:
         """The message dict passed to a chat template (transformers' conventions).
 
         ``reasoning`` is passed as ``reasoning_content`` (Qwen3, DeepSeek) and also as
         ``thinking`` (gpt-oss style templates); templates that know neither ignore it.
+        ``arguments``: how tool-call arguments are passed (see :meth:`ToolCall.to_template`).
         """
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.reasoning is not None:
             out["reasoning_content"] = self.reasoning
             out["thinking"] = self.reasoning
         if self.tool_calls:
-            out["tool_calls"] = [c.to_template() for c in self.tool_calls]
+            out["tool_calls"] = [c.to_template(arguments) for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
@@ -183,9 +200,13 @@ class Conversation:
                     raise RowError(Reason.BAD_TOOLS, "tool schema must be a JSON object", field=f"tools[{i}]")
             object.__setattr__(self, "tools", tools or None)
 
-    def template_messages(self) -> list[dict]:
-        """Messages as dicts for a chat template."""
-        return [m.to_template() for m in self.messages]
+    def template_messages(self, arguments: str = "auto") -> list[dict]:
+        """Messages as dicts for a chat template (``arguments``: see :meth:`ToolCall.to_template`)."""
+        return [m.to_template(arguments) for m in self.messages]
+
+    @property
+    def has_tool_calls(self) -> bool:
+        return any(m.tool_calls for m in self.messages)
 
     def template_tools(self) -> list[dict] | None:
         """Tools as a list of dicts for a chat template, or ``None``."""
@@ -202,7 +223,12 @@ class Conversation:
                     "content": m.content,
                     "reasoning": m.reasoning,
                     "tool_calls": [
-                        {"id": c.id, "name": c.name, "arguments_json": json.dumps(c.arguments, ensure_ascii=False)}
+                        {
+                            "id": c.id,
+                            "name": c.name,
+                            "arguments_json": json.dumps(c.arguments, ensure_ascii=False),
+                            "arguments_text": c.arguments_text,
+                        }
                         for c in m.tool_calls
                     ],
                     "tool_call_id": m.tool_call_id,
@@ -221,7 +247,8 @@ class Conversation:
         for i, m in enumerate(row["messages"]):
             try:
                 calls = tuple(
-                    ToolCall(c["name"], json.loads(c["arguments_json"]), c.get("id")) for c in (m.get("tool_calls") or [])
+                    ToolCall(c["name"], json.loads(c["arguments_json"]), c.get("id"), c.get("arguments_text"))
+                    for c in (m.get("tool_calls") or [])
                 )
                 messages.append(
                     Message(
@@ -245,7 +272,9 @@ def build_conversation(messages: Iterable[Message], tools: Iterable[Mapping[str,
     return Conversation(tuple(messages), tuple(tools) if tools else None)
 
 
-_TOOL_CALL_TYPE = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments_json", pa.string())])
+_TOOL_CALL_TYPE = pa.struct(
+    [("id", pa.string()), ("name", pa.string()), ("arguments_json", pa.string()), ("arguments_text", pa.string())]
+)
 _MESSAGE_TYPE = pa.struct(
     [
         ("role", pa.string()),

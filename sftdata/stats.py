@@ -45,13 +45,20 @@ def length_histogram(lengths: np.ndarray) -> dict[str, int]:
     return {k: int(v) for k, v in zip(keys, counts)}
 
 
-def content_fingerprint(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], source_index: Sequence[int]) -> str:
-    """sha256 over every row's ids, labels and source index (identical rows ⇔ identical hash)."""
+def content_fingerprint(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], source_index: Sequence[int],
+                        parent: Sequence[Sequence[int]] | None = None) -> str:
+    """sha256 over every row's ids, labels, tree parents and source index (identical rows ⇔ identical hash).
+
+    Rows without tree structure (empty ``parent``) hash as before trees existed."""
     h = hashlib.sha256()
-    for ids, lab, src in zip(input_ids, labels, source_index):
+    parents = parent if parent is not None else [()] * len(input_ids)
+    for ids, lab, src, par in zip(input_ids, labels, source_index, parents):
         h.update(np.asarray(ids, dtype=np.int32).tobytes())
         h.update(b"|")
         h.update(np.asarray(lab, dtype=np.int32).tobytes())
+        if len(par):
+            h.update(b"^")
+            h.update(np.asarray(par, dtype=np.int32).tobytes())
         h.update(np.int64(src).tobytes())
     return h.hexdigest()
 
@@ -67,6 +74,7 @@ def build_stats(
     rejects: Sequence[Mapping[str, Any]],
     counters: Mapping[str, Any],
     fingerprint: str,
+    linear_lengths: np.ndarray | None = None,
     tokenizer_info: Mapping[str, str],
     options: Mapping[str, Any],
     seconds: float,
@@ -84,8 +92,16 @@ def build_stats(
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "examples_out": int(len(lengths)),
         "examples_by_kind": dict(sorted(Counter(kinds).items())),
-        "expanded_turns": int(counters["render"].get("expanded_turns", 0) + counters["encode"].get("token_boundary_expanded", 0)),
+        "turns_trained_in_place": int(counters["encode"].get("in_place_turns", 0)),
+        "turns_branched": int(counters["encode"].get("branched_turns", 0)),
+        "tree_rows": int(counters["encode"].get("tree_rows", 0)),
+        "paths": int(counters["encode"].get("paths", 0)),
+        "tokens_one_rendering": int(counters["encode"].get("tokens_one_rendering", 0)),
         "tokens_total": tokens,
+        "tokens_linear_layout": int(linear_lengths.sum()) if linear_lengths is not None and len(linear_lengths) else tokens,
+        "written_per_rendering": round(tokens / counters["encode"]["tokens_one_rendering"], 4)
+        if counters["encode"].get("tokens_one_rendering")
+        else None,
         "tokens_trained": trained_tokens,
         "trained_share": round(trained_tokens / tokens, 6) if tokens else 0.0,
         "truncated_examples": int(truncated.sum()) if len(truncated) else 0,
@@ -112,8 +128,11 @@ def summary(stats: Mapping[str, Any]) -> str:
         f"rows: {stats['rows_in']} in, {stats['rows_out']} out, {stats['rows_rejected']} rejected"
         + (f" ({', '.join(f'{k}: {v}' for k, v in stats['rejected_by_reason'].items())})" if stats["rejected_by_reason"] else ""),
         f"examples: {stats['examples_out']} ({', '.join(f'{k}: {v}' for k, v in stats['examples_by_kind'].items())}), "
-        f"expanded turns: {stats['expanded_turns']}, truncated: {stats['truncated_examples']}"
+        f"turns: {stats['turns_trained_in_place']} in place, {stats['turns_branched']} branched "
+        f"({stats['tree_rows']} tree rows), truncated: {stats['truncated_examples']}"
         + (f", dropped: {stats['dropped_examples']}" if stats["dropped_examples"] else ""),
+        f"tokens written: {stats['tokens_total']:,} = {stats['written_per_rendering'] or 0:.3f}x one rendering "
+        f"({stats['tokens_one_rendering']:,}); the linear layout would write {stats['tokens_linear_layout']:,}",
         f"tokens: {stats['tokens_total']:,} total, {stats['tokens_trained']:,} trained ({100 * stats['trained_share']:.1f}%), "
         f"length min/mean/max {stats['length']['min']}/{stats['length']['mean']}/{stats['length']['max']}",
         f"time: {stats['seconds']:.2f} s ({stats['tokens_per_second'] or 0:,.0f} tokens/s)",

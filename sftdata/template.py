@@ -7,7 +7,8 @@ The environment mirrors the one transformers builds in
 (``ensure_ascii=False`` by default, with ``indent``/``separators``/``sort_keys``),
 and the globals ``raise_exception``, ``strftime_now``, ``dict`` and ``namespace``.
 ``{% generation %}…{% endgeneration %}`` blocks are accepted and rendered as plain
-text: sftdata locates assistant turns itself and never relies on them.
+text; :meth:`ChatTemplate.render_generation_spans` also returns their character spans
+(transformers' ``return_assistant_tokens_mask`` semantics), used by the ``all`` policy.
 
 The variables passed to the template are those transformers passes: ``messages``,
 ``tools``, ``documents`` (``None``), ``add_generation_prompt``, every entry of
@@ -20,6 +21,7 @@ rendering. Equality with ``apply_chat_template`` is tested for every template fa
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
@@ -31,10 +33,21 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .errors import Reason, RowError
 
 
+#: Noncharacters that can wrap ``{% generation %}`` output while its spans are tracked; the
+#: first pair absent from the conversation is used.
+_MARKER_PAIRS = tuple((chr(c), chr(c + 1)) for c in range(0xFDD0, 0xFDF0, 2))
+GEN_OPEN, GEN_CLOSE = _MARKER_PAIRS[0]
+
+
 class _GenerationBlock(jinja2.ext.Extension):
-    """Accepts ``{% generation %}…{% endgeneration %}`` and renders its body unchanged."""
+    """Accepts ``{% generation %}…{% endgeneration %}``: renders its body unchanged, or wrapped in
+    :data:`GEN_OPEN`/:data:`GEN_CLOSE` while the environment's ``mark_generation`` is set."""
 
     tags = {"generation"}
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        environment.extend(mark_generation=None)
 
     def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -42,6 +55,9 @@ class _GenerationBlock(jinja2.ext.Extension):
         return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
 
     def _render(self, caller: Any) -> str:
+        marks = self.environment.mark_generation  # type: ignore[attr-defined]
+        if marks:
+            return marks[0] + caller() + marks[1]
         return caller()
 
 
@@ -102,17 +118,39 @@ class _CachedSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._verdicts: dict[tuple[type, str], bool] = {}
+        self._direct: set[tuple[type, str]] = set()
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        """``message.role`` on a plain dict: jinja tries the Python attribute first, then the
-        item; for names that are not ``dict`` attributes the first try always fails, so go
-        to the item directly (item access needs no attribute safety check in jinja either)."""
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+        """Fast paths that return exactly what the sandbox would:
+
+        * ``message.role`` on a plain dict: jinja tries the Python attribute first, then the
+          item; for names that are not ``dict`` attributes the first try always fails, so go to
+          the item directly (item access needs no attribute safety check in jinja either);
+        * an attribute the sandbox already judged safe for this type (``str.strip``,
+          ``loop.last``, ``ns.flag``), other than ``format``/``format_map`` (which it wraps), is
+          read directly.
+        """
+        t = type(obj)
+        if t is dict and attribute not in _DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
             except KeyError:
                 return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
+        key = (t, attribute)
+        if key in self._direct:
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                pass
+        value = super().getattr(obj, attribute)
+        if (
+            isinstance(attribute, str)
+            and self._verdicts.get(key) is True
+            and attribute not in ("format", "format_map")
+            and not isinstance(value, jinja2.runtime.Undefined)
+        ):
+            self._direct.add(key)
+        return value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         key = (type(obj), attr)
@@ -137,6 +175,14 @@ def make_environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+_GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+def _uses_generation_tag(env: jinja2.Environment, source: str) -> bool:
+    """Whether the template source has a ``{% generation %}`` block."""
+    return bool(_GENERATION_TAG.search(source))
+
+
 class ChatTemplate:
     """A compiled chat template with fixed special tokens and template kwargs.
 
@@ -155,7 +201,9 @@ class ChatTemplate:
         env = make_environment()
         self._json_memo: dict[tuple, tuple[Any, str]] = {}
         env.filters["tojson"] = self._tojson
+        self._env = env
         self._template = env.from_string(source)
+        self.has_generation_markers = "generation" in source and _uses_generation_tag(env, source)
         self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
 
     def _tojson(self, x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
@@ -181,6 +229,54 @@ class ChatTemplate:
     def prepare_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
         """Drop ``None``-valued keys, as transformers 5.x does before rendering."""
         return [{k: v for k, v in m.items() if v is not None} for m in messages]
+
+    def render_generation_spans(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None, *, prepared: bool = False
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """Render and return the character spans of the ``{% generation %}`` blocks.
+
+        Returns:
+            ``(text, [(start, end), ...])``: the text exactly as :meth:`render` gives it, and
+            the spans of its generation blocks (transformers' ``return_assistant_tokens_mask``
+            marks the tokens inside them).
+
+        Raises:
+            RowError: ``template_error`` as :meth:`render`.
+        """
+        seen = json.dumps([messages, tools], ensure_ascii=False, default=str)
+        marks = next((p for p in _MARKER_PAIRS if p[0] not in seen and p[1] not in seen), None)
+        if marks is None:
+            raise RowError(Reason.BAD_TYPE, "the conversation holds every noncharacter U+FDD0–U+FDEF", field="messages")
+        self._env.mark_generation = marks  # type: ignore[attr-defined]
+        try:
+            raw = self.render(messages, tools, prepared=prepared)
+        finally:
+            self._env.mark_generation = None  # type: ignore[attr-defined]
+        gen_open, gen_close = marks
+        if raw.count(gen_open) != raw.count(gen_close):
+            raise RowError(Reason.TEMPLATE_ERROR, "the template's generation blocks do not nest", field="messages")
+        spans: list[tuple[int, int]] = []
+        parts: list[str] = []
+        removed = depth = pos = 0
+        start = 0
+        while True:
+            i = min((j for j in (raw.find(gen_open, pos), raw.find(gen_close, pos)) if j >= 0), default=-1)
+            if i < 0:
+                parts.append(raw[pos:])
+                break
+            parts.append(raw[pos:i])
+            here = i - removed
+            if raw[i] == gen_open:
+                if depth == 0:
+                    start = here
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0 and here > start:
+                    spans.append((start, here))
+            removed += 1
+            pos = i + 1
+        return "".join(parts), spans
 
     def render(
         self,

@@ -7,9 +7,7 @@
   the chat template writes itself (``<tool_call>``, ``<think>``). This is the rule
   transformers 5.x uses for ``apply_chat_template(..., sanitize_control_tokens=True)``
   (``PreTrainedTokenizerBase._get_control_tokens``).
-* :func:`end_of_turn_tokens` — the tokens that end a generated turn (``<|im_end|>``,
-  ``<|eot_id|>``, ``</s>``…): the EOS token plus known end-of-turn tokens present in
-  the vocabulary, or the user's explicit list.
+* the stop set (the tokens that end a generated turn) lives in :mod:`sftdata.stop_tokens`.
 """
 
 from __future__ import annotations
@@ -20,22 +18,6 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import ConfigError
-
-#: End-of-turn tokens used by common chat models (checked against the tokenizer's added tokens).
-KNOWN_END_OF_TURN = (
-    "<|im_end|>",  # ChatML: Qwen, SmolLM, ...
-    "<|eot_id|>",  # Llama 3
-    "<|eom_id|>",  # Llama 3.1 tool calls
-    "<|end|>",  # Phi-3
-    "<end_of_turn>",  # Gemma
-    "<|end_of_text|>",
-    "<|endoftext|>",
-    "</s>",  # Llama 2, Mistral
-    "<|return|>",  # gpt-oss
-    "<|call|>",
-    "<｜end▁of▁sentence｜>",  # DeepSeek
-)
-
 
 def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str | Path | None = None):
     """Load a fast tokenizer.
@@ -114,29 +96,6 @@ def control_token_pattern(tokens: Iterable[str]) -> re.Pattern | None:
     """A regex matching any of ``tokens`` (longest first), or ``None`` if empty."""
     toks = sorted(set(tokens), key=len, reverse=True)
     return re.compile("|".join(re.escape(t) for t in toks)) if toks else None
-
-
-def end_of_turn_tokens(tokenizer, explicit: Iterable[str] | None = None) -> tuple[str, ...]:
-    """End-of-turn token strings for this tokenizer.
-
-    Args:
-        explicit: use exactly these (each must be an added token of the tokenizer).
-
-    Raises:
-        ConfigError: an explicit token is not in the tokenizer's added tokens.
-    """
-    added = {t.content for t in tokenizer.added_tokens_decoder.values()}
-    if explicit:
-        toks = tuple(explicit)
-        missing = [t for t in toks if t not in added]
-        if missing:
-            raise ConfigError(f"end-of-turn tokens {missing} are not added tokens of the tokenizer")
-        return toks
-    found = [t for t in KNOWN_END_OF_TURN if t in added]
-    eos = tokenizer.eos_token
-    if isinstance(eos, str) and eos and eos not in found:
-        found.insert(0, eos)
-    return tuple(found)
 
 
 def fingerprint(tokenizer, template: str) -> dict[str, str]:

@@ -74,7 +74,7 @@ __all__ = [
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     """Length of the longest common prefix of two int lists (C-speed slice compares, O(n log n))."""
     n = min(len(a), len(b))
-    if a[:n] == b[:n]:
+    if (a if len(a) == n else a[:n]) == (b if len(b) == n else b[:n]):
         return n
     lo, hi = 0, n  # invariant: a[:lo] == b[:lo], a[:hi] != b[:hi]
     while hi - lo > 1:
@@ -146,26 +146,30 @@ class TrieBuilder:
     def __init__(self) -> None:
         self._chains: list[_Chain] = []
         self._paths: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # (tokens, [(chain, path_start, length)])
+        self._pivot_lcp: list[int] = []  # each path's common prefix with the first path
 
     # -- insertion ----------------------------------------------------------------
-    def add(self, input_ids: Sequence[int], labels: Sequence[int]) -> None:
+    def add(self, input_ids: Sequence[int], labels: Sequence[int], trained_from: int = 0) -> int:
         """Insert one sequence. ``labels`` is ``-100`` or the token id at each position.
+
+        Args:
+            trained_from: no label before this index is trained (a prompt's length): lets
+                long prompts be inserted without scanning their labels.
 
         Raises:
             ValueError: different lengths, an empty sequence, or a label that is neither
                 ``-100`` nor its token.
+
+        Returns:
+            the length of the prefix this sequence has in common with the first one inserted.
         """
         ids, labs = list(input_ids), list(labels)
         if len(ids) != len(labs) or not ids:
             raise ValueError(f"a tree sequence needs tokens and labels of the same non-zero length, got {len(ids)} and {len(labs)}")
-        trained = [i for i, (t, y) in enumerate(zip(ids, labs)) if y != IGNORE_INDEX]
+        trained = [i for i in range(max(trained_from, 0), len(labs)) if labs[i] != IGNORE_INDEX]
         if any(labs[i] != ids[i] for i in trained):
             raise ValueError("labels must be -100 or equal to input_ids at every position")
-        best, best_len = None, 0
-        for p, (toks, _) in enumerate(self._paths):
-            n = common_prefix_len(ids, toks)
-            if n > best_len:
-                best, best_len = p, n
+        best, best_len = self._longest_shared(ids)
         segs = self._paths[best][1] if best is not None else []
         share = self._safe_share(segs, best_len, ids, labs, trained)
         for i in trained:
@@ -180,7 +184,30 @@ class TrieBuilder:
             if attach is not None:
                 self._chains[attach[0]].branches.setdefault(attach[1], []).append(cid)
             new_segs.append((cid, share, len(ids) - share))
+        self._pivot_lcp.append(self._last_pivot if self._paths else len(ids))
         self._paths.append((ids, new_segs))
+        return self._pivot_lcp[-1]
+
+    def _longest_shared(self, ids: list[int]) -> tuple[int | None, int]:
+        """(path index, length) of the longest common prefix of ``ids`` with an inserted path.
+
+        With ``l(a, b)`` the common prefix length, ``l(x, p) = min(l(x, F), l(p, F))`` whenever
+        ``l(x, F) != l(p, F)`` (F the first path), so only paths that leave F where ``x`` does
+        need comparing, and only beyond that point."""
+        if not self._paths:
+            return None, 0
+        pivot = self._last_pivot = common_prefix_len(ids, self._paths[0][0])
+        best, best_len = (0, pivot) if pivot else (None, 0)
+        for p in range(1, len(self._paths)):
+            lp = self._pivot_lcp[p]
+            if lp != pivot:
+                n = min(lp, pivot)
+            else:
+                toks = self._paths[p][0]
+                n = pivot + common_prefix_len(ids[pivot:], toks[pivot:])
+            if n > best_len:
+                best, best_len = p, n
+        return best, best_len
 
     @staticmethod
     def _node(segs: list[tuple[int, int, int]], i: int) -> tuple[int, int]:

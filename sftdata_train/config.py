@@ -106,7 +106,13 @@ class TrainConfig:
     eval_steps: int = _f(0, "Compute the eval loss every N steps (0: only at the end, when there is eval data).")
     log_steps: int = _f(1, "Write a metrics.jsonl record and refresh the progress bar every N steps.")
     progress_bar: bool = _f(True, "Show a tqdm progress bar on rank 0.")
-    tensorboard: bool = _f(False, "Also write TensorBoard events under <output-dir>/tensorboard (needs tensorboard).")
+    tensorboard: bool = _f(False, "Same as adding tensorboard to --report-to.")
+    report_to: str = _f(
+        "none", "Trackers fed the metrics.jsonl records and the resolved config: comma-separated "
+        "tensorboard,wandb,trackio or none (see docs/training.md)."
+    )
+    project: str | None = _f(None, "W&B/trackio project (W&B default: $WANDB_PROJECT; trackio: sftdata).")
+    run_name: str | None = _f(None, "W&B/trackio run name (default: the output dir's name).")
     peak_tflops: float | None = _f(None, "Per-device bf16 peak TFLOP/s for MFU (default: measured on CUDA).")
 
     # ------------------------------------------------------------------ helpers
@@ -138,7 +144,20 @@ class TrainConfig:
             self.model = None
         if isinstance(self.resume, bool):
             self.resume = "latest" if self.resume else None
+        from .tracking import check_installed, parse_report_to
+
+        trackers = parse_report_to(self.report_to)
+        if self.tensorboard and "tensorboard" not in trackers:
+            trackers.append("tensorboard")
+        self.report_to = ",".join(trackers) or "none"
+        check_installed(trackers)
         return self
+
+    def trackers(self) -> list[str]:
+        """The tracker names of ``report_to`` (``[]`` for none)."""
+        from .tracking import parse_report_to
+
+        return parse_report_to(self.report_to)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML-able) of all keys."""
@@ -146,14 +165,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Build from a dict whose keys are field names (``-`` accepted for ``_``)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        clean: dict[str, Any] = {}
-        for key, value in (d or {}).items():
-            name = str(key).replace("-", "_")
-            if name not in names:
-                raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(sorted(names))}")
-            clean[name] = value
+        """Build from a dict of field names (``-`` accepted for ``_``) or their HF/TRL aliases
+        (``learning_rate``, ``num_train_epochs``, ``bf16``, …; see :mod:`sftdata_train.aliases`).
+
+        Raises:
+            ConfigError: listing every unknown key (with a "did you mean" suggestion), every
+                unsupported foreign key and every conflicting pair.
+        """
+        from .aliases import canonical_keys
+
+        clean, errors = canonical_keys(d or {}, [f.name for f in dataclasses.fields(cls)])
+        if errors:
+            raise ConfigError("bad config key" + ("s" if len(errors) > 1 else "") + ":\n  " + "\n  ".join(errors))
         return cls(**clean)
 
     @classmethod
@@ -233,9 +256,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
+    from .aliases import FLAG_ALIASES, RENAMES
+
     parser.add_argument("--config", "-c", help="YAML file of config keys (flags override it).")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        aliases = [s for a in FLAG_ALIASES if RENAMES[a] == f.name for s in ("--" + a.replace("_", "-"), "--" + a)]
         scalar, optional = _base_type(f.type)
         help_text = f.metadata.get("help", "")
         default = f.default
@@ -243,6 +269,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         kw: dict[str, Any] = {"dest": f.name, "help": help_text}
         if scalar is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            for alias in aliases:  # HF spelling: --gradient_checkpointing true|false
+                parser.add_argument(alias, type=_parse_bool, nargs="?", const=True, help=argparse.SUPPRESS, dest=f.name)
             continue
         kw["type"] = _parse_optional(scalar) if optional else scalar
         if "choices" in f.metadata:
@@ -253,17 +281,37 @@ def build_arg_parser() -> argparse.ArgumentParser:
         kw["metavar"] = f.name.upper() if scalar is not str or "choices" not in f.metadata else None
         if kw["metavar"] is None:
             del kw["metavar"]
-        parser.add_argument(flag, **kw)
+        parser.add_argument(flag, *dict.fromkeys(aliases), **kw)
     return parser
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Parse the command line into a validated :class:`TrainConfig` (defaults < YAML < flags)."""
     ns = vars(build_arg_parser().parse_args(argv))
     path = ns.pop("config", None)
-    base = TrainConfig.from_yaml(path).to_dict() if path else {}
+    base = _yaml_keys(path) if path else {}
     base.update(ns)
     return TrainConfig.from_dict(base).validate()
+
+
+def _yaml_keys(path: str) -> dict[str, Any]:
+    """The keys of a train YAML, or the ``train:`` section of a pipeline config (``sftdata run``'s file,
+    recognised by its ``datasets:`` key) with ``data`` = the pipeline's final dataset."""
+    with open(path, encoding="utf-8") as fh:
+        d = yaml.safe_load(fh) or {}
+    if isinstance(d, dict) and "datasets" in d:
+        from sftdata.pipeline import load_config
+
+        return load_config(path).train_config()
+    return TrainConfig.from_yaml(path).to_dict()
 
 
 def as_config(config: "TrainConfig | dict | str | os.PathLike") -> TrainConfig:

@@ -44,6 +44,7 @@ from .loss import IGNORE_INDEX, SFTLossModel
 from .metrics import MetricsLogger, Throughput, measure_bf16_peak_tflops, peak_memory_gb, step_flops
 from .model import attn_for, count_matmul_params, load_model, load_tokenizer
 from .optim import build_optimizer, build_scheduler
+from .tracking import open_trackers
 
 
 @dataclass
@@ -374,9 +375,14 @@ class Trainer:
         result = TrainResult(output_dir=self.output_dir, step=self.step, first_step=self.step)
         if info.is_main:
             cfg.to_yaml(self.output_dir / "config.yaml")
+        trackers = (
+            open_trackers(cfg.trackers(), self.output_dir, config=cfg.to_dict(), project=cfg.project,
+                          run_name=cfg.run_name)
+            if info.is_main else []
+        )
         logger = MetricsLogger(
             self.output_dir, enabled=info.is_main, total_steps=self.total_steps, start_step=self.step,
-            progress_bar=cfg.progress_bar, tensorboard=cfg.tensorboard,
+            progress_bar=cfg.progress_bar, trackers=trackers,
         )
         meter = Throughput()
         interval_loss, interval_trained = 0.0, 0

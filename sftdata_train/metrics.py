@@ -1,4 +1,4 @@
-"""Throughput, FLOPs/MFU, memory, and the metrics sinks (``metrics.jsonl``, progress bar, TensorBoard).
+"""Throughput, FLOPs/MFU, memory, and the metrics sinks (``metrics.jsonl``, progress bar, trackers).
 
 FLOPs of a training step (forward + backward), following Kaplan et al. 2020 / PaLM appendix B:
 
@@ -23,7 +23,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -68,7 +68,7 @@ def peak_memory_gb(device: torch.device) -> float:
 
 class MetricsLogger:
     """Writes one JSON object per logged step to ``metrics.jsonl`` (rank 0) and mirrors it to a
-    tqdm bar and, optionally, TensorBoard.
+    tqdm bar and to the experiment trackers (:mod:`sftdata_train.tracking`).
 
     On resume, records of steps after the resumed step (left by the interrupted run) are dropped
     so that the file holds exactly one record per logged step.
@@ -76,13 +76,15 @@ class MetricsLogger:
 
     def __init__(
         self, output_dir: str | os.PathLike, *, enabled: bool, total_steps: int, start_step: int = 0,
-        progress_bar: bool = True, tensorboard: bool = False,
+        progress_bar: bool = True, tensorboard: bool = False, trackers: Sequence[Any] = (),
     ) -> None:
+        """``trackers``: opened trackers (``log(record)``/``close()``), closed by :meth:`close`;
+        ``tensorboard=True`` adds a :class:`~sftdata_train.tracking.TensorBoardTracker`."""
         self.enabled = enabled
         self.path = Path(output_dir) / "metrics.jsonl"
         self.records: list[dict[str, Any]] = []
         self._bar = None
-        self._tb = None
+        self.trackers = list(trackers)
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,13 +102,10 @@ class MetricsLogger:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # pragma: no cover - optional dependency
-                print("tensorboard is not installed; skipping TensorBoard logging", file=sys.stderr)
-            else:
-                self._tb = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+        if tensorboard and not any(getattr(t, "name", "") == "tensorboard" for t in self.trackers):
+            from .tracking import open_trackers
+
+            self.trackers += open_trackers(["tensorboard"], output_dir)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append ``record`` (must hold ``step``) to ``metrics.jsonl`` and the other sinks."""
@@ -115,10 +114,8 @@ class MetricsLogger:
         self.records.append(record)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)) and v is not None:
-                    self._tb.add_scalar(f"train/{k}" if not k.startswith("eval") else f"eval/{k}", v, record["step"])
+        for tracker in self.trackers:
+            tracker.log(record)
         if self._bar is not None:
             post = {k: record[k] for k in ("loss", "eval_loss", "lr", "grad_norm") if record.get(k) is not None}
             fmt = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in post.items()}
@@ -133,8 +130,9 @@ class MetricsLogger:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        if self._tb is not None:
-            self._tb.close()
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
 
 
 class Throughput:

@@ -101,9 +101,9 @@ def test_trailing_untrained_turns_are_trimmed(qwen3):
     (row,) = Encoder(qwen3).encode(conv)
     text = qwen3.backend_tokenizer.decode(row.input_ids, skip_special_tokens=False)
     assert "bye" not in text and text.rstrip().endswith("<|im_end|>")
-    # Kept, Qwen3 renders the answer as history (no think block): `exact` would move it to
-    # its own example, so look at the single rendering of `all`.
-    (kept,) = Encoder(qwen3, trim_trailing=False, turn_policy="all").encode(conv)
+    # Kept, the rendering (the tree's first path) holds the trailing user turn, untrained.
+    (kept,) = Encoder(qwen3, trim_trailing=False).encode(conv)
+    assert kept.num_paths == 2  # Qwen3 renders the answer as history (no think block): a branch
     assert "bye" in qwen3.backend_tokenizer.decode(kept.input_ids, skip_special_tokens=False)
 
 
@@ -124,35 +124,57 @@ def test_turn_whose_addition_rewrites_history_is_rejected_not_mistrained(qwen3):
     conv = Conversation((Message("user", "a"), Message("assistant", "first", train=False), Message("user", "b"), Message("assistant", "second")))
     with pytest.raises(RowError) as ei:
         Encoder(qwen3, train_roles=("assistant", "user"), turn_policy="all").encode(conv)
-    assert ei.value.reason.value == "turn_not_located" and ei.value.field == "messages[2]"
+    assert ei.value.reason.value == "turn_not_isolated" and ei.value.field == "messages[2]"
 
 
-def test_truncation_turns_keeps_whole_turns_and_drop_counts(tmp_path, qwen3):
+def test_truncation_turns_keeps_whole_turns_and_drop_counts(tmp_path):
+    chatml = build_tokenizer("chatml")  # prefix-stable: every conversation is a single path
     long_turns = [{"role": "user", "content": "question " * 5}, {"role": "assistant", "content": "answer " * 5}] * 6
     src = _write_jsonl(tmp_path / "in.jsonl", [{"messages": long_turns}, _chat("short", "ok")])
-    full = prepare(src, qwen3, turn_policy="all")
+    full = prepare(src, chatml)
     n = full[0]["length"]
-    cut = prepare(src, qwen3, turn_policy="all", max_length=n // 2, truncation="turns")
+    cut = prepare(src, chatml, max_length=n // 2, truncation="turns")
     row = cut[0]
     assert row["length"] <= n // 2
     assert row["input_ids"] == full[0]["input_ids"][: row["length"]]
-    assert row["labels"][-1] == row["input_ids"][-1] == qwen3.convert_tokens_to_ids("<|im_end|>")
+    assert row["labels"][-1] == row["input_ids"][-1] == chatml.convert_tokens_to_ids("<|im_end|>")
     assert cut.sftdata_stats["truncated_examples"] == 1
-    dropped = prepare(src, qwen3, turn_policy="all", max_length=n // 2, truncation="drop")
+    dropped = prepare(src, chatml, max_length=n // 2, truncation="drop")
     assert dropped.sftdata_stats["rejected_by_reason"] == {"too_long": 1}
     assert dropped.sftdata_stats["rows_out"] == 1
-    tiny = prepare(src, qwen3, turn_policy="all", max_length=5, truncation="turns")
+    tiny = prepare(src, chatml, max_length=5, truncation="turns")
     assert tiny.sftdata_stats["rejected_by_reason"] == {"no_trained_token_after_truncation": 2}
+    assert "has 1" in json.dumps(tiny.sftdata_stats) or tiny.sftdata_stats["rows_rejected"] == 2
+
+
+def test_truncation_turns_on_a_tree_keeps_the_first_turns_whole(qwen3):
+    """A tree row longer than max_length keeps the branches of its first turns that fit together."""
+    msgs = []
+    for i in range(4):
+        msgs += [Message("user", f"question {i} " * 4), Message("assistant", f"answer {i} " * 4)]
+    conv = Conversation(tuple(msgs))
+    (full,) = Encoder(qwen3).encode(conv)
+    assert full.num_paths == 4
+    limit = len(full.input_ids) // 2
+    (cut,) = Encoder(qwen3, max_length=limit, truncation="turns").encode(conv)
+    assert cut.truncated and len(cut.input_ids) <= limit
+    trained = qwen3.backend_tokenizer.decode([i for i, y in zip(cut.input_ids, cut.labels) if y != -100])
+    assert "answer 0" in trained and "answer 3" not in trained
+    with pytest.raises(RowError) as ei:
+        Encoder(qwen3, max_length=8, truncation="turns").encode(conv)
+    assert ei.value.reason.value == "no_trained_token_after_truncation" and "shortest sequence" in ei.value.message
 
 
 @given(conversations_for(family_caps("chatml"), ends_with="assistant", max_turns=4))
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 def test_truncation_never_exceeds_max_and_keeps_prefix(conv):
     tok = build_tokenizer("chatml")
-    full = Encoder(tok, turn_policy="all").encode(conv)[0]
+    full = Encoder(tok).encode(conv)[0]
+    if full.parent:  # tokens merged across a turn boundary ("\n" + "\n"): a branch, not a prefix
+        return
     limit = max(1, len(full.input_ids) // 2)
     try:
-        (row,) = Encoder(tok, turn_policy="all", max_length=limit, truncation="turns").encode(conv)
+        (row,) = Encoder(tok, max_length=limit, truncation="turns").encode(conv)
     except RowError as e:
         assert e.reason.value == "no_trained_token_after_truncation"
         return

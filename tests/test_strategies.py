@@ -129,6 +129,30 @@ def test_tool_calls_block(calls):
     assert all(isinstance(c.arguments, dict) for c in calls)
 
 
+@FAST
+@given(st.integers(min_value=1, max_value=12).flatmap(
+    lambda n: st.tuples(st.just(n), conversations(call_id_length=n, ends_with="tool", max_turns=3, max_parallel=4))
+))
+def test_fixed_length_call_ids(pair):
+    """``call_id_length`` gives ids of exactly that many ASCII letters/digits, unique in the conversation."""
+    n, conv = pair
+    assert_well_formed(conv)
+    ids = [c.id for m in conv.messages for c in m.tool_calls]
+    assert ids and all(len(i) == n and i.isascii() and i.isalnum() for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_fixed_length_call_ids_bounds():
+    from sftdata.testing.strategies import _fixed_length_id
+
+    draw = lambda strategy: ""  # noqa: E731 - the random head is not needed here
+    assert _fixed_length_id(draw, 3, 35) == "00z"
+    with pytest.raises(ValueError):
+        _fixed_length_id(draw, 0, 0)
+    with pytest.raises(ValueError, match="does not fit"):
+        _fixed_length_id(draw, 1, 36)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         conversations(ends_with="tool", tools=False)

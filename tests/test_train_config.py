@@ -36,8 +36,8 @@ def test_yaml_then_flags(tmp_path):
 def test_validation_errors(tmp_path):
     with pytest.raises(ConfigError, match="data"):
         parse_args(["--output-dir", "o"])
-    with pytest.raises(ConfigError, match="unknown config key"):
-        TrainConfig.from_dict({"data": "d", "output_dir": "o", "learning_rate": 1})
+    with pytest.raises(ConfigError, match="learnig_rate: unknown key; did you mean 'learning_rate'"):
+        TrainConfig.from_dict({"data": "d", "output_dir": "o", "learnig_rate": 1})
     with pytest.raises(ConfigError, match="grad_accum"):
         as_config({"data": "d", "output_dir": "o", "grad_accum": 0})
     with pytest.raises(SystemExit):

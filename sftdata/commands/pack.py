@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SftDataError
+from .run import add_config_arguments, reject_flags, run_config
 
 
 def add_parser(sub) -> None:
@@ -22,9 +23,9 @@ def add_parser(sub) -> None:
         "kept. Writes the packed rows (datasets.save_to_disk) and pack_stats.json.",
         epilog="example: sftdata pack out/data --max-length 4096 --output out/packed",
     )
-    p.add_argument("input", help="a `sftdata prepare` output dir (datasets.save_to_disk)")
-    p.add_argument("--max-length", "-L", type=int, required=True, help="tokens per packed row")
-    p.add_argument("--output", "-o", required=True, help="output directory")
+    p.add_argument("input", nargs="?", help="a `sftdata prepare` output dir (datasets.save_to_disk)")
+    p.add_argument("--max-length", "-L", type=int, default=None, help="tokens per packed row (required without --config)")
+    p.add_argument("--output", "-o", default=None, help="output directory (required without --config)")
     p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
                    help=f"packing strategy (default {DEFAULT_STRATEGY}; bfd = best-fit decreasing)")
     p.add_argument("--truncation", choices=TRUNCATION, default="drop",
@@ -35,7 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--shard-size", type=int, default=None, help="plan shards of this many rows (default: global)")
     p.add_argument("--num-proc", type=int, default=None, help="threads for building rows")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.set_defaults(func=run)
+    add_config_arguments(p)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..packing import pack_dataset, save_packed
 
+    if args.config:
+        if reject_flags(args, args._parser, set(), "sftdata pack"):
+            return 2
+        return run_config(args, until="pack", prog="sftdata pack")
+    if not args.input or not args.max_length or not args.output:
+        print("sftdata pack: error: INPUT, --max-length and --output are required (or give --config)", file=sys.stderr)
+        return 2
     try:
         src = Path(args.input)
         out = Path(args.output)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import SftDataError
+from .run import add_config_arguments, reject_flags, run_config
 
 
 def _kv(items: list[str]) -> dict:
@@ -33,8 +34,12 @@ def add_parser(sub) -> None:
         epilog="example: sftdata prepare examples/traces.jsonl --output out/data "
         "--tokenizer Qwen/Qwen3-0.6B --template-kwargs enable_thinking=false --max-length 8192 --truncation turns",
     )
-    p.add_argument("inputs", nargs="+", help=".jsonl/.json/.parquet files or datasets save_to_disk dirs")
-    p.add_argument("--output", "-o", required=True, help="output directory")
+    p.add_argument("inputs", nargs="*", help=".jsonl/.json/.parquet files, globs, save_to_disk dirs, or anything "
+                   "datasets.load_dataset reads (a Hub id, a dir of data files, .csv)")
+    p.add_argument("--output", "-o", default=None, help="output directory (required without --config)")
+    p.add_argument("--split", default=None, help="split of load_dataset inputs (required when there are several)")
+    p.add_argument("--dataset-config", default=None, metavar="NAME", help="config name of load_dataset inputs")
+    p.add_argument("--revision", default=None, help="Hub revision (commit, tag, branch) of load_dataset inputs")
     p.add_argument("--tokenizer", default=None, help="path or Hub id (default: the embedded tokenizer)")
     p.add_argument("--format", default=None, help="input format (default: auto-detect per row)")
     p.add_argument("--messages-field", default=None, help="key holding the conversation (e.g. traj)")
@@ -53,14 +58,27 @@ def add_parser(sub) -> None:
     p.add_argument("--on-error", choices=("skip", "raise"), default="skip")
     p.add_argument("--pack", type=int, default=None, metavar="L", help="also pack the rows into sequences of L tokens")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
+    add_config_arguments(p)
+    p.set_defaults(func=run, _parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..encoder import EncodeOptions
+    from ..formats.hub import resolve_source
     from ..prepare import prepare
 
+    if args.config:
+        if reject_flags(args, args._parser, {"no_progress"}, "sftdata prepare"):
+            return 2
+        return run_config(args, until="prepare", prog="sftdata prepare")
+    if not args.inputs or not args.output:
+        print("sftdata prepare: error: INPUT... and --output are required (or give --config)", file=sys.stderr)
+        return 2
     try:
+        inputs = []
+        for item in args.inputs:
+            source = resolve_source(item, split=args.split, name=args.dataset_config, revision=args.revision)
+            inputs.extend(source if isinstance(source, list) else [source])
         options = EncodeOptions(
             turn_policy=args.turn_policy,
             train_roles=tuple(r.strip() for r in args.train_roles.split(",") if r.strip()),
@@ -76,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             tools_field=args.tools_field,
         )
         ds = prepare(
-            args.inputs,
+            inputs,
             args.tokenizer,
             args.output,
             options=options,

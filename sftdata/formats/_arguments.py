@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from ..errors import Reason, RowError
@@ -89,9 +90,22 @@ def parse_tool_call(value: Any) -> ToolCall:
         raise RowError(Reason.BAD_TYPE, f"tool call name must be a string, got {type_name(name)}", field=join(base, "name"))
     if not name.strip():
         raise RowError(Reason.BAD_TOOL_CALL, "tool call name is empty", field=join(base, "name"))
-    arguments = parse_arguments(fn.get("arguments"), join(base, "arguments"))
+    raw = fn.get("arguments")
+    arguments = parse_arguments(raw, join(base, "arguments"))
     call_id = expect_opt_str(value.get("id"), "id")
-    return ToolCall(name, arguments, call_id)
+    return ToolCall(name, arguments, call_id, arguments_text(raw))
+
+
+def arguments_text(raw: Any) -> str | None:
+    """The source's arguments text when it is a JSON object written as a string (what the
+    model generated, in the OpenAI format), else ``None``. Python-repr and double-encoded
+    strings are not JSON objects and give ``None`` (their parsed dict is rendered instead)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        return raw if isinstance(json.loads(raw), dict) else None
+    except ValueError:
+        return None
 
 
 def parse_call_value(value: Any) -> list[ToolCall]:

@@ -155,6 +155,8 @@ def _iter_objects(items: Iterable, start: int, what: str) -> Iterator[RowItem]:
     for k, row in enumerate(items):
         if isinstance(row, Mapping):
             yield index, dict(row)
+        elif isinstance(row, RowError):  # a wrapped reader's unreadable row, passed on as is
+            yield index, RowError(row.reason, row.message, field=row.field, row=index, stage=row.stage or "read")
         else:
             yield index, _read_error(Reason.BAD_TYPE, f"{what} item {k} is not an object ({type_name(row)})", index)
         index += 1

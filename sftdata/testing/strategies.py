@@ -270,6 +270,7 @@ def tool_calls(
     id_prefix: str = "call_",
     id_start: int = 0,
     text: st.SearchStrategy[str] | None = None,
+    id_length: int | None = None,
 ) -> tuple[ToolCall, ...]:
     """Tool calls (a tuple of :class:`ToolCall`) for functions of ``schemas``.
 
@@ -280,6 +281,9 @@ def tool_calls(
             index, so ids are unique within the tuple); else ``id=None``.
         id_start: offset of the numeric suffix (to keep ids unique across messages).
         text: the strategy for string argument values.
+        id_length: when set, every id is exactly this many ASCII letters and digits (as
+            Mistral's templates demand, e.g. 9): random characters followed by the call's
+            number (``id_start`` + index) in base 36, so ids stay unique; ``id_prefix`` is unused.
     """
     schemas = schemas if schemas is not None else draw(tool_schemas())
     n = draw(st.integers(min_value=min_size, max_value=max_size))
@@ -288,10 +292,33 @@ def tool_calls(
         schema = draw(st.sampled_from(schemas))
         args = draw(arguments(_schema_params(schema), text=text))
         call_id = None
-        if ids:
+        if ids and id_length is not None:
+            call_id = _fixed_length_id(draw, id_length, id_start + i)
+        elif ids:
             call_id = id_prefix + draw(_ID_CHARS) + f"_{id_start + i}"
         calls.append(ToolCall(schema["function"]["name"], args, id=call_id))
     return tuple(calls)
+
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _fixed_length_id(draw, length: int, number: int) -> str:
+    """``length`` ASCII letters/digits: random characters, then ``number`` in base 36 (unique per number)."""
+    if length < 1:
+        raise ValueError(f"id_length must be >= 1, got {length}")
+    digits, rest = "", number
+    while True:
+        rest, r = divmod(rest, 36)
+        digits = _BASE36[r] + digits
+        if rest == 0:
+            break
+    digits = digits.rjust(min(3, length), "0")
+    if len(digits) > length:
+        raise ValueError(f"call number {number} does not fit in {length}-character ids")
+    head = draw(st.text(_ID_ALPHABET, min_size=length - len(digits), max_size=length - len(digits)))
+    return head + digits
 
 
 def messages(
@@ -326,6 +353,7 @@ def conversations(
     max_tool_rounds: int = 2,
     max_parallel: int = 3,
     call_ids: bool = True,
+    call_id_length: int | None = None,
     special_token_text: bool = False,
     special_strings: Iterable[str] = SPECIAL_STRINGS,
     unicode: bool = True,
@@ -349,6 +377,8 @@ def conversations(
         max_tool_rounds: most tool-call rounds before the final assistant answer of a turn.
         call_ids: give calls ids, unique in the conversation (tool messages then carry the
             matching ``tool_call_id``); else ids are ``None``.
+        call_id_length: make every id exactly this many ASCII letters and digits (see
+            :func:`tool_calls`); ``None``: ids like ``call_x7Qa_0``.
         special_token_text, special_strings, unicode, whitespace: passed to :func:`texts`.
         empty_content: allow ``""`` as content (about one content in ten).
         inline_think: sometimes write reasoning into the content as a leading
@@ -421,6 +451,7 @@ def conversations(
         system=system,
         max_calls=max_parallel if parallel_calls else 1,
         call_ids=call_ids,
+        call_id_length=call_id_length,
         inline_think=inline_think,
         ends_with=ends_with,
     )
@@ -441,6 +472,7 @@ def _conversations(
     system,
     max_calls,
     call_ids,
+    call_id_length,
     inline_think,
     ends_with,
 ) -> Conversation:
@@ -459,7 +491,16 @@ def _conversations(
 
     def call_message() -> Message:
         nonlocal n_calls
-        calls = draw(tool_calls(tool_schema_list, max_size=max_calls, ids=call_ids, id_start=n_calls, text=short_text))
+        calls = draw(
+            tool_calls(
+                tool_schema_list,
+                max_size=max_calls,
+                ids=call_ids,
+                id_start=n_calls,
+                text=short_text,
+                id_length=call_id_length,
+            )
+        )
         n_calls += len(calls)
         return Message("assistant", draw(beside_calls), reasoning=draw(reasoning_text), tool_calls=calls)
 
@@ -505,6 +546,10 @@ def conversations_for(caps, **overrides) -> st.SearchStrategy[Conversation]:
         caps: a :class:`sftdata.testing.tokenizers.TemplateCaps` (e.g. ``trl_template_families()[name].caps``
             or ``family_caps(family)``).
         **overrides: any :func:`conversations` keyword, applied last.
+
+    ``caps.call_id_length`` is respected (ids of that exact length). ``caps.string_arguments`` and
+    ``caps.flat_tool_schemas`` concern how a conversation is passed to the template, not what it
+    holds: apply them at render time with :func:`sftdata.testing.real_templates.template_inputs`.
     """
     kwargs = dict(
         system=caps.system,
@@ -513,6 +558,7 @@ def conversations_for(caps, **overrides) -> st.SearchStrategy[Conversation]:
         parallel_calls=caps.parallel_calls,
         call_content=caps.call_content,
         none_content=caps.none_content,
+        call_id_length=getattr(caps, "call_id_length", None),
     )
     kwargs.update(overrides)
     return conversations(**kwargs)

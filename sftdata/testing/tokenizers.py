@@ -338,6 +338,18 @@ class TemplateCaps:
             (``content=None``; transformers drops None-valued keys before rendering).
         generation_markers: has ``{% generation %}`` blocks (``return_assistant_tokens_mask`` works).
         multi_system: accepts a system message that is not the first message.
+        reasoning_field: the message key the template reads reasoning from when ``reasoning`` is
+            set (``reasoning_content`` for Qwen3/GLM/DeepSeek style templates, ``thinking`` for
+            gpt-oss). :meth:`sftdata.schema.Message.to_template` passes reasoning under both.
+        call_id_length: tool-call ids must be exactly this many ASCII letters and digits
+            (Mistral's templates raise otherwise, e.g. 9); ``conversations_for`` then draws such
+            ids. ``None``: any id.
+        string_arguments: the template concatenates a call's ``arguments`` as text and raises on
+            a dict (DeepSeek-V3.1, Apertus): render arguments as JSON text, which is how those
+            models are served (see :func:`sftdata.testing.real_templates.template_inputs`).
+        flat_tool_schemas: the template reads each tool schema as a bare function object
+            (``{"name", "description", "parameters"}``) and raises on the OpenAI shape
+            ``{"type": "function", "function": {...}}`` (Apertus): pass the ``function`` objects.
     """
 
     system: bool = True
@@ -349,6 +361,10 @@ class TemplateCaps:
     none_content: bool = True
     generation_markers: bool = False
     multi_system: bool = False
+    reasoning_field: str = "reasoning_content"
+    call_id_length: int | None = None
+    string_arguments: bool = False
+    flat_tool_schemas: bool = False
 
 
 def make_tokenizer(

@@ -62,16 +62,22 @@ class TrlTemplate:
 
 def probe_conversation(caps: TemplateCaps) -> "Conversation":
     """A small conversation using what ``caps`` allows: system, one tool round (parallel calls
-    if allowed), reasoning, two user turns; content without leading/trailing whitespace."""
+    if allowed; ids of ``caps.call_id_length`` characters when set), reasoning, two user turns;
+    content without leading/trailing whitespace."""
     from ..schema import Conversation, Message, ToolCall
 
     msgs = [Message("system", "Be brief.")] if caps.system else []
     msgs.append(Message("user", "Weather in Paris?"))
     reasoning = "Think first." if caps.reasoning else None
+    n = getattr(caps, "call_id_length", None)
+
+    def call_id(k: int) -> str:  # "call_1", or exactly n letters/digits when the template demands it
+        return f"c{k:0{n - 1}d}" if n else f"call_{k}"
+
     if caps.tools:
-        calls = (ToolCall("get_weather", {"city": "Paris"}, id="call_1"),)
+        calls = (ToolCall("get_weather", {"city": "Paris"}, id=call_id(1)),)
         if caps.parallel_calls:
-            calls += (ToolCall("get_weather", {"city": "Lyon"}, id="call_2"),)
+            calls += (ToolCall("get_weather", {"city": "Lyon"}, id=call_id(2)),)
         msgs.append(Message("assistant", None if caps.none_content else "", reasoning=reasoning, tool_calls=calls))
         msgs += [Message("tool", "18C", tool_call_id=c.id, name=c.name) for c in calls]
     msgs.append(Message("assistant", "It is 18C.", reasoning=reasoning))

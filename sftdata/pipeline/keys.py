@@ -1,0 +1,157 @@
+"""The keys of a pipeline config, their types, and the errors and hints for bad or foreign keys.
+
+Every check appends ``"<key path>: <reason>"`` to an :class:`Errors` list instead of raising, so
+that one run of :func:`sftdata.pipeline.load_config` reports every problem of the file at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+from ..encoder import EncodeOptions
+from ..errors import ConfigError
+from ..suggest import did_you_mean
+
+#: Options of the masking path (:class:`~sftdata.encoder.EncodeOptions`): allowed at the top level
+#: (defaults for every dataset) and in each dataset (overrides).
+ENCODE_KEYS = tuple(EncodeOptions.__dataclass_fields__)
+#: ``datasets.load_dataset`` arguments of one dataset entry.
+SOURCE_KEYS = ("path", "name", "split", "data_files", "data_dir", "revision", "streaming", "load_kwargs")
+DATASET_KEYS = ("label", *SOURCE_KEYS, "tools_file", "weight", "num_rows", *ENCODE_KEYS)
+TOP_KEYS = ("output_dir", "datasets", "tokenizer", "chat_template", "seed", "on_error", "num_proc", "pack", "train",
+            *ENCODE_KEYS)
+PACK_KEYS = ("max_length", "strategy", "truncation", "shuffle")
+
+_TRAIN = "a training option: put it under `train:`"
+#: Keys other tools use at the top level → where they go in sftdata's pipeline config.
+TOP_HINTS = {
+    "dataset_name": "list datasets under `datasets:` (- path: NAME)",
+    "dataset": "list datasets under `datasets:` (- path: NAME)",
+    "dataset_config": "give the config per dataset: `datasets: [{path: ..., name: CONFIG}]`",
+    "dataset_config_name": "give the config per dataset: `datasets: [{path: ..., name: CONFIG}]`",
+    "dataset_train_split": "give the split per dataset: `datasets: [{path: ..., split: train}]`",
+    "dataset_dir": "give each dataset's path under `datasets:`",
+    "max_seq_length": "use `max_length`",
+    "sequence_len": "use `max_length`",
+    "cutoff_len": "use `max_length`",
+    "max_seq_len": "use `max_length`",
+    "packing": "use `pack: L` (packed row length in tokens)",
+    "sample_packing": "use `pack: L` (packed row length in tokens)",
+    "template": "use `chat_template` (a jinja file or the template text) or the tokenizer's own",
+    "chat_template_path": "use `chat_template`",
+    "model": "use `train.model` (and `tokenizer` here if it differs)",
+    "model_name_or_path": "use `train.model` (and `tokenizer` here if it differs)",
+    "base_model": "use `train.model` (and `tokenizer` here if it differs)",
+    "dataset_num_proc": "use `num_proc`",
+    "preprocessing_num_workers": "use `num_proc`",
+    "assistant_only_loss": "sftdata always trains only what the model generates: see `turn_policy` and `train_roles`",
+    "completion_only_loss": "sftdata always trains only what the model generates: see `turn_policy` and `train_roles`",
+    "train_on_inputs": "sftdata trains only what the model generates: see `train_roles`",
+    "train_on_prompt": "sftdata trains only what the model generates: see `train_roles`",
+    "mask_history": "use `turn_policy: last` (only the last assistant turn trained)",
+    "dataset_streaming": "give `streaming` per dataset (load_dataset inputs stream by default)",
+    "streaming": "give `streaming` per dataset (load_dataset inputs stream by default)",
+    "dataset_test_split": "hold out rows with `train.eval_fraction`",
+    "max_samples": "give `num_rows` per dataset",
+    "mix_strategy": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows`",
+    "interleave_probs": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows`",
+    "neat_packing": "use `pack: L`: packed sequences never attend to each other in sftdata",
+    "dataset_prepared_path": "the prepared data goes under `output_dir`",
+    "truncation_mode": "use `truncation: drop|turns`",
+    "overwrite_cache": "stages re-run when their inputs change (fingerprints); `sftdata run --force` re-runs all",
+}
+#: Keys other tools use in a dataset entry → their sftdata name.
+DATASET_HINTS = {
+    "type": "use `format` (openai, sharegpt, parts, prompt_completion, alpaca, text; omit to detect)",
+    "formatting": "use `format` (openai, sharegpt, parts, prompt_completion, alpaca, text; omit to detect)",
+    "ds_type": "use `format`, or path: json/parquet/csv with data_files",
+    "field_messages": "use `messages_field`",
+    "field_tools": "use `tools_field`",
+    "columns": "use `messages_field` / `tools_field`",
+    "roles_to_train": "use `train_roles`",
+    "file_name": "use `path`",
+    "hf_hub_url": "use `path` (a Hub id)",
+    "subset": "use `name` (the dataset config)",
+    "num_samples": "use `num_rows`",
+    "max_samples": "use `num_rows`",
+}
+
+
+class Errors(list):
+    """Collected ``"<path>: <reason>"`` messages; :meth:`raise_if_any` raises them as one ConfigError."""
+
+    def add(self, path: str, message: str) -> None:
+        self.append(f"{path}: {message}")
+
+    def raise_if_any(self, where: str) -> None:
+        if self:
+            n = len(self)
+            raise ConfigError(f"{where}: {n} error{'s' if n > 1 else ''}:\n  " + "\n  ".join(self))
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def check_keys(d: Mapping, allowed: Iterable[str], prefix: str, errors: Errors, hints: Mapping[str, str] = {},
+               also: Mapping[str, str] = {}) -> None:
+    """Unknown keys of ``d``: a hint when another tool's name is known, else a "did you mean"."""
+    allowed = tuple(allowed)
+    for key in d:
+        if key in allowed:
+            continue
+        if key in also:
+            errors.add(_join(prefix, str(key)), also[key])
+        elif hints.get(key):
+            errors.add(_join(prefix, str(key)), hints[key])
+        else:
+            hint = did_you_mean(str(key), allowed)
+            errors.add(_join(prefix, str(key)), f"unknown key; {hint}" if hint else
+                       f"unknown key (keys: {', '.join(allowed)})")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check(value: Any, ok: Callable[[Any], bool], what: str, path: str, errors: Errors) -> bool:
+    """Append ``path: expected <what>, got …`` unless ``ok(value)``; returns whether it passed."""
+    if ok(value):
+        return True
+    errors.add(path, f"expected {what}, got {_type_name(value)} {value!r}"[:300])
+    return False
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_str_list(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+def str_list(v: Any) -> tuple[str, ...]:
+    """``"a,b"`` or ``["a", "b"]`` → ``("a", "b")``."""
+    items = v.split(",") if isinstance(v, str) else v
+    return tuple(s.strip() for s in items if s.strip())
+
+
+#: Value checks of the encode options: key → (predicate, expected).
+ENCODE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "turn_policy": (lambda v: v in ("exact", "all", "last"), "exact, all or last"),
+    "train_roles": (lambda v: isinstance(v, str) or is_str_list(v), "a list of roles or 'a,b'"),
+    "train_reasoning": (lambda v: isinstance(v, bool), "true or false"),
+    "trim_trailing": (lambda v: isinstance(v, bool), "true or false"),
+    "max_length": (lambda v: v is None or (is_int(v) and v >= 1), "a positive integer or null"),
+    "truncation": (lambda v: v in ("drop", "turns"), "drop or turns"),
+    "template_kwargs": (lambda v: isinstance(v, Mapping), "a mapping"),
+    "special_tokens_in_content": (lambda v: v in ("reject", "text", "allow"), "reject, text or allow"),
+    "end_of_turn": (lambda v: v is None or isinstance(v, str) or is_str_list(v), "a list of tokens or null"),
+    "format": (lambda v: v is None or isinstance(v, str), "a format name or null"),
+    "messages_field": (lambda v: v is None or isinstance(v, str), "a key or null"),
+    "tools_field": (lambda v: v is None or isinstance(v, str), "a key or null"),
+}

@@ -1,0 +1,188 @@
+"""Exact tokenization of many overlapping texts, each piece between added tokens encoded once.
+
+The renderings of one conversation (``F``, every prompt ``P_k``, every generated turn
+``G_k``) and of a whole dataset (one system prompt and tool list repeated in every row)
+share most of their text. A fast tokenizer first splits a text at its added tokens
+(``<|im_start|>``, ``<think>``…) and then normalises, pre-tokenizes and encodes every piece
+between them on its own (``tokenizers``' ``AddedVocabulary::extract_and_normalize``). So
+``tokenizer(text)`` is the concatenation of the encodings of those pieces, and each distinct
+piece needs to be encoded only once:
+
+    text   : <|im_start|>system\\nYou are…<|im_end|>\\n<|im_start|>user\\nHi<|im_end|>
+    pieces : [<|im_start|>] "system\\nYou are…" [<|im_end|>] "\\n" [<|im_start|>] "user\\nHi" [<|im_end|>]
+    ids    :  151644        (cached)             151645     (cached) 151644       (new)      151645
+
+This holds when added tokens are matched verbatim (no ``lstrip``/``rstrip``/``single_word``,
+and ``normalized=False`` if there is a normalizer) and the pre-tokenizer does not treat the
+first piece of a text differently (``Metaspace`` with ``prepend_scheme="first"`` does). The
+encoder checks both at construction, plus an empirical probe, and otherwise encodes whole
+texts (still cached per text); :attr:`SegmentEncoder.split_exact` tells which.
+
+With ``marked=True`` (``special_tokens_in_content="text"``), control-token text wrapped in
+the markers of :mod:`sftdata.control_tokens` is encoded as plain text (pre-tokenizer and BPE
+model, never the added-token vocabulary) and the markers are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Sequence
+
+from .control_tokens import MARK_END, MARK_START
+
+#: Texts encoded to compare the split path with the tokenizer at construction.
+_PROBES = (
+    "a{T}b", " a {T} b ", "{T}\n\nx\n{T}", "x\n{T}\n", "\u00e9t\u00e9 {T}\u4e2d\u6587  {T}", "{T}{T} z", "  ",
+)
+
+
+def _metaspace_first(node) -> bool:
+    """Whether a (pre-)tokenizer JSON node holds a Metaspace that prepends only to the first piece."""
+    if isinstance(node, dict):
+        if node.get("type") == "Metaspace" and node.get("prepend_scheme", "always") == "first":
+            return True
+        return any(_metaspace_first(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_metaspace_first(v) for v in node)
+    return False
+
+
+class SegmentEncoder:
+    """``tokenizer(text, add_special_tokens=False)["input_ids"]`` for many texts, with a piece cache.
+
+    Args:
+        tokenizer: a ``PreTrainedTokenizerFast``.
+        marked: texts may carry plain-text markers (see the module docstring).
+        cache_chars: empty the cache when the cached pieces exceed this many characters.
+
+    Attributes:
+        split_exact: pieces between added tokens are encoded on their own (else whole texts).
+    """
+
+    def __init__(self, tokenizer, *, marked: bool = False, cache_chars: int = 20_000_000) -> None:
+        self.backend = tokenizer.backend_tokenizer
+        self.marked = marked
+        self.cache_chars = cache_chars
+        added = list(tokenizer.added_tokens_decoder.items())
+        self._added_ids = {t.content: i for i, t in added if t.content}
+        contents = sorted(self._added_ids, key=len, reverse=True)
+        body = "|".join(re.escape(c) for c in contents)
+        guard = f"(?<!{MARK_START})" if marked else ""
+        self._split_re = re.compile(f"{guard}({body})") if contents else None
+        self._cache: dict[str, list[int]] = {}
+        self._cached_chars = 0
+        normalizer = self.backend.normalizer is not None
+        verbatim = not any(t.lstrip or t.rstrip or t.single_word or (normalizer and t.normalized) for _, t in added)
+        spec = json.loads(self.backend.to_str())
+        self.split_exact = bool(contents) and verbatim and not _metaspace_first(spec.get("pre_tokenizer")) and not _metaspace_first(
+            spec.get("normalizer")
+        )
+        if self.split_exact:
+            self.split_exact = self._probe(contents)
+            self._cache.clear()
+            self._cached_chars = 0
+
+    def _probe(self, contents: list[str]) -> bool:
+        for tok in contents[:8]:
+            for p in _PROBES:
+                text = p.replace("{T}", tok)
+                if self._encode_split([text])[0] != self.backend.encode(text, add_special_tokens=False).ids:
+                    return False
+        return True
+
+    # -- public ----------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text (fresh lists, safe to mutate)."""
+        if self.split_exact:
+            return self._encode_split(texts)
+        return self._encode_whole(texts)
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character ``(start, end)`` of every token of ``text`` (the rare path: no cache).
+
+        With markers, offsets are in the coordinates of the marked text.
+        """
+        if self.marked and (MARK_START in text or MARK_END in text):
+            return self._marked(text, with_offsets=True)[1]
+        return [tuple(o) for o in self.backend.encode(text, add_special_tokens=False).offsets]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=False)
+
+    # -- internals ---------------------------------------------------------------------
+    def _remember(self, key: str, ids: list[int]) -> None:
+        if self._cached_chars > self.cache_chars:
+            self._cache.clear()
+            self._cached_chars = 0
+        self._cache[key] = ids
+        self._cached_chars += len(key)
+
+    def _encode_whole(self, texts: Sequence[str]) -> list[list[int]]:
+        todo = list({t for t in texts if t not in self._cache})
+        plain = [t for t in todo if not (self.marked and (MARK_START in t or MARK_END in t))]
+        for t, enc in zip(plain, self.backend.encode_batch_fast(plain, add_special_tokens=False) if plain else ()):
+            self._remember(t, enc.ids)
+        for t in todo:
+            if t not in self._cache:
+                self._remember(t, self._marked(t)[0])
+        return [list(self._cache[t]) for t in texts]
+
+    def _encode_split(self, texts: Sequence[str]) -> list[list[int]]:
+        assert self._split_re is not None
+        split = [self._split_re.split(t) for t in texts]  # [piece, added, piece, added, ..., piece]
+        missing = {p for parts in split for p in parts[0::2] if p and p not in self._cache}
+        plain = [p for p in missing if not (self.marked and (MARK_START in p or MARK_END in p))]
+        for p, enc in zip(plain, self.backend.encode_batch_fast(plain, add_special_tokens=False) if plain else ()):
+            self._remember(p, enc.ids)
+        for p in missing:
+            if p not in self._cache:
+                self._remember(p, self._marked(p)[0])
+        out = []
+        cache, added = self._cache, self._added_ids
+        for parts in split:
+            ids: list[int] = []
+            for i, p in enumerate(parts):
+                if i % 2:
+                    ids.append(added[p])
+                elif p:
+                    ids.extend(cache[p])
+            out.append(ids)
+        return out
+
+    def _marked(self, text: str, with_offsets: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+        """Encode text holding marked control-token text: marked pieces as plain text
+        (pre-tokenizer + model, no added-token matching), markers dropped."""
+        ids: list[int] = []
+        offs: list[tuple[int, int]] = []
+        pos = 0
+        backend = self.backend
+
+        def plain(piece: str, base: int) -> None:
+            if not piece:
+                return
+            enc = backend.encode(piece, add_special_tokens=False)
+            ids.extend(enc.ids)
+            if with_offsets:
+                offs.extend((base + a, base + b) for a, b in enc.offsets)
+
+        for m in _MARKED.finditer(text):
+            plain(text[pos : m.start()], pos)
+            if m.group(1):
+                base = m.start(1)
+                piece = m.group(1)
+                if backend.normalizer is not None:
+                    piece = backend.normalizer.normalize_str(piece)
+                words = backend.pre_tokenizer.pre_tokenize_str(piece) if backend.pre_tokenizer else [(piece, (0, len(piece)))]
+                for word, (a, b) in words:
+                    for t in backend.model.tokenize(word):
+                        ids.append(t.id)
+                        if with_offsets:
+                            offs.append((base + a, base + b))
+            pos = m.end()
+        plain(text[pos:], pos)
+        return ids, offs
+
+
+#: A marked control-token text (group 1) or a lone marker.
+_MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}|[{MARK_START}{MARK_END}]")

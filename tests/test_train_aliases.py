@@ -1,0 +1,100 @@
+"""HF/TRL (and Axolotl, LLaMA-Factory) training keys accepted as aliases of the sftdata_train keys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sftdata.errors import ConfigError
+from sftdata_train.aliases import RENAMES, UNSUPPORTED, canonical_keys
+from sftdata_train.config import TrainConfig, parse_args
+
+NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
+BASE = {"data": "d", "output_dir": "o"}
+
+
+def test_every_alias_targets_a_real_key():
+    assert set(RENAMES.values()) <= set(NAMES)
+    assert not set(RENAMES) & set(NAMES) and not set(UNSUPPORTED) & set(NAMES)
+
+
+_VALUES = {"int": st.integers(1, 100), "float": st.floats(1e-6, 0.99), "str": st.sampled_from(["a", "b/c"]),
+           "bool": st.booleans()}
+
+
+@pytest.mark.parametrize("alias", sorted(RENAMES))
+@given(data=st.data())
+def test_a_rename_means_its_key(alias, data):
+    name = RENAMES[alias]
+    kind = type(getattr(TrainConfig(), name)).__name__
+    value = data.draw(_VALUES.get(kind, _VALUES["str"]))
+    assert canonical_keys({alias: value}, NAMES) == ({name: value}, [])
+    assert canonical_keys({alias.replace("_", "-"): value}, NAMES)[0] == {name: value}
+
+
+def test_an_hf_training_yaml():
+    hf = {
+        **BASE, "learning_rate": 1e-4, "num_train_epochs": 3, "gradient_accumulation_steps": 8, "warmup_ratio": 0.05,
+        "lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": 0.1}, "bf16": True,
+        "fp16": False, "tf32": False, "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
+        "gradient_checkpointing": True, "optim": "adamw_torch_fused", "adam_epsilon": 1e-6, "eval_strategy": "steps",
+        "eval_steps": 50, "report_to": ["tensorboard"], "run_name": "r", "model_name_or_path": "m",
+        "attn_implementation": "flash_attention_2", "seed": 3,
+    }
+    cfg = TrainConfig.from_dict(hf)
+    assert (cfg.lr, cfg.num_epochs, cfg.grad_accum, cfg.warmup_ratio) == (1e-4, 3, 8, 0.05)
+    assert (cfg.lr_scheduler, cfg.min_lr_ratio, cfg.precision) == ("cosine", 0.1, "bf16-mixed")
+    assert (cfg.log_steps, cfg.activation_checkpointing, cfg.adam_eps, cfg.model) == (5, True, 1e-6, "m")
+    assert (cfg.report_to, cfg.run_name, cfg.attn_implementation) == ("tensorboard", "r", "flash_attn")
+    assert TrainConfig.from_dict({**BASE, "bf16": False}).precision == "fp32"
+    assert TrainConfig.from_dict({**BASE, "lr_scheduler_type": "constant_with_warmup"}).lr_scheduler == "constant"
+    # transformers >= 5: warmup_steps < 1 is a ratio
+    cfg = TrainConfig.from_dict({**BASE, "warmup_steps": 0.1})
+    assert cfg.warmup_ratio == 0.1 and cfg.warmup_steps is None
+    # Axolotl / LLaMA-Factory spellings
+    cfg = TrainConfig.from_dict({**BASE, "base_model": "m", "val_set_size": 0.02, "flash_attention": True,
+                                 "wandb_project": "p", "optimizer": "adamw_torch"})
+    assert (cfg.model, cfg.eval_fraction, cfg.attn_implementation, cfg.project) == ("m", 0.02, "flash_attn", "p")
+
+
+@pytest.mark.parametrize("d, message", [
+    ({"learnig_rate": 1}, "learnig_rate: unknown key; did you mean 'learning_rate'?"),
+    ({"gradient_acumulation_steps": 1}, "did you mean 'gradient_accumulation_steps'?"),
+    ({"lr": 1, "learning_rate": 2}, "learning_rate: sets `lr` (= 2), which lr already sets to 1; keep one"),
+    ({"bf16": True, "precision": "fp32"}, "precision: sets `precision`"),
+    ({"fp16": True}, "fp16: fp16 training is not supported"),
+    ({"per_device_train_batch_size": 8}, "per_device_train_batch_size: sftdata_train batches by tokens"),
+    ({"max_seq_length": 2048}, "max_seq_length: a data option"),
+    ({"lr_scheduler_type": "polynomial"}, "'polynomial' has no equivalent"),
+    ({"optim": "adafactor"}, "'adafactor' is not available"),
+    ({"eval_strategy": "epoch"}, "only 'steps' is supported (got 'epoch'): set eval_steps"),
+    ({"report_to": "all"}, "'all' is not accepted: name the trackers"),
+    ({"report_to": "tensorbaord"}, "did you mean 'tensorboard'?"),
+    ({"use_peft": True}, "LoRA/QLoRA is not available"),
+    ({"val_set_size": 100}, "only a fraction in [0, 1) is supported"),
+])
+def test_errors_name_the_key_and_what_to_do(d, message):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({**BASE, **d})
+    assert message in str(info.value)
+
+
+def test_all_errors_at_once():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({**BASE, "learnig_rate": 1, "fp16": True, "packing": True})
+    assert str(info.value).count("\n  ") == 3
+
+
+def test_hf_flag_spellings(tmp_path):
+    cfg = parse_args(["--data", "d", "--output-dir", "o", "--learning_rate", "3e-4", "--num-train-epochs", "2",
+                      "--gradient_accumulation_steps", "4", "--gradient_checkpointing", "--report-to", "none"])
+    assert (cfg.lr, cfg.num_epochs, cfg.grad_accum, cfg.activation_checkpointing) == (3e-4, 2.0, 4, True)
+    cfg = parse_args(["--data", "d", "--output-dir", "o", "--gradient_checkpointing", "false"])
+    assert cfg.activation_checkpointing is False
+    y = tmp_path / "trl.yaml"
+    y.write_text("data: d\noutput_dir: o\nlearning_rate: 2.0e-5\nnum_train_epochs: 1\nbf16: true\n")
+    cfg = parse_args(["--config", str(y), "--lr", "1e-3"])
+    assert cfg.lr == 1e-3 and cfg.precision == "bf16-mixed"
