@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 
-import datasets
 import numpy as np
 import pytest
 import torch

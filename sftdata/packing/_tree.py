@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tree import depths, linear_length
+from ..tree import linear_length
 
 IGNORE = -100
 
@@ -116,8 +116,3 @@ def tree_columns(rows_par: np.ndarray, rows_pos: np.ndarray, is_tree: np.ndarray
     offsets = np.zeros(bin_len.size + 1, dtype=np.int64)
     np.cumsum(bin_len * has_tree, out=offsets[1:])
     return values.astype(np.int32), offsets, pos
-
-
-def tree_depths(parent: np.ndarray) -> np.ndarray:
-    """Depths of one tree row (for rows stored without ``position_ids``)."""
-    return depths(parent)
