@@ -23,6 +23,14 @@ CUDA, ``--activation-checkpointing auto`` = planned against the free memory or
     python bench/train_gpu.py --dry-run             # tiny config on CPU: checks the script runs
 
 Runs from a checkout without installing it (the repository root is put on ``sys.path``).
+
+``--tree``: prefix-tree training instead (``bench/tree_bench.py``): tau-bench with Qwen3's
+template, one epoch of exact-mask tree rows vs the same examples in the linear layout vs the
+``all`` policy (time, tokens/s), plus a loss/gradient check of the flex tree path against
+per-branch HF forward passes (fp32 and bf16):
+
+    python bench/train_gpu.py --tree --tokenizer QWEN3_TOKENIZER_DIR --seq-len 16384
+    python bench/train_gpu.py --tree --dry-run      # tiny model on CPU
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/tree_bench.py
 
 # Qwen/Qwen3-0.6B config.json (architecture only; the weights are random here).
 QWEN3_0_6B = dict(
@@ -86,6 +95,10 @@ def parse_args(argv=None):
                                                    "flash_attn is installed, else sdpa)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--dry-run", action="store_true", help="tiny model, short rows, 2+1 steps on CPU (fp32)")
+    p.add_argument("--tree", action="store_true", help="prefix-tree training benchmark (see bench/tree_bench.py)")
+    import tree_bench
+
+    tree_bench.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -275,7 +288,7 @@ def _result(name, tokens, trained, flops, dt, mem, peak: dict, steps, **extra) -
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.dry_run:
-        args.seq_len = min(args.seq_len, 512)
+        args.seq_len = min(args.seq_len, 2048 if args.tree else 512)
         args.steps = min(args.steps, 2)
         args.warmup = min(args.warmup, 1)
         torch.set_num_threads(min(torch.get_num_threads(), 2))
@@ -301,6 +314,14 @@ def main(argv=None) -> int:
           f"({flops_shape['matmul_params'] / 1e6:.1f}M in matmuls)", flush=True)
     del m
     results = []
+    if args.tree:
+        import tree_bench
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = tree_bench.main_tree(args, build_model, Path(tmp), peak)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"info": info, **out}, indent=2))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         packed = build_packed(args, work)

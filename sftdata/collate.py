@@ -24,6 +24,12 @@ How transformers (5.x) keeps packed sequences apart:
   So the padding-free batch carries ``use_cache=False`` (``disable_cache=True``) and never an
   ``attention_mask``. ``tests/test_equivalence.py`` checks both on tiny Qwen3/Llama models.
 
+Prefix-tree rows (``parent``/``position_ids`` = depth, see docs/trees.md) are accepted by both
+collators, alone, packed or mixed with linear rows. A batch holding a tree carries what a
+tree mask needs (:class:`PaddingFreeCollator`: ``subtree_end`` and ``shift_labels``;
+:class:`PaddingCollator`: a dense ``(B, 1, T, T)`` bool ``attention_mask`` and
+``shift_labels``); a batch without one is exactly what it was before trees existed.
+
 Label convention: labels are unshifted; the model's loss compares ``logits[:, i]`` with
 ``labels[:, i + 1]``. In a flattened batch the first token of sequence ``k + 1`` would be
 "predicted" from the last token of sequence ``k``, so the padding-free collator sets the
@@ -38,6 +44,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .tree import depths, shift_labels
+from .tree_collate import dense_tree_mask, row_parent, tree_arrays, unit_lengths
 
 IGNORE_INDEX = -100
 
@@ -84,18 +93,12 @@ def seq_lengths_from_position_ids(position_ids) -> np.ndarray:
 def _row_seq_lengths(row: Mapping, n_tokens: int, *, use_position_ids: bool = True) -> np.ndarray:
     """Sequence lengths of a row: ``seq_lengths``, else ``position_ids`` restarts, else one sequence.
 
-    Empty ``position_ids``/``parent`` (a prepared single-path row) mean one sequence; a row with
-    a non-empty ``parent`` is a prefix-tree row (see ``docs/trees.md``), refused here."""
-    parent = row.get("parent")
-    if parent is not None and len(parent):
-        raise ValueError(
-            "a prefix-tree row (non-empty 'parent') cannot be collated as linear sequences; "
-            "prepare with layout='linear' (--layout linear)"
-        )
+    Empty ``position_ids`` (a prepared single-path row) mean one sequence. Tree rows get their
+    units from :func:`sftdata.tree_collate.unit_lengths` instead."""
     if row.get("seq_lengths") is not None:
         lens = _arr(row["seq_lengths"])
     elif use_position_ids and row.get("position_ids") is not None and len(row["position_ids"]):
-        lens = seq_lengths_from_position_ids(row["position_ids"])
+        lens = seq_lengths_from_position_ids(row["position_ids"])  # (empty: a tree row's single path)
     else:
         return np.array([n_tokens], dtype=np.int64) if n_tokens else np.zeros(0, dtype=np.int64)
     if int(lens.sum()) != n_tokens or (lens.size and lens.min() < 1):
@@ -111,8 +114,18 @@ def _ids_and_labels(row: Mapping) -> tuple[np.ndarray, np.ndarray]:
     return ids, labels
 
 
+def _row_tree(row: Mapping, n: int, index: int) -> np.ndarray | None:
+    """Row-local ``parent`` of a row holding a tree, else None (see :mod:`sftdata.tree_collate`)."""
+    par = row.get("parent")
+    pos = row.get("position_ids")
+    return row_parent(None if par is None else _arr(par), None if pos is None else _arr(pos), n, index)
+
+
 def num_trained_tokens(batch: Mapping[str, torch.Tensor]) -> int:
-    """Tokens that contribute to the loss of a collated batch: ``labels[..., 1:] != -100``."""
+    """Tokens that contribute to the loss of a collated batch: ``shift_labels != -100`` when the
+    batch has them (tree batches), else ``labels[..., 1:] != -100``."""
+    if batch.get("shift_labels") is not None:
+        return int((batch["shift_labels"] != IGNORE_INDEX).sum())
     return int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
 
 
@@ -135,6 +148,17 @@ class PaddingCollator:
 
     Packed rows (several sequences per row) are refused: in a padded batch the attention mask
     would let them attend to each other. Use :class:`PaddingFreeCollator` for those.
+
+    Tree rows (``parent`` non-empty, or tree depths in ``position_ids``): when a batch holds one,
+    ``attention_mask`` is instead a dense ``(B, 1, T, T)`` bool mask (True where query ``q``
+    may attend key ``k``: ``k`` is an ancestor of ``q`` or ``q`` itself; a padding query sees
+    only itself), ``position_ids`` are the depths (``0..n-1`` on linear rows), the ``labels``
+    of every root are ``-100``, and ``shift_labels`` ``(B, T)`` int64 gives the target of
+    each position (``-100`` none). transformers passes a 4-D mask to the attention function
+    as is: this works with ``attn_implementation="sdpa"`` (which takes a bool mask), **not**
+    with ``eager`` (which adds the mask to the scores). ``max_length`` keeps the first tokens
+    in DFS order, which is still a valid tree. The mask costs ``B * T * T`` bytes: for long
+    trees use :class:`PaddingFreeCollator` and a tree attention (``sftdata_train``).
     """
 
     def __init__(
@@ -159,18 +183,22 @@ class PaddingCollator:
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:
             raise ValueError("empty batch")
-        ids_list, lab_list = [], []
+        ids_list, lab_list, par_list = [], [], []
         for i, row in enumerate(features):
             ids, labels = _ids_and_labels(row)
-            if _row_seq_lengths(row, ids.size).size > 1:
+            par = _row_tree(row, ids.size, i)
+            n_seqs = _row_seq_lengths(row, ids.size, use_position_ids=par is None).size
+            if n_seqs > 1:
                 raise ValueError(
-                    f"row {i} is a packed row ({_row_seq_lengths(row, ids.size).size} sequences): a padded batch "
+                    f"row {i} is a packed row ({n_seqs} sequences): a padded batch "
                     "would let its sequences attend to each other; use PaddingFreeCollator"
                 )
             if self.max_length is not None:
                 ids, labels = ids[: self.max_length], labels[: self.max_length]
+                par = par[: self.max_length] if par is not None else None
             ids_list.append(ids)
             lab_list.append(labels)
+            par_list.append(par)
         lens = np.fromiter((x.size for x in ids_list), dtype=np.int64, count=len(ids_list))
         B, T = lens.size, _round_up(int(lens.max()), self.pad_to_multiple_of)
         mask = np.arange(T)[None, :] < lens[:, None]
@@ -178,11 +206,40 @@ class PaddingCollator:
         labels = np.full((B, T), self.label_pad_id, dtype=np.int64)
         input_ids[mask] = np.concatenate(ids_list)
         labels[mask] = np.concatenate(lab_list)
+        if any(p is not None for p in par_list):
+            return self._tree_batch(input_ids, labels, lens, par_list)
         return {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(mask.astype(np.int64)),
             "labels": torch.from_numpy(labels),
             "position_ids": torch.arange(T, dtype=torch.int64).expand(B, T).contiguous(),
+        }
+
+
+    def _tree_batch(self, input_ids: np.ndarray, labels: np.ndarray, lens: np.ndarray,
+                    parents: list[np.ndarray | None]) -> dict[str, torch.Tensor]:
+        """A padded batch holding tree rows: dense (B, 1, T, T) mask, depths, shift_labels."""
+        B, T = input_ids.shape
+        mask = np.zeros((B, 1, T, T), dtype=bool)
+        position_ids = np.tile(np.arange(T, dtype=np.int64), (B, 1))
+        shift = np.full((B, T), IGNORE_INDEX, dtype=np.int64)
+        for b, (n, par) in enumerate(zip(lens.tolist(), parents)):
+            if par is None:
+                par = np.arange(n, dtype=np.int64) - 1
+                par[:1] = -1
+            labels[b, :n][par < 0] = IGNORE_INDEX
+            mask[b, 0] = dense_tree_mask(par, T)
+            position_ids[b, :n] = depths(par)
+            try:
+                shift[b, :n] = shift_labels(input_ids[b, :n], labels[b, :n], par)
+            except ValueError as e:
+                raise ValueError(f"row {b}: {e}") from None
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(labels),
+            "position_ids": torch.from_numpy(position_ids),
+            "shift_labels": torch.from_numpy(shift),
         }
 
 
@@ -214,6 +271,24 @@ class PaddingFreeCollator:
 
     Rows may be single sequences or packed rows (``seq_lengths``; if absent, sequence starts
     are read from ``position_ids``); every sequence of every row becomes one segment.
+
+    Tree rows (``parent`` non-empty, or, when a trainer dropped ``parent``, ``position_ids``
+    that are tree depths rather than ``0, 1, ...`` ramps), alone, packed or mixed with linear
+    rows: each tree (each packed unit, or each root of a prepared row) is one segment of
+    ``cu_seq_lens``, and the batch also carries
+
+    * ``subtree_end``: ``(1, T)`` int32, the global exclusive end of each token's subtree: query
+      ``q`` may attend key ``k`` iff ``k <= q < subtree_end[k]`` (linear sequences: the end of
+      the sequence; padding: the end of the row);
+    * ``shift_labels``: ``(1, T)`` int64, the target predicted at each position (``-100``
+      none): ``shift_labels[parent[i]] = labels[i]``, so the first token of a branch is
+      predicted from its parent and nothing is predicted across a sequence boundary;
+    * ``position_ids``: the depths (what RoPE sees: each token's position in its own sequence);
+    * ``labels``: ``-100`` at every root (the first token of every sequence).
+
+    A batch without a tree is unchanged (no ``subtree_end``/``shift_labels``). The attention
+    must read ``subtree_end`` (``sftdata_train``'s ``sftdata_varlen``/``sftdata_tree``);
+    transformers' own implementations ignore it and would attend across branches.
     """
 
     def __init__(
@@ -236,12 +311,18 @@ class PaddingFreeCollator:
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not features:
             raise ValueError("empty batch")
-        ids_list, lab_list, len_list = [], [], []
-        for row in features:
+        ids_list, lab_list, len_list, par_list = [], [], [], []
+        for i, row in enumerate(features):
             ids, labels = _ids_and_labels(row)
+            par = _row_tree(row, ids.size, i)
             ids_list.append(ids)
             lab_list.append(labels)
-            len_list.append(_row_seq_lengths(row, ids.size))
+            par_list.append(par)
+            if par is None:
+                len_list.append(_row_seq_lengths(row, ids.size))
+            else:
+                lens = row.get("seq_lengths")
+                len_list.append(unit_lengths(par, None if lens is None else _arr(lens), i))
         input_ids = np.concatenate(ids_list)
         labels = np.concatenate(lab_list)  # a fresh array: safe to edit
         seq_lens = np.concatenate(len_list)
@@ -253,14 +334,22 @@ class PaddingFreeCollator:
             seq_lens = np.append(seq_lens, pad)
         if seq_lens.size == 0:
             raise ValueError("batch has no tokens")
-        starts = np.cumsum(seq_lens) - seq_lens
-        labels[starts] = IGNORE_INDEX
-        position_ids = np.arange(input_ids.size, dtype=np.int64) - np.repeat(starts, seq_lens)
+        tree = None
+        if any(p is not None for p in par_list):
+            tree = tree_arrays(input_ids, labels, seq_lens, par_list, [x.size for x in ids_list])
+            position_ids = tree["position_ids"]
+        else:
+            starts = np.cumsum(seq_lens) - seq_lens
+            labels[starts] = IGNORE_INDEX
+            position_ids = np.arange(input_ids.size, dtype=np.int64) - np.repeat(starts, seq_lens)
         out: dict[str, Any] = {
             "input_ids": torch.from_numpy(input_ids).view(1, -1),
             "labels": torch.from_numpy(labels).view(1, -1),
             "position_ids": torch.from_numpy(position_ids).view(1, -1),
         }
+        if tree is not None:
+            out["subtree_end"] = torch.from_numpy(tree["subtree_end"].astype(np.int32)).view(1, -1)
+            out["shift_labels"] = torch.from_numpy(tree["shift_labels"]).view(1, -1)
         if self.return_flash_kwargs:
             cu = np.zeros(seq_lens.size + 1, dtype=np.int32)
             np.cumsum(seq_lens, out=cu[1:])

@@ -63,6 +63,8 @@ __all__ = [
     "check_tree",
     "common_prefix_len",
     "depths",
+    "linear_length",
+    "parent_from_depths",
     "shift_labels",
     "subtree_end",
     "unroll",
@@ -325,15 +327,19 @@ def _leaves(parent: np.ndarray) -> np.ndarray:
 
 
 def depths(parent: Sequence[int] | np.ndarray) -> np.ndarray:
-    """``int64 (n,)`` depth of every node (``0`` at roots) of a DFS-ordered ``parent`` array."""
+    """``int64 (n,)`` depth of every node (``0`` at roots) of a DFS-ordered ``parent`` array.
+
+    Cost: numpy over the tokens plus a Python step per branch (runs that start at a root, e.g.
+    the sequences of a packed row, cost nothing extra).
+    """
     par = np.asarray(parent, dtype=np.int64)
     n = par.size
-    out = np.zeros(n, dtype=np.int64)
     starts = _run_starts(par)
-    bounds = np.append(starts, n)
-    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        d0 = 0 if par[s] < 0 else int(out[par[s]]) + 1
-        out[s:e] = np.arange(d0, d0 + e - s)
+    ends = np.append(starts[1:], n)
+    out = np.arange(n, dtype=np.int64) - np.repeat(starts, ends - starts)  # position in the run
+    branch = par[starts] >= 0
+    for s, e in zip(starts[branch].tolist(), ends[branch].tolist()):
+        out[s:e] += int(out[par[s]]) + 1  # continues its parent's depth (parents come first)
     return out
 
 
@@ -343,27 +349,85 @@ def subtree_end(parent: Sequence[int] | np.ndarray, n: int | None = None) -> np.
     Token ``q`` may attend to token ``k`` iff ``k <= q < subtree_end[k]``. An empty ``parent``
     means one linear sequence of ``n`` tokens (every ``subtree_end`` is ``n``).
 
-    Cost: numpy over the tokens plus a Python step per run (a run is a maximal chain
-    ``parent[i] = i - 1``; a row has as many runs as roots plus branches).
+    Cost: numpy over the tokens plus a Python step per run that has branches attached
+    (a run is a maximal chain ``parent[i] = i - 1``); runs without branches, e.g. the
+    sequences of a packed row, are handled in one vectorised pass.
     """
     par = np.asarray(parent, dtype=np.int64)
     if par.size == 0:
         return np.full(int(n or 0), int(n or 0), dtype=np.int64)
     size = par.size
-    out = np.empty(size, dtype=np.int64)
     starts = _run_starts(par)
     ends = np.append(starts[1:], size)
+    out = np.repeat(ends, ends - starts)  # a run without branches: every node ends with the run
+    kids = starts[par[starts] >= 0]  # branch starts
+    if kids.size == 0:
+        return out
+    owner = np.searchsorted(starts, par[kids], side="right") - 1  # the run each branch hangs from
+    order = np.argsort(owner, kind="stable")
+    kids, owner = kids[order], owner[order]
+    lo = np.searchsorted(owner, np.arange(starts.size), side="left")
+    hi = np.searchsorted(owner, np.arange(starts.size), side="right")
     # runs in reverse order: every child run comes after its parent run in DFS order
-    for s, e in zip(starts[::-1].tolist(), ends[::-1].tolist()):
+    for r in np.unique(owner)[::-1].tolist():
+        s, e = int(starts[r]), int(ends[r])
+        mine = kids[lo[r] : hi[r]]
         vals = np.full(e - s, e, dtype=np.int64)
-        kids = starts[(starts >= e)]
-        if kids.size:
-            att = par[kids]
-            mine = (att >= s) & (att < e)
-            if mine.any():
-                np.maximum.at(vals, att[mine] - s, out[kids[mine]])
+        np.maximum.at(vals, par[mine] - s, out[mine])
         out[s:e] = np.maximum.accumulate(vals[::-1])[::-1]
     return out
+
+
+def parent_from_depths(position_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``int64 (n,)`` the ``parent`` array of a DFS-ordered row given only its depths.
+
+    In a pre-order serialisation the parent of token ``i`` is the last token before ``i`` whose
+    depth is ``depth[i] - 1`` (every token between them lies in the parent's subtree, hence
+    deeper), and a token of depth ``0`` is a root. So ``position_ids`` (the depths) alone
+    describe a tree row, a packed row (``0, 1, ...`` restarting at every sequence: one root
+    per sequence) or a mix: this is how a collator recovers the tree when a trainer drops the
+    ``parent`` column (HF ``Trainer`` keeps only the model's signature columns).
+
+    Vectorised (one sort); ``parent_from_depths(depths(p)) == p`` for every valid tree row.
+
+    Raises:
+        ValueError: the first depth is not 0, a depth is negative, or a depth grows by more
+            than 1 from one token to the next (no such parent).
+    """
+    d = np.asarray(position_ids, dtype=np.int64).reshape(-1)
+    n = d.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if d[0] != 0 or (d < 0).any():
+        raise ValueError("depths (position_ids) of a tree row must start at 0 and be >= 0")
+    par = np.arange(n, dtype=np.int64) - 1
+    par[0] = -1
+    starts = np.flatnonzero(d[1:] != d[:-1] + 1) + 1
+    if starts.size == 0:
+        return par
+    ds = d[starts]
+    if (ds > d[starts - 1] + 1).any():
+        bad = int(starts[np.argmax(ds > d[starts - 1] + 1)])
+        raise ValueError(f"depth {int(d[bad])} at token {bad} follows depth {int(d[bad - 1])}: no parent")
+    key = d * n + np.arange(n, dtype=np.int64)  # sorted by (depth, index)
+    order = np.argsort(key, kind="stable")
+    pos = np.searchsorted(key[order], (ds - 1) * n + starts) - 1  # last key before (depth - 1, i)
+    cand = order[np.maximum(pos, 0)]
+    ok = (pos >= 0) & (d[cand] == ds - 1)
+    roots = ds == 0
+    par[starts] = np.where(roots, -1, cand)
+    if not (ok | roots).all():  # cannot happen once the growth check passed; kept as a guard
+        raise ValueError("a token has no earlier token one level up")
+    return par
+
+
+def linear_length(parent: Sequence[int] | np.ndarray, n: int | None = None) -> int:
+    """Tokens the row's examples take as linear rows: the sum of the lengths of its root-to-leaf
+    paths (``n`` for a single path, given as an empty ``parent``)."""
+    par = np.asarray(parent, dtype=np.int64)
+    if par.size == 0:
+        return int(n or 0)
+    return int((depths(par)[_leaves(par)] + 1).sum())
 
 
 def shift_labels(input_ids: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray,

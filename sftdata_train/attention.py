@@ -333,11 +333,20 @@ def sftdata_varlen_attention_forward(
             use ``sdpa``); with B > 1 each row is one causal sequence.
         kwargs: ``cu_seq_lens_q`` (``(n+1,)`` int32) and ``max_length_q`` (int) from the
             collator, and the ``sftdata_attn_*`` plan of :func:`plan_forward`; without the
-            offsets they are derived from ``position_ids`` ``(1, T)`` (a host sync).
+            offsets they are derived from ``position_ids`` ``(1, T)`` (a host sync). With
+            ``subtree_end`` (a prefix-tree batch) the call goes to
+            :func:`sftdata_train.tree_attention.sftdata_tree_attention_forward`.
 
     Returns:
         ``((B, T, Hq, D) output, None)``.
     """
+    if kwargs.get("subtree_end") is not None:  # a prefix-tree batch: ancestor-or-self attention
+        from .tree_attention import sftdata_tree_attention_forward
+
+        return sftdata_tree_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, sliding_window=sliding_window,
+            **kwargs,
+        )
     if dropout:
         raise ValueError("attention dropout is not supported on the padding-free path")
     if sliding_window is not None:

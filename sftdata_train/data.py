@@ -8,6 +8,10 @@ rank, equal batch counts on every rank) and are collated by
 :class:`sftdata.collate.PaddingFreeCollator` (default: one ``(1, T)`` row plus
 ``cu_seq_lens``) or :class:`sftdata.collate.PaddingCollator` (``--no-padding-free``).
 
+Prefix-tree rows (``sftdata prepare``'s tree layout, or packed trees; docs/trees.md) are trained
+as trees by default: the collator adds ``subtree_end``/``shift_labels`` and the attention
+computes each shared prefix once (:func:`layout_summary` says how much that saves).
+
 Resuming: :class:`MicroBatchStream` counts the micro-batches consumed in the current epoch;
 after a restart it re-creates the epoch's batch order (``set_epoch``) and skips that many index
 lists before collating anything, so the data after resuming is exactly the data an
@@ -107,8 +111,8 @@ def load_run_data(cfg) -> tuple[SFTDataset, SFTDataset | None]:
     """``(train, eval or None)`` of a run: ``cfg.data``, and ``cfg.eval_data`` or an ``eval_fraction`` split.
 
     Raises:
-        ConfigError: packed data with ``padding_free=False`` (packed sequences would attend to
-            each other in a padded batch), or the errors of :func:`load_sft_dataset`.
+        ConfigError: packed or prefix-tree data with ``padding_free=False`` (packed sequences
+            would attend to each other in a padded batch), or the errors of :func:`load_sft_dataset`.
     """
     train_data = load_sft_dataset(cfg.data)
     eval_data: SFTDataset | None = None
@@ -118,6 +122,9 @@ def load_run_data(cfg) -> tuple[SFTDataset, SFTDataset | None]:
         train_data, eval_data = split_eval(train_data, cfg.eval_fraction, cfg.seed)
     if not cfg.padding_free and "packed" in (train_data.kind, eval_data.kind if eval_data else ""):
         raise ConfigError("packed data (from `sftdata pack`) needs padding-free batches: drop --no-padding-free")
+    if not cfg.padding_free and tree_rows(train_data) + (tree_rows(eval_data) if eval_data else 0):
+        raise ConfigError("prefix-tree rows need padding-free batches (tree attention): drop --no-padding-free, "
+                          "or prepare with --layout linear")
     return train_data, eval_data
 
 
@@ -174,6 +181,35 @@ def _rows(dataset):
     """Drop columns no collator needs (keeps per-row conversion cheap)."""
     keep = [c for c in ("input_ids", "labels", "position_ids", "seq_lengths", "parent") if c in dataset.column_names]
     return dataset.select_columns(keep)
+
+
+def tree_rows(data: SFTDataset) -> int:
+    """Rows of ``data`` holding a prefix tree (a non-empty ``parent``)."""
+    if "parent" not in data.dataset.column_names:
+        return 0
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(data.dataset.with_format("arrow")["parent"])
+    return int(pc.sum(pc.greater(lengths, 0)).as_py() or 0)
+
+
+def layout_summary(data: SFTDataset) -> str:
+    """One line on what the rows cost: tokens computed, and for prefix trees the tokens the same
+    examples take in the linear layout (``linear_length``)."""
+    tokens = sum(data.lengths)
+    n_trees = tree_rows(data)
+    if not n_trees:
+        return f"data: {len(data):,} {data.kind} rows, {tokens:,} tokens (linear layout)"
+    cols = data.dataset.column_names
+    linear = None
+    if "linear_length" in cols:
+        import pyarrow.compute as pc
+
+        linear = int(pc.sum(data.dataset.with_format("arrow")["linear_length"]).as_py() or 0)
+    text = f"data: {len(data):,} {data.kind} rows, {n_trees:,} of them prefix trees, trained with tree attention: {tokens:,} tokens computed"
+    if linear:
+        text += f" vs {linear:,} in the linear layout ({linear / max(tokens, 1):.2f}x)"
+    return text
 
 
 class MicroBatchStream:
@@ -284,7 +320,13 @@ def num_tokens(batch: dict[str, Any]) -> int:
 
 
 def sum_squared_lengths(batch: dict[str, Any]) -> int:
-    """Σ L_i² over the sequences of a micro-batch (for attention FLOPs)."""
+    """Σ L_i² over the sequences of a micro-batch (for attention FLOPs).
+
+    A tree batch counts what tree attention computes: ``Σ (2 depth + 1)`` over its tokens, the
+    query-key pairs of each token's own sequence in the same convention (``L²`` for a path).
+    """
+    if batch.get("subtree_end") is not None:
+        return int((2 * batch["position_ids"].long() + 1).sum())
     cu = batch.get("cu_seq_lens_q")
     if cu is not None:
         lens = (cu[1:] - cu[:-1]).long()

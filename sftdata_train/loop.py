@@ -25,6 +25,7 @@ from .compat import require_torch
 from .config import TrainConfig, as_config
 from .data import (
     MicroBatchStream,
+    layout_summary,
     batch_to_device,
     collate_indices,
     eval_batches,
@@ -137,6 +138,9 @@ class Trainer:
 
         # ---- data
         self.train_data, self.eval_data = train_data, eval_data = load_run_data(cfg)
+        self.data_summary = layout_summary(train_data)
+        if self.info.is_main:
+            print(f"sftdata-train: {self.data_summary}", file=sys.stderr, flush=True)
 
         # ---- tokenizer, checked against the data
         if self.resume_path is not None:

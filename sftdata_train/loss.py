@@ -228,7 +228,9 @@ def sft_loss_sum(
             when ``shift_labels`` is given.
         lm_head: the model's output projection (``nn.Linear(H, V)``).
         shift_labels: optional ``(B, T)`` int64 target *of each position* (``-100`` = none), used
-            instead of shifting ``labels`` (transformers' ``ForCausalLMLoss`` convention).
+            instead of shifting ``labels`` (transformers' ``ForCausalLMLoss`` convention; tree
+            batches, where a branch's first token is predicted from its parent, not from the
+            previous position). The trained-token count is taken from it.
 
     Returns:
         ``(loss_sum, n_trained)``: fp32 scalar sum of NLL in nats, int64 scalar count of trained
@@ -249,7 +251,7 @@ def sft_loss_sum(
     return loss, keep.sum()
 
 
-ATTENTION_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+ATTENTION_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "subtree_end")
 
 
 class SFTLossModel(nn.Module):
@@ -289,12 +291,21 @@ class SFTLossModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: the collator's batch (``input_ids``/``labels``/``position_ids`` ``(B, T)`` int64,
         ``attention_mask`` ``(B, T)`` for padded batches, varlen kwargs for padding-free ones,
-        optionally ``shift_labels`` ``(B, T)`` int64, see :func:`sft_loss_sum`).
+        optionally ``shift_labels`` ``(B, T)`` int64, see :func:`sft_loss_sum`; ``subtree_end``
+        ``(1, T)`` for tree batches).
 
         Returns ``(loss_sum, n_trained)`` as in :func:`sft_loss_sum`.
         """
         attn_kwargs = {k: kwargs[k] for k in ATTENTION_KWARGS if kwargs.get(k) is not None}
-        attn_kwargs.update(self._attention_plan(input_ids, position_ids, attention_mask, attn_kwargs))
+        if "subtree_end" in attn_kwargs:  # tree batch: build its mask once for all layers
+            from .tree_attention import plan_for_batch
+
+            attn_kwargs.update(plan_for_batch(
+                attn_kwargs["subtree_end"], cu_seq_lens=attn_kwargs.get("cu_seq_lens_q"), device=input_ids.device,
+                needs_grad=torch.is_grad_enabled(),
+            ))
+        else:
+            attn_kwargs.update(self._attention_plan(input_ids, position_ids, attention_mask, attn_kwargs))
         out = self.base(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -127,3 +127,82 @@ def tiny_qwen3_dir(path: str | os.PathLike, tokenizer, *, seed: int = 0, **size:
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return Path(path)
+
+
+# ----------------------------------------------------------------------------- prefix trees
+TREE_COLUMNS = ("input_ids", "labels", "parent", "position_ids", "length", "linear_length", "source_index")
+
+
+def tree_rows_from_examples(examples) -> list[dict[str, Any]]:
+    """Merge linear examples of the same conversation into prefix-tree rows (docs/trees.md).
+
+    ``examples``: rows with ``input_ids``, ``labels`` and ``source_index`` (e.g. linear
+    ``sftdata.prepare(..., turn_policy="exact")`` output: the conversation's rendering first,
+    then one example per rewritten turn). Rows of one ``source_index`` are inserted in order
+    into a :class:`sftdata.tree.TrieBuilder` (a row that already is a tree, with a non-empty
+    ``parent``, is inserted as its root-to-leaf paths); returns one row per source with the
+    columns of :data:`TREE_COLUMNS` (``parent``/``position_ids`` empty for a single path), in
+    order of first appearance. Tests and benchmarks use it to build tree rows from any layout.
+    """
+    from sftdata.tree import TrieBuilder, unroll
+
+    groups: dict[int, TrieBuilder] = {}
+    for ex in examples:
+        b = groups.setdefault(int(ex["source_index"]), TrieBuilder())
+        parent = ex.get("parent")
+        if parent is not None and len(parent):
+            for ids, labels in unroll({"input_ids": list(ex["input_ids"]), "labels": list(ex["labels"]),
+                                       "parent": list(parent)}):
+                b.add(ids, labels)
+        else:
+            b.add(list(ex["input_ids"]), list(ex["labels"]))
+    out = []
+    for src, b in groups.items():
+        t = b.build()
+        out.append(dict(input_ids=t.input_ids, labels=t.labels, parent=t.parent, position_ids=t.position_ids,
+                        length=len(t.input_ids), linear_length=t.linear_length, source_index=src))
+    return out
+
+
+def tree_dataset(rows: list[dict[str, Any]]):
+    """A ``datasets.Dataset`` of tree rows with the column types ``sftdata prepare`` writes."""
+    import datasets
+
+    feats = datasets.Features({
+        "input_ids": datasets.Sequence(datasets.Value("int32")), "labels": datasets.Sequence(datasets.Value("int32")),
+        "parent": datasets.Sequence(datasets.Value("int32")), "position_ids": datasets.Sequence(datasets.Value("int32")),
+        "length": datasets.Value("int32"), "linear_length": datasets.Value("int32"),
+        "source_index": datasets.Value("int64"),
+    })
+    return datasets.Dataset.from_list([{k: r[k] for k in TREE_COLUMNS} for r in rows], features=feats)
+
+
+def prepare_tree_dir(rows_or_path: Any, output: str | os.PathLike, tokenizer: Any = None, **options: Any):
+    """Tree rows of ``sftdata.prepare`` with ``turn_policy="exact"``, saved to ``output``; returns
+    the dataset. Where ``prepare`` has no tree layout (no ``layout`` option), its linear rows are
+    merged into tree rows per conversation (:func:`tree_rows_from_examples`)."""
+    import dataclasses
+
+    from sftdata.encoder import EncodeOptions
+    from sftdata.prepare import prepare
+
+    options.setdefault("turn_policy", "exact")
+    if "layout" in {f.name for f in dataclasses.fields(EncodeOptions)}:
+        return prepare(rows_or_path, tokenizer=tokenizer, output=str(output), layout="tree", **options)
+    linear = prepare(rows_or_path, tokenizer=tokenizer, **options)
+    ds = tree_dataset(tree_rows_from_examples(linear))
+    ds.save_to_disk(str(output))
+    return ds
+
+
+def unrolled_dataset(tree_ds):
+    """The linear layout of tree rows (``sftdata.tree.unroll``): one row per root-to-leaf path."""
+    import datasets
+
+    from sftdata.tree import unroll
+
+    rows = []
+    for r in tree_ds:
+        for ids, labels in unroll(r):
+            rows.append({"input_ids": ids, "labels": labels, "length": len(ids), "source_index": r["source_index"]})
+    return datasets.Dataset.from_list(rows)

@@ -69,3 +69,20 @@ def test_gpu_check_wheel_list():
     reqs = wheel_requirements()
     assert {"datasets", "trl", "accelerate", "pyarrow"} <= set(reqs)
     assert not {"torch", "transformers", "numpy", "tokenizers", "jinja2", "safetensors"} & set(reqs)
+
+
+def test_tree_dry_run_on_cpu(tmp_path):
+    """--tree: tree rows vs linear layout vs `all`, and the tree-vs-per-branch check (here on the
+    SDPA tree path in fp32; flex in fp32 and bf16 on a GPU)."""
+    out = _run(["--tree", "--dry-run", "--steps", "1", "--warmup", "0", "--traces", "4", "--check-rows", "2",
+                "--json", str(tmp_path / "t.json")], tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    res = json.loads((tmp_path / "t.json").read_text())
+    layouts = [r["layout"] for r in res["results"]]
+    assert layouts[:2] == ["tree", "linear"] and layouts[-1] == "trunk" and set(layouts) <= {"tree", "linear", "all", "trunk"}
+    tree, linear = res["results"][0], res["results"][1]
+    assert tree["tokens_per_s"] > 0 and tree["steps_per_epoch"] <= linear["steps_per_epoch"]
+    (check,) = res["checks"]
+    assert check["dtype"] == "float32" and check["linear_tokens"] > check["tokens"]
+    assert check["rel_loss"] < 1e-5 and check["max_rel_grad"] < 1e-5
+    assert ("vs all" in out.stdout or "vs trunk" in out.stdout) and "max rel grad" in out.stdout

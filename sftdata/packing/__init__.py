@@ -11,7 +11,10 @@
   the :class:`PackReport` counts every row and token;
 * each packed row keeps ``seq_lengths`` and ``position_ids`` (restarting at 0), which the
   collators in :mod:`sftdata.collate` turn into ``cu_seq_lens`` so attention never crosses a
-  sequence boundary.
+  sequence boundary;
+* a prefix-tree row (``parent`` non-empty, docs/trees.md) is one unit, never split; the
+  packed row keeps its ``parent`` (row-local) and depths as ``position_ids``; over-length
+  trees keep a DFS prefix (``turns``: whole branches are dropped, counted).
 
 Example::
 
@@ -32,7 +35,7 @@ import numpy as np
 from ..errors import ConfigError
 from ._bfd import plan_bfd
 from ._mbs import plan_mbs
-from ._packed import PACKED_SCHEMA, build_packed_table, position_ids_for
+from ._packed import PACKED_SCHEMA, TREE_PACKED_SCHEMA, build_packed_table, position_ids_for
 from ._plan import BinPlan
 from ._truncate import TRUNCATION, scan_rows
 from .report import PackReport, lower_bound_l1, lower_bound_l2
@@ -41,6 +44,7 @@ __all__ = [
     "DEFAULT_STRATEGY",
     "PACKED_SCHEMA",
     "STRATEGIES",
+    "TREE_PACKED_SCHEMA",
     "TRUNCATION",
     "BinPlan",
     "PackReport",
@@ -113,6 +117,8 @@ def pack_dataset(
         dataset: a :class:`datasets.Dataset` with ``input_ids`` and ``labels`` (lists of ints,
             same length; labels unshifted, ``-100`` = not trained) and optionally
             ``source_index`` (carried into the packed rows; the input row number otherwise).
+            Tree rows (columns ``parent``, ``position_ids`` and optionally ``linear_length``,
+            see docs/trees.md) are packed as one unit each.
         max_length: ``L``, the packed row length.
         strategy: one of :data:`STRATEGIES` (default ``mbs``).
         seed: makes the result deterministic: which equal-length sequences share a row and
@@ -120,7 +126,10 @@ def pack_dataset(
         truncation: for sequences longer than ``L``: ``drop`` (reason ``too_long``),
             ``truncate`` (first ``L`` tokens) or ``turns`` (cut after the last trained span
             that ends within ``L``, so no assistant turn is cut); a cut sequence without
-            trained tokens left is dropped (``no_trained_token_after_truncation``).
+            trained tokens left is dropped (``no_trained_token_after_truncation``). A tree
+            keeps a prefix in DFS order (a valid tree): ``truncate`` its first ``L`` tokens,
+            ``turns`` the longest one that ends at a leaf (whole branches dropped) or right
+            after a trained span; root-to-leaf paths cut are counted (``tree_paths_dropped``).
         shuffle: shuffle the packed rows (seeded); ``False`` keeps the planner's order
             (longest sequences first, which correlates row content with position).
         shard_size: plan shards of this many sequences independently (default: global).
@@ -131,7 +140,8 @@ def pack_dataset(
         ``(packed, report)``: a :class:`datasets.Dataset` with the columns of
         :data:`PACKED_SCHEMA` (``input_ids``, ``labels``, ``position_ids``, ``seq_lengths``:
         ``list<int32>``; ``source_index``: ``list<int64>``; ``num_trained_tokens``,
-        ``length``: ``int32``), and a :class:`PackReport`.
+        ``length``: ``int32``; with tree rows also ``parent``: ``list<int32>`` and
+        ``linear_length``: ``int32``, see :data:`TREE_PACKED_SCHEMA`), and a :class:`PackReport`.
     """
     import datasets
     from datasets.table import InMemoryTable
@@ -145,12 +155,6 @@ def pack_dataset(
     missing = [c for c in ("input_ids", "labels") if c not in dataset.column_names]
     if missing:
         raise ConfigError(f"dataset lacks columns {missing}; expected `sftdata prepare` output")
-    if "parent" in dataset.column_names:
-        import pyarrow.compute as pc
-
-        if pc.max(pc.list_value_length(dataset.data.table.column("parent"))).as_py() or 0:
-            raise ConfigError("the dataset holds prefix-tree rows (non-empty 'parent'); pack them after "
-                              "preparing with --layout linear")
     L = int(max_length)
     if getattr(dataset, "_indices", None) is not None:
         dataset = dataset.flatten_indices()
@@ -170,9 +174,12 @@ def pack_dataset(
         source = np.asarray(table.column("source_index").combine_chunks().to_numpy(zero_copy_only=False), dtype=np.int64)
     else:
         source = np.arange(table.num_rows, dtype=np.int64)
+    trees = scan.is_tree is not None
+    cols = ["input_ids", "labels"] + (["parent", "position_ids"] if trees else [])
     out = build_packed_table(
-        table.select(["input_ids", "labels"]), kept, lengths, scan.trained_kept[kept], source[kept], plan,
-        num_threads=num_proc,
+        table.select(cols), kept, lengths, scan.trained_kept[kept], source[kept], plan,
+        num_threads=num_proc, is_tree=scan.is_tree[kept] if trees else None,
+        linear_kept=scan.linear_kept[kept] if trees else None,
     )
     # an explicit fingerprint: otherwise datasets hashes (pickles) the whole table
     fingerprint = _fingerprint(dataset, L, strategy, seed, truncation, shuffle, shard_size, strategy_options)
@@ -196,6 +203,10 @@ def pack_dataset(
     )
     report.dropped = {str(r): int(c) for r, c in zip(reasons, counts)}
     report.truncated_rows = int(((scan.keep > 0) & (scan.keep < scan.lengths)).sum())
+    report.linear_tokens_out = int(scan.linear_kept.sum())
+    if trees:
+        report.tree_rows = int(scan.is_tree.sum())
+        report.tree_paths_dropped = int(scan.paths_dropped.sum())
     report.lower_bound = lower_bound_l1(report.tokens_out, L)
     report.lower_bound_l2 = lower_bound_l2(lengths, L)
     report.fill = report.tokens_out / (report.bins * L) if report.bins else 0.0
@@ -227,17 +238,28 @@ def unpack_row(row: dict) -> list[dict]:
     """Split one packed row back into its sequences.
 
     Returns a list of ``{"input_ids", "labels", "source_index"}`` dicts (lists of ints), in
-    row order.
+    row order. A row of a tree dataset (with a ``parent`` column) also gives every sequence
+    its ``parent`` (sequence-local) and ``position_ids``, both empty for a single path, as in
+    prepared tree rows.
     """
+    trees = row.get("parent") is not None
+    parent = np.asarray(row["parent"], dtype=np.int64) if trees and len(row["parent"]) else None
     out, start = [], 0
     for n, src in zip(row["seq_lengths"], row["source_index"]):
         n = int(n)
-        out.append(
-            {
-                "input_ids": list(row["input_ids"][start : start + n]),
-                "labels": list(row["labels"][start : start + n]),
-                "source_index": int(src),
-            }
-        )
+        seq = {
+            "input_ids": list(row["input_ids"][start : start + n]),
+            "labels": list(row["labels"][start : start + n]),
+            "source_index": int(src),
+        }
+        if trees and parent is None:
+            seq["parent"], seq["position_ids"] = [], []
+        elif parent is not None:
+            p = parent[start : start + n]
+            p = np.where(p >= 0, p - start, -1)
+            path = bool((p == np.arange(n) - 1).all())
+            seq["parent"] = [] if path else p.tolist()
+            seq["position_ids"] = [] if path else [int(x) for x in row["position_ids"][start : start + n]]
+        out.append(seq)
         start += n
     return out

@@ -13,6 +13,19 @@ A packed row is the concatenation of the kept prefixes of its sequences. Columns
 ``length``           ``int32``        ``sum(seq_lengths)``
 ==================== ================ ==============================================
 
+When the input holds prefix-tree rows (a ``parent`` column, see docs/trees.md), each tree is
+one sequence of ``seq_lengths`` and two columns are added (:data:`TREE_PACKED_SCHEMA`):
+
+==================== ================ ==============================================
+``parent``           ``list<int32>``  row-local parent of every token, ``-1`` at every
+                                      sequence start (and root); **empty** for a row
+                                      without a tree (its sequences are plain chains)
+``linear_length``    ``int32``        tokens the row's examples take as linear rows
+==================== ================ ==============================================
+
+``position_ids`` of a tree are its depths (a linear sequence's ramp is its depth too), so
+``position_ids`` alone still describe the row when a trainer drops the other columns.
+
 Gathering tokens is one ``memcpy`` per sequence (``np.concatenate`` of zero-copy views of the
 source rows' kept prefixes, about 3x faster than an Arrow ``take``); ``position_ids`` are
 slices of one ramp.
@@ -26,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._plan import BinPlan
+from ._tree import tree_columns
 
 PACKED_SCHEMA = pa.schema(
     [
@@ -37,6 +51,11 @@ PACKED_SCHEMA = pa.schema(
         ("num_trained_tokens", pa.int32()),
         ("length", pa.int32()),
     ]
+)
+
+#: packed rows of an input with tree rows: two more columns (see the module docstring)
+TREE_PACKED_SCHEMA = PACKED_SCHEMA.append(pa.field("parent", pa.list_(pa.int32()))).append(
+    pa.field("linear_length", pa.int32())
 )
 
 
@@ -87,8 +106,11 @@ def _list(values: np.ndarray, offsets: np.ndarray, typ: pa.DataType) -> pa.Array
 
 
 def _build_chunk(ids_col: _ListColumn, lab_col: _ListColumn, rows: np.ndarray, keep: np.ndarray,
-                 trained: np.ndarray, source: np.ndarray, bin_sizes: np.ndarray) -> pa.RecordBatch:
-    """Packed rows for consecutive bins holding source ``rows`` (in order), ``bin_sizes`` per bin."""
+                 trained: np.ndarray, source: np.ndarray, bin_sizes: np.ndarray, tree=None) -> pa.RecordBatch:
+    """Packed rows for consecutive bins holding source ``rows`` (in order), ``bin_sizes`` per bin.
+
+    ``tree``: ``(par_col, pos_col, is_tree, linear_kept)`` per item when the input has tree rows.
+    """
     ids = ids_col.gather(rows, keep)
     lab = lab_col.gather(rows, keep)
     pos = position_ids_for(keep)
@@ -100,23 +122,33 @@ def _build_chunk(ids_col: _ListColumn, lab_col: _ListColumn, rows: np.ndarray, k
     np.cumsum(bin_len, out=tok_off[1:])
     if tok_off[-1] >= 2**31:
         raise ValueError("a build chunk exceeds 2**31 tokens; lower chunk_tokens")
+    arrays = [
+        None,  # position_ids, below
+        _list(keep.astype(np.int32), item_off, pa.int32()),
+        _list(source.astype(np.int64), item_off, pa.int64()),
+        pa.array(bin_trained.astype(np.int32), type=pa.int32()),
+        pa.array(bin_len.astype(np.int32), type=pa.int32()),
+    ]
+    schema = PACKED_SCHEMA
+    if tree is not None:
+        par_col, pos_col, is_tree, linear_kept = tree
+        kt = np.where(is_tree, keep, 0)
+        par_values, par_offsets, pos = tree_columns(
+            par_col.gather(rows, kt), pos_col.gather(rows, kt), is_tree, keep, item_off, bin_len, pos
+        )
+        bin_linear = np.add.reduceat(linear_kept, item_off[:-1]) if keep.size else np.zeros(0, np.int64)
+        arrays += [_list(par_values, par_offsets, pa.int32()), pa.array(bin_linear.astype(np.int32), type=pa.int32())]
+        schema = TREE_PACKED_SCHEMA
+    arrays[0] = _list(pos, tok_off, pa.int32())
     return pa.RecordBatch.from_arrays(
-        [
-            _list(ids, tok_off, pa.int32()),
-            _list(lab, tok_off, pa.int32()),
-            _list(pos, tok_off, pa.int32()),
-            _list(keep.astype(np.int32), item_off, pa.int32()),
-            _list(source.astype(np.int64), item_off, pa.int64()),
-            pa.array(bin_trained.astype(np.int32), type=pa.int32()),
-            pa.array(bin_len.astype(np.int32), type=pa.int32()),
-        ],
-        schema=PACKED_SCHEMA,
+        [_list(ids, tok_off, pa.int32()), _list(lab, tok_off, pa.int32()), *arrays], schema=schema
     )
 
 
 def build_packed_table(table: pa.Table, rows: np.ndarray, keep: np.ndarray, trained: np.ndarray,
                        source: np.ndarray, plan: BinPlan, *, chunk_tokens: int = 1 << 22,
-                       num_threads: int | None = None) -> pa.Table:
+                       num_threads: int | None = None, is_tree: np.ndarray | None = None,
+                       linear_kept: np.ndarray | None = None) -> pa.Table:
     """Materialise ``plan`` into an Arrow table with :data:`PACKED_SCHEMA`.
 
     Args:
@@ -126,9 +158,14 @@ def build_packed_table(table: pa.Table, rows: np.ndarray, keep: np.ndarray, trai
         plan: bins over the planned items.
         chunk_tokens: tokens per built record batch (bounds peak memory).
         num_threads: build record batches in parallel threads (numpy/Arrow release the GIL).
+        is_tree, linear_kept: per planned item, when the input has tree rows (``table`` then
+            also has ``parent`` and ``position_ids``): the output gets :data:`TREE_PACKED_SCHEMA`.
     """
     ids_col = _ListColumn(table.column("input_ids"))
     lab_col = _ListColumn(table.column("labels"))
+    trees = is_tree is not None
+    if trees:
+        par_col, pos_col = _ListColumn(table.column("parent")), _ListColumn(table.column("position_ids"))
     sizes = np.diff(plan.offsets)
     bin_tokens = plan.bin_lengths(keep)
     cum = np.cumsum(bin_tokens)
@@ -140,10 +177,11 @@ def build_packed_table(table: pa.Table, rows: np.ndarray, keep: np.ndarray, trai
     jobs = []
     for b0, b1 in zip(bounds[:-1], bounds[1:]):
         items = plan.order[plan.offsets[b0] : plan.offsets[b1]]
-        jobs.append((ids_col, lab_col, rows[items], keep[items], trained[items], source[items], sizes[b0:b1]))
+        tree = (par_col, pos_col, is_tree[items], linear_kept[items]) if trees else None
+        jobs.append((ids_col, lab_col, rows[items], keep[items], trained[items], source[items], sizes[b0:b1], tree))
     if num_threads and num_threads > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(max_workers=num_threads) as ex:
             batches = list(ex.map(lambda j: _build_chunk(*j), jobs))
     else:
         batches = [_build_chunk(*j) for j in jobs]
-    return pa.Table.from_batches(batches, schema=PACKED_SCHEMA)
+    return pa.Table.from_batches(batches, schema=TREE_PACKED_SCHEMA if trees else PACKED_SCHEMA)

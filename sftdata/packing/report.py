@@ -67,6 +67,10 @@ class PackReport:
         dropped: rows dropped, by reason (``too_long``, ``no_trained_token_after_truncation``,
             ``empty``).
         truncated_rows: rows shortened to fit ``max_length`` (and kept).
+        tree_rows: input rows holding a prefix tree (docs/trees.md); each is one sequence here.
+        tree_paths_dropped: root-to-leaf paths of trees whose leaf was cut by truncation.
+        linear_tokens_out: tokens the packed examples would take in the linear layout
+            (``tokens_out`` when there is no tree).
         plan_seconds, build_seconds: time to plan the bins / to build the Arrow rows.
         strategy_info: strategy details (e.g. the ``mbs`` tie-break window and repair history).
     """
@@ -91,6 +95,9 @@ class PackReport:
     trained_tokens_truncated: int = 0
     dropped: dict = field(default_factory=dict)
     truncated_rows: int = 0
+    tree_rows: int = 0
+    tree_paths_dropped: int = 0
+    linear_tokens_out: int = 0
     plan_seconds: float = 0.0
     build_seconds: float = 0.0
     strategy_info: dict = field(default_factory=dict)
@@ -136,6 +143,12 @@ class PackReport:
         if self.dropped or self.truncated_rows:
             drops = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.dropped.items())) or "none"
             lines.append(f"dropped rows: {drops}; truncated rows: {self.truncated_rows:,}")
+        if self.tree_rows:
+            ratio = self.linear_tokens_out / self.tokens_out if self.tokens_out else 0.0
+            lines.append(
+                f"prefix trees: {self.tree_rows:,} rows; {self.tokens_out:,} tokens stored for {self.linear_tokens_out:,} "
+                f"in the linear layout ({ratio:.2f}x); root-to-leaf paths cut by truncation: {self.tree_paths_dropped:,}"
+            )
         lines.append(f"plan {self.plan_seconds:.2f}s, build {self.build_seconds:.2f}s")
         return "\n".join(lines)
 

@@ -1,0 +1,147 @@
+"""Packing prefix-tree rows: one unit each, tree columns kept, over-length trees cut by branches."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sftdata.collate import PaddingFreeCollator
+from sftdata.testing.tree_strategies import linear_rows, tree_rows
+from sftdata.packing import PACKED_SCHEMA, TREE_PACKED_SCHEMA, pack_dataset, unpack_row
+from sftdata.tree import IGNORE_INDEX, check_tree, linear_length, subtree_end
+from sftdata_train.testing import tree_dataset
+
+
+def as_rows(rows):
+    out = []
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        par = r.get("parent", [])
+        out.append(dict(input_ids=r["input_ids"], labels=r["labels"], parent=par, position_ids=r.get("position_ids", []),
+                        length=n, linear_length=linear_length(par, n), source_index=i))
+    return out
+
+
+def trained(r):
+    par = r["parent"] or [-1] + list(range(len(r["labels"]) - 1))
+    return sum(1 for y, p in zip(r["labels"], par) if y != IGNORE_INDEX and p >= 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(tree_rows(), linear_rows()), min_size=1, max_size=12), st.integers(40, 90),
+       st.sampled_from(["mbs", "bfd"]))
+def test_trees_pack_as_units(rows, L, strategy):
+    rows = [r for r in as_rows(rows) if r["length"] <= L]
+    if not rows:
+        return
+    ds = tree_dataset(rows)
+    packed, report = pack_dataset(ds, L, strategy=strategy, seed=3)
+    assert packed.features.arrow_schema.names == TREE_PACKED_SCHEMA.names
+    assert report.tree_rows == sum(1 for r in rows if r["parent"])
+    assert report.trained_tokens_in == report.trained_tokens_out == sum(trained(r) for r in rows)
+    assert report.linear_tokens_out == sum(r["linear_length"] for r in rows)
+    units = {}
+    for row in packed:
+        assert row["length"] <= L
+        assert row["linear_length"] == sum(rows[s]["linear_length"] for s in row["source_index"])
+        assert row["num_trained_tokens"] == sum(trained(rows[s]) for s in row["source_index"])
+        has_tree = any(rows[s]["parent"] for s in row["source_index"])
+        assert bool(row["parent"]) == has_tree  # rows without a tree keep the plain layout
+        if has_tree:
+            check_tree(row["input_ids"], row["labels"], row["parent"], row["position_ids"])
+        for u in unpack_row(row):
+            units[u["source_index"]] = u
+        # the packed row collates to the same tensors as its units given one by one
+        a = PaddingFreeCollator()([row])
+        b = PaddingFreeCollator()([{k: u[k] for k in ("input_ids", "labels", "parent", "position_ids")}
+                                   for u in unpack_row(row)])
+        for k, v in a.items():
+            if isinstance(v, torch.Tensor) and k not in ("cu_seq_lens_q", "cu_seq_lens_k"):
+                assert (v == b[k]).all(), k
+    assert sorted(units) == list(range(len(rows)))
+    for s, u in units.items():
+        for k in ("input_ids", "labels", "parent", "position_ids"):
+            assert u[k] == rows[s][k], k
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.one_of(tree_rows(), linear_rows()), min_size=4, max_size=30))
+def test_mbs_never_uses_more_rows_than_bfd_on_trees(rows):
+    ds = tree_dataset(as_rows(rows))
+    L = max(r["length"] for r in as_rows(rows)) + 8
+    mbs = pack_dataset(ds, L, strategy="mbs")[1]
+    bfd = pack_dataset(ds, L, strategy="bfd")[1]
+    assert mbs.bins <= bfd.bins and mbs.fill >= bfd.fill
+
+
+@settings(max_examples=80, deadline=None)
+@given(tree_rows(), st.integers(3, 30), st.sampled_from(["turns", "truncate", "drop"]))
+def test_over_length_trees_keep_a_valid_prefix(row, L, truncation):
+    rows = as_rows([row])
+    r = rows[0]
+    if not r["parent"] or r["length"] <= L:
+        return
+    packed, report = pack_dataset(tree_dataset(rows), L, truncation=truncation)
+    report.check()
+    if truncation == "drop":
+        assert len(packed) == 0 and report.dropped == {"too_long": 1}
+        return
+    if len(packed) == 0:
+        assert report.dropped == {"no_trained_token_after_truncation": 1}
+        return
+    out = packed[0]
+    k = out["length"]
+    assert k <= L and out["input_ids"] == r["input_ids"][:k] and out["labels"] == r["labels"][:k]
+    par = out["parent"] or []
+    if par:  # a DFS prefix: the same parents, every kept token keeps its whole context
+        assert par == r["parent"][:k]
+        check_tree(out["input_ids"], out["labels"], par, out["position_ids"])
+    if truncation == "turns":
+        nxt = r["parent"][k] if k < len(r["parent"]) else -2
+        leaf_end = nxt != k - 1
+        lab = np.array(r["labels"]) != IGNORE_INDEX
+        lab &= np.array(r["parent"]) >= 0
+        assert leaf_end or (lab[k - 1] and not lab[k]), "cut inside a branch and inside a trained span"
+    assert report.trained_tokens_out == out["num_trained_tokens"]
+    leaves = lambda p: int(np.count_nonzero(np.append(np.asarray(p)[1:], -1) != np.arange(len(p))))  # noqa: E731
+    kept_leaves = leaves(r["parent"][:k]) - (1 if k < r["length"] and r["parent"][k] == k - 1 else 0)
+    assert report.tree_paths_dropped == leaves(r["parent"]) - kept_leaves
+    assert out["linear_length"] == linear_length(r["parent"][:k], k) == report.linear_tokens_out
+
+
+def test_turns_drops_whole_branches():
+    # trunk 0..5 (untrained), branch A below 2 (trained, 3 tokens), branch B below 1 (trained, 4 tokens)
+    parent = [-1, 0, 1, 2, 3, 4, 2, 6, 7, 1, 9, 10, 11]
+    ids = list(range(1, 14))
+    labels = [IGNORE_INDEX] * 6 + ids[6:]
+    depth = [0, 1, 2, 3, 4, 5, 3, 4, 5, 2, 3, 4, 5]
+    assert subtree_end(parent).tolist()[9] == 13
+    row = dict(input_ids=ids, labels=labels, parent=parent, position_ids=depth, length=13,
+               linear_length=linear_length(parent), source_index=0)
+    packed, report = pack_dataset(tree_dataset([row]), 11, truncation="turns")
+    assert packed[0]["length"] == 9  # branch B (tokens 9..12) does not fit: dropped whole
+    assert report.tree_paths_dropped == 1 and report.trained_tokens_truncated == 4
+    assert report.truncated_rows == 1 and "root-to-leaf paths cut by truncation: 1" in report.summary()
+
+
+def test_linear_rows_pack_exactly_as_before():
+    ds = datasets.Dataset.from_list([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "source_index": 0},
+                                     {"input_ids": [4, 5], "labels": [4, 5], "source_index": 1}])
+    packed, report = pack_dataset(ds, 8)
+    assert packed.features.arrow_schema.names == PACKED_SCHEMA.names
+    assert report.tree_rows == 0 and report.linear_tokens_out == report.tokens_out == 5
+    assert "prefix trees" not in report.summary()
+
+
+def test_tree_rows_without_depths_are_refused():
+    ds = datasets.Dataset.from_list([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "parent": [-1, 0, 0]}])
+    with pytest.raises(Exception, match="position_ids"):
+        pack_dataset(ds, 8)
+    ds = datasets.Dataset.from_list([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "parent": [-1, 0],
+                                      "position_ids": [0, 1]}])
+    with pytest.raises(Exception, match="row 0: a tree row needs parent and position_ids"):
+        pack_dataset(ds, 8)
