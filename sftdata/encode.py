@@ -89,6 +89,7 @@ class _Seq:
     labels: list[int]
     message: int
     prompt_len: int = 0
+    shared_with_f: int = 0  # leading tokens known to equal the training rendering's
 
 
 class ConversationEncoder:
@@ -118,6 +119,7 @@ class ConversationEncoder:
         self.max_length = max_length
         self.truncation = truncation
         self.marked = marked
+        self._shared: dict[str, int] = {}
         spec = json.loads(tokenizer.backend_tokenizer.to_str())
         probe = self.segments.encode(["a"])[0]
         self._in_context = _metaspace_first(spec.get("pre_tokenizer")) or self.segments.decode(probe) != "a"
@@ -132,14 +134,33 @@ class ConversationEncoder:
 
         Returns, per conversation, its rows or the :class:`RowError` that rejects it.
         """
+        # 1. the training renderings, with their piece structure
+        layouts = self.segments.layouts([r.text for r in rendered])
+        ids: dict[str, list[int]] = {}
+        for r, lay in zip(rendered, layouts):
+            if lay is not None:
+                ids[r.text] = lay.ids
+        # 2. prompts that are prefixes of their conversation's rendering reuse its pieces;
+        #    every other text is encoded piece by piece (cached)
+        prefix_jobs, shared = [], {}
         texts: list[str] = []
-        for r in rendered:
-            texts.append(r.text)
+        for r, lay in zip(rendered, layouts):
+            if r.text not in ids:
+                texts.append(r.text)
             for t in r.turns:
-                texts.append(t.prompt)
+                if lay is not None and t.prompt not in shared and r.text.startswith(t.prompt):
+                    shared[t.prompt] = len(prefix_jobs)
+                    prefix_jobs.append((lay, t.prompt))
+                elif lay is None or not r.text.startswith(t.prompt):
+                    texts.append(t.prompt)
                 texts.append(t.full if t.mode == "prompt_mismatch" else t.generated)
-        unique = list(dict.fromkeys(texts))
-        ids = dict(zip(unique, self.segments.encode(unique)))
+        prefixed = self.segments.encode_prefixes(prefix_jobs) if prefix_jobs else []
+        for (_, prompt), (p_ids, n) in zip(prefix_jobs, prefixed):
+            ids[prompt] = p_ids
+            shared[prompt] = n
+        unique = [t for t in dict.fromkeys(texts) if t not in ids]
+        ids.update(zip(unique, self.segments.encode(unique)))
+        self._shared = shared  # prompt -> leading tokens known to equal the rendering's
         out: list[list[EncodedExample] | RowError] = []
         for r in rendered:
             try:
@@ -186,7 +207,9 @@ class ConversationEncoder:
         labels = list(gen_ids)
         for a, b in t.masked:
             self._mask(labels, generated, a - gen_start, b - gen_start)
-        return _Seq(prompt_ids + gen_ids, [IGNORE_INDEX] * len(prompt_ids) + labels, t.message, len(prompt_ids))
+        known = self._shared.get(t.prompt, 0) if t.mode != "prompt_mismatch" else 0
+        return _Seq(prompt_ids + gen_ids, [IGNORE_INDEX] * len(prompt_ids) + labels, t.message, len(prompt_ids),
+                    min(known, len(prompt_ids)))
 
     def _generated_ids(self, prompt: str, prompt_ids: list[int], generated: str, ids: dict[str, list[int]]) -> list[int]:
         if not self._in_context:
@@ -234,7 +257,7 @@ class ConversationEncoder:
         b = TrieBuilder()
         b.add(f_ids, [IGNORE_INDEX] * len(f_ids), trained_from=len(f_ids))
         for s in seqs:
-            in_place = b.add(s.ids, s.labels, trained_from=s.prompt_len) == len(s.ids)
+            in_place = b.add(s.ids, s.labels, trained_from=s.prompt_len, known_prefix=s.shared_with_f) == len(s.ids)
             if stats is not None:
                 stats.in_place_turns += int(in_place)
                 stats.branched_turns += int(not in_place)

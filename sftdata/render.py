@@ -176,11 +176,17 @@ def _perturbed(message: dict) -> dict:
 
 
 def _own_texts(message: dict) -> list[str]:
-    """Non-empty text of a message, to check that a turn holds none of another message's text."""
+    """Text of a message's own fields (content, reasoning, tool-call names and arguments)."""
     out = [message.get(k) for k in ("content", "reasoning_content")]
     for c in message.get("tool_calls") or ():
-        out.append((c.get("function") or {}).get("name"))
+        fn = c.get("function") or {}
+        out += [fn.get("name"), fn.get("arguments") if isinstance(fn.get("arguments"), str) else json.dumps(fn.get("arguments"))]
     return [t.strip() for t in out if isinstance(t, str) and t.strip()]
+
+
+#: Another message's content shorter than this is not looked for in an isolated turn (short
+#: strings occur by chance).
+_MIN_FOREIGN_TEXT = 8
 
 
 class Renderer:
@@ -436,16 +442,18 @@ class Renderer:
         return start + len(header)
 
     def _check_isolated(self, k: int, generated: str) -> None:
+        """The text found for a turn whose history was rewritten must hold no other message's
+        content (a template that merges messages into one block, e.g. Apertus' tool outputs)."""
         own = _own_texts(self._messages[k])
         for j, m in enumerate(self._messages):
-            for text in _own_texts(m) if j != k else ():
-                if text in generated and not any(text in o for o in own):
-                    raise RowError(
-                        Reason.TURN_NOT_ISOLATED,
-                        f"the text found for this turn also holds messages[{j}]'s text ({text[:40]!r}); the template "
-                        "merges several messages into one block, so the turn cannot be trained on its own",
-                        field=f"messages[{k}]",
-                    )
+            text = m.get("content").strip() if j != k and isinstance(m.get("content"), str) else ""
+            if len(text) >= _MIN_FOREIGN_TEXT and text in generated and not any(text in o for o in own):
+                raise RowError(
+                    Reason.TURN_NOT_ISOLATED,
+                    f"the text found for this turn also holds messages[{j}]'s text ({text[:40]!r}); the template "
+                    "merges several messages into one block, so the turn cannot be trained on its own",
+                    field=f"messages[{k}]",
+                )
 
 
 def _rfind_unmarked(text: str, sub: str, end: int, marked: bool) -> int:

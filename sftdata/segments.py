@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
+from dataclasses import dataclass
 from typing import Sequence
 
 from .control_tokens import MARK_END, MARK_START
@@ -46,6 +48,22 @@ def _metaspace_first(node) -> bool:
     if isinstance(node, list):
         return any(_metaspace_first(v) for v in node)
     return False
+
+
+@dataclass(slots=True)
+class Layout:
+    """A text split at its added tokens, with the token ids of each piece's start.
+
+    ``pieces`` alternate text and added token (``[text, added, text, ..., text]``);
+    ``char_starts[i]`` / ``tok_starts[i]`` are where piece ``i`` starts in characters / tokens
+    (one more entry for the end).
+    """
+
+    text: str
+    ids: list[int]
+    pieces: list[str]
+    char_starts: list[int]
+    tok_starts: list[int]
 
 
 class SegmentEncoder:
@@ -98,6 +116,71 @@ class SegmentEncoder:
             return self._encode_split(texts)
         return self._encode_whole(texts)
 
+    def layouts(self, texts: Sequence[str]) -> list[Layout | None]:
+        """:meth:`encode` plus each text's piece structure (``None`` when pieces are not encoded
+        on their own, see :attr:`split_exact`), for :meth:`encode_prefixes`."""
+        if not self.split_exact:
+            return [None] * len(texts)
+        split = [self._split_re.split(t) for t in texts]
+        self._fill(split)
+        out: list[Layout | None] = []
+        cache, added = self._cache, self._added_ids
+        for text, parts in zip(texts, split):
+            ids: list[int] = []
+            char_starts, tok_starts = [], []
+            pos = 0
+            for i, p in enumerate(parts):
+                char_starts.append(pos)
+                tok_starts.append(len(ids))
+                pos += len(p)
+                if i % 2:
+                    ids.append(added[p])
+                elif p:
+                    ids.extend(cache[p])
+            char_starts.append(pos)
+            tok_starts.append(len(ids))
+            out.append(Layout(text, ids, parts, char_starts, tok_starts))
+        return out
+
+    def encode_prefixes(self, jobs: Sequence[tuple[Layout, str]]) -> list[tuple[list[int], int]]:
+        """Token ids of texts that are prefixes of already split texts, reusing their pieces.
+
+        Every piece of the base text before the piece the prefix ends in is a piece of the prefix
+        too (an added-token match wholly inside the prefix is matched in it, and no new match can
+        start before it); only the rest is split and encoded. A prefix that ends inside an added
+        token turns that token's text into plain text joined to the text piece before it, so that
+        piece is encoded again too.
+
+        Args:
+            jobs: ``(layout, prefix)`` pairs with ``layout.text.startswith(prefix)``.
+
+        Returns:
+            ``(ids, shared)`` per job: the prefix's ids, and how many leading tokens are known to
+            equal the base text's (at least; the true common prefix may be longer).
+        """
+        tails, cuts = [], []
+        for layout, prefix in jobs:
+            n = len(prefix)
+            q = bisect_right(layout.char_starts, n) - 1
+            q = min(q, len(layout.pieces) - 1)
+            if q % 2 and layout.char_starts[q] != n:
+                # the prefix cuts an added token: its text joins the text piece before it
+                q -= 1
+            if layout.char_starts[q] == n:  # ends where a piece starts: nothing to re-split
+                cuts.append((layout, q, None))
+                continue
+            cuts.append((layout, q, len(tails)))
+            tails.append(prefix[layout.char_starts[q] :])
+        tail_ids = self.encode(tails) if tails else []
+        out = []
+        for layout, q, t in cuts:
+            shared = layout.tok_starts[q]
+            ids = layout.ids[:shared]
+            if t is not None:
+                ids.extend(tail_ids[t])
+            out.append((ids, shared))
+        return out
+
     def offsets(self, text: str) -> list[tuple[int, int]]:
         """Character ``(start, end)`` of every token of ``text`` (the rare path: no cache).
 
@@ -111,33 +194,41 @@ class SegmentEncoder:
         return self.backend.decode(list(ids), skip_special_tokens=False)
 
     # -- internals ---------------------------------------------------------------------
-    def _remember(self, key: str, ids: list[int]) -> None:
-        if self._cached_chars > self.cache_chars:
-            self._cache.clear()
-            self._cached_chars = 0
-        self._cache[key] = ids
-        self._cached_chars += len(key)
-
     def _encode_whole(self, texts: Sequence[str]) -> list[list[int]]:
         todo = list({t for t in texts if t not in self._cache})
+        if self._cached_chars + sum(len(t) for t in todo) > self.cache_chars:
+            self._cache.clear()
+            self._cached_chars = 0
+            todo = list(set(texts))
         plain = [t for t in todo if not (self.marked and (MARK_START in t or MARK_END in t))]
         for t, enc in zip(plain, self.backend.encode_batch_fast(plain, add_special_tokens=False) if plain else ()):
-            self._remember(t, enc.ids)
+            self._cache[t] = enc.ids
         for t in todo:
             if t not in self._cache:
-                self._remember(t, self._marked(t)[0])
+                self._cache[t] = self._marked(t)[0]
+        self._cached_chars += sum(len(t) for t in todo)
         return [list(self._cache[t]) for t in texts]
+
+    def _fill(self, split: list[list[str]]) -> None:
+        """Encode (in one batch) every text piece of ``split`` not in the cache yet."""
+        missing = {p for parts in split for p in parts[0::2] if p and p not in self._cache}
+        if self._cached_chars + sum(len(p) for p in missing) > self.cache_chars:
+            self._cache.clear()  # make room now: the pieces of this call must stay until assembled
+            self._cached_chars = 0
+            missing = {p for parts in split for p in parts[0::2] if p}
+        plain = [p for p in missing if not (self.marked and (MARK_START in p or MARK_END in p))]
+        for p, enc in zip(plain, self.backend.encode_batch_fast(plain, add_special_tokens=False) if plain else ()):
+            self._cache[p] = enc.ids
+            self._cached_chars += len(p)
+        for p in missing:
+            if p not in self._cache:
+                self._cache[p] = self._marked(p)[0]
+                self._cached_chars += len(p)
 
     def _encode_split(self, texts: Sequence[str]) -> list[list[int]]:
         assert self._split_re is not None
         split = [self._split_re.split(t) for t in texts]  # [piece, added, piece, added, ..., piece]
-        missing = {p for parts in split for p in parts[0::2] if p and p not in self._cache}
-        plain = [p for p in missing if not (self.marked and (MARK_START in p or MARK_END in p))]
-        for p, enc in zip(plain, self.backend.encode_batch_fast(plain, add_special_tokens=False) if plain else ()):
-            self._remember(p, enc.ids)
-        for p in missing:
-            if p not in self._cache:
-                self._remember(p, self._marked(p)[0])
+        self._fill(split)
         out = []
         cache, added = self._cache, self._added_ids
         for parts in split:

@@ -149,12 +149,14 @@ class TrieBuilder:
         self._pivot_lcp: list[int] = []  # each path's common prefix with the first path
 
     # -- insertion ----------------------------------------------------------------
-    def add(self, input_ids: Sequence[int], labels: Sequence[int], trained_from: int = 0) -> int:
+    def add(self, input_ids: Sequence[int], labels: Sequence[int], trained_from: int = 0, known_prefix: int = 0) -> int:
         """Insert one sequence. ``labels`` is ``-100`` or the token id at each position.
 
         Args:
             trained_from: no label before this index is trained (a prompt's length): lets
                 long prompts be inserted without scanning their labels.
+            known_prefix: this many leading tokens are known to equal the first sequence's
+                (a prompt encoded as a prefix of the rendering): they are not compared again.
 
         Raises:
             ValueError: different lengths, an empty sequence, or a label that is neither
@@ -163,13 +165,14 @@ class TrieBuilder:
         Returns:
             the length of the prefix this sequence has in common with the first one inserted.
         """
-        ids, labs = list(input_ids), list(labels)
+        ids = input_ids if type(input_ids) is list else list(input_ids)
+        labs = labels if type(labels) is list else list(labels)
         if len(ids) != len(labs) or not ids:
             raise ValueError(f"a tree sequence needs tokens and labels of the same non-zero length, got {len(ids)} and {len(labs)}")
         trained = [i for i in range(max(trained_from, 0), len(labs)) if labs[i] != IGNORE_INDEX]
         if any(labs[i] != ids[i] for i in trained):
             raise ValueError("labels must be -100 or equal to input_ids at every position")
-        best, best_len = self._longest_shared(ids)
+        best, best_len = self._longest_shared(ids, known_prefix)
         segs = self._paths[best][1] if best is not None else []
         share = self._safe_share(segs, best_len, ids, labs, trained)
         for i in trained:
@@ -188,7 +191,7 @@ class TrieBuilder:
         self._paths.append((ids, new_segs))
         return self._pivot_lcp[-1]
 
-    def _longest_shared(self, ids: list[int]) -> tuple[int | None, int]:
+    def _longest_shared(self, ids: list[int], known: int = 0) -> tuple[int | None, int]:
         """(path index, length) of the longest common prefix of ``ids`` with an inserted path.
 
         With ``l(a, b)`` the common prefix length, ``l(x, p) = min(l(x, F), l(p, F))`` whenever
@@ -196,7 +199,9 @@ class TrieBuilder:
         need comparing, and only beyond that point."""
         if not self._paths:
             return None, 0
-        pivot = self._last_pivot = common_prefix_len(ids, self._paths[0][0])
+        first = self._paths[0][0]
+        known = min(known, len(ids), len(first))
+        pivot = self._last_pivot = known + common_prefix_len(ids[known:], first[known:])
         best, best_len = (0, pivot) if pivot else (None, 0)
         for p in range(1, len(self._paths)):
             lp = self._pivot_lcp[p]
