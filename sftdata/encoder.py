@@ -20,6 +20,7 @@ from .encode import EncodedExample, EncodeStats, SpanEncoder
 from .errors import ConfigError, RowError
 from .render import Renderer, RenderStats, TurnPolicy
 from .schema import Conversation, TextExample
+from .render_limits import RenderLimits
 from .template import ChatTemplate
 from .tokenizer import control_token_pattern, control_tokens, end_of_turn_tokens, special_tokens_map, template_source
 
@@ -43,6 +44,10 @@ class EncodeOptions:
         end_of_turn: explicit end-of-turn tokens (default: detected).
         format: input format (``None``: auto-detect per row).
         messages_field / tools_field: keys holding the conversation / the tools.
+        render_timeout: wall-clock limit of one template render, seconds (``None``: none);
+            a row that exceeds it is rejected ``render_limit``.
+        render_max_chars: output-size limit of one template render, characters
+            (``None``: none); see :mod:`sftdata.render_limits`.
     """
 
     turn_policy: str = "exact"
@@ -57,6 +62,8 @@ class EncodeOptions:
     format: str | None = None
     messages_field: str | None = None
     tools_field: str | None = None
+    render_timeout: float | None = 10.0
+    render_max_chars: int | None = 16_000_000
 
     def __post_init__(self) -> None:
         try:
@@ -69,6 +76,10 @@ class EncodeOptions:
             raise ConfigError(f"special_tokens_in_content must be 'reject', 'text' or 'allow', got {self.special_tokens_in_content!r}")
         if self.max_length is not None and self.max_length < 1:
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
+        try:
+            RenderLimits(self.render_timeout, self.render_max_chars)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +122,12 @@ class Encoder:
         """Renderer + control-token pattern for the template transformers would pick."""
         if has_tools not in self._templates:
             source = template_source(self.tokenizer, [{}] if has_tools else None)
-            tmpl = ChatTemplate(source, special_tokens_map(self.tokenizer), self.options.template_kwargs)
+            tmpl = ChatTemplate(
+                source,
+                special_tokens_map(self.tokenizer),
+                self.options.template_kwargs,
+                limits=RenderLimits(self.options.render_timeout, self.options.render_max_chars),
+            )
             o = self.options
             control = control_tokens(self.tokenizer, source)
             renderer = Renderer(
@@ -128,6 +144,14 @@ class Encoder:
             pattern = control_token_pattern(control) if o.special_tokens_in_content in ("reject", "text") else None
             self._templates[has_tools] = (renderer, pattern)
         return self._templates[has_tools]
+
+    def __getstate__(self) -> dict:
+        """Pickle without the compiled templates (jinja code objects do not pickle); they are
+        rebuilt on first use, so an Encoder works in ``datasets.Dataset.map(num_proc=…)``
+        workers and Ray tasks even after it was used in the parent."""
+        state = dict(self.__dict__)
+        state["_templates"] = {}
+        return state
 
     def template_text(self) -> str:
         return template_source(self.tokenizer, None)
@@ -170,7 +194,13 @@ class Encoder:
         kept = [r for r, _ in fitted if r is not None]
         if not kept:
             reason = fitted[-1][1]
-            raise RowError(reason, f"no example of this row fits max_length={self.options.max_length} ({len(rows)} dropped)", stage="truncate")
+            shortest = min(len(r.input_ids) for r in rows)
+            raise RowError(
+                reason,
+                f"no example of this row fits max_length={self.options.max_length} ({len(rows)} dropped; the shortest is {shortest} tokens)",
+                stage="truncate",
+                length=shortest,
+            )
         return kept
 
     def map_batch(self, batch: Mapping[str, Sequence[Any]], indices: Sequence[int] | None = None) -> dict[str, list]:
