@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,23 +18,28 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import datasets
-
     from ..errors import ConfigError
     from ..show import render_html, render_terminal
+    from ..store import load_output
     from ..tokenizer import load_tokenizer
 
-    ds = datasets.load_from_disk(args.data)
-    if not 0 <= args.index < len(ds):
-        print(f"sftdata show: error: index {args.index} out of range (0..{len(ds) - 1})", file=sys.stderr)
-        return 2
-    name = args.tokenizer
-    stats_path = Path(args.data) / "stats.json"
-    if name is None and stats_path.exists():
-        recorded = json.loads(stats_path.read_text()).get("tokenizer", {}).get("tokenizer_name")
-        name = recorded or None
     try:
-        tok = load_tokenizer(name)
+        ds = load_output(args.data)
+        if len(ds) == 0:
+            raise ConfigError(f"{args.data} has no rows")
+        if not 0 <= args.index < len(ds):
+            raise ConfigError(f"index {args.index} out of range (0..{len(ds) - 1})")
+        missing = [c for c in ("input_ids", "labels") if c not in ds.column_names]
+        if missing:
+            raise ConfigError(f"{args.data} has no {', '.join(missing)} column: not a `sftdata prepare`/`pack` output")
+        name = args.tokenizer
+        stats = getattr(ds, "sftdata_stats", None) or {}
+        if name is None:
+            name = stats.get("tokenizer", {}).get("tokenizer_name") or None
+        try:
+            tok = load_tokenizer(name)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (the tokenizer recorded in stats.json; pass --tokenizer)" if args.tokenizer is None else str(e)) from None
     except ConfigError as e:
         print(f"sftdata show: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,174 @@
+"""``merge``: recombine the outputs of a sharded ``prepare`` (``--num-shards N --shard-index i``)
+into the output an unsharded run would have written: the same rows in the same order, the
+summed ``stats.json`` and one content fingerprint.
+
+Sharding assigns input rows by blocks: block ``b`` (rows ``b*B .. b*B+B-1``, ``B`` =
+``block_rows``) goes to shard ``b % N``. Each shard's rows are in input order, so the
+merged output is the concatenation, block by block, of contiguous slices of the shards
+(memory-mapped, streamed into new files; memory holds the shards' ``source_index``
+columns, 8 bytes per example). ``datasets.concatenate_datasets`` of the shard directories
+gives the same rows grouped by shard instead (fine for training, which shuffles), without
+the merged stats.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .errors import ConfigError
+from .stats import StatsPart, build_stats
+
+
+def _load_stats(d: Path) -> dict:
+    path = d / "stats.json"
+    if not path.is_file():
+        raise ConfigError(f"{d} has no stats.json: not a complete `sftdata prepare` output")
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    if "data" not in stats or "job" not in stats:
+        raise ConfigError(f"{d}: stats.json has no data/job section (written by an older sftdata?): prepare it again")
+    for entry in stats["data"]["files"]:
+        f = d / entry["file"]
+        if not f.is_file() or f.stat().st_size != entry["bytes"]:
+            raise ConfigError(f"{d}: {entry['file']} is missing or does not match stats.json: the directory is incomplete")
+    return stats
+
+
+def _merge_key(job: dict) -> dict:
+    """The parts of a job identity that all shards must share (not paths or mtimes, which
+    differ between the machines of a job array)."""
+    key = {k: v for k, v in job.items() if k not in ("sharding", "inputs")}
+    key["inputs"] = [{k: v for k, v in i.items() if k in ("name", "size", "files", "object")} for i in job.get("inputs", [])]
+    s = job.get("sharding") or {}
+    key["sharding"] = {k: v for k, v in s.items() if k != "shard_index"}
+    return key
+
+
+def _rejects_lines(d: Path) -> Iterator[tuple[int, str]]:
+    path = d / "rejects.jsonl"
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)["row"], line
+
+
+def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool = False, shard_size: int | None = None) -> dict:
+    """Merge shard outputs into ``output`` (see module doc).
+
+    Args:
+        shard_dirs: the output directories of shards ``0..N-1`` (any order).
+        output: the merged directory (written crash-safely, like ``prepare``).
+        overwrite: replace an existing ``output``.
+        shard_size: bytes per output file (default: the shards').
+
+    Returns:
+        The merged ``stats.json`` (a dict).
+
+    Raises:
+        ConfigError: a directory that is not a complete shard output; shards of different
+            jobs (options, tokenizer, inputs, sharding); a missing or repeated shard index.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from .store import JobDir, PartWriter, describe_files, fingerprint_files
+
+    t0 = time.perf_counter()
+    dirs = [Path(d) for d in shard_dirs]
+    if not dirs:
+        raise ConfigError("merge needs at least one shard directory")
+    loaded = [(d, _load_stats(d)) for d in dirs]
+    for d, s in loaded:
+        if not s.get("sharding"):
+            raise ConfigError(f"{d} was not prepared with --num-shards: nothing to merge")
+    n = loaded[0][1]["sharding"]["num_shards"]
+    block = loaded[0][1]["sharding"]["block_rows"]
+    key = _merge_key(loaded[0][1]["job"])
+    for d, s in loaded[1:]:
+        other = _merge_key(s["job"])
+        if other != key:
+            diff = sorted(k for k in set(key) | set(other) if key.get(k) != other.get(k))
+            raise ConfigError(f"{d} belongs to another job than {loaded[0][0]} (different {', '.join(diff)})")
+    by_index: dict[int, tuple[Path, dict]] = {}
+    for d, s in loaded:
+        i = s["sharding"]["shard_index"]
+        if i in by_index:
+            raise ConfigError(f"shard {i} given twice: {by_index[i][0]} and {d}")
+        by_index[i] = (d, s)
+    missing = sorted(set(range(n)) - set(by_index))
+    if missing:
+        raise ConfigError(f"shards {missing} of {n} are missing")
+
+    tables, sources, maps = [], [], []
+    for i in range(n):
+        d, s = by_index[i]
+        batches = []
+        for entry in s["data"]["files"]:
+            mm = pa.memory_map(str(d / entry["file"]))
+            maps.append(mm)
+            batches.extend(pa.ipc.open_stream(mm))
+        from .columns import output_schema
+
+        schema = batches[0].schema if batches else output_schema()
+        table = pa.Table.from_batches(batches, schema=schema)
+        src = np.asarray(table.column("source_index").to_numpy(), dtype=np.int64) if table.num_rows else np.zeros(0, np.int64)
+        if len(src) and (np.any(np.diff(src) < 0) or np.any((src // block) % n != i)):
+            raise ConfigError(f"{d}: its rows are not shard {i} of {n} in input order")
+        tables.append(table)
+        sources.append(src)
+    schema = tables[0].schema
+    for i, t in enumerate(tables):
+        if t.schema != schema:
+            raise ConfigError(f"{by_index[i][0]} has other columns than {by_index[0][0]}")
+
+    first = by_index[0][1]
+    job = dict(first["job"])
+    job["sharding"] = None
+    job["merged_from"] = n
+    jobdir = JobDir(output, job, overwrite=overwrite)
+    jobdir.open()
+    try:
+        writer = PartWriter(jobdir.partial, schema, shard_size or first["job"].get("shard_bytes", 256 << 20))
+        cursors = [0] * n
+        total_rows = sum(len(s) for s in sources)
+        written = 0
+        b = 0
+        while written < total_rows:
+            s = b % n
+            end = int(np.searchsorted(sources[s], (b + 1) * block, side="left"))
+            if end > cursors[s]:
+                for batch in tables[s].slice(cursors[s], end - cursors[s]).to_batches():
+                    writer.add(batch, [], StatsPart(), 0)
+                written += end - cursors[s]
+                cursors[s] = end
+            b += 1
+        writer.commit()
+        merged = jobdir.partial / "rejects-merged.jsonl"
+        with open(merged, "w", encoding="utf-8") as out:
+            for _, line in heapq.merge(*(_rejects_lines(by_index[i][0]) for i in range(n)), key=lambda x: x[0]):
+                out.write(line)
+        total = StatsPart()
+        seconds = 0.0
+        for i in range(n):
+            s = by_index[i][1]
+            total += StatsPart.from_stats(s)
+            seconds += s.get("seconds") or 0.0
+        files = jobdir.data_files()
+        stats = build_stats(
+            part=total,
+            fingerprint=fingerprint_files(files, schema),
+            tokenizer_info=first["tokenizer"],
+            options=first["options"],
+            seconds=seconds + (time.perf_counter() - t0),
+            data=describe_files(files),
+        )
+        del tables, maps
+        jobdir.finalize(stats)
+    except BaseException:
+        jobdir.discard()
+        raise
+    return stats
