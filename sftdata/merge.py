@@ -147,6 +147,7 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
                 cursors[s] = end
             b += 1
         writer.commit()
+        writer.ensure_one()
         merged = jobdir.partial / "rejects-merged.jsonl"
         with open(merged, "w", encoding="utf-8") as out:
             for _, line in heapq.merge(*(_rejects_lines(by_index[i][0]) for i in range(n)), key=lambda x: x[0]):

@@ -50,6 +50,17 @@ class PrepareResult:
     already_complete: bool = False
 
 
+class _Counted:
+    """Iterate a reader generator and keep its return value: the number of input rows."""
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen
+        self.total: int | None = None
+
+    def __iter__(self):
+        self.total = yield from self.gen
+
+
 def _describe_inputs(inputs: Any) -> list[dict]:
     """Identity of the inputs for ``--resume`` and ``merge`` (files: name, size, mtime)."""
     from .formats.reader import as_sources, directory_files
@@ -203,7 +214,8 @@ def run_prepare(
 
                 bar = tqdm(unit="row", desc="prepare", dynamic_ncols=True, initial=totals.rows_in)
             last = time.perf_counter()
-            for result in ordered_map(chunk_encoder, chunked(iter_raw_inputs(inputs, keep=keep)), num_proc):
+            source = _Counted(iter_raw_inputs(inputs, keep=keep))
+            for result in ordered_map(chunk_encoder, chunked(source), num_proc):
                 if on_error == "raise" and result.first_reject is not None:
                     d = result.first_reject
                     raise RowError(d["reason"], d["message"], field=d["field"], row=d["row"], stage=d["stage"], length=d.get("length"))
@@ -223,10 +235,11 @@ def run_prepare(
                 last = now
                 if bar is not None:
                     bar.update(result.part.rows_in)
+            if not source.total and not allow_empty:
+                raise ConfigError("the input has no rows (pass allow_empty=True / --allow-empty to write an empty dataset)")
             if writer is not None:
                 writer.commit()
-        if totals.rows_in == 0 and not allow_empty and not (jobdir and jobdir.finished):
-            raise ConfigError("the input has no rows (pass allow_empty=True / --allow-empty to write an empty dataset)")
+                writer.ensure_one()  # a shard without rows of a non-empty input is still an output
     except (ConfigError, RowError):
         if jobdir is not None:
             jobdir.discard()

@@ -17,6 +17,7 @@ where a row is *out* when it produced at least one training example.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Iterable, Mapping
@@ -222,8 +223,6 @@ def _hash_array(arr: Any, values_h: Any, lengths_h: Any) -> None:
     elif pa.types.is_primitive(t):
         values_h.update(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)).astype(arr.type.to_pandas_dtype(), copy=False).tobytes())
     else:  # any other type: its canonical JSON, row by row
-        import json
-
         for v in arr.to_pylist():
             values_h.update(json.dumps(v, sort_keys=True, default=str).encode())
             values_h.update(b"\n")
@@ -287,7 +286,7 @@ def build_stats(
         {
             "content_fingerprint": fingerprint,
             "tokenizer": dict(tokenizer_info),
-            "options": dict(options),
+            "options": json.loads(json.dumps(dict(options), default=str)),  # as stats.json reads back
             "seconds": round(seconds, 3),
             "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         }

@@ -122,6 +122,7 @@ class PartWriter:
         self._stats = StatsPart()
         self._rows = 0
         self._seconds = 0.0
+        self._next_index = 0
         self._open = True
 
     def add(self, batch: Any, rejects: list[str], part: StatsPart, next_index: int, seconds: float = 0.0) -> None:
@@ -138,6 +139,12 @@ class PartWriter:
         self._next_index = next_index
         crash_point("chunk")
         if self._sink.tell() >= self.shard_bytes:
+            self.commit()
+
+    def ensure_one(self) -> None:
+        """Commit an empty part when none exists (an empty dataset still has one data file)."""
+        if self.part == 0 and not self._open:
+            self._start()
             self.commit()
 
     def commit(self) -> None:
