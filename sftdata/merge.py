@@ -56,6 +56,36 @@ def _rejects_lines(d: Path) -> Iterator[tuple[int, str]]:
             yield json.loads(line)["row"], line
 
 
+def shard_of(index: int, num_shards: int, block: int) -> int:
+    """The shard that prepares input row ``index``: block ``index // block`` modulo ``num_shards``."""
+    return (index // block) % num_shards
+
+
+def merge_slices(sources: list, block: int) -> Iterator[tuple[int, int, int]]:
+    """``(shard, start, end)`` row slices that, concatenated, put the shards' rows back in
+    input order.
+
+    Args:
+        sources: per shard ``i`` (of ``len(sources)``), the ``source_index`` of its output
+            rows, ``(rows_i,)`` int64, non-decreasing (a row may give several examples).
+        block: rows per sharding block.
+    """
+    import numpy as np
+
+    n = len(sources)
+    cursors = [0] * n
+    remaining = sum(len(s) for s in sources)
+    b = 0
+    while remaining > 0:
+        s = b % n
+        end = int(np.searchsorted(sources[s], (b + 1) * block, side="left"))
+        if end > cursors[s]:
+            yield s, cursors[s], end
+            remaining -= end - cursors[s]
+            cursors[s] = end
+        b += 1
+
+
 def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool = False, shard_size: int | None = None) -> dict:
     """Merge shard outputs into ``output`` (see module doc).
 
@@ -116,7 +146,7 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
         schema = batches[0].schema if batches else output_schema()
         table = pa.Table.from_batches(batches, schema=schema)
         src = np.asarray(table.column("source_index").to_numpy(), dtype=np.int64) if table.num_rows else np.zeros(0, np.int64)
-        if len(src) and (np.any(np.diff(src) < 0) or np.any((src // block) % n != i)):
+        if len(src) and (np.any(np.diff(src) < 0) or np.any(shard_of(src, n, block) != i)):
             raise ConfigError(f"{d}: its rows are not shard {i} of {n} in input order")
         tables.append(table)
         sources.append(src)
@@ -133,19 +163,9 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     jobdir.open()
     try:
         writer = PartWriter(jobdir.partial, schema, shard_size or first["job"].get("shard_bytes", 256 << 20))
-        cursors = [0] * n
-        total_rows = sum(len(s) for s in sources)
-        written = 0
-        b = 0
-        while written < total_rows:
-            s = b % n
-            end = int(np.searchsorted(sources[s], (b + 1) * block, side="left"))
-            if end > cursors[s]:
-                for batch in tables[s].slice(cursors[s], end - cursors[s]).to_batches():
-                    writer.add(batch, [], StatsPart(), 0)
-                written += end - cursors[s]
-                cursors[s] = end
-            b += 1
+        for s, start, end in merge_slices(sources, block):
+            for batch in tables[s].slice(start, end - start).to_batches():
+                writer.add(batch, [], StatsPart(), 0)
         writer.commit()
         writer.ensure_one()
         merged = jobdir.partial / "rejects-merged.jsonl"

@@ -28,6 +28,7 @@ from typing import Any
 from .chunks import ChunkEncoder, load_tools_file
 from .encoder import EncodeOptions, Encoder
 from .errors import ConfigError, RowError
+from .merge import shard_of
 from .runner import CHUNK_ROWS, chunked, ordered_map
 from .stats import ContentHasher, StatsPart, build_stats, summary
 
@@ -202,7 +203,7 @@ def run_prepare(
     resumed = bool(next_index) or bool(jobdir and jobdir.finished)
 
     def keep(i: int) -> bool:
-        return i >= next_index and (num_shards == 1 or (i // shard_block) % num_shards == shard_index)
+        return i >= next_index and (num_shards == 1 or shard_of(i, num_shards, shard_block) == shard_index)
 
     batches: list = []
     template_failures, first_failure = 0, None

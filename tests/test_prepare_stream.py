@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sftdata import Encoder, prepare
 from sftdata.cli import main as cli_main
 from sftdata.errors import ConfigError
-from sftdata.merge import merge
+from sftdata.merge import merge, merge_slices, shard_of
 from sftdata.stats import TIMING_KEYS, ContentHasher, StatsPart, content_fingerprint
 from sftdata.store import load_output
 from sftdata.testing.tokenizers import build_tokenizer
@@ -234,3 +234,40 @@ def test_stats_parts_add_up_to_the_whole(lengths, n_parts):
         total += part_of(lengths[a:b])
     assert total.to_dict() == whole.to_dict()
     assert StatsPart.from_dict(total.to_dict()).to_dict() == whole.to_dict()
+
+
+@given(
+    st.lists(st.integers(0, 3), min_size=0, max_size=120),  # examples per input row (0 = rejected)
+    st.integers(1, 6),
+    st.integers(1, 20),
+)
+@settings(max_examples=200, deadline=None)
+def test_sharding_partitions_rows_and_merge_restores_order(examples_per_row, num_shards, block):
+    unsharded = [i for i, k in enumerate(examples_per_row) for _ in range(k)]
+    shards = [[i for i in unsharded if shard_of(i, num_shards, block) == s] for s in range(num_shards)]
+    assert sorted(sum(shards, [])) == unsharded  # disjoint, complete
+    sources = [np.asarray(s, dtype=np.int64) for s in shards]
+    merged = [shards[s][i] for s, a, b in merge_slices(sources, block) for i in range(a, b)]
+    assert merged == unsharded
+
+
+def test_tools_stored_as_arrow_structs_lose_the_null_filled_keys(chatml, tmp_path):
+    """Regression: tool schemas read from a parquet file / Dataset had Arrow's null-filled
+    keys ("enum": null on tools without enum) and rendered more tokens than the JSON rows."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    t1 = {"type": "function", "function": {"name": "pick", "description": "d", "parameters": {"type": "object", "properties": {"c": {"type": "string", "enum": ["a", "b"]}}}}}
+    t2 = {"type": "function", "function": {"name": "go", "description": "e", "parameters": {"type": "object", "properties": {"c": {"type": "string"}}}}}
+    rows = [{**_chat_row(i), "tools": [t1] if i % 2 else [t2]} for i in range(6)]
+    ds = datasets.Dataset.from_list(rows)
+    assert ds[0]["tools"][0]["function"]["parameters"]["properties"]["c"]["enum"] is None  # Arrow added it
+    pq.write_table(ds.data.table, tmp_path / "rows.parquet")
+    expected = prepare(rows, chatml)
+    for source in (ds, tmp_path / "rows.parquet"):
+        got = prepare(source, chatml)
+        assert got["input_ids"] == expected["input_ids"] and got["labels"] == expected["labels"]
+
+
+def _chat_row(i: int) -> dict:
+    return {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
