@@ -188,7 +188,7 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
             data=describe_files(files),
         )
         del tables, maps
-        jobdir.finalize(stats)
+        stats = jobdir.finalize(stats)
     except BaseException:
         jobdir.discard()
         raise

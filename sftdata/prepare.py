@@ -250,11 +250,8 @@ def run_prepare(
             bar.close()
 
     if jobdir is not None:
-        if jobdir.finished:
-            import json
-
-            stats = json.loads((jobdir.partial / "stats.json").read_text(encoding="utf-8"))
-        else:
+        stats = {}  # a finished partial dir already holds its stats.json
+        if not jobdir.finished:
             files = jobdir.data_files()
             seconds = seconds_before + (time.perf_counter() - t0)
             stats = build_stats(
@@ -266,8 +263,7 @@ def run_prepare(
                 data=describe_files(files),
                 sharding=sharding,
             )
-        jobdir.finalize(stats)
-        return PrepareResult(stats, jobdir.out, resumed=resumed)
+        return PrepareResult(jobdir.finalize(stats), jobdir.out, resumed=resumed)
     import pyarrow as pa
 
     table = pa.Table.from_batches(batches, schema=schema)

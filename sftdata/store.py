@@ -300,8 +300,12 @@ class JobDir:
         """Delete the partial directory (after an error that resuming cannot fix)."""
         shutil.rmtree(self.partial, ignore_errors=True)
 
-    def finalize(self, stats: dict) -> None:
-        """Write rejects.jsonl, the datasets metadata and stats.json (last), then publish."""
+    def finalize(self, stats: dict) -> dict:
+        """Write rejects.jsonl, the datasets metadata and stats.json (last), then publish.
+
+        Returns:
+            The stats as written (with the ``job`` section).
+        """
         d = self.partial
         if not self.finished:
             parts = sorted(d.glob("rejects-*.jsonl"))
@@ -326,9 +330,12 @@ class JobDir:
             stats = dict(stats)
             stats["job"] = _comparable(self.job)
             write_atomic(d / STATS_FILE, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+        else:
+            stats = json.loads((d / STATS_FILE).read_text(encoding="utf-8"))
         for p in list(d.glob("rejects-*.jsonl")) + list(d.glob("part-*.json")):
             p.unlink()
         self._publish()
+        return stats
 
     def _publish(self) -> None:
         old = _old_dir(self.out)
