@@ -82,7 +82,7 @@ def load_tools_file(path: str | Path, key_field: str | None = None, tools_field:
             mapping without ``key_field`` or a list with one.
     """
     from .formats import normalize_tools
-    from .formats.reader import read_text_file
+    from .formats._json_files import read_text_file
 
     p = Path(path)
     if not p.is_file():

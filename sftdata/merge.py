@@ -105,7 +105,8 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     import numpy as np
     import pyarrow as pa
 
-    from .store import JobDir, PartWriter, describe_files, fingerprint_files
+    from .output import describe_files, fingerprint_files
+    from .store import JobDir, PartWriter
 
     t0 = time.perf_counter()
     dirs = [Path(d) for d in shard_dirs]

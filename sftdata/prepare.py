@@ -143,10 +143,10 @@ def run_prepare(
 ) -> PrepareResult:
     """:func:`prepare` without building a ``datasets.Dataset`` (the CLI's entry point; it
     does not import ``datasets`` or torch for files and directories of files)."""
-    from .columns import output_schema
     from .formats.normalize import check_format
     from .formats.reader import iter_raw_inputs
-    from .store import JobDir, describe_files, fingerprint_files
+    from .output import describe_files, fingerprint_files
+    from .store import JobDir
     from .tokenizer import fingerprint, load_tokenizer, read_chat_template
 
     t0 = time.perf_counter()
@@ -350,7 +350,7 @@ def prepare(
         tools_key=tools_key, allow_empty=allow_empty, **option_kwargs,
     )
     if result.output is not None:
-        from .store import load_output
+        from .output import load_output
 
         ds = load_output(result.output)
     else:

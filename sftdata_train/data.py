@@ -51,7 +51,7 @@ class SFTDataset:
 
 def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
     """Load a ``sftdata prepare``/``sftdata pack`` output dir (``datasets.save_to_disk``); a dir
-    whose ``stats.json`` does not match its data is refused (:func:`sftdata.store.load_output`)."""
+    whose ``stats.json`` does not match its data is refused (:func:`sftdata.output.load_output`)."""
     path = str(path)
     if not os.path.isdir(path):
         raise ConfigError(f"data dir {path!r} does not exist (run `sftdata prepare` first)")
@@ -59,7 +59,7 @@ def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
         if not os.path.isdir(os.path.join(path, "train")):
             raise ConfigError(f"{path!r} holds a DatasetDict without a 'train' split")
         path = os.path.join(path, "train")
-    from sftdata.store import load_output  # checks that stats.json describes the data
+    from sftdata.output import load_output  # checks that stats.json describes the data
 
     try:
         ds = load_output(path, verify="sizes" if os.path.isfile(os.path.join(path, "stats.json")) else "none")

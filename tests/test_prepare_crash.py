@@ -15,7 +15,7 @@ import pytest
 
 from sftdata.cli import main as cli_main
 from sftdata.errors import ConfigError
-from sftdata.store import load_output
+from sftdata.output import load_output
 
 REPO = Path(__file__).resolve().parents[1]
 

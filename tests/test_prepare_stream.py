@@ -21,7 +21,7 @@ from sftdata.cli import main as cli_main
 from sftdata.errors import ConfigError
 from sftdata.merge import merge, merge_slices, shard_of
 from sftdata.stats import TIMING_KEYS, ContentHasher, StatsPart, content_fingerprint
-from sftdata.store import load_output
+from sftdata.output import load_output
 from sftdata.testing.tokenizers import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]

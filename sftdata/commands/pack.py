@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..packing import pack_dataset, save_packed
-    from ..store import load_output
+    from ..output import load_output
 
     try:
         src = Path(args.input)

@@ -166,7 +166,7 @@ def _pack_in_place(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from ..packing import pack_dataset, save_packed
-    from ..store import load_output
+    from ..output import load_output
 
     out = Path(args.output)
     ds = load_output(out)

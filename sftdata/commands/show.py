@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..show import render_html, render_terminal
-    from ..store import load_output
+    from ..output import load_output
     from ..tokenizer import load_tokenizer
 
     try:
