@@ -152,6 +152,13 @@ def test_generator_source_is_read_lazily(chatml):
 
     ds = prepare(gen(), chatml)
     assert ds.sftdata_stats["rows_in"] == 70 and consumed == list(range(70))
+    import datasets
+
+    iterable = datasets.Dataset.from_list([{"raw_row": json.dumps(r)} for r in _rows(70)]).to_iterable_dataset()
+    again = prepare((json.loads(x["raw_row"]) for x in iterable), chatml)
+    assert again["input_ids"] == ds["input_ids"]
+    direct = prepare(datasets.Dataset.from_list(_rows(10)).to_iterable_dataset(), chatml)
+    assert direct.sftdata_stats["rows_in"] == 10
 
 
 def test_prepare_imports_no_torch(tmp_path):
