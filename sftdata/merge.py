@@ -5,7 +5,7 @@ summed ``stats.json`` and one content fingerprint.
 Sharding assigns input rows by blocks: block ``b`` (rows ``b*B .. b*B+B-1``, ``B`` =
 ``block_rows``) goes to shard ``b % N``. Each shard's rows are in input order, so the
 merged output is the concatenation, block by block, of contiguous slices of the shards
-(memory-mapped, streamed into new files; memory holds the shards' ``source_index``
+(read batch by batch and streamed into new files; memory holds the shards' ``source_index``
 columns, 8 bytes per example). ``datasets.concatenate_datasets`` of the shard directories
 gives the same rows grouped by shard instead (fine for training, which shuffles), without
 the merged stats.
@@ -56,6 +56,28 @@ def _rejects_lines(d: Path) -> Iterator[tuple[int, str]]:
             yield json.loads(line)["row"], line
 
 
+class _RowStream:
+    """The rows of one shard in order, read batch by batch (a few batches in memory)."""
+
+    def __init__(self, batches: Iterator) -> None:
+        self._batches = batches
+        self._cur = None
+        self._off = 0
+
+    def take(self, n: int) -> list:
+        """The next ``n`` rows, as record batch slices."""
+        out = []
+        while n > 0:
+            if self._cur is None or self._off >= self._cur.num_rows:
+                self._cur, self._off = next(self._batches), 0
+                continue
+            k = min(n, self._cur.num_rows - self._off)
+            out.append(self._cur.slice(self._off, k))
+            self._off += k
+            n -= k
+        return out
+
+
 def shard_of(index: int, num_shards: int, block: int) -> int:
     """The shard that prepares input row ``index``: block ``index // block`` modulo ``num_shards``."""
     return (index // block) % num_shards
@@ -103,7 +125,6 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
             jobs (options, tokenizer, inputs, sharding); a missing or repeated shard index.
     """
     import numpy as np
-    import pyarrow as pa
 
     from .output import describe_files, fingerprint_files
     from .store import JobDir, PartWriter
@@ -134,27 +155,21 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     if missing:
         raise ConfigError(f"shards {missing} of {n} are missing")
 
-    tables, sources, maps = [], [], []
-    for i in range(n):
-        d, s = by_index[i]
-        batches = []
-        for entry in s["data"]["files"]:
-            mm = pa.memory_map(str(d / entry["file"]))
-            maps.append(mm)
-            batches.extend(pa.ipc.open_stream(mm))
-        from .columns import output_schema
+    from .columns import output_schema
+    from .output import file_schema, iter_batches
 
-        schema = batches[0].schema if batches else output_schema()
-        table = pa.Table.from_batches(batches, schema=schema)
-        src = np.asarray(table.column("source_index").to_numpy(), dtype=np.int64) if table.num_rows else np.zeros(0, np.int64)
+    files_of = [[by_index[i][0] / e["file"] for e in by_index[i][1]["data"]["files"]] for i in range(n)]
+    schema = file_schema(files_of[0][0]) if files_of[0] else output_schema()
+    sources = []
+    for i in range(n):
+        d = by_index[i][0]
+        if files_of[i] and file_schema(files_of[i][0]) != schema:
+            raise ConfigError(f"{d} has other columns than {by_index[0][0]}")
+        cols = [np.asarray(b.column(b.schema.get_field_index("source_index")).to_numpy(), dtype=np.int64) for b in iter_batches(files_of[i])]
+        src = np.concatenate(cols) if cols else np.zeros(0, np.int64)
         if len(src) and (np.any(np.diff(src) < 0) or np.any(shard_of(src, n, block) != i)):
             raise ConfigError(f"{d}: its rows are not shard {i} of {n} in input order")
-        tables.append(table)
         sources.append(src)
-    schema = tables[0].schema
-    for i, t in enumerate(tables):
-        if t.schema != schema:
-            raise ConfigError(f"{by_index[i][0]} has other columns than {by_index[0][0]}")
 
     first = by_index[0][1]
     job = dict(first["job"])
@@ -164,8 +179,9 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     jobdir.open()
     try:
         writer = PartWriter(jobdir.partial, schema, shard_size or first["job"].get("shard_bytes", 256 << 20))
+        streams = [_RowStream(iter_batches(f)) for f in files_of]
         for s, start, end in merge_slices(sources, block):
-            for batch in tables[s].slice(start, end - start).to_batches():
+            for batch in streams[s].take(end - start):
                 writer.add(batch, [], StatsPart(), 0)
         writer.commit()
         writer.ensure_one()
@@ -186,9 +202,8 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
             tokenizer_info=first["tokenizer"],
             options=first["options"],
             seconds=seconds + (time.perf_counter() - t0),
-            data=describe_files(files),
+            data=describe_files(files, jobdir.data_rows()),
         )
-        del tables, maps
         stats = jobdir.finalize(stats)
     except BaseException:
         jobdir.discard()

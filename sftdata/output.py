@@ -15,20 +15,27 @@ PACK_STATS_FILE = "pack_stats.json"
 
 
 def iter_batches(files: list[Path]) -> Iterator[Any]:
-    """Record batches of Arrow IPC stream files, memory-mapped (nothing held beyond a batch)."""
+    """Record batches of Arrow IPC stream files, read (not memory-mapped: mapped pages would
+    count in the process's RSS) one at a time; nothing is held beyond the current batch."""
     import pyarrow as pa
 
     for f in files:
-        with pa.memory_map(str(f)) as source:
+        with pa.OSFile(str(f), "rb") as source:
             reader = pa.ipc.open_stream(source)
             for batch in reader:
                 yield batch
 
 
-def fingerprint_files(files: list[Path], schema: Any = None) -> str:
-    """The content fingerprint (:class:`~sftdata.stats.ContentHasher`) of Arrow stream files."""
+def file_schema(path: Path) -> Any:
+    """The ``pyarrow.Schema`` of an Arrow IPC stream file."""
     import pyarrow as pa
 
+    with pa.OSFile(str(path), "rb") as src:
+        return pa.ipc.open_stream(src).schema
+
+
+def fingerprint_files(files: list[Path], schema: Any = None) -> str:
+    """The content fingerprint (:class:`~sftdata.stats.ContentHasher`) of Arrow stream files."""
     from .stats import ContentHasher
 
     if schema is None:
@@ -37,25 +44,26 @@ def fingerprint_files(files: list[Path], schema: Any = None) -> str:
 
             schema = output_schema()
         else:
-            with pa.memory_map(str(files[0])) as src:
-                schema = pa.ipc.open_stream(src).schema
+            schema = file_schema(files[0])
     h = ContentHasher(schema)
     for b in iter_batches(files):
         h.update(b)
     return h.hexdigest()
 
 
-def describe_files(files: list[Path]) -> dict:
-    """The ``data`` section of ``stats.json``: rows and bytes per file, and in all."""
-    import pyarrow as pa
+def describe_files(files: list[Path], rows: list[int] | None = None) -> dict:
+    """The ``data`` section of ``stats.json``: rows and bytes per file, and in all.
 
+    Args:
+        files: the data files, in order.
+        rows: their row counts when known (the part manifests); else the files are read.
+    """
     entries = []
     total = 0
-    for f in files:
-        with pa.memory_map(str(f)) as source:
-            rows = sum(b.num_rows for b in pa.ipc.open_stream(source))
-        entries.append({"file": f.name, "rows": rows, "bytes": f.stat().st_size})
-        total += rows
+    for k, f in enumerate(files):
+        n = rows[k] if rows is not None else sum(b.num_rows for b in iter_batches([f]))
+        entries.append({"file": f.name, "rows": n, "bytes": f.stat().st_size})
+        total += n
     return {"rows": total, "files": entries}
 
 

@@ -260,7 +260,7 @@ def run_prepare(
                 tokenizer_info=tokenizer_info,
                 options=options.to_dict(),
                 seconds=seconds,
-                data=describe_files(files),
+                data=describe_files(files, jobdir.data_rows()),
                 sharding=sharding,
             )
         return PrepareResult(jobdir.finalize(stats), jobdir.out, resumed=resumed)

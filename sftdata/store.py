@@ -293,8 +293,11 @@ class JobDir:
         return len(self.manifests), next_index, total, seconds
 
     def data_files(self) -> list[Path]:
-        files = sorted(self.partial.glob("data-*.arrow"))
-        return files
+        return sorted(self.partial.glob("data-*.arrow"))
+
+    def data_rows(self) -> list[int]:
+        """Rows of each committed data file, from the manifests (in file order)."""
+        return [m["rows"] for m in read_manifests(self.partial)]
 
     def discard(self) -> None:
         """Delete the partial directory (after an error that resuming cannot fix)."""
