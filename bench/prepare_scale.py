@@ -124,6 +124,10 @@ def main(args) -> int:
         print("-" * len(hdr))
         base: dict[int, float] = {}
         rows_out = []
+        one = work / "one.jsonl"
+        synthesize(one, 1)
+        startup_cpu = run_one(one, work / "out-one", 1, tokenizer)["cpu_main"]
+        shutil.rmtree(work / "out-one", ignore_errors=True)
         for n in sizes:
             src = work / f"in-{n}.jsonl"
             t0 = time.perf_counter()
@@ -154,8 +158,19 @@ def main(args) -> int:
             eff = big[2][1] / (2 * big[1][1])
             print(f"2-process efficiency at {largest:,} conversations: {eff:.2f} (tokens/s with 2 processes / twice the 1-process tokens/s)")
         best_pp = max(pp for _, pp in ((p, v[2]) for p, v in big.items()))
-        hours = 1e9 / (best_pp * 32) / 3600
-        print(f"extrapolation: 1B tokens on 32 cores at {best_pp:,.0f} tokens/s per process (linear scaling assumed): {hours * 60:.0f} min")
+        # the main process reads, sends chunks, writes and hashes serially: its CPU per token caps the pool
+        multi = [(r, p) for n, p, r, _, _ in rows_out if n == largest and p > 1]
+        ceiling = None
+        if multi:
+            r, p = max(multi, key=lambda x: x[1])
+            work = max(r["cpu_main"] - startup_cpu, 1e-9)
+            ceiling = r["tokens"] / work
+            print(f"main process at {largest:,} x {p}: {r['cpu_main']:.1f} CPU-s ({startup_cpu:.1f} s of it start-up, measured on a 1-row run): "
+                  f"one main process can feed at most ~{ceiling:,.0f} tokens/s (~{ceiling / best_pp:.0f} workers)")
+        rate32 = min(best_pp * 32, ceiling) if ceiling else best_pp * 32
+        print(f"extrapolation: 1B tokens on 32 cores at {best_pp:,.0f} tokens/s per process, capped by the main process"
+              f"{'' if ceiling else ' (not measured)'}: {rate32:,.0f} tokens/s, {1e9 / rate32 / 60:.0f} min "
+              f"(--num-shards runs several main processes)")
         worst = max((r["rss_main_kb"] + (p * r["rss_worker_kb"] if p > 1 else 0)) / 1024 for _, p, r, _, _ in rows_out)
         print(f"largest RSS bound over all runs: {worst:,.0f} MB (target <= 2048 MB)")
         print(f"machine: load average {os.getloadavg()[0]:.1f} at the end (shared machines make wall times noisy; ratios come from this run)")
