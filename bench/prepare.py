@@ -37,6 +37,7 @@ Usage::
     python bench/prepare.py --family qwen3 --repeat 2
     python bench/prepare.py --tokenizer /path/to/tokenizer_dir --policy exact --num-proc 2
     python bench/prepare.py --family chatml --profile --profile-rows 50
+    python bench/prepare.py --scale [--scale-sizes 10000,100000,1000000 --scale-procs 1,2]   # see bench/prepare_scale.py
 
 Skips (exit 0) with a message when ``<repo>/../shared/data/tau-bench`` is absent. Never
 touches the network (the Hub is not used: test tokenizers are built locally).
@@ -262,31 +263,50 @@ class _TimedModule:
 
 # (label, description) in display order; names are the keys used by instrument()
 STAGES = [
-    ("read", "read input: iter_inputs + json.dumps per row (_read_raw)"),
+    ("read", "read input lazily + chunking (parent: sftdata.runner.chunked)"),
+    ("rowprep", "strict JSON parse, row checks (ChunkEncoder._text)"),
     ("parse", "json.loads of raw rows + output lists (Encoder.map_batch)"),
     ("normalize", "normalize -> Conversation (sftdata.formats.normalize)"),
     ("control", "control-token check (check_no_control_tokens)"),
     ("render", "render: jinja sandbox (ChatTemplate.render)"),
     ("turns", "turns: prompts, stops, isolation (Renderer.render excl. jinja)"),
-    ("tokenize", "tokenize: pieces, cache, Rust encode (SegmentEncoder.encode)"),
+    ("tokenize", "tokenize: pieces, cache, Rust encode (SegmentEncoder.encode/layouts/encode_prefixes)"),
     ("sequence", "turn sequences, token cut, decode check (ConversationEncoder._sequence)"),
     ("tree", "prefix tree (TrieBuilder.add + build)"),
     ("fit", "fit max_length, layout (ConversationEncoder._fit)"),
-    ("collect", "collect rows, lengths, trained counts, Dataset() (prepare body)"),
-    ("arrow", "arrow: pa.array / Table.from_arrays"),
-    ("fingerprint", "content_fingerprint (sha256 over all rows)"),
-    ("stats", "build_stats"),
+    ("collect", "chunk -> Arrow record batch + accumulators (ChunkEncoder)"),
+    ("fingerprint", "content fingerprint (ContentHasher.update)"),
+    ("driver", "prepare driver: setup, stats, Dataset() (run_prepare/prepare)"),
 ]
+
+
+def _timed_generator(timers: "StageTimers", name: str, fn: Callable) -> Callable:
+    """Wrap a generator function so that each ``next()`` is timed as one call of ``name``."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        gen = fn(*a, **k)
+        step = timers.wrap(name, lambda: next(gen))
+        while True:
+            try:
+                yield step()
+            except StopIteration:
+                return
+
+    return wrapper
 
 
 @contextlib.contextmanager
 def instrument(timers: StageTimers):
     """Wrap sftdata functions with timers for the duration of the block (restored after)."""
+    from sftdata import chunks as chunks_mod
     from sftdata import encode as encode_mod
     from sftdata import encoder as encoder_mod
     from sftdata import formats as formats_mod
     from sftdata import render as render_mod
     from sftdata import segments as segments_mod
+    from sftdata import runner as runner_mod
+    from sftdata import stats as stats_mod
     from sftdata import template as template_mod
     from sftdata import tree as tree_mod
 
@@ -298,20 +318,23 @@ def instrument(timers: StageTimers):
         patches.append((obj, attr, orig))
         setattr(obj, attr, value if value is not None else timers.wrap(stage, orig))
 
-    patch(prep_mod, "_read_raw", "read")
+    patch(prep_mod, "chunked", "read", _timed_generator(timers, "read", runner_mod.chunked))
+    patch(chunks_mod.ChunkEncoder, "_text", "rowprep")
     patch(encoder_mod.Encoder, "map_batch", "parse")
     patch(formats_mod, "normalize", "normalize")
     patch(encoder_mod, "check_no_control_tokens", "control")
     patch(template_mod.ChatTemplate, "render", "render")
     patch(render_mod.Renderer, "render", "turns")
     patch(segments_mod.SegmentEncoder, "encode", "tokenize")
+    patch(segments_mod.SegmentEncoder, "layouts", "tokenize")
+    patch(segments_mod.SegmentEncoder, "encode_prefixes", "tokenize")
     patch(encode_mod.ConversationEncoder, "_sequence", "sequence")
     patch(tree_mod.TrieBuilder, "add", "tree")
     patch(tree_mod.TrieBuilder, "build", "tree")
     patch(encode_mod.ConversationEncoder, "_fit", "fit")
-    patch(prep_mod, "content_fingerprint", "fingerprint")
-    patch(prep_mod, "build_stats", "stats")
-    patch(prep_mod, "pa", "arrow", _TimedModule(prep_mod.pa, timers, "arrow", ("array", "Table")))
+    patch(chunks_mod.ChunkEncoder, "__call__", "collect")
+    patch(stats_mod.ContentHasher, "update", "fingerprint")
+    patch(prep_mod, "run_prepare", "driver")
     try:
         yield
     finally:
@@ -327,7 +350,7 @@ def run_prepare(path: Path, tok, policy: str, num_proc: int, timers: StageTimers
     with ctx:
         c0, t0 = cpu(), perf()
         if timers is not None:
-            ds = timers.wrap("collect", sftdata.prepare)(str(path), tok, turn_policy=policy, num_proc=num_proc, layout=layout)
+            ds = timers.wrap("driver", sftdata.prepare)(str(path), tok, turn_policy=policy, num_proc=num_proc, layout=layout)
         else:
             ds = sftdata.prepare(str(path), tok, turn_policy=policy, num_proc=num_proc, layout=layout)
         seconds, cpu_s = perf() - t0, cpu() - c0
@@ -550,7 +573,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-trl", action="store_true", help="skip (c)")
     ap.add_argument("--profile", action="store_true", help="also cProfile prepare on a subset, by module")
     ap.add_argument("--profile-rows", type=int, default=50, help="rows for --profile (default 50)")
+    ap.add_argument("--scale", action="store_true", help="the scale benchmark instead (see bench/prepare_scale.py)")
+    ap.add_argument("--scale-sizes", default="10000,100000,1000000", help="--scale: conversations per run; the first is the baseline")
+    ap.add_argument("--scale-procs", default="1,2", help="--scale: num_proc values")
+    ap.add_argument("--scale-dir", default=None, help="--scale: where to write the synthetic input and outputs (default: tmp)")
     args = ap.parse_args(argv)
+    if args.scale:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import prepare_scale
+
+        return prepare_scale.main(args)
 
     if not TRAJ_FILE.is_file() or not TOOLS_FILE.is_file():
         print(f"bench/prepare.py: skipped: tau-bench data not found under {TAU_DIR} (needs {TRAJ_FILE.name} and {TOOLS_FILE.name})")

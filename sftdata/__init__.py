@@ -3,6 +3,7 @@
 from .errors import ConfigError, Reason, RowError, SftDataError
 from .schema import Conversation, Message, Role, TextExample, ToolCall
 from .encoder import EncodeOptions, Encoder
+from .merge import merge
 from .prepare import encode_fn, prepare
 from .render import TurnPolicy
 
@@ -15,6 +16,7 @@ __all__ = [
     "Encoder",
     "TurnPolicy",
     "encode_fn",
+    "merge",
     "prepare",
     "Message",
     "Reason",

@@ -1,17 +1,19 @@
-"""The ``sftdata`` command line: ``sftdata {prepare,pack,show,run} ...``.
+"""The ``sftdata`` command line: ``sftdata {prepare,merge,pack,show,run} ...``.
 
 Each sub-command lives in :mod:`sftdata.commands` and registers itself with
 ``add_parser(subparsers)``, setting ``func`` (called with the parsed namespace,
-returning an exit code).
+returning an exit code). Exit codes: 0 success, 2 a configuration or data error (a message,
+never a traceback), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-_COMMANDS = ("prepare", "pack", "show", "run")
+_COMMANDS = ("prepare", "merge", "pack", "show", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`sftdata show ... | head`): stop quietly, and keep Python
+        # from complaining again when it flushes stdout at exit
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
 
 
 if __name__ == "__main__":

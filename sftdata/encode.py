@@ -134,6 +134,7 @@ class ConversationEncoder:
 
         Returns, per conversation, its rows or the :class:`RowError` that rejects it.
         """
+        self.segments.next_batch()  # the piece cache keeps what the previous chunk used
         # 1. the training renderings, with their piece structure
         layouts = self.segments.layouts([r.text for r in rendered])
         ids: dict[str, list[int]] = {}
@@ -318,6 +319,7 @@ class ConversationEncoder:
                 f"no example of this row fits max_length={limit}: its shortest sequence (the prompt and the first "
                 f"trained turn) has {shortest} tokens",
                 stage="truncate",
+                length=shortest,
             )
         return kept
 
@@ -376,7 +378,8 @@ class ConversationEncoder:
             return EncodedExample(ex.input_ids[:n], ex.labels[:n], "text", [], [], n, 1, True)
         reason = Reason.TOO_LONG.value if self.truncation == "drop" else Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
         stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + 1
-        raise RowError(reason, f"the example has {len(ex.input_ids)} tokens, more than max_length={self.max_length}", stage="truncate")
+        raise RowError(reason, f"the example has {len(ex.input_ids)} tokens, more than max_length={self.max_length}",
+                       stage="truncate", length=len(ex.input_ids))
 
 
 def _last_turn_end(labels: Sequence[int], limit: int) -> int:

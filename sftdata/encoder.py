@@ -21,10 +21,12 @@ from .errors import ConfigError, RowError
 from .render import Renderer, RenderStats, TurnPolicy
 from .schema import Conversation, TextExample
 from .stop_tokens import resolve_stop_tokens
+from .render_limits import RenderLimits
 from .template import ChatTemplate
 from .tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
 
-#: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping).
+#: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping);
+#: the same names, in the same order, as :func:`sftdata.columns.output_schema`.
 OUTPUT_COLUMNS = ("input_ids", "labels", "parent", "position_ids", "length", "linear_length", "source_index")
 
 
@@ -53,6 +55,10 @@ class EncodeOptions:
             ``dict`` or ``json``.
         format: input format (``None``: auto-detect per row).
         messages_field / tools_field: keys holding the conversation / the tools.
+        render_timeout: wall-clock limit of one template render, seconds (``None``: none);
+            a row that exceeds it is rejected ``render_limit``.
+        render_max_chars: output-size limit of one template render, characters
+            (``None``: none); see :mod:`sftdata.render_limits`.
     """
 
     turn_policy: str = "exact"
@@ -70,6 +76,8 @@ class EncodeOptions:
     format: str | None = None
     messages_field: str | None = None
     tools_field: str | None = None
+    render_timeout: float | None = 10.0
+    render_max_chars: int | None = 16_000_000
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +97,10 @@ class EncodeOptions:
         if self.end_of_turn:
             self.stop_tokens = tuple(dict.fromkeys(tuple(self.stop_tokens or ()) + tuple(self.end_of_turn)))
             self.end_of_turn = None
+        try:
+            RenderLimits(self.render_timeout, self.render_max_chars)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,7 +144,12 @@ class Encoder:
         """Renderer + control-token pattern for the template transformers would pick."""
         if has_tools not in self._templates:
             source = template_source(self.tokenizer, [{}] if has_tools else None)
-            tmpl = ChatTemplate(source, special_tokens_map(self.tokenizer), self.options.template_kwargs)
+            tmpl = ChatTemplate(
+                source,
+                special_tokens_map(self.tokenizer),
+                self.options.template_kwargs,
+                limits=RenderLimits(self.options.render_timeout, self.options.render_max_chars),
+            )
             o = self.options
             control = control_tokens(self.tokenizer, source)
             renderer = Renderer(
@@ -151,6 +168,14 @@ class Encoder:
             pattern = control_token_pattern(control) if o.special_tokens_in_content in ("reject", "text") else None
             self._templates[has_tools] = (renderer, pattern)
         return self._templates[has_tools]
+
+    def __getstate__(self) -> dict:
+        """Pickle without the compiled templates (jinja code objects do not pickle); they are
+        rebuilt on first use, so an Encoder works in ``datasets.Dataset.map(num_proc=…)``
+        workers and Ray tasks even after it was used in the parent."""
+        state = dict(self.__dict__)
+        state["_templates"] = {}
+        return state
 
     def template_text(self) -> str:
         return template_source(self.tokenizer, None)

@@ -22,6 +22,8 @@ class Reason(str, Enum):
     """Stable reason codes for rejected or dropped rows."""
 
     MALFORMED_JSON = "malformed_json"
+    DUPLICATE_KEY = "duplicate_key"
+    INVALID_UNICODE = "invalid_unicode"
     UNKNOWN_FORMAT = "unknown_format"
     MISSING_FIELD = "missing_field"
     BAD_TYPE = "bad_type"
@@ -30,6 +32,7 @@ class Reason(str, Enum):
     BAD_ARGUMENTS = "bad_arguments"
     BAD_TOOLS = "bad_tools"
     EMPTY_CONVERSATION = "empty_conversation"
+    INVALID_TRACE = "invalid_trace"
     NO_TRAINED_TURN = "no_trained_turn"
     SPECIAL_TOKEN_IN_CONTENT = "special_token_in_content"
     TEMPLATE_ERROR = "template_error"
@@ -37,6 +40,7 @@ class Reason(str, Enum):
     TURN_NOT_ISOLATED = "turn_not_isolated"  # history rewritten and the turn's own text cannot be told apart
     TURN_SPLIT = "turn_split"  # the template renders more of the message after the turn's stop token
     TURN_REWRITTEN = "turn_rewritten"  # policy `all`: the rendering does not hold the turn as generated
+    RENDER_LIMIT = "render_limit"
     MASK_CHECK_FAILED = "mask_check_failed"
     TOO_LONG = "too_long"
     NO_TRAINED_TOKEN_AFTER_TRUNCATION = "no_trained_token_after_truncation"
@@ -59,6 +63,8 @@ class RowError(SftDataError, ValueError):
         field: path of the offending field inside the row, e.g. ``messages[2].role``.
         row: 0-based input row index; filled in by the pipeline if unknown where raised.
         stage: pipeline stage name; filled in by the pipeline if unknown where raised.
+        length: for ``too_long``: the length (tokens) of the shortest example of the row,
+            so a report can say how far ``max_length`` is from fitting anything.
     """
 
     def __init__(
@@ -69,12 +75,14 @@ class RowError(SftDataError, ValueError):
         field: str | None = None,
         row: int | None = None,
         stage: str | None = None,
+        length: int | None = None,
     ) -> None:
         self.reason = Reason(reason)
         self.message = message
         self.field = field
         self.row = row
         self.stage = stage
+        self.length = length
         super().__init__(self._format())
 
     def _format(self) -> str:
@@ -99,14 +107,25 @@ class RowError(SftDataError, ValueError):
             field=field,
             row=self.row if self.row is not None else row,
             stage=self.stage if self.stage is not None else stage,
+            length=self.length,
         )
 
     def to_dict(self) -> dict:
-        """JSON-able form used in ``rejects.jsonl``."""
-        return {
+        """JSON-able form used in ``rejects.jsonl`` (``length`` only when known)."""
+        out = {
             "row": self.row,
             "stage": self.stage,
             "reason": self.reason.value,
             "field": self.field,
             "message": self.message,
         }
+        if self.length is not None:
+            out["length"] = self.length
+        return out
+
+    def __reduce__(self):  # keyword-only arguments: pickle through the constructor's keywords
+        return _rebuild_row_error, (self.reason.value, self.message, self.field, self.row, self.stage, self.length)
+
+
+def _rebuild_row_error(reason, message, field, row, stage, length) -> RowError:
+    return RowError(reason, message, field=field, row=row, stage=stage, length=length)

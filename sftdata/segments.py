@@ -74,6 +74,10 @@ class SegmentEncoder:
         marked: texts may carry plain-text markers (see the module docstring).
         cache_chars: empty the cache when the cached pieces exceed this many characters.
 
+    The cache keeps the pieces used since the last :meth:`next_batch` call when that is called
+    (once per chunk of conversations): a system prompt or tool list repeated in every row stays,
+    the pieces of earlier conversations go, so memory does not grow with the input.
+
     Attributes:
         split_exact: pieces between added tokens are encoded on their own (else whole texts).
     """
@@ -90,6 +94,7 @@ class SegmentEncoder:
         self._split_re = re.compile(f"{guard}({body})") if contents else None
         self._cache: dict[str, list[int]] = {}
         self._cached_chars = 0
+        self._used: set[str] = set()
         normalizer = self.backend.normalizer is not None
         verbatim = not any(t.lstrip or t.rstrip or t.single_word or (normalizer and t.normalized) for _, t in added)
         spec = json.loads(self.backend.to_str())
@@ -108,6 +113,18 @@ class SegmentEncoder:
                 if self._encode_split([text])[0] != self.backend.encode(text, add_special_tokens=False).ids:
                     return False
         return True
+
+    def __getstate__(self) -> dict:
+        """Pickle without the piece cache (workers build their own)."""
+        state = dict(self.__dict__)
+        state["_cache"], state["_cached_chars"], state["_used"] = {}, 0, set()
+        return state
+
+    def next_batch(self) -> None:
+        """Keep only the cached pieces used since the previous call (see the class doc)."""
+        self._cache = {k: v for k, v in self._cache.items() if k in self._used}
+        self._cached_chars = sum(len(k) for k in self._cache)
+        self._used = set()
 
     # -- public ----------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
@@ -207,15 +224,18 @@ class SegmentEncoder:
             if t not in self._cache:
                 self._cache[t] = self._marked(t)[0]
         self._cached_chars += sum(len(t) for t in todo)
+        self._used.update(texts)
         return [list(self._cache[t]) for t in texts]
 
     def _fill(self, split: list[list[str]]) -> None:
         """Encode (in one batch) every text piece of ``split`` not in the cache yet."""
-        missing = {p for parts in split for p in parts[0::2] if p and p not in self._cache}
+        pieces = {p for parts in split for p in parts[0::2] if p}
+        self._used |= pieces
+        missing = {p for p in pieces if p not in self._cache}
         if self._cached_chars + sum(len(p) for p in missing) > self.cache_chars:
             self._cache.clear()  # make room now: the pieces of this call must stay until assembled
             self._cached_chars = 0
-            missing = {p for parts in split for p in parts[0::2] if p}
+            missing = pieces
         plain = [p for p in missing if not (self.marked and (MARK_START in p or MARK_END in p))]
         for p, enc in zip(plain, self.backend.encode_batch_fast(plain, add_special_tokens=False) if plain else ()):
             self._cache[p] = enc.ids

@@ -1,39 +1,63 @@
-"""The ``stats.json`` report of ``sftdata prepare`` and its human summary.
+"""The ``stats.json`` report of ``sftdata prepare``: accumulated while rows stream, never
+recomputed from the output; and the content fingerprint of the output.
 
-Accounting invariant, always checked before writing: ``rows_in == rows_out + rows_rejected``
+* :class:`StatsPart` — the per-row accumulators of some rows (a chunk, a committed shard
+  file, a whole job). Parts add up (``+=``), so worker processes, resumed jobs and
+  ``sftdata merge`` all produce the report of the whole.
+* :func:`add_counters` — sums the encoder's :class:`~sftdata.encoder.Counters` generically
+  (every dataclass field: ints add, dicts add per key, nested dataclasses recurse), so new
+  counters need no change here.
+* :class:`ContentHasher` — sha256 over every output column, fed record batch by record
+  batch: the value does not depend on how the rows are split into batches or files.
+
+Accounting invariant, checked by :func:`build_stats`: ``rows_in == rows_out + rows_rejected``
 where a row is *out* when it produced at least one training example.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
-from dataclasses import fields
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .encoder import Counters
-
 #: Upper edges (tokens) of the length histogram bins; the last bin is open-ended.
 LENGTH_BIN_EDGES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+HISTOGRAM_KEYS = tuple(f"<={e}" for e in LENGTH_BIN_EDGES) + (f">{LENGTH_BIN_EDGES[-1]}",)
+IGNORE_INDEX = -100
 
 
-def merge_counters(parts: Iterable[Counters]) -> dict[str, Any]:
-    """Sum the counters of several encoder processes into one plain dict."""
-    render: Counter = Counter()
-    encode: Counter = Counter()
-    dropped: Counter = Counter()
-    for c in parts:
-        for f in fields(c.render):
-            render[f.name] += getattr(c.render, f.name)
-        for f in fields(c.encode):
-            v = getattr(c.encode, f.name)
-            if isinstance(v, dict):
-                dropped.update(v)
-            else:
-                encode[f.name] += v
-    return {"render": dict(render), "encode": dict(encode), "dropped_examples": dict(dropped)}
+def counters_to_dict(counters: Any) -> dict:
+    """A (nested) counters dataclass as plain nested dicts."""
+    return asdict(counters) if is_dataclass(counters) else dict(counters)
+
+
+def add_counters(total: dict, part: Any) -> dict:
+    """Add ``part`` (a counters dataclass or nested dict) into ``total`` in place; returns it.
+
+    Ints add, dicts of ints add per key, nested dicts/dataclasses recurse.
+    """
+    items = counters_to_dict(part).items() if is_dataclass(part) else part.items()
+    for key, value in items:
+        if isinstance(value, Mapping):
+            sub = total.setdefault(key, {})
+            add_counters(sub, value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, bool):
+            total[key] = total.get(key, False) or value
+    return total
+
+
+def merge_counters(parts: Iterable[Any]) -> dict[str, Any]:
+    """Sum the counters of several encoder processes into one nested plain dict."""
+    total: dict = {}
+    for p in parts:
+        add_counters(total, p)
+    return total
 
 
 def length_histogram(lengths: np.ndarray) -> dict[str, int]:
@@ -41,85 +65,253 @@ def length_histogram(lengths: np.ndarray) -> dict[str, int]:
     edges = np.asarray(LENGTH_BIN_EDGES)
     idx = np.searchsorted(edges, lengths, side="left")
     counts = np.bincount(idx, minlength=len(edges) + 1)
-    keys = [f"<={e}" for e in LENGTH_BIN_EDGES] + [f">{LENGTH_BIN_EDGES[-1]}"]
-    return {k: int(v) for k, v in zip(keys, counts)}
+    return {k: int(v) for k, v in zip(HISTOGRAM_KEYS, counts)}
 
 
-def content_fingerprint(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], source_index: Sequence[int],
-                        parent: Sequence[Sequence[int]] | None = None) -> str:
-    """sha256 over every row's ids, labels, tree parents and source index (identical rows ⇔ identical hash).
+def _min(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
-    Rows without tree structure (empty ``parent``) hash as before trees existed."""
-    h = hashlib.sha256()
-    parents = parent if parent is not None else [()] * len(input_ids)
-    for ids, lab, src, par in zip(input_ids, labels, source_index, parents):
-        h.update(np.asarray(ids, dtype=np.int32).tobytes())
-        h.update(b"|")
-        h.update(np.asarray(lab, dtype=np.int32).tobytes())
-        if len(par):
-            h.update(b"^")
-            h.update(np.asarray(par, dtype=np.int32).tobytes())
-        h.update(np.int64(src).tobytes())
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@dataclass
+class StatsPart:
+    """Accumulators of some input rows and the examples they produced (all additive)."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    rejected_by_reason: dict = field(default_factory=dict)
+    examples_out: int = 0
+    examples_by_kind: dict = field(default_factory=dict)
+    tokens_total: int = 0
+    tokens_trained: int = 0
+    tokens_linear: int = 0  # tokens the same examples take in the linear layout
+    truncated_examples: int = 0
+    length_min: int | None = None
+    length_max: int | None = None
+    histogram: list = field(default_factory=lambda: [0] * len(HISTOGRAM_KEYS))
+    too_long_min_length: int | None = None
+    counters: dict = field(default_factory=dict)
+
+    def __iadd__(self, other: "StatsPart") -> "StatsPart":
+        for name in ("rows_in", "rows_out", "rows_rejected", "examples_out", "tokens_total", "tokens_trained", "tokens_linear",
+                     "truncated_examples"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("rejected_by_reason", "examples_by_kind"):
+            mine = getattr(self, name)
+            for k, v in getattr(other, name).items():
+                mine[k] = mine.get(k, 0) + v
+        self.length_min = _min(self.length_min, other.length_min)
+        self.length_max = _max(self.length_max, other.length_max)
+        self.too_long_min_length = _min(self.too_long_min_length, other.too_long_min_length)
+        self.histogram = [a + b for a, b in zip(self.histogram, other.histogram)]
+        add_counters(self.counters, other.counters)
+        return self
+
+    def add_examples(self, lengths: np.ndarray, labels_flat: np.ndarray, kinds: Iterable[str], truncated: Iterable[bool],
+                     linear_lengths: np.ndarray | None = None) -> None:
+        """Count a batch of output examples: ``lengths`` ``(n,)`` tokens, ``labels_flat`` all labels,
+        ``linear_lengths`` ``(n,)`` tokens of the same examples as linear rows (default: ``lengths``)."""
+        n = len(lengths)
+        if not n:
+            return
+        self.examples_out += n
+        self.tokens_total += int(lengths.sum())
+        self.tokens_linear += int((lengths if linear_lengths is None else linear_lengths).sum())
+        self.tokens_trained += int(np.count_nonzero(labels_flat != IGNORE_INDEX))
+        self.truncated_examples += int(sum(bool(t) for t in truncated))
+        for k, v in Counter(kinds).items():
+            self.examples_by_kind[k] = self.examples_by_kind.get(k, 0) + v
+        self.length_min = _min(self.length_min, int(lengths.min()))
+        self.length_max = _max(self.length_max, int(lengths.max()))
+        h = length_histogram(lengths)
+        self.histogram = [a + h[k] for a, k in zip(self.histogram, HISTOGRAM_KEYS)]
+
+    def add_reject(self, reason: str, length: int | None = None) -> None:
+        self.rows_rejected += 1
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+        if reason == "too_long" and length is not None:
+            self.too_long_min_length = _min(self.too_long_min_length, int(length))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StatsPart":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_stats(cls, stats: Mapping[str, Any]) -> "StatsPart":
+        """Rebuild the accumulators of a finished job from its ``stats.json`` (for merging)."""
+        counters = {"render": dict(stats.get("render", {})), "encode": dict(stats.get("encode", {}))}
+        if stats.get("dropped_examples"):
+            counters["encode"]["dropped_examples"] = dict(stats["dropped_examples"])
+        for k, v in stats.get("counters_extra", {}).items():
+            counters[k] = v
+        length = stats.get("length", {})
+        return cls(
+            rows_in=stats["rows_in"],
+            rows_out=stats["rows_out"],
+            rows_rejected=stats["rows_rejected"],
+            rejected_by_reason=dict(stats["rejected_by_reason"]),
+            examples_out=stats["examples_out"],
+            examples_by_kind=dict(stats["examples_by_kind"]),
+            tokens_total=stats["tokens_total"],
+            tokens_trained=stats["tokens_trained"],
+            tokens_linear=stats.get("tokens_linear_layout", stats["tokens_total"]),
+            truncated_examples=stats["truncated_examples"],
+            length_min=length.get("min") if stats["examples_out"] else None,
+            length_max=length.get("max") if stats["examples_out"] else None,
+            histogram=[length.get("histogram", {}).get(k, 0) for k in HISTOGRAM_KEYS],
+            too_long_min_length=stats.get("too_long_min_length"),
+            counters=counters,
+        )
+
+
+class ContentHasher:
+    """sha256 of every column of the output, fed with Arrow record batches.
+
+    Per column (in schema order), two streams are hashed: the row-level values and, for
+    list columns, the list lengths; values are hashed as little-endian bytes of their Arrow
+    type (strings as UTF-8 with their lengths). Concatenating batches never changes the
+    bytes hashed, so the digest depends only on the rows, not on batch or file boundaries.
+    The final value is the sha256 of ``name|type|digests`` of every column.
+    """
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+        self._h = {f.name: (hashlib.sha256(), hashlib.sha256()) for f in schema}
+        self.rows = 0
+
+    def update(self, batch: Any) -> None:
+        """Add one ``pyarrow.RecordBatch`` (or ``Table``) with this hasher's schema."""
+        self.rows += batch.num_rows
+        for f in self.schema:
+            col = batch.column(batch.schema.get_field_index(f.name))
+            chunks = col.chunks if hasattr(col, "chunks") else [col]
+            values_h, lengths_h = self._h[f.name]
+            for arr in chunks:
+                _hash_array(arr, values_h, lengths_h)
+
+    def hexdigest(self) -> str:
+        top = hashlib.sha256()
+        for f in self.schema:
+            values_h, lengths_h = self._h[f.name]
+            top.update(f"{f.name}|{f.type}|".encode())
+            top.update(values_h.digest())
+            top.update(lengths_h.digest())
+        return top.hexdigest()
+
+
+def _hash_array(arr: Any, values_h: Any, lengths_h: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if arr.null_count:  # nulls: hash where they are, then treat them as zero / empty
+        lengths_h.update(b"validity")
+        lengths_h.update(np.asarray(arr.is_valid(), dtype=np.uint8).tobytes())
+        if pa.types.is_primitive(t) and not pa.types.is_boolean(t):
+            arr = arr.fill_null(pa.scalar(0, t))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        lengths_h.update(np.asarray(pc.list_value_length(arr).fill_null(0), dtype=np.int64).tobytes())
+        _hash_array(arr.flatten(), values_h, lengths_h)
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        lengths_h.update(np.asarray(pc.binary_length(arr).fill_null(0), dtype=np.int64).tobytes())
+        for v in arr.to_pylist():
+            values_h.update(v.encode() if isinstance(v, str) else (v or b""))
+    elif pa.types.is_boolean(t):
+        values_h.update(np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes())
+    elif pa.types.is_primitive(t):
+        values_h.update(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)).astype(arr.type.to_pandas_dtype(), copy=False).tobytes())
+    else:  # any other type: its canonical JSON, row by row
+        for v in arr.to_pylist():
+            values_h.update(json.dumps(v, sort_keys=True, default=str).encode())
+            values_h.update(b"\n")
+
+
+def content_fingerprint(table: Any) -> str:
+    """:class:`ContentHasher` digest of a ``pyarrow.Table`` (or record batch)."""
+    h = ContentHasher(table.schema)
+    h.update(table)
     return h.hexdigest()
 
 
 def build_stats(
     *,
-    rows_in: int,
-    source_index: np.ndarray,
-    lengths: np.ndarray,
-    trained: np.ndarray,
-    kinds: Sequence[str],
-    truncated: np.ndarray,
-    rejects: Sequence[Mapping[str, Any]],
-    counters: Mapping[str, Any],
+    part: StatsPart,
     fingerprint: str,
-    linear_lengths: np.ndarray | None = None,
     tokenizer_info: Mapping[str, str],
     options: Mapping[str, Any],
     seconds: float,
+    data: Mapping[str, Any] | None = None,
+    sharding: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the report. Raises ``AssertionError`` if rows in ≠ rows out + rejected."""
-    rows_out = int(len(np.unique(source_index))) if len(source_index) else 0
-    by_reason = Counter(r["reason"] for r in rejects)
-    assert rows_in == rows_out + len(rejects), f"row accounting broken: {rows_in} in, {rows_out} out, {len(rejects)} rejected"
-    tokens = int(lengths.sum()) if len(lengths) else 0
-    trained_tokens = int(trained.sum()) if len(trained) else 0
-    return {
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rows_rejected": len(rejects),
-        "rejected_by_reason": dict(sorted(by_reason.items())),
-        "examples_out": int(len(lengths)),
-        "examples_by_kind": dict(sorted(Counter(kinds).items())),
-        "turns_trained_in_place": int(counters["encode"].get("in_place_turns", 0)),
-        "turns_branched": int(counters["encode"].get("branched_turns", 0)),
-        "tree_rows": int(counters["encode"].get("tree_rows", 0)),
-        "paths": int(counters["encode"].get("paths", 0)),
-        "tokens_one_rendering": int(counters["encode"].get("tokens_one_rendering", 0)),
+    """Assemble the report from the accumulators of the whole job.
+
+    Raises:
+        AssertionError: rows in ≠ rows out + rows rejected.
+    """
+    p = part
+    assert p.rows_in == p.rows_out + p.rows_rejected, f"row accounting broken: {p.rows_in} in, {p.rows_out} out, {p.rows_rejected} rejected"
+    counters = {k: dict(v) if isinstance(v, Mapping) else v for k, v in p.counters.items()}
+    render = dict(counters.pop("render", {}))
+    encode = dict(counters.pop("encode", {}))
+    dropped = encode.pop("dropped_examples", {}) or {}
+    tokens = p.tokens_total
+    stats: dict[str, Any] = {
+        "rows_in": p.rows_in,
+        "rows_out": p.rows_out,
+        "rows_rejected": p.rows_rejected,
+        "rejected_by_reason": dict(sorted(p.rejected_by_reason.items())),
+        "examples_out": p.examples_out,
+        "examples_by_kind": dict(sorted(p.examples_by_kind.items())),
+        "turns_trained_in_place": int(encode.get("in_place_turns", 0)),
+        "turns_branched": int(encode.get("branched_turns", 0)),
+        "tree_rows": int(encode.get("tree_rows", 0)),
+        "paths": int(encode.get("paths", 0)),
+        "tokens_one_rendering": int(encode.get("tokens_one_rendering", 0)),
         "tokens_total": tokens,
-        "tokens_linear_layout": int(linear_lengths.sum()) if linear_lengths is not None and len(linear_lengths) else tokens,
-        "written_per_rendering": round(tokens / counters["encode"]["tokens_one_rendering"], 4)
-        if counters["encode"].get("tokens_one_rendering")
-        else None,
-        "tokens_trained": trained_tokens,
-        "trained_share": round(trained_tokens / tokens, 6) if tokens else 0.0,
-        "truncated_examples": int(truncated.sum()) if len(truncated) else 0,
-        "dropped_examples": counters["dropped_examples"],
+        "tokens_linear_layout": p.tokens_linear,
+        "written_per_rendering": round(tokens / encode["tokens_one_rendering"], 4) if encode.get("tokens_one_rendering") else None,
+        "tokens_trained": p.tokens_trained,
+        "trained_share": round(p.tokens_trained / tokens, 6) if tokens else 0.0,
+        "truncated_examples": p.truncated_examples,
+        "dropped_examples": dict(sorted(dropped.items())),
+        "too_long_min_length": p.too_long_min_length,
         "length": {
-            "min": int(lengths.min()) if len(lengths) else 0,
-            "mean": round(float(lengths.mean()), 1) if len(lengths) else 0.0,
-            "max": int(lengths.max()) if len(lengths) else 0,
-            "histogram": length_histogram(lengths),
+            "min": p.length_min or 0,
+            "mean": round(tokens / p.examples_out, 1) if p.examples_out else 0.0,
+            "max": p.length_max or 0,
+            "histogram": dict(zip(HISTOGRAM_KEYS, p.histogram)),
         },
-        "render": counters["render"],
-        "encode": counters["encode"],
-        "content_fingerprint": fingerprint,
-        "tokenizer": dict(tokenizer_info),
-        "options": dict(options),
-        "seconds": round(seconds, 3),
-        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "render": render,
+        "encode": encode,
     }
+    if counters:
+        stats["counters_extra"] = counters
+    stats.update(
+        {
+            "content_fingerprint": fingerprint,
+            "tokenizer": dict(tokenizer_info),
+            "options": json.loads(json.dumps(dict(options), default=str)),  # as stats.json reads back
+            "seconds": round(seconds, 3),
+            "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        }
+    )
+    if sharding is not None:
+        stats["sharding"] = dict(sharding)
+    if data is not None:
+        stats["data"] = dict(data)
+    return stats
+
+
+#: stats.json keys that describe the run, not the data (they differ between identical outputs).
+TIMING_KEYS = ("seconds", "tokens_per_second")
 
 
 def summary(stats: Mapping[str, Any]) -> str:
@@ -137,4 +329,10 @@ def summary(stats: Mapping[str, Any]) -> str:
         f"length min/mean/max {stats['length']['min']}/{stats['length']['mean']}/{stats['length']['max']}",
         f"time: {stats['seconds']:.2f} s ({stats['tokens_per_second'] or 0:,.0f} tokens/s)",
     ]
+    if stats.get("too_long_min_length") is not None:
+        max_length = stats.get("options", {}).get("max_length")
+        lines.append(
+            f"too long: the shortest example of a row rejected too_long has {stats['too_long_min_length']:,} tokens"
+            + (f" (max_length {max_length})" if max_length else "")
+        )
     return "\n".join(lines)

@@ -30,7 +30,18 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import Reason, RowError
+from .errors import ConfigError, Reason, RowError
+from .render_limits import (
+    DEFAULT_LIMITS,
+    LimitedCodeGenerator,
+    RenderLimitExceeded,
+    RenderLimits,
+    check_binop,
+    check_call,
+    collect,
+    limited_filters,
+    time_limit,
+)
 
 
 #: Noncharacters that can wrap ``{% generation %}`` output while its spans are tracked; the
@@ -162,11 +173,42 @@ class _CachedSandbox(ImmutableSandboxedEnvironment):
         return verdict
 
 
+class _LimitedSandbox(_CachedSandbox):
+    """The sandbox with size checks before operations that build large values in one step
+    (see :mod:`sftdata.render_limits`); ``max_chars`` is set per template."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = LimitedCodeGenerator
+    max_chars: int | None = DEFAULT_LIMITS.max_chars
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+" and type(left) is str and type(right) is str:  # the common case, kept fast
+            if self.max_chars is not None and len(left) + len(right) > self.max_chars:
+                check_binop(operator, left, right, self.max_chars)
+            return left + right
+        if self.max_chars is not None:
+            check_binop(operator, left, right, self.max_chars)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - jinja's signature
+        if __self.max_chars is not None:
+            check_call(__obj, args, kwargs, __self.max_chars)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def checked_size(self, value: Any) -> Any:
+        """Called on every ``~`` result (see :class:`~sftdata.render_limits.LimitedCodeGenerator`)."""
+        if self.max_chars is not None and len(value) > self.max_chars:
+            raise RenderLimitExceeded(f"'~' built {len(value):,} characters, over the render size limit of {self.max_chars:,}")
+        return value
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
-    """A fresh sandboxed environment configured like transformers' chat-template environment."""
-    env = _CachedSandbox(
+    """A fresh sandboxed environment configured like transformers' chat-template environment
+    (plus the size checks of :mod:`sftdata.render_limits`)."""
+    env = _LimitedSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, jinja2.ext.loopcontrols]
     )
+    env.filters = limited_filters(dict(env.filters), lambda: env.max_chars)
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -191,14 +233,24 @@ class ChatTemplate:
         special_tokens: ``tokenizer.special_tokens_map`` (``bos_token``, ``eos_token``, …).
         template_kwargs: extra variables, e.g. ``{"enable_thinking": False}``; they
             override special tokens of the same name, as in transformers.
+        limits: per-render wall-time and output-size limits
+            (:class:`~sftdata.render_limits.RenderLimits`).
 
     Raises:
         jinja2.TemplateSyntaxError: if the template does not compile.
     """
 
-    def __init__(self, source: str, special_tokens: Mapping[str, Any] | None = None, template_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        special_tokens: Mapping[str, Any] | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
+        limits: RenderLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.source = source
+        self.limits = limits
         env = make_environment()
+        env.max_chars = limits.max_chars
         self._json_memo: dict[tuple, tuple[Any, str]] = {}
         env.filters["tojson"] = self._tojson
         self._env = env
@@ -293,20 +345,47 @@ class ChatTemplate:
 
         Raises:
             RowError: ``template_error`` carrying the template's own message
-                (e.g. "System role not supported") when the template raises.
+                (e.g. "System role not supported") when the template raises;
+                ``render_limit`` when the render exceeds :attr:`limits` (time or size), hits
+                the sandbox's ``range()`` cap, recurses too deeply or runs out of memory.
         """
         msgs = list(messages) if prepared else self.prepare_messages(messages)
         try:
-            return self._template.render(
-                messages=msgs,
-                tools=list(tools) if tools is not None else None,
-                documents=None,
-                add_generation_prompt=add_generation_prompt,
-                **self.variables,
-            )
+            with time_limit(self.limits.seconds):
+                return collect(
+                    self._template.generate(
+                        messages=msgs,
+                        tools=list(tools) if tools is not None else None,
+                        documents=None,
+                        add_generation_prompt=add_generation_prompt,
+                        **self.variables,
+                    ),
+                    self.limits.max_chars,
+                )
+        except RenderLimitExceeded as e:
+            raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
+        except (OverflowError, RecursionError, MemoryError) as e:
+            raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {type(e).__name__}: {e}", field="messages") from None
         except jinja2.exceptions.TemplateError as e:
             raise RowError(Reason.TEMPLATE_ERROR, f"chat template refused the conversation: {e}", field="messages") from None
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             raise RowError(
                 Reason.TEMPLATE_ERROR, f"chat template failed on the conversation: {type(e).__name__}: {e}", field="messages"
             ) from None
+
+
+def check_template(source: str, origin: str) -> None:
+    """Compile ``source`` once to report a syntax error as a configuration error.
+
+    Args:
+        source: the template text.
+        origin: where it came from, for the message (a file path, or
+            ``"the chat template of tokenizer X"``).
+
+    Raises:
+        ConfigError: ``"{origin}:{line}: chat template syntax error: {message}"``.
+    """
+    try:
+        make_environment().parse(source)
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        raise ConfigError(f"{origin}:{e.lineno}: chat template syntax error: {e.message}") from None

@@ -19,8 +19,40 @@ from typing import Iterable
 
 from .errors import ConfigError
 
+#: ``tokenizer_class`` values loaded without ``AutoTokenizer`` (which imports torch through
+#: transformers' model configuration code): the generic fast tokenizer classes.
+GENERIC_FAST_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def _generic_fast_dir(path: Path) -> bool:
+    """A local tokenizer dir AutoTokenizer would load as the generic fast class: a
+    ``tokenizer.json``, a ``tokenizer_config.json`` naming a generic class, no ``auto_map``
+    and no model ``config.json`` (whose model type could make AutoTokenizer pick another)."""
+    import json
+
+    cfg = path / "tokenizer_config.json"
+    if not (path / "tokenizer.json").is_file() or not cfg.is_file() or (path / "config.json").exists():
+        return False
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("tokenizer_class") in GENERIC_FAST_CLASSES and "auto_map" not in data
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only be a filesystem path, never a Hub id (``org/name``)."""
+    return name.startswith((".", "/", "~")) or name.endswith(("/", "\\")) or name.count("/") > 1 or "\\" in name
+
+
 def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str | Path | None = None):
     """Load a fast tokenizer.
+
+    A local directory holding a generic fast tokenizer (``tokenizer_class``
+    ``PreTrainedTokenizerFast``/``TokenizersBackend``, no model ``config.json``, e.g. the
+    embedded default) is loaded with ``PreTrainedTokenizerFast`` directly, as
+    ``AutoTokenizer`` would, without importing torch; anything else goes through
+    ``transformers.AutoTokenizer``.
 
     Args:
         name_or_path: a local directory, a Hugging Face Hub id, or ``None`` for the
@@ -32,19 +64,31 @@ def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str
         ``transformers.PreTrainedTokenizerFast``.
 
     Raises:
-        ConfigError: if the tokenizer is not a fast tokenizer, cannot be loaded, or has
-            no chat template (and none is given).
+        ConfigError: if the tokenizer is not a fast tokenizer, cannot be loaded (a path
+            that does not exist is named as such), or has no chat template (and none is
+            given).
     """
-    from transformers import AutoTokenizer
-
     if name_or_path is None:
         from .assets import default_tokenizer_path
 
         name_or_path = default_tokenizer_path()
+    path = Path(str(name_or_path)).expanduser()
+    if not path.exists() and _looks_like_path(str(name_or_path)):
+        raise ConfigError(f"tokenizer path {str(name_or_path)!r} does not exist")
+    if path.is_file():
+        raise ConfigError(f"tokenizer {str(name_or_path)!r} is a file: pass the directory holding tokenizer.json and tokenizer_config.json")
     try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path))
+        if path.is_dir() and _generic_fast_dir(path):
+            from transformers import PreTrainedTokenizerFast
+
+            tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+        else:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(name_or_path))
     except Exception as e:  # noqa: BLE001 - transformers raises many types here
-        raise ConfigError(f"cannot load tokenizer {name_or_path!r}: {type(e).__name__}: {e}") from e
+        where = "local directory" if path.is_dir() else "not a local path; tried as a Hub id"
+        raise ConfigError(f"cannot load tokenizer {str(name_or_path)!r} ({where}): {type(e).__name__}: {e}") from e
     if not getattr(tok, "is_fast", False):
         raise ConfigError(f"tokenizer {name_or_path!r} is not a fast (Rust) tokenizer; sftdata needs offsets")
     if chat_template is not None:

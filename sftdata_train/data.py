@@ -54,20 +54,21 @@ class SFTDataset:
 
 
 def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
-    """Load a ``sftdata prepare``/``sftdata pack`` output dir (``datasets.save_to_disk``)."""
-    import datasets
-
+    """Load a ``sftdata prepare``/``sftdata pack`` output dir (``datasets.save_to_disk``); a dir
+    whose ``stats.json`` does not match its data is refused (:func:`sftdata.output.load_output`)."""
     path = str(path)
     if not os.path.isdir(path):
         raise ConfigError(f"data dir {path!r} does not exist (run `sftdata prepare` first)")
-    try:
-        ds = datasets.load_from_disk(path)
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"{path!r} is not a `sftdata prepare`/`sftdata pack` output dir: {e}") from e
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
+    if os.path.isfile(os.path.join(path, "dataset_dict.json")):
+        if not os.path.isdir(os.path.join(path, "train")):
             raise ConfigError(f"{path!r} holds a DatasetDict without a 'train' split")
-        ds = ds["train"]
+        path = os.path.join(path, "train")
+    from sftdata.output import load_output  # checks that stats.json describes the data
+
+    try:
+        ds = load_output(path, verify="sizes" if os.path.isfile(os.path.join(path, "stats.json")) else "none")
+    except ConfigError as e:
+        raise ConfigError(f"{path!r} is not a complete `sftdata prepare`/`sftdata pack` output dir: {e}") from e
     missing = [c for c in PREPARED_COLUMNS if c not in ds.column_names]
     if missing:
         raise ConfigError(f"{path!r} lacks columns {missing}; expected `sftdata prepare`/`pack` output")

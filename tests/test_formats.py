@@ -399,7 +399,7 @@ def test_detect_unknown_and_priority():
     assert detect_format({"messages": [{"from": "human", "value": "q"}]}) == "sharegpt"
     with pytest.raises(ConfigError):
         normalize({"text": "x"}, "csv")
-    assert set(FORMATS) == {"openai", "sharegpt", "parts", "prompt_completion", "alpaca", "text"}
+    assert set(FORMATS) == {"openai", "sharegpt", "parts", "prompt_completion", "alpaca", "text", "swe_agent", "mini_swe_agent", "toolbench"}
 
 
 # ---------------------------------------------------------------------------- reading
@@ -432,11 +432,12 @@ def test_json_array_object_and_jsonl_named_json(tmp_path):
         fh.write("\n".join(map(json.dumps, rows)))
     for name in ("a.json", "b.json", "c.json", "f.jsonl.gz"):
         assert list(iter_rows(tmp_path / name)) == [(0, rows[0]), (1, rows[1])], name
-    [(index, bad)] = list(iter_rows(tmp_path / "d.json"))
-    assert index == 0
-    assert bad.reason is Reason.MALFORMED_JSON and "d.json" in bad.message
-    with pytest.raises(ConfigError):
-        list(iter_rows(tmp_path / "e.json"))
+    # the array is streamed: the items before a syntax error are rows, the error is the next one
+    [(i0, first), (index, bad)] = list(iter_rows(tmp_path / "d.json"))
+    assert (i0, first) == (0, rows[0]) and index == 1
+    assert bad.reason is Reason.MALFORMED_JSON and "d.json:1" in bad.message and "could not be read" in bad.message
+    # an object that is a row (it has row keys) is a one-conversation file: one row
+    assert list(iter_rows(tmp_path / "e.json")) == [(0, {"messages": [], "tools": []})]
     with pytest.raises(ConfigError):
         list(iter_rows(tmp_path / "missing.jsonl"))
     with pytest.raises(ConfigError):

@@ -41,10 +41,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import datasets
-
     from ..errors import ConfigError
     from ..packing import pack_dataset, save_packed
+    from ..output import load_output
 
     if args.config:
         if reject_flags(args, args._parser, set(), "sftdata pack"):
@@ -64,14 +63,13 @@ def run(args: argparse.Namespace) -> int:
             if out.resolve() == src.resolve():
                 raise ConfigError("--output must differ from the input dir")
             shutil.rmtree(out)
-        try:
-            ds = datasets.load_from_disk(str(src))
-        except Exception as e:  # noqa: BLE001 - report any load failure as a config error
-            raise ConfigError(f"cannot load {src}: {e}") from e
-        if isinstance(ds, datasets.DatasetDict):
-            if "train" not in ds:
+        if (src / "dataset_dict.json").is_file():
+            if not (src / "train").is_dir():
                 raise ConfigError(f"{src} holds a DatasetDict without a 'train' split")
-            ds = ds["train"]
+            src = src / "train"
+        ds = load_output(src)
+        if len(ds) == 0:
+            raise ConfigError(f"{src} has no rows: nothing to pack")
         packed, report = pack_dataset(
             ds,
             args.max_length,

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
-from ..errors import SftDataError
+from ..errors import ConfigError, SftDataError
 from .run import add_config_arguments, reject_flags, run_config
 
 
 def _kv(items: list[str]) -> dict:
-    """``k=v`` pairs; values parsed as JSON when possible (``enable_thinking=false`` → False)."""
+    """``k=v`` pairs; values parsed as JSON when possible (``enable_thinking=false`` → False).
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
     import json
 
     out = {}
     for item in items:
-        if "=" not in item:
-            raise argparse.ArgumentTypeError(f"--template-kwargs expects k=v, got {item!r}")
+        if "=" not in item or not item.split("=", 1)[0]:
+            raise ConfigError(f"--template-kwargs expects KEY=VALUE items (e.g. enable_thinking=false), got {item!r}")
         k, v = item.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -25,37 +30,75 @@ def _kv(items: list[str]) -> dict:
     return out
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """``"256MB"``, ``"1g"``, ``"4096"`` → bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size like 256MB or 1GB, got {text!r}")
+    return max(1, int(float(m.group(1)) * _UNITS[m.group(2).lower()]))
+
+
 def add_parser(sub) -> None:
+    from ..formats import FORMATS
+
     p = sub.add_parser(
         "prepare",
         help="turn agent traces into masked token rows (Arrow on disk)",
         description="Render traces with the tokenizer's chat template, mask everything but the generated "
-        "assistant tokens, and save input_ids/labels/length/source_index with stats.json and rejects.jsonl.",
-        epilog="example: sftdata prepare examples/traces.jsonl --output out/data "
-        "--tokenizer Qwen/Qwen3-0.6B --template-kwargs enable_thinking=false --max-length 8192 --truncation turns",
+        "assistant tokens (exactly as the model generates them: prefix-tree rows when the template rewrites history), "
+        "and save input_ids/labels/parent/position_ids/length/linear_length/source_index with stats.json and rejects.jsonl. "
+        "Rows are streamed (memory does not grow with the input); the output appears atomically when complete; "
+        "a killed run continues with --resume.",
+        epilog="examples: sftdata prepare traces.jsonl --output out/data --tokenizer Qwen/Qwen3-0.6B "
+        "--template-kwargs enable_thinking=false --max-length 8192 --truncation turns\n"
+        "  job array: sftdata prepare big.jsonl -o out/shard-$I --num-shards 64 --shard-index $I; "
+        "then sftdata merge out/shard-* -o out/data",
     )
-    p.add_argument("inputs", nargs="*", help=".jsonl/.json/.parquet files, globs, save_to_disk dirs, or anything "
-                   "datasets.load_dataset reads (a Hub id, a dir of data files, .csv)")
+    p.add_argument("inputs", nargs="*", help=".jsonl/.json/.traj/.parquet files, globs, directories of them, save_to_disk dirs, "
+                   "or anything datasets.load_dataset reads (a Hub id, a dir of data files, .csv)")
     p.add_argument("--output", "-o", default=None, help="output directory (required without --config)")
     p.add_argument("--split", default=None, help="split of load_dataset inputs (required when there are several)")
     p.add_argument("--dataset-config", default=None, metavar="NAME", help="config name of load_dataset inputs")
     p.add_argument("--revision", default=None, help="Hub revision (commit, tag, branch) of load_dataset inputs")
+    p.add_argument("--overwrite", action="store_true", help="replace the output directory if it exists")
+    p.add_argument("--resume", action="store_true", help="continue a killed run into the same output from its last committed file")
     p.add_argument("--tokenizer", default=None, help="path or Hub id (default: the embedded tokenizer)")
-    p.add_argument("--format", default=None, help="input format (default: auto-detect per row)")
+    p.add_argument("--format", default=None, choices=FORMATS, help="input format (default: auto-detect per row)")
     p.add_argument("--messages-field", default=None, help="key holding the conversation (e.g. traj)")
     p.add_argument("--tools-field", default=None, help="key holding the tool schemas")
+    p.add_argument("--tools-file", default=None, metavar="FILE", help="tool schemas stored apart: a JSON list attached to every row, or a JSON object of lists chosen by --tools-key")
+    p.add_argument("--tools-key", default=None, metavar="FIELD", help="row field whose value selects the list in --tools-file")
     p.add_argument("--chat-template", default=None, help="jinja file replacing the tokenizer's template")
     p.add_argument("--template-kwargs", nargs="*", default=[], metavar="K=V", help="extra template variables")
-    p.add_argument("--turn-policy", choices=("exact", "all", "last"), default="exact")
+    p.add_argument("--turn-policy", choices=("exact", "all", "last"), default="exact",
+                   help="exact: every trained token as the model generates it (default); all: one rendering, "
+                   "rows with a rewritten turn rejected; last: only the final turn (docs/masking.md)")
+    p.add_argument("--layout", choices=("tree", "linear"), default="tree",
+                   help="tree: one prefix-tree row per conversation (default, docs/trees.md); linear: one row per "
+                   "root-to-leaf path, for trainers without a tree mask")
     p.add_argument("--train-roles", default="assistant", help="comma-separated roles trained by default")
     p.add_argument("--no-train-reasoning", action="store_true", help="mask reasoning tokens")
     p.add_argument("--keep-trailing", action="store_true", help="keep untrained messages after the last trained turn")
     p.add_argument("--max-length", type=int, default=None, help="maximum tokens per example")
     p.add_argument("--truncation", choices=("drop", "turns"), default="drop")
     p.add_argument("--special-tokens-in-content", choices=("reject", "text", "allow"), default="reject", help="text spelling a control token: reject the row, encode it as plain text, or allow it to become control ids")
-    p.add_argument("--end-of-turn", default=None, help="comma-separated end-of-turn tokens (default: detected)")
+    p.add_argument("--stop-tokens", default=None, metavar="TOK[,TOK]", help="comma-separated tokens added to the model's stop "
+                   "set (default: EOS + generation_config.json beside the tokenizer; see docs/masking.md)")
+    p.add_argument("--end-of-turn", default=None, help=argparse.SUPPRESS)  # old name of --stop-tokens
+    p.add_argument("--tool-arguments", choices=("auto", "dict", "json"), default="auto",
+                   help="tool-call arguments: as the data gives them (auto, default), always objects, or always JSON text")
+    p.add_argument("--render-timeout", type=float, default=10.0, metavar="SECONDS", help="wall-time limit of one template render; the row is rejected render_limit beyond it (default 10)")
+    p.add_argument("--render-max-chars", type=int, default=16_000_000, metavar="N", help="output-size limit of one template render, characters (default 16,000,000)")
     p.add_argument("--num-proc", type=int, default=1)
+    p.add_argument("--num-shards", type=int, default=1, help="split the input into N disjoint parts (by row index) for a job array")
+    p.add_argument("--shard-index", type=int, default=0, help="which part this job prepares (0..N-1)")
+    p.add_argument("--shard-block", type=int, default=None, help="rows per sharding block (default 1024; the same in every job)")
+    p.add_argument("--shard-size", type=parse_size, default=None, metavar="SIZE", help="size of one output file, the unit of --resume (default 256MB)")
     p.add_argument("--on-error", choices=("skip", "raise"), default="skip")
+    p.add_argument("--allow-empty", action="store_true", help="accept an input without rows or without any example (exit 0)")
     p.add_argument("--pack", type=int, default=None, metavar="L", help="also pack the rows into sequences of L tokens")
     p.add_argument("--no-progress", action="store_true")
     add_config_arguments(p)
@@ -65,7 +108,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..encoder import EncodeOptions
     from ..formats.hub import resolve_source
-    from ..prepare import prepare
+    from ..prepare import DEFAULT_SHARD_BLOCK, DEFAULT_SHARD_BYTES, run_prepare
+    from ..stats import summary
 
     if args.config:
         if reject_flags(args, args._parser, {"no_progress"}, "sftdata prepare"):
@@ -81,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             inputs.extend(source if isinstance(source, list) else [source])
         options = EncodeOptions(
             turn_policy=args.turn_policy,
+            layout=args.layout,
             train_roles=tuple(r.strip() for r in args.train_roles.split(",") if r.strip()),
             train_reasoning=not args.no_train_reasoning,
             trim_trailing=not args.keep_trailing,
@@ -88,12 +133,15 @@ def run(args: argparse.Namespace) -> int:
             truncation=args.truncation,
             template_kwargs=_kv(args.template_kwargs),
             special_tokens_in_content=args.special_tokens_in_content,
-            end_of_turn=tuple(args.end_of_turn.split(",")) if args.end_of_turn else None,
+            stop_tokens=tuple(t for t in (args.stop_tokens or args.end_of_turn or "").split(",") if t) or None,
+            tool_arguments=args.tool_arguments,
             format=args.format,
             messages_field=args.messages_field,
             tools_field=args.tools_field,
+            render_timeout=args.render_timeout,
+            render_max_chars=args.render_max_chars,
         )
-        ds = prepare(
+        result = run_prepare(
             inputs,
             args.tokenizer,
             args.output,
@@ -102,32 +150,68 @@ def run(args: argparse.Namespace) -> int:
             num_proc=args.num_proc,
             on_error=args.on_error,
             progress=not args.no_progress,
-            verbose=True,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            num_shards=args.num_shards,
+            shard_index=args.shard_index,
+            shard_block=args.shard_block or DEFAULT_SHARD_BLOCK,
+            shard_size=args.shard_size or DEFAULT_SHARD_BYTES,
+            tools_file=args.tools_file,
+            tools_key=args.tools_key,
+            allow_empty=args.allow_empty,
         )
+        stats = result.stats
+        if result.already_complete:
+            print(f"{args.output} is already complete (same job): nothing to resume")
+            return 0
+        print(summary(stats))
+        if stats["examples_out"] == 0 and not args.allow_empty:
+            reasons = ", ".join(f"{k}: {v}" for k, v in stats["rejected_by_reason"].items())
+            hint = ""
+            if stats.get("too_long_min_length") is not None:
+                hint = f"; the shortest example of a row rejected too_long has {stats['too_long_min_length']:,} tokens (--max-length {args.max_length})"
+            print(
+                f"sftdata prepare: error: no row produced a training example ({stats['rows_rejected']} rows rejected: {reasons}){hint}; "
+                f"see {args.output}/rejects.jsonl (--allow-empty accepts an empty output)",
+                file=sys.stderr,
+            )
+            return 2
         if args.pack:
-            _pack_in_place(ds, args)
+            _pack_in_place(args)
     except SftDataError as e:
         print(f"sftdata prepare: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"sftdata prepare: interrupted; continue with the same command plus --resume (committed files in .{args.output}.partial are kept)", file=sys.stderr)
+        return 130
     print(f"wrote {args.output}")
     return 0
 
 
-def _pack_in_place(ds, args: argparse.Namespace) -> None:
-    """``--pack L``: replace the output rows by packed rows (``stats.json`` kept, ``pack_stats.json`` added)."""
+def _pack_in_place(args: argparse.Namespace) -> None:
+    """``--pack L``: replace the output rows by packed rows (``stats.json`` and
+    ``rejects.jsonl`` kept, ``pack_stats.json`` added), swapping directories by rename."""
+    import os
     import shutil
-    import tempfile
     from pathlib import Path
 
     from ..packing import pack_dataset, save_packed
+    from ..output import load_output
 
-    packed, report = pack_dataset(ds, args.pack, truncation="turns" if args.truncation == "turns" else "drop")
     out = Path(args.output)
-    keep = {name: (out / name).read_bytes() for name in ("stats.json", "rejects.jsonl") if (out / name).exists()}
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        save_packed(packed, report, Path(tmp) / "packed")
-        shutil.rmtree(out)
-        shutil.move(str(Path(tmp) / "packed"), str(out))
-    for name, data in keep.items():
-        (out / name).write_bytes(data)
+    ds = load_output(out)
+    packed, report = pack_dataset(ds, args.pack, truncation="turns" if args.truncation == "turns" else "drop")
+    tmp = out.parent / f".{out.name}.packing"
+    old = out.parent / f".{out.name}.old"
+    for d in (tmp, old):
+        if d.exists():
+            shutil.rmtree(d)
+    save_packed(packed, report, tmp)
+    for name in ("stats.json", "rejects.jsonl"):
+        if (out / name).exists():
+            shutil.copyfile(out / name, tmp / name)
+    del ds, packed
+    os.rename(out, old)
+    os.rename(tmp, out)
+    shutil.rmtree(old)
     print(report.summary())

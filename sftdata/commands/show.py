@@ -1,9 +1,12 @@
-"""``sftdata show DIR --index I [--html FILE]``: one example with trained tokens highlighted."""
+"""``sftdata show DIR --index I [--html FILE]``: one example with trained tokens highlighted.
+
+A prefix-tree row (see ``docs/trees.md``) is shown path by path: every root-to-leaf path is
+one sequence the model sees, with the tokens that path trains highlighted.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,51 +25,66 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import datasets
+def _paths(row: dict) -> list[tuple[list[int], list[int]]]:
+    """The row's sequences: itself, or every root-to-leaf path of a tree row."""
+    from ..tree import unroll
 
+    if row.get("parent"):
+        return unroll({"input_ids": row["input_ids"], "labels": row["labels"], "parent": row["parent"]})
+    return [(row["input_ids"], row["labels"])]
+
+
+def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from ..output import load_output
     from ..show import render_html, render_terminal
     from ..tokenizer import load_tokenizer
 
-    if args.config:
-        from ..pipeline import load_config
-
-        try:
-            cfg = load_config(args.config, args.overrides)
-        except ConfigError as e:
-            print(f"sftdata show: error: {e}", file=sys.stderr)
-            return 2
-        args.data = args.data or str(cfg.mixed_dir)
-        args.tokenizer = args.tokenizer or cfg.tokenizer
-    if not args.data:
-        print("sftdata show: error: DATA is required (or give --config)", file=sys.stderr)
-        return 2
-    if not Path(args.data).is_dir():
-        hint = f" (run `sftdata prepare --config {args.config}` first)" if args.config else ""
-        print(f"sftdata show: error: {args.data} is not a directory{hint}", file=sys.stderr)
-        return 2
-    ds = datasets.load_from_disk(args.data)
-    if not 0 <= args.index < len(ds):
-        print(f"sftdata show: error: index {args.index} out of range (0..{len(ds) - 1})", file=sys.stderr)
-        return 2
-    name = args.tokenizer
-    stats_path = Path(args.data) / "stats.json"
-    if name is None and stats_path.exists():
-        recorded = json.loads(stats_path.read_text()).get("tokenizer", {}).get("tokenizer_name")
-        name = recorded or None
     try:
-        tok = load_tokenizer(name)
+        if args.config:
+            from ..pipeline import load_config
+
+            cfg = load_config(args.config, args.overrides)
+            args.data = args.data or str(cfg.mixed_dir)
+            args.tokenizer = args.tokenizer or cfg.tokenizer
+            if not Path(args.data).is_dir():
+                raise ConfigError(f"{args.data} is not a directory (run `sftdata prepare --config {args.config}` first)")
+        if not args.data:
+            raise ConfigError("DATA is required (or give --config)")
+        ds = load_output(args.data)
+        if len(ds) == 0:
+            raise ConfigError(f"{args.data} has no rows")
+        if not 0 <= args.index < len(ds):
+            raise ConfigError(f"index {args.index} out of range (0..{len(ds) - 1})")
+        missing = [c for c in ("input_ids", "labels") if c not in ds.column_names]
+        if missing:
+            raise ConfigError(f"{args.data} has no {', '.join(missing)} column: not a `sftdata prepare`/`pack` output")
+        name = args.tokenizer
+        stats = getattr(ds, "sftdata_stats", None) or {}
+        if name is None:
+            name = stats.get("tokenizer", {}).get("tokenizer_name") or None
+        try:
+            tok = load_tokenizer(name)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (the tokenizer recorded in stats.json; pass --tokenizer)" if args.tokenizer is None else str(e)) from None
     except ConfigError as e:
         print(f"sftdata show: error: {e}", file=sys.stderr)
         return 2
     row = ds[args.index]
+    paths = _paths(row)
     title = f"row {args.index} (source_index {row.get('source_index')})"
+    if len(paths) > 1:
+        title += f": a prefix tree of {len(paths)} sequences, {len(row['input_ids'])} tokens stored"
     if args.html:
-        Path(args.html).write_text(render_html(tok, row["input_ids"], row["labels"], title=title), encoding="utf-8")
+        pages = [render_html(tok, ids, labels, title=title + (f" — sequence {i + 1}/{len(paths)}" if len(paths) > 1 else ""))
+                 for i, (ids, labels) in enumerate(paths)]
+        Path(args.html).write_text("\n".join(pages), encoding="utf-8")
         print(f"wrote {args.html}")
-    else:
-        n_tr = sum(1 for x in row["labels"] if x != -100)
-        print(f"{title}: {len(row['input_ids'])} tokens, {n_tr} trained")
-        print(render_terminal(tok, row["input_ids"], row["labels"], color=not args.no_color and sys.stdout.isatty()))
+        return 0
+    n_tr = sum(1 for x in row["labels"] if x != -100)
+    print(f"{title}: {len(row['input_ids'])} tokens, {n_tr} trained")
+    for i, (ids, labels) in enumerate(paths):
+        if len(paths) > 1:
+            print(f"--- sequence {i + 1}/{len(paths)}: {len(ids)} tokens, {sum(1 for x in labels if x != -100)} trained here")
+        print(render_terminal(tok, ids, labels, color=not args.no_color and sys.stdout.isatty()))
     return 0

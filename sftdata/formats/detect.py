@@ -6,9 +6,10 @@ from typing import Any, Mapping
 
 from ..errors import Reason, RowError
 from ._common import type_name
+from .agent_logs import is_mini_swe_agent, is_swe_agent, is_toolbench
 
 #: The formats :func:`sftdata.formats.normalize` understands.
-FORMATS = ("openai", "sharegpt", "parts", "prompt_completion", "alpaca", "text")
+FORMATS = ("openai", "sharegpt", "parts", "prompt_completion", "alpaca", "text", "swe_agent", "mini_swe_agent", "toolbench")
 
 #: Keys probed (in order) for a message list during detection.
 CHAT_KEYS = ("messages", "conversations", "traj")
@@ -45,10 +46,14 @@ def detect_format(row: Mapping, messages_field: str | None = None) -> str:
     fills keys absent from a row with null):
 
     1. ``messages_field`` given → the chat format of that list (see :func:`sniff_messages`).
-    2. ``prompt`` and ``completion`` → ``prompt_completion``.
-    3. ``messages``, else ``conversations``, else ``traj`` → its chat format.
-    4. ``instruction`` and ``output`` → ``alpaca``.
-    5. ``text`` → ``text``.
+    2. agent-framework logs (:mod:`sftdata.formats.agent_logs`): ``answer_generation``
+       with ``train_messages`` → ``toolbench``; ``history`` holding message objects →
+       ``swe_agent``; ``trajectory_format`` naming mini-swe-agent, or ``messages`` ending
+       with an ``exit`` message → ``mini_swe_agent``.
+    3. ``prompt`` and ``completion`` → ``prompt_completion``.
+    4. ``messages``, else ``conversations``, else ``traj`` → its chat format.
+    5. ``instruction`` and ``output`` → ``alpaca``.
+    6. ``text`` → ``text``.
 
     Args:
         row: the input row.
@@ -68,6 +73,12 @@ def detect_format(row: Mapping, messages_field: str | None = None) -> str:
         if row.get(messages_field) is None:
             raise RowError(Reason.MISSING_FIELD, f"missing messages field {messages_field!r}", field=messages_field)
         return sniff_messages(row[messages_field])
+    if is_toolbench(row):
+        return "toolbench"
+    if is_swe_agent(row):
+        return "swe_agent"
+    if is_mini_swe_agent(row):
+        return "mini_swe_agent"
     if row.get("prompt") is not None and row.get("completion") is not None:
         return "prompt_completion"
     for key in CHAT_KEYS:
@@ -81,6 +92,7 @@ def detect_format(row: Mapping, messages_field: str | None = None) -> str:
     raise RowError(
         Reason.UNKNOWN_FORMAT,
         f"cannot detect the format from keys {seen}; expected messages/conversations/traj (chat), "
-        "prompt+completion, instruction+output (alpaca) or text",
+        "prompt+completion, instruction+output (alpaca), text, or an agent log (SWE-agent history, "
+        "mini-swe-agent messages, ToolBench answer_generation)",
         field=None,
     )

@@ -7,6 +7,7 @@ from typing import Mapping
 from ..errors import ConfigError, Reason, RowError
 from ..schema import Conversation, TextExample
 from ._common import type_name
+from .agent_logs import normalize_mini_swe_agent, normalize_swe_agent, normalize_toolbench
 from .alpaca import normalize_alpaca
 from .detect import FORMATS, detect_format
 from .openai import normalize_openai
@@ -67,6 +68,12 @@ def normalize(
             return normalize_prompt_completion(row, tools_field=tools_field)
         if fmt == "alpaca":
             return normalize_alpaca(row)
+        if fmt == "swe_agent":
+            return normalize_swe_agent(row, tools_field=tools_field)
+        if fmt == "mini_swe_agent":
+            return normalize_mini_swe_agent(row, messages_field=messages_field, tools_field=tools_field)
+        if fmt == "toolbench":
+            return normalize_toolbench(row, tools_field=tools_field)
         return normalize_text(row, text_field=messages_field or "text")
     except RowError as e:
         raise e.with_context(stage="normalize") from None

@@ -1,136 +1,85 @@
-"""Reading input rows from files, ``datasets`` objects and lists, with stable row indices.
+"""Reading input rows from files, directories, ``datasets`` objects and iterables, lazily,
+with stable row indices.
 
 JSON and JSON Lines are read with the stdlib :mod:`json` module, never with
 ``datasets.load_dataset("json")``: Arrow unifies structs that differ between rows by
 filling missing keys with null, so tool-call arguments would gain ``"cmd": null`` keys.
+
+Two levels:
+
+* :func:`iter_raw` / :func:`iter_raw_inputs` yield each row *unparsed* where the source is
+  text (a :class:`~sftdata.formats._json.RawRow`: one JSON Lines line, one item of a JSON
+  array, one conversation file), so parsing can happen in the worker processes of
+  :func:`sftdata.prepare`; rows of parquet / ``datasets`` / Python sources come as dicts.
+  Nothing is held beyond the current row (and one parquet batch).
+* :func:`iter_rows` / :func:`iter_inputs` parse them (strictly: duplicated keys and lone
+  surrogates are per-row errors, see :func:`~sftdata.formats._json.parse_row`).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Generator, Iterable, Iterator, Mapping
 
 from ..errors import ConfigError, Reason, RowError
 from ..schema import Conversation, TextExample
 from ._common import type_name
+from ._json import RawRow, parse_row
+from ._json_files import _DATA_SUFFIXES, _JSON_SUFFIXES, _JSONL_SUFFIXES, _PARQUET_SUFFIXES, _TRAJ_SUFFIXES, _iter_json, _iter_jsonl, _read_error
 from .normalize import check_format, normalize
 
 #: What :func:`iter_rows` yields: ``(row_index, row_dict)`` or ``(row_index, RowError)``.
 RowItem = tuple[int, "dict | RowError"]
+#: What :func:`iter_raw` yields: ``(row_index, RawRow | dict | RowError)``.
+RawItem = tuple[int, "RawRow | dict | RowError"]
+#: ``keep(row_index) -> bool``: rows for which it is false are skipped (their index is used).
+Keep = Callable[[int], bool] | None
 
-_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
-_JSON_SUFFIXES = (".json", ".json.gz")
-_PARQUET_SUFFIXES = (".parquet", ".pq")
-#: Keys that are row fields, never a wrapper around the row list (see ``_rows_of_object``).
-_ROW_KEYS = frozenset({"messages", "conversations", "traj", "prompt", "completion", "tools", "history", "text"})
-
-
-def _read_error(reason: Reason, message: str, index: int) -> RowError:
-    return RowError(reason, message, row=index, stage="read")
+#: Row keys that hold tool schemas; stripped of Arrow's null-filled keys (see ``_arrow_row``).
+_ARROW_TOOL_KEYS = ("tools", "functions")
 
 
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+def _strip_nulls(value: Any) -> Any:
+    """Drop null-valued keys of every object inside ``value`` (Arrow struct unification)."""
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_nulls(v) for v in value]
+    return value
 
 
-def _iter_jsonl(path: Path, start: int) -> Iterator[RowItem]:
-    index = start
-    with _open_binary(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue  # blank lines are not rows
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield index, _read_error(Reason.MALFORMED_JSON, f"{path}:{lineno}: not valid UTF-8 ({e.reason})", index)
-            except RecursionError:
-                yield index, _read_error(Reason.MALFORMED_JSON, f"{path}:{lineno}: JSON nested too deeply", index)
-            except json.JSONDecodeError as e:
-                text = raw.decode("utf-8", "replace").strip()
-                shown = text if len(text) <= 60 else text[:59] + "…"
-                yield index, _read_error(
-                    Reason.MALFORMED_JSON,
-                    f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}): {shown!r}",
-                    index,
-                )
-            else:
-                if isinstance(row, dict):
-                    yield index, row
-                else:
-                    yield index, _read_error(
-                        Reason.BAD_TYPE, f"{path}:{lineno}: a row must be a JSON object, got {type_name(row)}", index
-                    )
-            index += 1
+def _arrow_row(row: dict) -> dict:
+    """A row read from Arrow: tool schemas stored as structs lose the keys Arrow filled with null.
+
+    Arrow gives every struct in a column the union of all keys, missing ones as null, so a
+    tool without ``enum`` gets ``"enum": null`` and the template would render it. JSON
+    Schema has no use for null-valued keywords, so they are removed from ``tools`` and
+    ``functions`` (tool *arguments* cannot be repaired that way: store them as JSON text).
+    """
+    for key in _ARROW_TOOL_KEYS:
+        if isinstance(row.get(key), list):
+            row[key] = _strip_nulls(row[key])
+    return row
 
 
-def _rows_of_object(obj: dict, path: Path) -> list:
-    lists = [k for k, v in obj.items() if isinstance(v, list)]
-    if len(lists) == 1 and lists[0] not in _ROW_KEYS:
-        return obj[lists[0]]
-    raise ConfigError(
-        f"{path}: the top-level JSON object must hold exactly one list of rows "
-        f"(lists found under {lists}; a single row object is not a dataset: use .jsonl)"
-    )
-
-
-def _iter_json(path: Path, start: int) -> Iterator[RowItem]:
-    with _open_binary(path) as fh:
-        data = fh.read()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        yield start, _read_error(Reason.MALFORMED_JSON, f"{path}: not valid UTF-8 at byte {e.start}; no row read", start)
-        return
-    try:
-        top = json.loads(text)
-    except RecursionError:
-        yield start, _read_error(Reason.MALFORMED_JSON, f"{path}: JSON nested too deeply; no row read", start)
-        return
-    except json.JSONDecodeError as e:
-        first = next((line for line in text.splitlines() if line.strip()), "")
-        try:
-            looks_jsonl = isinstance(json.loads(first), dict)
-        except (json.JSONDecodeError, RecursionError):
-            looks_jsonl = False
-        if looks_jsonl:  # a JSON Lines file named .json: read it line by line
-            yield from _iter_jsonl(path, start)
-            return
-        yield start, _read_error(
-            Reason.MALFORMED_JSON,
-            f"{path}:{e.lineno}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
-            "the file is one JSON document, so no row of it could be read",
-            start,
-        )
-        return
-    rows = _rows_of_object(top, path) if isinstance(top, dict) else top
-    if not isinstance(rows, list):
-        raise ConfigError(f"{path}: expected a JSON array of rows or an object holding one, got {type_name(top)}")
-    for k, row in enumerate(rows):
-        index = start + k
-        if isinstance(row, dict):
-            yield index, row
-        else:
-            yield index, _read_error(Reason.BAD_TYPE, f"{path}: item {k} is not a JSON object ({type_name(row)})", index)
-
-
-def _iter_parquet(path: Path, start: int) -> Iterator[RowItem]:
+def _iter_parquet(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
     import pyarrow.parquet as pq
 
     index = start
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        n = batch.num_rows
+        if keep is not None and not any(keep(i) for i in range(index, index + n)):
+            index += n
+            continue
         for row in batch.to_pylist():
-            yield index, row
+            if keep is None or keep(index):
+                yield index, _arrow_row(row)
             index += 1
+    return index
 
 
-def _iter_dataset(ds: Any, start: int) -> Iterator[RowItem]:
+def _iter_dataset(ds: Any, start: int, keep: Keep) -> Generator[RawItem, None, int]:
     import datasets
 
     if isinstance(ds, datasets.DatasetDict):
@@ -144,78 +93,172 @@ def _iter_dataset(ds: Any, start: int) -> Iterator[RowItem]:
             columns = list(batch)
             n = len(batch[columns[0]]) if columns else 0
             for i in range(n):
-                yield index, {c: batch[c][i] for c in columns}
+                if keep is None or keep(index):
+                    yield index, _arrow_row({c: batch[c][i] for c in columns})
                 index += 1
-        return
-    yield from _iter_objects(ds, start, "dataset")
+        return index
+    return (yield from _iter_objects(ds, start, "dataset", keep))
 
 
-def _iter_objects(items: Iterable, start: int, what: str) -> Iterator[RowItem]:
+def _iter_objects(items: Iterable, start: int, what: str, keep: Keep) -> Generator[RawItem, None, int]:
     index = start
     for k, row in enumerate(items):
-        if isinstance(row, Mapping):
-            yield index, dict(row)
-        elif isinstance(row, RowError):  # a wrapped reader's unreadable row, passed on as is
-            yield index, RowError(row.reason, row.message, field=row.field, row=index, stage=row.stage or "read")
-        else:
-            yield index, _read_error(Reason.BAD_TYPE, f"{what} item {k} is not an object ({type_name(row)})", index)
+        if keep is None or keep(index):
+            if isinstance(row, Mapping):
+                yield index, dict(row)
+            elif isinstance(row, RowError):  # a wrapped reader's unreadable row, passed on as is
+                yield index, RowError(row.reason, row.message, field=row.field, row=index, stage=row.stage or "read")
+            else:
+                yield index, _read_error(Reason.BAD_TYPE, f"{what} item {k} is not an object ({type_name(row)})", index)
         index += 1
+    return index
 
 
-def iter_rows(source: Any, *, start_index: int = 0) -> Iterator[RowItem]:
-    """Yield the rows of one source with contiguous 0-based indices.
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
 
-    Args:
-        source: a path (``str``/``Path``) to a ``.jsonl``/``.ndjson`` file, a ``.json``
-            file (a top-level array, an object holding exactly one list of rows, or JSON
-            Lines misnamed ``.json``), a ``.parquet`` file (``.gz`` accepted for JSON), a
-            directory written by ``datasets.save_to_disk``; or an in-memory
-            ``datasets.Dataset`` / single-split ``DatasetDict`` / ``IterableDataset``, or a
-            list (any iterable) of dicts.
-        start_index: index of the first row (to number rows across several sources).
 
-    Yields:
-        ``(row_index, row_dict)``, or ``(row_index, RowError)`` with ``stage="read"`` for
-        a row that cannot be read: ``malformed_json`` (message gives file and line) or
-        ``bad_type`` (a row that is not an object). Every row gets an index; blank lines
-        in JSON Lines are not rows.
+def directory_files(path: Path) -> list[Path]:
+    """The input files of a directory that is not a ``save_to_disk`` dataset, in a stable order.
 
-    Raises:
-        ConfigError: the path does not exist, has an unsupported extension, is a directory
-            not written by ``save_to_disk``, or is a JSON object without a single row list;
-            a multi-split ``DatasetDict``.
+    A directory holding SWE-agent trajectories (``*.traj``, at any depth) contributes those
+    files only (its ``preds.json``, logs and configs are not traces); any other directory
+    contributes every ``.jsonl``/``.json``/``.parquet`` file (and ``.gz`` JSON) at any depth.
+    Files are sorted by their path relative to the directory.
     """
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        name = path.name.lower()
-        if path.is_dir():
+    files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
+    traj = [p for p in files if p.name.lower().endswith(_TRAJ_SUFFIXES)]
+    if traj:
+        return traj
+    return [p for p in files if p.name.lower().endswith(_DATA_SUFFIXES) and not p.name.startswith(".")]
+
+
+def _iter_path(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
+    name = path.name.lower()
+    if path.is_dir():
+        if _is_saved_dataset(path):
             import datasets
 
             try:
                 ds = datasets.load_from_disk(str(path))
-            except FileNotFoundError as e:
-                raise ConfigError(f"{path}: not a directory written by datasets' save_to_disk ({e})") from None
-            yield from _iter_dataset(ds, start_index)
-        elif not path.exists():
-            raise ConfigError(f"input not found: {path}")
-        elif name.endswith(_JSONL_SUFFIXES):
-            yield from _iter_jsonl(path, start_index)
-        elif name.endswith(_JSON_SUFFIXES):
-            yield from _iter_json(path, start_index)
-        elif name.endswith(_PARQUET_SUFFIXES):
-            yield from _iter_parquet(path, start_index)
-        else:
-            raise ConfigError(f"{path}: unsupported input type; expected .jsonl, .json, .parquet or a save_to_disk directory")
-        return
+            except (FileNotFoundError, ValueError) as e:
+                raise ConfigError(f"{path}: cannot load the datasets save_to_disk directory ({e})") from None
+            return (yield from _iter_dataset(ds, start, keep))
+        files = directory_files(path)
+        if not files:
+            raise ConfigError(f"{path}: a directory with no input files (.jsonl, .json, .traj, .parquet) and not a save_to_disk dataset")
+        index = start
+        for f in files:
+            index = yield from _iter_path(f, index, keep)
+        return index
+    if not path.exists():
+        raise ConfigError(f"input not found: {path}")
+    if name.endswith(_JSONL_SUFFIXES):
+        return (yield from _iter_jsonl(path, start, keep))
+    if name.endswith(_JSON_SUFFIXES + _TRAJ_SUFFIXES):
+        return (yield from _iter_json(path, start, keep))
+    if name.endswith(_PARQUET_SUFFIXES):
+        return (yield from _iter_parquet(path, start, keep))
+    raise ConfigError(f"{path}: unsupported input type; expected .jsonl, .json, .traj, .parquet or a directory")
+
+
+def iter_raw(source: Any, *, start_index: int = 0, keep: Keep = None) -> Generator[RawItem, None, int]:
+    """Yield the rows of one source, unparsed where the source is text.
+
+    Args:
+        source: a path (``str``/``Path``) to a ``.jsonl``/``.ndjson`` file (one row per
+            non-blank line), a ``.json`` file (a top-level array of rows, read item by item;
+            an array of chat messages, which is ONE conversation; an object holding exactly
+            one list of row objects; one row object, i.e. a one-conversation file; or JSON
+            Lines misnamed ``.json``), a ``.traj`` file (SWE-agent, one row), a
+            ``.parquet`` file (``.gz`` accepted for JSON), a directory (a ``save_to_disk``
+            dataset, else its input files, see :func:`directory_files`); or an in-memory
+            ``datasets.Dataset`` / single-split ``DatasetDict`` / ``IterableDataset``, or any
+            iterable of dicts (consumed lazily: a generator works).
+        start_index: index of the first row.
+        keep: optional predicate on the row index; rows for which it is false are skipped
+            (cheaply for JSON Lines and parquet) but still take their index.
+
+    Yields:
+        ``(row_index, RawRow | dict | RowError)``; a ``RowError`` (``stage="read"``) for a
+        row that cannot be read (``malformed_json`` naming the file and line, ``bad_type``,
+        ``duplicate_key``/``invalid_unicode`` for rows read as dicts from a JSON file).
+
+    Returns:
+        (as the generator's return value) the index after the last row.
+
+    Raises:
+        ConfigError: a missing path, an unsupported extension, a directory without input
+            files, a multi-split ``DatasetDict``.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return (yield from _iter_path(Path(source), start_index, keep))
     if isinstance(source, Mapping):
         raise ConfigError("a single row (a mapping) is not a source: pass a list of rows")
     if type(source).__module__.split(".")[0] == "datasets":
-        yield from _iter_dataset(source, start_index)
-        return
+        return (yield from _iter_dataset(source, start_index, keep))
     if isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
-        yield from _iter_objects(source, start_index, "input")
-        return
+        return (yield from _iter_objects(source, start_index, "input", keep))
     raise ConfigError(f"unsupported source of type {type(source).__name__}")
+
+
+def as_sources(sources: Any) -> list:
+    """Normalise ``sources`` to a list of sources: one path, a ``datasets`` object, a list of
+    rows or an iterator of rows is ONE source; a list of paths (or of sources) is several."""
+    if isinstance(sources, (str, os.PathLike)) or type(sources).__module__.split(".")[0] == "datasets":
+        return [sources]
+    if isinstance(sources, (list, tuple)):
+        if sources and all(isinstance(s, Mapping) for s in sources):
+            return [sources]  # a list of rows is one source (a row is never a source)
+        return list(sources)
+    if isinstance(sources, Iterator):
+        return [sources]  # a generator of rows
+    if isinstance(sources, Iterable) and not isinstance(sources, (bytes, Mapping)):
+        return [sources]
+    return [sources]
+
+
+def iter_raw_inputs(sources: Any, *, start_index: int = 0, keep: Keep = None) -> Generator[RawItem, None, int]:
+    """Chain several sources (see :func:`as_sources`) with one global, contiguous row index.
+
+    Returns (as the generator's return value) the total index after the last row.
+    """
+    index = start_index
+    for source in as_sources(sources):
+        index = yield from iter_raw(source, start_index=index, keep=keep)
+    return index
+
+
+def parse_item(index: int, item: "RawRow | dict | RowError") -> "dict | RowError":
+    """A raw item as a row dict, or the ``RowError`` (with ``row``) why it cannot be read."""
+    if isinstance(item, RowError):
+        return item.with_context(row=index, stage="read")
+    if isinstance(item, RawRow):
+        try:
+            return parse_row(item.text, item.where)
+        except RowError as e:
+            return e.with_context(row=index)
+    return item
+
+
+def iter_rows(source: Any, *, start_index: int = 0) -> Iterator[RowItem]:
+    """Yield the rows of one source, parsed, with contiguous 0-based indices.
+
+    Args:
+        source: as :func:`iter_raw`.
+        start_index: index of the first row.
+
+    Yields:
+        ``(row_index, row_dict)``, or ``(row_index, RowError)`` with ``stage="read"`` for a
+        row that cannot be read: ``malformed_json`` (message gives file and line),
+        ``bad_type`` (not an object), ``duplicate_key`` or ``invalid_unicode`` (with the
+        field path). Every row gets an index; blank lines in JSON Lines are not rows.
+
+    Raises:
+        ConfigError: as :func:`iter_raw`.
+    """
+    for index, item in iter_raw(source, start_index=start_index):
+        yield index, parse_item(index, item)
 
 
 def iter_inputs(sources: Any, *, start_index: int = 0) -> Iterator[RowItem]:
@@ -223,7 +266,7 @@ def iter_inputs(sources: Any, *, start_index: int = 0) -> Iterator[RowItem]:
 
     Args:
         sources: a list of sources (see :func:`iter_rows`), or one source: a path, a
-            ``datasets`` object, or a list of row dicts.
+            ``datasets`` object, a list of row dicts or an iterator of row dicts.
         start_index: index of the first row.
 
     Yields:
@@ -232,15 +275,8 @@ def iter_inputs(sources: Any, *, start_index: int = 0) -> Iterator[RowItem]:
     Raises:
         ConfigError: as :func:`iter_rows`.
     """
-    if isinstance(sources, (str, os.PathLike)) or type(sources).__module__.split(".")[0] == "datasets":
-        sources = [sources]
-    elif isinstance(sources, (list, tuple)) and sources and all(isinstance(s, Mapping) for s in sources):
-        sources = [sources]  # a list of rows is one source (a row is never a source)
-    next_index = start_index
-    for source in sources:
-        for index, item in iter_rows(source, start_index=next_index):
-            yield index, item
-            next_index = index + 1
+    for index, item in iter_raw_inputs(sources, start_index=start_index):
+        yield index, parse_item(index, item)
 
 
 def iter_examples(
@@ -274,3 +310,6 @@ def iter_examples(
             yield index, normalize(item, fmt, messages_field=messages_field, tools_field=tools_field)
         except RowError as e:
             yield index, e.with_context(row=index, stage="normalize")
+
+
+__all__ = ["RawRow", "as_sources", "directory_files", "iter_examples", "iter_inputs", "iter_raw", "iter_raw_inputs", "iter_rows", "parse_item"]

@@ -143,6 +143,11 @@ def str_list(v: Any) -> tuple[str, ...]:
 #: Value checks of the encode options: key → (predicate, expected).
 ENCODE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "turn_policy": (lambda v: v in ("exact", "all", "last"), "exact, all or last"),
+    "layout": (lambda v: v in ("tree", "linear"), "tree or linear"),
+    "tool_arguments": (lambda v: v in ("auto", "dict", "json"), "auto, dict or json"),
+    "stop_tokens": (lambda v: v is None or isinstance(v, str) or is_str_list(v), "a list of tokens or null"),
+    "render_timeout": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), "seconds or null"),
+    "render_max_chars": (lambda v: v is None or (is_int(v) and v >= 1), "a positive integer or null"),
     "train_roles": (lambda v: isinstance(v, str) or is_str_list(v), "a list of roles or 'a,b'"),
     "train_reasoning": (lambda v: isinstance(v, bool), "true or false"),
     "trim_trailing": (lambda v: isinstance(v, bool), "true or false"),

@@ -121,7 +121,7 @@ def _check_encode(d: Mapping, prefix: str, errors: K.Errors) -> dict[str, Any]:
             hint = did_you_mean(value, FORMATS)
             errors.add(path, f"unknown format {value!r}; " + (hint or f"formats: {', '.join(FORMATS)}"))
             continue
-        if key in ("train_roles", "end_of_turn") and value is not None:
+        if key in ("train_roles", "end_of_turn", "stop_tokens") and value is not None:
             value = K.str_list(value)
         out[key] = value
     return out

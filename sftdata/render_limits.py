@@ -1,0 +1,256 @@
+"""Per-render resource limits for chat templates: wall time and output size.
+
+A chat template is code. A hostile or broken one can loop for minutes (nested loops),
+build gigabytes in one operation (``"x" * 10**10``) or grow a string by doubling. jinja2's
+sandbox stops attribute escapes and caps ``range()`` at 100,000 items (``MAX_RANGE``), but
+not time or memory. :class:`RenderLimits` adds both, per render call:
+
+* **size** (``max_chars``, characters): the output is streamed (``Template.generate``) and
+  counted; operations that would build a large value in one step are checked *before*
+  they run: ``*`` (sequence repetition), ``**`` (huge integers), ``+`` and ``~`` (string
+  concatenation), ``%`` and ``format`` (padding widths), ``center``/``ljust``/``rjust``/
+  ``zfill``/``expandtabs``/``replace``/``join`` and the ``center``/``indent``/``format``/
+  ``replace``/``join`` filters;
+* **time** (``seconds``, wall clock): a watchdog thread (one per process) raises
+  :class:`RenderTimeout` asynchronously in the rendering thread when its deadline passes
+  (``PyThreadState_SetAsyncExc``, delivered between Python bytecodes: the compiled template
+  is Python code, so any loop in it is interruptible).
+
+Either limit turns into ``RowError(render_limit)`` for the row (see
+:meth:`sftdata.template.ChatTemplate.render`). Residual risk, stated plainly: a single C
+call not covered above that allocates a huge value before returning cannot be interrupted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import jinja2
+from jinja2.compiler import CodeGenerator
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """Limits of one render call.
+
+    Attributes:
+        seconds: wall-clock limit per render, seconds (``None``: none).
+        max_chars: output size limit per render, characters (``None``: none); also the
+            largest value one template operation may build.
+    """
+
+    seconds: float | None = 10.0
+    max_chars: int | None = 16_000_000
+
+    def __post_init__(self) -> None:
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"render time limit must be positive, got {self.seconds}")
+        if self.max_chars is not None and self.max_chars < 1:
+            raise ValueError(f"render size limit must be positive, got {self.max_chars}")
+
+
+DEFAULT_LIMITS = RenderLimits()
+
+
+class RenderLimitExceeded(Exception):
+    """A render went over a :class:`RenderLimits` limit (message says which)."""
+
+
+class RenderTimeout(BaseException):
+    """Raised asynchronously in a thread whose render deadline passed.
+
+    A ``BaseException`` so that no ``except Exception`` inside jinja or a filter swallows it.
+    """
+
+
+class _Watchdog:
+    """One daemon thread per process enforcing render deadlines (re-created after fork)."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._cond = threading.Condition()
+        self._deadlines: dict[int, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def _ensure(self) -> None:
+        if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+            self._cond = threading.Condition()  # a fork may have copied a held lock
+            self._deadlines = {}
+            self._thread = threading.Thread(target=self._run, args=(self._cond, self._deadlines), name="sftdata-render-watchdog", daemon=True)
+            self._pid = os.getpid()
+            self._thread.start()
+
+    @staticmethod
+    def _run(cond: threading.Condition, deadlines: dict[int, float]) -> None:
+        with cond:
+            while True:
+                if not deadlines:
+                    cond.wait()
+                    continue
+                tid, when = min(deadlines.items(), key=lambda kv: kv[1])
+                now = time.monotonic()
+                if when > now:
+                    cond.wait(when - now)
+                    continue
+                del deadlines[tid]  # under the lock: the thread is still inside its render
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(RenderTimeout))
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        self._ensure()
+        cond, deadlines, tid = self._cond, self._deadlines, threading.get_ident()
+        with cond:
+            deadlines[tid] = time.monotonic() + seconds
+            cond.notify()
+        try:
+            yield
+        finally:
+            with cond:
+                deadlines.pop(tid, None)
+
+
+_WATCHDOG = _Watchdog()
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`RenderLimitExceeded` if the block runs longer than ``seconds``."""
+    if seconds is None:
+        yield
+        return
+    try:
+        with _WATCHDOG.deadline(seconds):
+            yield
+    except RenderTimeout:
+        raise RenderLimitExceeded(f"rendering took longer than {seconds:g} s (render time limit)") from None
+
+
+def collect(pieces: Iterator[str], max_chars: int | None) -> str:
+    """Join streamed output pieces, stopping once more than ``max_chars`` characters came."""
+    if max_chars is None:
+        return "".join(pieces)
+    out: list[str] = []
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+        if total > max_chars:
+            raise RenderLimitExceeded(f"the rendering exceeds {max_chars:,} characters (render size limit)")
+        out.append(piece)
+    return "".join(out)
+
+
+_WIDTH = re.compile(r"\d+")
+
+
+def _too_big(n: int, limit: int, what: str) -> None:
+    if n > limit:
+        raise RenderLimitExceeded(f"{what} would build {n:,} items, over the render size limit of {limit:,}")
+
+
+def _check_format_widths(fmt: Any, limit: int) -> None:
+    """Refuse ``%`` / ``format`` strings asking for a field wider than ``limit``."""
+    if isinstance(fmt, str) and len(fmt) < 100_000:
+        for m in _WIDTH.finditer(fmt):
+            if len(m.group()) > 7 or int(m.group()) > limit:
+                _too_big(int(m.group()[:30]), limit, "a format width")
+
+
+def _size(x: Any) -> int | None:
+    return len(x) if isinstance(x, (str, list, tuple)) else None
+
+
+def check_binop(operator: str, left: Any, right: Any, limit: int) -> None:
+    """Refuse ``left <operator> right`` when its result would exceed ``limit`` items."""
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            size = _size(seq)
+            if size is not None and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+                _too_big(size * n, limit, "'*'")
+    elif operator == "**":
+        if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
+            digits = right * math.log10(abs(left))
+            if digits > limit:
+                _too_big(int(min(digits, 1e18)), limit, "'**' (decimal digits)")
+    elif operator == "+":
+        a, b = _size(left), _size(right)
+        if a is not None and b is not None:
+            _too_big(a + b, limit, "'+'")
+    elif operator == "%":
+        _check_format_widths(left, limit)
+
+
+_STR_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def check_call(obj: Any, args: tuple, kwargs: dict, limit: int) -> None:
+    """Refuse string method calls that would build more than ``limit`` characters."""
+    fn = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
+    owner = getattr(fn, "__self__", None)
+    if not isinstance(owner, str):
+        return
+    name = getattr(fn, "__name__", "")
+    values = list(args) + list(kwargs.values())
+    if name in _STR_WIDTH_METHODS:
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool):
+                _too_big(v, limit, f"str.{name}")
+    elif name in ("format", "format_map"):
+        _check_format_widths(owner, limit)
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = owner.count(args[0]) if args[0] else len(owner) + 1
+        _too_big(len(owner) + count * len(args[1]), limit, "str.replace")
+    elif name == "join" and args and isinstance(args[0], (list, tuple)):
+        items = args[0]
+        _too_big(sum(len(x) for x in items if isinstance(x, str)) + len(owner) * max(len(items) - 1, 0), limit, "str.join")
+
+
+def limited_filters(filters: dict, limit_of: Callable[[], int | None]) -> dict:
+    """Wrap the size-making filters (``center``, ``indent``, ``format``, ``replace``, ``join``)."""
+    wrapped = ("center", "indent", "format", "replace", "join")
+
+    def wrap(name: str, fn: Callable) -> Callable:
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            limit = limit_of()
+            if limit is not None:
+                plain = [a for a in args if not isinstance(a, (jinja2.runtime.Context, jinja2.nodes.EvalContext))]
+                value = plain[0] if plain else None
+                rest = plain[1:] + list(kwargs.values())
+                if name in ("center", "indent"):
+                    for v in rest:
+                        if isinstance(v, int) and not isinstance(v, bool):
+                            lines = str(value).count("\n") + 1 if name == "indent" else 1
+                            _too_big(v * lines, limit, f"the {name} filter")
+                elif name == "format":
+                    _check_format_widths(value, limit)
+                elif name == "join" and isinstance(value, (list, tuple)):
+                    sep = rest[0] if rest and isinstance(rest[0], str) else ""
+                    total = sum(len(x) for x in value if isinstance(x, str)) + len(sep) * max(len(value) - 1, 0)
+                    _too_big(total, limit, "the join filter")
+                elif name == "replace" and isinstance(value, str) and len(rest) >= 2 and isinstance(rest[0], str) and isinstance(rest[1], str):
+                    count = value.count(rest[0]) if rest[0] else len(value) + 1
+                    _too_big(len(value) + count * len(rest[1]), limit, "the replace filter")
+            return fn(*args, **kwargs)
+
+        for attr in ("jinja_pass_arg",):  # keep jinja's context/eval-context markers
+            if hasattr(fn, attr):
+                setattr(checked, attr, getattr(fn, attr))
+        return checked
+
+    return {name: wrap(name, fn) if name in wrapped else fn for name, fn in filters.items()}
+
+
+class LimitedCodeGenerator(CodeGenerator):
+    """Compiles ``a ~ b`` (concatenation) through ``environment.checked_size``."""
+
+    def visit_Concat(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        self.write("environment.checked_size(")
+        super().visit_Concat(node, frame)
+        self.write(")")
