@@ -383,3 +383,27 @@ def test_two_process_fsdp2_lora_equals_one_process_and_resumes(tmp_path):
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     print("max |merged 2-process - merged 1-process| weight:", worst)
     assert worst < 1e-4
+
+
+# ----------------------------------------------------------------------------- the pipeline
+def test_pipeline_train_section_takes_the_lora_keys(tmp_path, monkeypatch):
+    """``sftdata run``: the TRL LoRA keys under ``train:`` reach the train stage, which writes the
+    merged model; a misspelt LoRA key is reported with its path before anything runs."""
+    from pathlib import Path
+
+    from sftdata.pipeline import load_config, run_pipeline
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the example's dataset paths are relative to the repository root
+    over = [f"output_dir={tmp_path / 'out'}", "pack=256", "train.max_tokens_per_batch=256", "train.progress_bar=false",
+            "train.max_steps=3", "train.use_peft=true", "train.lora_r=4", "train.lora_target_modules=[q_proj, v_proj]",
+            "train.merge_lora=true"]
+    result = run_pipeline(root / "examples" / "pipeline.yaml", overrides=over, log=lambda s: None)
+    train_cfg = result.config.train
+    assert (train_cfg["lora_r"], train_cfg["lora_target_modules"], train_cfg["merge_lora"]) == (4, "q_proj,v_proj", True)
+    final = tmp_path / "out" / "train" / "final"
+    assert (final / "model.safetensors").is_file() and not (final / "adapter_config.json").exists()
+    assert (tmp_path / "out" / "train" / "checkpoint-3" / "adapter_model.safetensors").is_file()
+    with pytest.raises(ConfigError, match=r"train.lora_rnak: unknown key; did you mean 'lora_rank'"):
+        load_config({"output_dir": str(tmp_path / "x"), "datasets": [{"path": "examples/traces.jsonl"}],
+                     "train": {"lora_rnak": 8}})
