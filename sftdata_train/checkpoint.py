@@ -294,8 +294,22 @@ def _full_model_state_dict(wrapper: nn.Module, info: DistInfo) -> dict[str, torc
 def _write_hf(
     path: Path, hf_model: nn.Module, tokenizer, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None
 ) -> None:
+    # tied parameters (embedding and LM head) under one tensor, so that save_pretrained writes them once
+    # (a gathered or cast state dict holds a copy per name)
+    state_dict = dict(state_dict)
+    aliases: dict[int, list[str]] = {}
+    for name, p in hf_model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(p), []).append(name)
+    for names in aliases.values():
+        present = [n for n in names if n in state_dict]
+        for n in present[1:]:
+            state_dict[n] = state_dict[present[0]]
     if dtype is not None:
-        state_dict = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+        cast: dict[int, torch.Tensor] = {}  # one cast per tensor: tied weights stay one tensor
+        for v in state_dict.values():
+            if id(v) not in cast:
+                cast[id(v)] = v.to(dtype) if v.is_floating_point() else v
+        state_dict = {k: cast[id(v)] for k, v in state_dict.items()}
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()

@@ -407,3 +407,62 @@ def test_pipeline_train_section_takes_the_lora_keys(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"train.lora_rnak: unknown key; did you mean 'lora_rank'"):
         load_config({"output_dir": str(tmp_path / "x"), "datasets": [{"path": "examples/traces.jsonl"}],
                      "train": {"lora_rnak": 8}})
+
+
+def test_lora_layers_compile_without_graph_breaks():
+    """The compiled decoder layers (``compile: on``, the CUDA default) with peft's LoRA layers inside:
+    ``fullgraph=True`` (any graph break is an error), dropout on, same loss as eager."""
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    from sftdata_train.compiling import compile_layers
+    from sftdata_train.distributed import decoder_layers
+    from sftdata_train.loss import SFTLossModel
+
+    torch._dynamo.reset()
+    attention.register()
+    cfg = Qwen3Config(vocab_size=101, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8)
+    torch.manual_seed(0)
+    hf = AutoModelForCausalLM.from_config(cfg, attn_implementation=attention.ATTN_NAME, dtype=torch.float32)
+    lora.apply(hf, TrainConfig(data="d", output_dir="o", lora_r=4, lora_dropout=0.1).validate(), seed=0)
+    wrapper = SFTLossModel(hf)
+    lens = [5, 9, 3]
+    ids = torch.randint(0, 101, (1, sum(lens)), generator=torch.Generator().manual_seed(1))
+    cu = torch.tensor([0, 5, 14, 17], dtype=torch.int32)
+    batch = dict(input_ids=ids, labels=ids.clone(), position_ids=torch.cat([torch.arange(n) for n in lens])[None],
+                 cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=9, max_length_k=9)
+    hf.eval()
+    with torch.no_grad():
+        eager, _ = wrapper(**batch)
+    try:
+        assert compile_layers(decoder_layers(hf), backend="eager", fullgraph=True) == 2
+        wrapper.compiled = True
+        with torch.no_grad():
+            compiled, _ = wrapper(**batch)
+        hf.train()
+        loss, _ = wrapper(**batch)  # dropout inside the compiled graph
+        loss.backward()
+    finally:
+        torch._dynamo.reset()
+        attention.set_backend("auto")
+    assert float(compiled) == pytest.approx(float(eager), abs=1e-5)
+    assert all(p.grad is not None for n, p in wrapper.named_parameters() if ".lora_" in n)
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_bf16_export_writes_tied_weights_once(data_dir, tmp_path, lora_r):
+    """Bug found while checking LoRA's merged export: final/ in bf16 from fp32 weights (and any
+    gathered FSDP2 state) cast the embedding and the tied LM head separately, so model.safetensors
+    held the (vocab, hidden) matrix twice. Full fine-tuning and the LoRA merge alike."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "bf16"
+    kw = dict(lora_r=lora_r, merge_lora=bool(lora_r))
+    train(_cfg(data_dir, out, precision="bf16-mixed", max_steps=1, eval_fraction=0, **kw))
+    with safe_open(str(out / "final" / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        assert f.get_tensor("model.embed_tokens.weight").dtype == torch.bfloat16
+    assert "model.embed_tokens.weight" in keys and "lm_head.weight" not in keys
+    m = AutoModelForCausalLM.from_pretrained(str(out / "final"))
+    assert m.lm_head.weight is m.model.embed_tokens.weight
