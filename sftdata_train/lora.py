@@ -279,6 +279,14 @@ def apply(hf: nn.Module, cfg, *, seed: int) -> Adapter:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         pm = _peft_model(hf, kwargs)
+    from peft.tuners.lora import LoraLayer
+
+    if isinstance(hf.get_output_embeddings(), LoraLayer):  # the chunked loss applies the head's weight itself
+        raise ConfigError(
+            "LoRA on the LM head is not supported (the loss applies the head's weight to the trained rows "
+            "directly, which would skip the adapter): drop it from lora_target_modules, or train the head in "
+            "full with lora_modules_to_save: lm_head"
+        )
     if getattr(hf.config, "_attn_implementation", None) != attn:  # the trainer's attention routing must survive
         raise RuntimeError(f"peft changed attn_implementation from {attn!r} to {hf.config._attn_implementation!r}")
     return Adapter(pm, kwargs)

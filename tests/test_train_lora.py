@@ -143,7 +143,12 @@ def test_trained_lm_head_stays_tied_and_merges(data_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "head"
-    t = Trainer(_cfg(data_dir, out, max_steps=3, lora_modules_to_save="lm_head", merge_lora=True, eval_fraction=0))
+    cfg = _cfg(data_dir, out, max_steps=3, lora_modules_to_save="lm_head", merge_lora=True, eval_fraction=0)
+    if "ensure_weight_tying" not in peft.LoraConfig.__dataclass_fields__:  # older peft: refused, clearly
+        with pytest.raises(ConfigError, match="needs peft's ensure_weight_tying"):
+            Trainer(cfg)
+        return
+    t = Trainer(cfg)
     head = t.hf_model.get_output_embeddings()
     assert head.weight.requires_grad and head.weight is t.hf_model.get_input_embeddings().weight  # one tensor
     start = head.weight.detach().clone()
@@ -249,6 +254,8 @@ def test_lora_errors(monkeypatch, data_dir, tmp_path):
             TrainConfig.from_dict({"data": "d", "output_dir": "o", "lora_r": 4, **bad}).validate()
     with pytest.raises(ConfigError, match="Target modules .*not found"):
         Trainer(_cfg(data_dir, tmp_path / "t", lora_target_modules="nope_proj"))
+    with pytest.raises(ConfigError, match="LoRA on the LM head is not supported"):
+        Trainer(_cfg(data_dir, tmp_path / "t2", lora_target_modules="q_proj,lm_head"))
     # a checkpoint resumes only with the adapter it was written with, and not as full fine-tuning
     train(_cfg(data_dir, tmp_path / "r", max_steps=2, eval_fraction=0))
     with pytest.raises(ConfigError, match="lora_r: checkpoint 8, now 4"):
