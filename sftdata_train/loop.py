@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt, guards, lora
+from . import checkpoint as ckpt, guards, lora, lora_merge
 from .build import build_model, describe_run, resolve_precision, speed_and_memory
 from .compat import require_torch
 from .config import TrainConfig, as_config
@@ -335,14 +335,14 @@ class Trainer:
 
     def export(self) -> Path:
         """Write the model alone to ``<output_dir>/final`` in ``save_dtype`` (LoRA: the adapter, or with
-        ``merge_lora`` the merged model; :func:`sftdata_train.lora.export`)."""
+        ``merge_lora`` the merged model; :func:`sftdata_train.lora_merge.export`)."""
         sd = self.config.save_dtype
         if sd == "auto":
             dtype = torch.bfloat16 if self.config.precision.startswith("bf16") else torch.float32
         else:
             dtype = getattr(torch, sd)
         if self.adapter is not None:
-            return lora.export(self.output_dir / "final", adapter=self.adapter, wrapper=self.wrapper,
+            return lora_merge.export(self.output_dir / "final", adapter=self.adapter, wrapper=self.wrapper,
                                hf_model=self.hf_model, tokenizer=self.tokenizer, info=self.info, cfg=self.config,
                                dtype=dtype)
         return ckpt.export_model(

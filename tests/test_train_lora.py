@@ -211,7 +211,9 @@ def test_merge_equals_adapter_and_only_adapters_get_gradients(r, alpha, rslora, 
     loss.backward()
     for n, p in wrapper.named_parameters():
         assert (p.grad is not None) == p.requires_grad == (".lora_" in n), n
-    merged = lora._merged_model(adapter, wrapper=wrapper, hf_model=hf, info=DistInfo(), cfg=cfg, tokenizer=None)
+    from sftdata_train.lora_merge import merged_model
+
+    merged = merged_model(adapter, wrapper=wrapper, hf_model=hf, info=DistInfo(), cfg=cfg, tokenizer=None)
     hf.eval()
     with torch.no_grad():
         assert torch.allclose(adapter.peft_model(input_ids=ids).logits, merged.eval()(input_ids=ids).logits,
