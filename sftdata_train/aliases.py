@@ -10,6 +10,10 @@ A YAML written for ``transformers.TrainingArguments`` / ``trl.SFTConfig`` mostly
   exact equivalent is an error, never approximated;
 * :data:`UNSUPPORTED`: keys whose feature sftdata_train does not have, or that belong to the data
   stages (``max_length``, ``packing``, …): an error that says what to do instead;
+* LoRA switches (TRL ``use_peft``, LLaMA-Factory ``finetuning_type: lora``, Axolotl
+  ``adapter: lora|qlora``) turn LoRA on with that tool's default rank when ``lora_r`` is not
+  given (TRL 16, LLaMA-Factory 8; Axolotl has none: ``lora_r`` is required); the other LoRA
+  defaults stay sftdata_train's (``lora_alpha`` 2 × r, dropout 0, every linear layer of the decoder);
 * any other unknown key: an error with a "did you mean" suggestion.
 
 Defaults stay sftdata_train's (e.g. ``warmup_ratio`` 0.03, ``weight_decay`` 0.01, bf16-mixed),
@@ -41,6 +45,12 @@ RENAMES: dict[str, str] = {
     "wandb_project": "project",  # Axolotl
     "wandb_name": "run_name",  # Axolotl
     "trackio_project": "project",
+    "lora_rank": "lora_r",  # LLaMA-Factory
+    "additional_target": "lora_modules_to_save",  # LLaMA-Factory
+    "peft_use_rslora": "use_rslora",  # Axolotl
+    "use_bnb_nested_quant": "bnb_4bit_use_double_quant",  # TRL
+    "double_quantization": "bnb_4bit_use_double_quant",  # LLaMA-Factory
+    "quantization_type": "bnb_4bit_quant_type",  # LLaMA-Factory
 }
 
 #: The :data:`RENAMES` that ``sftdata-train`` also accepts as flags (the transformers/TRL names,
@@ -48,11 +58,16 @@ RENAMES: dict[str, str] = {
 FLAG_ALIASES = (
     "learning_rate", "num_train_epochs", "gradient_accumulation_steps", "adam_epsilon", "logging_steps",
     "gradient_checkpointing", "torch_compile", "dataloader_num_workers", "resume_from_checkpoint",
-    "model_name_or_path",
+    "model_name_or_path", "use_bnb_nested_quant",
+)
+#: TrainConfig keys whose flag also takes the underscore spelling of TRL's command line (``--lora_r``).
+UNDERSCORE_FLAGS = (
+    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save", "use_rslora",
+    "load_in_4bit", "bnb_4bit_quant_type",
 )
 
 _DATA = "a data option: set it at the top level of the pipeline config (see docs/pipeline.md)"
-_LORA = "LoRA/QLoRA is not available in sftdata_train yet (full fine-tuning only): remove it"
+_ADAPTER = "starting from an already trained adapter is not supported: `resume` continues a run of sftdata_train"
 _BATCH = (
     "sftdata_train batches by tokens, not rows: set max_tokens_per_batch (about batch size × sequence "
     "length; one micro-batch per rank)"
@@ -72,10 +87,11 @@ UNSUPPORTED: dict[str, str] = {
                           "dataset_train_split", "dataset_test_split", "dataset_streaming", "preprocessing_num_workers",
                           "truncation_mode", "shuffle_dataset", "eval_packing", "neat_packing", "train_on_prompt",
                           "mask_history", "max_samples", "mix_strategy", "interleave_probs", "streaming")},
-    **{k: _LORA for k in ("use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-                          "lora_modules_to_save", "lora_task_type", "adapter", "lora_rank", "use_rslora", "use_dora",
-                          "lora_target", "lora_target_parameters", "load_in_4bit", "load_in_8bit",
-                          "use_bnb_nested_quant", "bnb_4bit_quant_type", "bnb_4bit_quant_storage", "merge_lora")},
+    **{k: _ADAPTER for k in ("lora_model_dir", "adapter_name_or_path")},
+    "lora_target_parameters": "LoRA on bare parameters (MoE experts) is not supported: set lora_target_modules",
+    "loraplus_lr_ratio": "LoRA+ (another lr for B) is not supported: remove it",
+    "peft_layers_to_transform": "LoRA on a subset of layers is not supported: remove it",
+    "qlora_sharded_model_loading": "QLoRA runs on one GPU (FSDP2 cannot shard 4-bit weights): remove it",
     **{k: _HUB for k in ("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
                          "hub_always_push", "hub_revision")},
     "overwrite_output_dir": "sftdata_train resumes a run (resume) or starts one in output_dir: remove an old run yourself",
@@ -130,6 +146,7 @@ class _Out:
         self.source: dict[str, str] = {}
         self.errors: list[str] = []
         self.prefix = prefix
+        self.switches: list[tuple[str, bool, int | None]] = []  # (key, LoRA on?, the tool's default rank)
 
     def where(self, key: str) -> str:
         return f"{self.prefix}{key}"
@@ -146,6 +163,28 @@ class _Out:
 
     def error(self, key: str, message: str) -> None:
         self.errors.append(f"{self.where(key)}: {message}")
+
+    def lora_switch(self, key: str, *, on: bool, rank: int | None = None) -> None:
+        """A key that turns LoRA on (with its tool's default rank, None: no default) or off."""
+        self.switches.append((key, on, rank))
+
+    def finish_lora(self) -> None:
+        """Apply the LoRA switches: the rank when ``lora_r`` is not given; conflicts are errors."""
+        on = [(k, r) for k, o, r in self.switches if o]
+        off = [k for k, o, _ in self.switches if not o]
+        rank = self.values.get("lora_r")
+        if on and off:
+            self.error(off[0], f"full fine-tuning, but {self.where(on[0][0])} turns LoRA on; keep one")
+        elif off and rank:
+            self.error(off[0], f"full fine-tuning, but {self.where(self.source['lora_r'])} sets lora_r = {rank}")
+        elif on and rank == 0:
+            self.error(on[0][0], f"turns LoRA on, but {self.where(self.source['lora_r'])} sets lora_r = 0")
+        elif on and rank is None:
+            key, default = on[0]
+            if default is None:
+                self.error(key, "turns LoRA on: set lora_r (the rank; there is no default)")
+            else:
+                self.set("lora_r", default, key)
 
 
 def _bf16(out: _Out, key: str, value: Any) -> None:
@@ -216,13 +255,77 @@ def _loss_type(out: _Out, key: str, value: Any) -> None:
 
 
 def _finetuning_type(out: _Out, key: str, value: Any) -> None:
-    if value != "full":
-        out.error(key, _LORA if value in ("lora", "qlora", "freeze", "oft") else f"expected full, got {value!r}")
+    if value == "full":
+        out.lora_switch(key, on=False)
+    elif value == "lora":
+        out.lora_switch(key, on=True, rank=8)  # LLaMA-Factory's default lora_rank
+    else:
+        out.error(key, f"expected full or lora, got {value!r}" + (" (not supported)" if value in ("freeze", "oft")
+                                                                else ""))
+
+
+def _use_peft(out: _Out, key: str, value: Any) -> None:
+    if isinstance(value, bool):
+        out.lora_switch(key, on=value, rank=16)  # TRL's default lora_r
+    else:
+        out.error(key, f"expected true or false, got {value!r}")
+
+
+def _adapter(out: _Out, key: str, value: Any) -> None:
+    if value in (None, ""):
+        out.lora_switch(key, on=False)
+    elif value in ("lora", "qlora"):
+        out.lora_switch(key, on=True, rank=None)  # Axolotl has no default rank
+        if value == "qlora":
+            out.set("load_in_4bit", True, key)
+    else:
+        out.error(key, f"expected lora or qlora, got {value!r}")
+
+
+def _lora_target(out: _Out, key: str, value: Any) -> None:
+    """LLaMA-Factory ``lora_target``: ``all`` (every linear layer: sftdata_train's default) or names."""
+    targets = [v.strip() for v in (value if isinstance(value, (list, tuple)) else str(value).split(","))]
+    out.set("lora_target_modules", None if targets == ["all"] else ",".join(t for t in targets if t), key)
+
+
+def _lora_target_linear(out: _Out, key: str, value: Any) -> None:
+    """Axolotl ``lora_target_linear: true``: every linear layer, sftdata_train's default target."""
+    if value is True:
+        out.set("lora_target_modules", None, key)
+    elif value not in (False, None):
+        out.error(key, f"expected true or false, got {value!r}")
+
+
+def _quantization_bit(out: _Out, key: str, value: Any) -> None:
+    if value == 4:
+        out.set("load_in_4bit", True, key)
+    elif value is not None:
+        out.error(key, f"only 4 (QLoRA through bitsandbytes) is supported, got {value!r}")
+
+
+def _one_of(*accepted: Any, what: str) -> Callable[[_Out, str, Any], None]:
+    def convert(out: _Out, key: str, value: Any) -> None:
+        if value not in (None, *accepted):
+            out.error(key, f"{value!r} is not supported: {what}")
+
+    return convert
 
 
 _CONVERTERS: dict[str, Callable[[_Out, str, Any], None]] = {
     "loss_type": _loss_type,  # TRL
     "finetuning_type": _finetuning_type,  # LLaMA-Factory
+    "use_peft": _use_peft,  # TRL
+    "adapter": _adapter,  # Axolotl
+    "lora_target": _lora_target,  # LLaMA-Factory
+    "lora_target_linear": _lora_target_linear,  # Axolotl
+    "quantization_bit": _quantization_bit,  # LLaMA-Factory
+    "quantization_method": _one_of("bnb", "bitsandbytes", what="QLoRA quantizes with bitsandbytes (bnb)"),
+    "lora_task_type": _one_of("CAUSAL_LM", what="sftdata_train trains causal LMs (CAUSAL_LM)"),
+    "bnb_4bit_quant_storage": _one_of("uint8", what="the 4-bit weights are stored as bitsandbytes' uint8"),
+    "load_in_8bit": _false_only("8-bit loading is not supported: use load_in_4bit (QLoRA) or LoRA on bf16 weights"),
+    "use_dora": _false_only("DoRA is not supported (LoRA only): remove it"),
+    "peft_use_dora": _false_only("DoRA is not supported (LoRA only): remove it"),
+    "lora_fan_in_fan_out": _false_only("fan_in_fan_out is for GPT-2's Conv1D layers, which are not targeted"),
     "activation_offloading": _false_only("activation offloading is not implemented: use activation_checkpointing"),
     "bf16": _bf16,
     "fp16": _false_only("fp16 training is not supported: use bf16 (precision: bf16-mixed) or fp32"),
@@ -248,6 +351,8 @@ def _canonical_value(out: _Out, name: str, key: str, value: Any) -> None:
         return
     if name == "attn_implementation" and value in _ATTN:
         value = _ATTN[value]
+    if name in ("lora_target_modules", "lora_modules_to_save") and isinstance(value, (list, tuple)):
+        value = ",".join(str(v).strip() for v in value)  # YAML lists: the flag's comma-separated form
     if name == "report_to":
         value = report_to_string(value, where=out.where(key), errors=out.errors)
         if value is None:
@@ -316,4 +421,5 @@ def canonical_keys(d: Mapping[str, Any], names: Iterable[str], *, prefix: str = 
         else:
             hint = did_you_mean(norm, known_keys(names))
             out.error(key, "unknown key" + (f"; {hint}" if hint else "") + " (keys: sftdata-train --help)")
+    out.finish_lora()
     return out.values, out.errors

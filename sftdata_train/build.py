@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from sftdata.errors import ConfigError
 
-from . import attention
+from . import attention, lora as lora_mod
 from .compiling import compile_layers, resolve_compile
 from .distributed import (
     DistInfo,
@@ -39,8 +39,11 @@ from .model import attn_for, build_skeleton, load_model, model_config
 from .recompute import LayerShape, MemoryPlan, checkpoint_layers, free_device_memory, plan, step_memory
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16-mixed`` on CUDA, ``fp32`` elsewhere; other values unchanged."""
+def resolve_precision(precision: str, device: torch.device, *, lora: bool = False) -> str:
+    """``auto`` -> ``bf16-mixed`` on CUDA (``bf16-true`` under LoRA: frozen bf16 weights, fp32 adapters),
+    ``fp32`` elsewhere; other values unchanged."""
+    if lora:
+        return lora_mod.resolve_precision(precision, device)
     if precision == "auto":
         return "bf16-mixed" if device.type == "cuda" else "fp32"
     return precision
@@ -67,10 +70,24 @@ def build_model(
     """The run's HF model and its :class:`SFTLossModel` wrapper, on ``info.device``, sharded if FSDP.
 
     Returns a dict: ``hf_model``, ``wrapper``, ``fsdp`` (bool), ``created_pg`` (a one-rank process
-    group was created here), ``weights_loaded`` (False when a checkpoint must still fill them).
+    group was created here), ``weights_loaded`` (False when a checkpoint must still fill them),
+    ``adapter`` (:class:`sftdata_train.lora.Adapter` under LoRA, else None).
+
+    LoRA (``lora_r > 0``): the frozen model is always built from its source (``model`` / the
+    passed object, even when resuming: a LoRA checkpoint holds the adapter only), then the adapters
+    are added (:func:`sftdata_train.lora.apply`) before the wrapper is made and sharded: on rank
+    0's full copy before its weights are broadcast, and on the meta skeleton of every rank.
+    QLoRA loads the 4-bit model onto the device (one process, no FSDP2).
     """
+    lora = lora_mod.enabled(cfg)
+    if lora:
+        lora_mod.check_runtime(cfg, info)
+        resume_path = None  # the base comes from its source; the checkpoint fills the adapters
+    quantized = lora and cfg.load_in_4bit
+    if quantized and model is not None:
+        raise ConfigError("load_in_4bit loads `model` in 4 bits itself: pass no model object (or drop load_in_4bit)")
     attn_impl, backend = attn_for(cfg.padding_free, cfg.attn_implementation)
-    fsdp = uses_fsdp(precision, info)
+    fsdp = uses_fsdp(precision, info) and not quantized
     created_pg = ensure_process_group(info.device) if fsdp else False
     pdtype = param_dtype(precision)
     full: dict[str, torch.Tensor] | None = None
@@ -87,19 +104,25 @@ def build_model(
         if resume_path is None and info.is_main:  # only rank 0 reads the weights
             source = load_model(cfg.model, tokenizer=tokenizer, dtype=pdtype, attn_implementation=attn_impl,
                                 seed=cfg.seed)
+            if lora:  # the adapters' initial values travel with the broadcast
+                lora_mod.apply(source, cfg, seed=cfg.seed)
             full = {f"model.{k}": v for k, v in source.state_dict().items()}
             config = source.config
             del source
         hf = build_skeleton(config, dtype=pdtype, attn_implementation=attn_impl)
         meta = True
+    elif quantized:
+        hf = lora_mod.load_quantized(cfg, tokenizer=tokenizer, device=info.device, dtype=compute_dtype(precision),
+                                     attn_implementation=attn_impl)
     else:
         hf = load_model(cfg.model, tokenizer=tokenizer, dtype=pdtype, attn_implementation=attn_impl, seed=cfg.seed)
+    adapter = lora_mod.apply(hf, cfg, seed=cfg.seed) if lora else None
     rows = hf.get_input_embeddings().weight.shape[0]
     if tokenizer is not None and len(tokenizer) > rows:
         raise ConfigError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows")
     wrapper = SFTLossModel(hf, chunk_size=cfg.loss_chunk_size)
     wrapper.attn_dtype = compute_dtype(precision)
-    if not meta:
+    if not meta and not quantized:  # a 4-bit model is loaded onto its device
         wrapper.to(info.device)
     if fsdp:
         apply_fsdp2(wrapper, hf, precision=precision, reshard_after_forward=cfg.fsdp_reshard_after_forward)
@@ -112,7 +135,7 @@ def build_model(
         # resolved here, once, for this device and compute dtype, before anything is compiled
         attention.set_backend(attention.resolve_backend(info.device, compute_dtype(precision), backend))
     return dict(hf_model=hf, wrapper=wrapper, fsdp=fsdp, created_pg=created_pg, weights_loaded=not meta or
-                resume_path is None)
+                resume_path is None, adapter=adapter)
 
 
 def local_trainable_params(module: nn.Module) -> int:

@@ -13,6 +13,11 @@ Layout of ``<output_dir>/checkpoint-<step>/``::
                                 #   optim.*   AdamW state, sharded like the parameters
                                 #   rng.rank<r>  python/numpy/torch/CUDA RNG states of rank r
 
+A LoRA run (:mod:`sftdata_train.lora`) writes the adapter in peft's format
+(``adapter_config.json``, ``adapter_model.safetensors``) instead of ``config.json``, and its
+``model.*`` entries are the trainable parameters only (the frozen ones are rebuilt from their
+source on resume).
+
 Every rank writes only its own shards and its own RNG state, through DCP (no gather to rank 0,
 no file a rank writes outside DCP), and loads them back the same way; DCP reshards when the
 number of ranks changes (the loop refuses that unless ``--allow-schedule-change``). Tensors are
@@ -130,10 +135,15 @@ def _rng_bytes() -> io.BytesIO:
 
 
 # ----------------------------------------------------------------------------- DCP
-def _dcp_state(wrapper: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+def _dcp_state(
+    wrapper: nn.Module, optimizer: torch.optim.Optimizer | None, trainable_only: bool = False
+) -> dict[str, Any]:
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     state: dict[str, Any] = {"model": get_model_state_dict(wrapper)}
+    if trainable_only:  # LoRA: the frozen weights come from their source, never from a checkpoint
+        keep = {n for n, p in wrapper.named_parameters(remove_duplicate=False) if p.requires_grad}
+        state["model"] = {k: v for k, v in state["model"].items() if k in keep}
     if optimizer is not None:
         state["optim"] = get_optimizer_state_dict(wrapper, optimizer)
     return state
@@ -169,8 +179,14 @@ def save_checkpoint(
     state: dict[str, Any],
     info: DistInfo,
     save_total_limit: int | None = None,
+    adapter=None,
 ) -> Path:
-    """Write ``checkpoint-<step>`` atomically (all ranks must call); returns its path."""
+    """Write ``checkpoint-<step>`` atomically (all ranks must call); returns its path.
+
+    ``adapter`` (a :class:`sftdata_train.lora.Adapter`, LoRA runs): DCP holds the trainable
+    parameters only and the directory gets the adapter in peft's format
+    (``adapter_config.json``, ``adapter_model.safetensors``) instead of the model's ``config.json``.
+    """
     import torch.distributed.checkpoint as dcp
 
     root = Path(output_dir)
@@ -180,13 +196,17 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     barrier(info)
     (tmp / STATE_DIR).mkdir(parents=True, exist_ok=True)  # every rank, in case its filesystem is its own
-    payload = _dcp_state(wrapper, optimizer)
+    payload = _dcp_state(wrapper, optimizer, trainable_only=adapter is not None)
     payload[f"rng.rank{info.rank}"] = _rng_bytes()
     with _quiet_dcp():
         dcp.save(payload, checkpoint_id=str(tmp / STATE_DIR / DCP_DIR))  # collective: each rank its shards
     del payload
+    adapter_state = adapter.trainable_state(wrapper, info) if adapter is not None else None  # collective
     if info.is_main:
-        hf_model.config.save_pretrained(str(tmp))
+        if adapter is None:
+            hf_model.config.save_pretrained(str(tmp))
+        else:
+            adapter.save(tmp, adapter_state)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         (tmp / STATE_DIR / "scheduler.json").write_text(json.dumps(scheduler.state_dict()), encoding="utf-8")
@@ -206,27 +226,39 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, *, wrapper: nn.Module, optimizer: torch.optim.Optimizer | None, scheduler, info: DistInfo
+    path: Path, *, wrapper: nn.Module, optimizer: torch.optim.Optimizer | None, scheduler, info: DistInfo,
+    trainable_only: bool = False,
 ) -> None:
     """Load the model (and optimizer, scheduler, this rank's RNG states) of a checkpoint, in place.
 
     The model may be sharded (FSDP2) and on any number of ranks; every rank reads its own
     shards. A rank without its own RNG state in the checkpoint (more ranks than when saved)
-    takes rank 0's.
+    takes rank 0's. ``trainable_only`` (LoRA): the checkpoint holds the trainable parameters
+    only; the frozen ones are left as built.
     """
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     where = path / STATE_DIR / DCP_DIR
     if not (where / ".metadata").is_file():
         raise ConfigError(f"{path}: no sharded checkpoint in {STATE_DIR}/{DCP_DIR} (written by an older sftdata_train?)")
     keys = set(dcp.FileSystemReader(str(where)).read_metadata().state_dict_metadata)
     rng_key = f"rng.rank{info.rank}" if f"rng.rank{info.rank}" in keys else "rng.rank0"
-    payload = _dcp_state(wrapper, optimizer)
+    payload = _dcp_state(wrapper, optimizer, trainable_only=trainable_only)
     payload[rng_key] = io.BytesIO()
     with _quiet_dcp():
         dcp.load(payload, checkpoint_id=str(where))
-    set_model_state_dict(wrapper, payload["model"])
+    loaded = set_model_state_dict(wrapper, payload["model"], options=StateDictOptions(strict=not trainable_only))
+    if trainable_only:
+        trainable = {n for n, p in wrapper.named_parameters() if p.requires_grad}
+        missing = sorted(trainable & set(loaded.missing_keys))
+        if missing or loaded.unexpected_keys:
+            raise ConfigError(f"{path}: the checkpoint's adapter does not fit the model (missing {missing[:3]}, "
+                              f"unexpected {list(loaded.unexpected_keys)[:3]})")
     if optimizer is not None:
         set_optimizer_state_dict(wrapper, optimizer, optim_state_dict=payload["optim"])
     if scheduler is not None:
@@ -262,8 +294,22 @@ def _full_model_state_dict(wrapper: nn.Module, info: DistInfo) -> dict[str, torc
 def _write_hf(
     path: Path, hf_model: nn.Module, tokenizer, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None
 ) -> None:
+    # tied parameters (embedding and LM head) under one tensor, so that save_pretrained writes them once
+    # (a gathered or cast state dict holds a copy per name)
+    state_dict = dict(state_dict)
+    aliases: dict[int, list[str]] = {}
+    for name, p in hf_model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(p), []).append(name)
+    for names in aliases.values():
+        present = [n for n in names if n in state_dict]
+        for n in present[1:]:
+            state_dict[n] = state_dict[present[0]]
     if dtype is not None:
-        state_dict = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+        cast: dict[int, torch.Tensor] = {}  # one cast per tensor: tied weights stay one tensor
+        for v in state_dict.values():
+            if id(v) not in cast:
+                cast[id(v)] = v.to(dtype) if v.is_floating_point() else v
+        state_dict = {k: cast[id(v)] for k, v in state_dict.items()}
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()

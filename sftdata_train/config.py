@@ -27,6 +27,7 @@ SCHEDULERS = ("cosine", "linear", "constant")
 ATTN_IMPLEMENTATIONS = ("auto", "varlen", "flash_attn", "flex", "sdpa", "eager")
 DEVICES = ("auto", "cpu", "cuda")
 SAVE_DTYPES = ("auto", "bfloat16", "float32")
+BNB_4BIT_QUANT_TYPES = ("nf4", "fp4")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -144,6 +145,25 @@ class TrainConfig:
     check_tokenizer: bool = _f(
         True, "Refuse data whose recorded tokenizer fingerprint differs from the training tokenizer's."
     )
+    # --- LoRA / QLoRA (peft; see docs/training.md#lora-and-qlora and sftdata_train/lora.py)
+    lora_r: int = _f(0, "LoRA rank: >0 trains peft LoRA adapters on the frozen model; 0 = full fine-tuning.")
+    lora_alpha: float | None = _f(None, "LoRA alpha (scale = alpha / r); default 2 x lora_r.")
+    lora_dropout: float = _f(0.0, "Dropout on the input of the LoRA adapters.")
+    lora_target_modules: str | None = _f(
+        None, "Module names to adapt (q_proj,v_proj or q_proj v_proj) or all-linear; default: every linear layer "
+        "of the decoder layers (never the LM head).", nargs="+",
+    )
+    lora_modules_to_save: str | None = _f(
+        None, "Modules trained in full and saved with the adapter (e.g. lm_head: the LM head is frozen "
+        "otherwise; a tied input embedding stays tied to it).", nargs="+",
+    )
+    use_rslora: bool = _f(False, "Rank-stabilised LoRA: scale = alpha / sqrt(r).")
+    load_in_4bit: bool = _f(False, "QLoRA: load the frozen model in 4 bits (bitsandbytes, CUDA, one process).")
+    bnb_4bit_quant_type: str = _f("nf4", "QLoRA 4-bit data type: nf4|fp4.", choices=BNB_4BIT_QUANT_TYPES)
+    bnb_4bit_use_double_quant: bool = _f(False, "QLoRA: quantize the quantization constants too (nested quant).")
+    merge_lora: bool = _f(
+        False, "At the end, export final/ as the full model with the adapter merged (peft merge_and_unload)."
+    )
 
     # ------------------------------------------------------------------ helpers
     def validate(self) -> "TrainConfig":
@@ -158,7 +178,7 @@ class TrainConfig:
                 setattr(self, name, "on" if value else "off")
         for name in (
             "precision", "lr_scheduler", "attn_implementation", "device", "save_dtype", "compile",
-            "activation_checkpointing", "nonfinite_grad",
+            "activation_checkpointing", "nonfinite_grad", "bnb_4bit_quant_type",
         ):
             choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(self)}[name]
             if getattr(self, name) not in choices:
@@ -190,6 +210,9 @@ class TrainConfig:
             trackers.append("tensorboard")
         self.report_to = ",".join(trackers) or "none"
         check_installed(trackers)
+        from .lora import validate_config
+
+        validate_config(self)
         return self
 
     def trackers(self) -> list[str]:
@@ -295,12 +318,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
-    from .aliases import FLAG_ALIASES, RENAMES
+    from .aliases import FLAG_ALIASES, RENAMES, UNDERSCORE_FLAGS
 
     parser.add_argument("--config", "-c", help="YAML file of config keys (flags override it).")
+    parser.add_argument("--use-peft", "--use_peft", type=_parse_bool, nargs="?", const=True, help=argparse.SUPPRESS)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         aliases = [s for a in FLAG_ALIASES if RENAMES[a] == f.name for s in ("--" + a.replace("_", "-"), "--" + a)]
+        aliases += ["--" + f.name] if f.name in UNDERSCORE_FLAGS else []  # TRL's spelling (--lora_r)
         scalar, optional = _base_type(f.type)
         help_text = f.metadata.get("help", "")
         default = f.default
@@ -320,7 +345,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
             kw["choices"] = f.metadata["choices"]
         if "nargs" in f.metadata:
             kw["nargs"] = f.metadata["nargs"]
-            kw["const"] = f.metadata["const"]
+            if "const" in f.metadata:
+                kw["const"] = f.metadata["const"]
         kw["metavar"] = f.name.upper() if scalar is not str or "choices" not in f.metadata else None
         if kw["metavar"] is None:
             del kw["metavar"]
@@ -341,6 +367,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     ns = vars(build_arg_parser().parse_args(argv))
     path = ns.pop("config", None)
     base = _yaml_keys(path) if path else {}
+    if ns.get("use_peft") and not base.get("lora_r"):
+        base.pop("lora_r", None)  # the file's lora_r is the default 0: --use_peft picks the rank
     base.update(ns)
     return TrainConfig.from_dict(base).validate()
 

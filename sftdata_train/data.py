@@ -257,6 +257,10 @@ class MicroBatchStream:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=False,
+            # a private generator: without one, iter() draws the workers' base seed from the global
+            # torch RNG, so a resumed run (which opens its iterator mid-epoch, after restoring the RNG)
+            # would see other dropout masks than the uninterrupted run
+            generator=torch.Generator().manual_seed(self.epoch),
         )
         self._it = iter(loader)
 

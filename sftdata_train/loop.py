@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt, guards
+from . import checkpoint as ckpt, guards, lora, lora_merge
 from .build import build_model, describe_run, resolve_precision, speed_and_memory
 from .compat import require_torch
 from .config import TrainConfig, as_config
@@ -121,7 +121,7 @@ class Trainer:
         self.info = info or init_distributed(cfg.device)
         info = self.info
         self.device = info.device
-        cfg.precision = resolve_precision(cfg.precision, self.device)
+        cfg.precision = resolve_precision(cfg.precision, self.device, lora=lora.enabled(cfg))
         guards.check_loggers(cfg.trackers() + (["tensorboard"] if cfg.tensorboard else []))
         self.output_dir = Path(cfg.output_dir)
 
@@ -134,6 +134,8 @@ class Trainer:
 
         resume = decide_on_main(decide, info)
         self.resume_path = Path(resume) if resume else None
+        if self.resume_path is not None:
+            lora.check_resume(self.resume_path, cfg)  # LoRA: same adapter keys and base model
         _seed_everything(cfg.seed)
 
         # ---- data
@@ -144,7 +146,8 @@ class Trainer:
 
         # ---- tokenizer, checked against the data
         if self.resume_path is not None:
-            model = tokenizer = None
+            tokenizer = None
+            model = model if lora.enabled(cfg) else None  # LoRA: the checkpoint holds the adapter, not the base
             tok_src: str | None = str(self.resume_path)
         else:
             tok_src = cfg.tokenizer or cfg.model
@@ -158,6 +161,7 @@ class Trainer:
         built = build_model(cfg, info=info, precision=cfg.precision, tokenizer=self.tokenizer, model=model,
                             resume_path=self.resume_path)
         self.hf_model, self.wrapper, self.fsdp = built["hf_model"], built["wrapper"], built["fsdp"]
+        self.adapter: lora.Adapter | None = built["adapter"]  # LoRA/QLoRA (peft), else None
         self._owns_pg = self._owns_pg or built["created_pg"]
         rows = self.hf_model.get_input_embeddings().weight.shape[0]
         for d in datasets_:
@@ -166,7 +170,7 @@ class Trainer:
                                    model_source=str(self.resume_path or cfg.model or "(embedded default)"))
         mc = self.hf_model.config
         self._flops_shape = dict(
-            matmul_params=count_matmul_params(self.hf_model),
+            matmul_params=lora.flops_params(self.hf_model) if self.adapter else count_matmul_params(self.hf_model),
             n_layers=mc.num_hidden_layers,
             n_heads=mc.num_attention_heads,
             head_dim=getattr(mc, "head_dim", None) or mc.hidden_size // mc.num_attention_heads,
@@ -222,7 +226,8 @@ class Trainer:
 
     def describe(self) -> str:
         """One line: device, precision, attention, compile and activation checkpointing as resolved."""
-        return describe_run(self.config, self.info, fsdp=self.fsdp, compiled=self.compiled, memory_plan=self.memory_plan)
+        line = describe_run(self.config, self.info, fsdp=self.fsdp, compiled=self.compiled, memory_plan=self.memory_plan)
+        return line + (f", {lora.describe(self.adapter, self.wrapper)}" if self.adapter else "")
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
@@ -329,16 +334,21 @@ class Trainer:
         return ckpt.save_checkpoint(
             self.output_dir, self.step, wrapper=self.wrapper, hf_model=self.hf_model, tokenizer=self.tokenizer,
             optimizer=self.optimizer, scheduler=self.scheduler, state=self._state(), info=self.info,
-            save_total_limit=self.config.save_total_limit,
+            save_total_limit=self.config.save_total_limit, adapter=self.adapter,
         )
 
     def export(self) -> Path:
-        """Write the model alone to ``<output_dir>/final`` in ``save_dtype``."""
+        """Write the model alone to ``<output_dir>/final`` in ``save_dtype`` (LoRA: the adapter, or with
+        ``merge_lora`` the merged model; :func:`sftdata_train.lora_merge.export`)."""
         sd = self.config.save_dtype
         if sd == "auto":
             dtype = torch.bfloat16 if self.config.precision.startswith("bf16") else torch.float32
         else:
             dtype = getattr(torch, sd)
+        if self.adapter is not None:
+            return lora_merge.export(self.output_dir / "final", adapter=self.adapter, wrapper=self.wrapper,
+                               hf_model=self.hf_model, tokenizer=self.tokenizer, info=self.info, cfg=self.config,
+                               dtype=dtype)
         return ckpt.export_model(
             self.output_dir / "final", wrapper=self.wrapper, hf_model=self.hf_model, tokenizer=self.tokenizer,
             info=self.info, dtype=dtype,

@@ -50,7 +50,7 @@ def restore(trainer, path: Path) -> None:
     }
     guards.check_schedule(saved, current, allow=trainer.config.allow_schedule_change)
     ckpt.load_checkpoint(path, wrapper=trainer.wrapper, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
-                         info=trainer.info)
+                         info=trainer.info, trainable_only=getattr(trainer, "adapter", None) is not None)
     trainer.stream.load_state_dict(state["stream"])
     trainer.step = int(state["step"])
     trainer.tokens_seen = int(state.get("tokens_seen", 0))

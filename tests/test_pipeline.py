@@ -156,7 +156,7 @@ def test_validation_lists_every_bad_key_with_its_path(tmp_path):
             {"path": "examples/traces.jsonl", "format": "sharegtp", "turn_policy": "first", "type": "sharegpt"},
         ],
         "train": {"learnig_rate": 1e-5, "per_device_train_batch_size": 4, "lr_scheduler_type": "polynomial",
-                  "data": "x", "lora_r": 8},
+                  "data": "x", "adapter": "lora"},
     }
     with pytest.raises(ConfigError) as info:
         load_config(bad)
@@ -176,7 +176,7 @@ def test_validation_lists_every_bad_key_with_its_path(tmp_path):
         "train.per_device_train_batch_size: sftdata_train batches by tokens",
         "train.lr_scheduler_type: 'polynomial' has no equivalent",
         "train.data: set by the pipeline",
-        "train.lora_r: LoRA/QLoRA is not available",
+        "train.adapter: turns LoRA on: set lora_r",
     ]:
         assert expected in msg, (expected, msg)
     assert msg.count("\n  ") == 15

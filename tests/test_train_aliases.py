@@ -73,7 +73,7 @@ def test_an_hf_training_yaml():
     ({"eval_strategy": "epoch"}, "only 'steps' is supported (got 'epoch'): set eval_steps"),
     ({"report_to": "all"}, "'all' is not accepted: name the trackers"),
     ({"report_to": "tensorbaord"}, "did you mean 'tensorboard'?"),
-    ({"use_peft": True}, "LoRA/QLoRA is not available"),
+    ({"adapter": "lora"}, "adapter: turns LoRA on: set lora_r (the rank; there is no default)"),
     ({"val_set_size": 100}, "only a fraction in [0, 1) is supported"),
 ])
 def test_errors_name_the_key_and_what_to_do(d, message):
