@@ -27,7 +27,6 @@ its own row (:func:`sftdata.tree.unroll`), each trained token in exactly one of 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -35,7 +34,7 @@ from .control_tokens import MARK_END, MARK_START
 from .errors import Reason, RowError
 from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
-from .segments import SegmentEncoder, _metaspace_first
+from .segments import SegmentEncoder, _metaspace_first, component_spec
 from .tree import IGNORE_INDEX, TreeRow, TrieBuilder, common_prefix_len, unroll
 
 LAYOUTS = ("tree", "linear")
@@ -120,9 +119,8 @@ class ConversationEncoder:
         self.truncation = truncation
         self.marked = marked
         self._shared: dict[str, int] = {}
-        spec = json.loads(tokenizer.backend_tokenizer.to_str())
         probe = self.segments.encode(["a"])[0]
-        self._in_context = _metaspace_first(spec.get("pre_tokenizer")) or self.segments.decode(probe) != "a"
+        self._in_context = _metaspace_first(component_spec(tokenizer.backend_tokenizer.pre_tokenizer)) or self.segments.decode(probe) != "a"
         bos_id = tokenizer.bos_token_id
         adds_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
         self._text_bos = [bos_id] if adds_bos else []

@@ -39,6 +39,15 @@ _PROBES = (
 )
 
 
+def component_spec(component) -> dict | None:
+    """The JSON description of a tokenizer component (``backend.pre_tokenizer``,
+    ``backend.normalizer``) without serialising the whole tokenizer (a 150k vocabulary is
+    megabytes of JSON)."""
+    if component is None:
+        return None
+    return json.loads(component.__getstate__())
+
+
 def _metaspace_first(node) -> bool:
     """Whether a (pre-)tokenizer JSON node holds a Metaspace that prepends only to the first piece."""
     if isinstance(node, dict):
@@ -97,9 +106,11 @@ class SegmentEncoder:
         self._used: set[str] = set()
         normalizer = self.backend.normalizer is not None
         verbatim = not any(t.lstrip or t.rstrip or t.single_word or (normalizer and t.normalized) for _, t in added)
-        spec = json.loads(self.backend.to_str())
-        self.split_exact = bool(contents) and verbatim and not _metaspace_first(spec.get("pre_tokenizer")) and not _metaspace_first(
-            spec.get("normalizer")
+        self.split_exact = (
+            bool(contents)
+            and verbatim
+            and not _metaspace_first(component_spec(self.backend.pre_tokenizer))
+            and not _metaspace_first(component_spec(self.backend.normalizer))
         )
         if self.split_exact:
             self.split_exact = self._probe(contents)
