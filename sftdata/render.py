@@ -56,6 +56,8 @@ from .template import ChatTemplate
 
 #: Prefix given to message ``k``'s fields to find where the template renders them.
 _PROBE = "\ue010"
+#: Characters of a turn's end looked for when the next message rewrites the turn's beginning.
+_TAIL_CHARS = 48
 
 
 class TurnPolicy(str, Enum):
@@ -390,26 +392,48 @@ class Renderer:
                     field=f"messages[{k}]",
                 )
             return full_k, end
-        stop = self._stop_after(k, full_k)
-        if stop:
+        found = self._stop_after(k, full_k)
+        if found:
             stats.stop_token_from_next_message += 1
-            return full_k + stop, len(full_k) + len(stop)
+            text = found[1] + found[0]
+            return text, len(text)
         stats.no_stop_token += 1
         return full_k, len(full_k.rstrip())
 
-    def _stop_after(self, k: int, full_k: str) -> str | None:
-        """The stop token the template writes right after turn ``k`` when the conversation goes on."""
+    def _stop_after(self, k: int, full_k: str) -> tuple[str, str] | None:
+        """The stop token the template writes right after turn ``k`` when the conversation goes on.
+
+        The rendering with the next message (or a probe user message after the last one) holds
+        the turn followed by that token. When the next message rewrites the turn's beginning
+        (GLM drops the reasoning of turns before the last user message), the turn's end is found
+        by its last characters, before the next message's own text.
+
+        Returns:
+            ``(stop token, the turn's text it follows)`` (``full_k``, or ``full_k`` without its
+            trailing whitespace when found by its end), or ``None``.
+        """
         msgs = self._messages
         if k + 1 < len(msgs):
-            nxt = self._safe(k + 2)
+            nxt, limit = self._safe(k + 2), None
         else:
             try:
                 nxt = self.template.render(msgs[: k + 1] + [{"role": "user", "content": _PROBE}], self._tools, prepared=True)
             except RowError:
                 nxt = None
-        if nxt is None or not nxt.startswith(full_k):
+            limit = nxt.rfind(_PROBE) if nxt is not None else -1
+        if nxt is None:
             return None
-        return next((t for t in self.stops if nxt.startswith(t, len(full_k))), None)
+        if nxt.startswith(full_k):
+            at, base = len(full_k), full_k
+        else:
+            base = full_k.rstrip()
+            tail = base[-_TAIL_CHARS:]
+            pos = _rfind_unmarked(nxt, tail, len(nxt) if limit is None or limit < 0 else limit, self.marked) if tail else -1
+            if pos < 0:
+                return None
+            at = pos + len(tail)
+        stop = next((t for t in self.stops if nxt.startswith(t, at)), None)
+        return (stop, base) if stop else None
 
     def _isolate(self, k: int, history: str, header: str, full_k: str) -> int:
         """Start of turn ``k``'s generated text in ``full_k`` when adding it rewrites the history.

@@ -208,3 +208,15 @@ def test_json_string_arguments_are_rendered_verbatim(args):
     _, as_dict = _enc("Qwen-Qwen3-0.6B", tool_arguments="dict")
     (row2,) = as_dict.encode(conv)
     assert bool(_runs_of(tok, row2, args)) == (args == json.dumps(json.loads(args), ensure_ascii=False))
+
+
+def test_stop_token_found_when_the_next_message_rewrites_the_turn():
+    """GLM drops the reasoning of turns before the last user message, so the rendering with the
+    next (probe) user message does not start with the turn: the stop token is found after the
+    turn's end instead (regression: such last turns were trained without <|user|>)."""
+    tok, enc = _enc("GLM-4.6")
+    conv = Conversation((Message("user", "Weather in Paris?"), Message("assistant", "It is 18C.", reasoning="Check memory.")))
+    (row,) = enc.encode(conv)
+    (run,) = _runs(tok, row)
+    assert run.endswith("It is 18C.<|user|>") and "Check memory." in run
+    check_rows(tok, conv, [row], enc.stop.tokens)
