@@ -56,8 +56,10 @@ from .template import ChatTemplate
 
 #: Prefix given to message ``k``'s fields to find where the template renders them.
 _PROBE = "\ue010"
-#: Characters of a turn's end looked for when the next message rewrites the turn's beginning.
-_TAIL_CHARS = 48
+#: Characters of a turn's end that must precede a stop token found after a rewritten turn.
+_TAIL_CHARS = 8
+#: Longest stretch compared when looking for a turn's end (characters).
+_SUFFIX_CAP = 4096
 
 
 class TurnPolicy(str, Enum):
@@ -392,7 +394,7 @@ class Renderer:
                     field=f"messages[{k}]",
                 )
             return full_k, end
-        found = self._stop_after(k, full_k)
+        found = self._stop_after(k, full_k, start)
         if found:
             stats.stop_token_from_next_message += 1
             text = found[1] + found[0]
@@ -400,7 +402,7 @@ class Renderer:
         stats.no_stop_token += 1
         return full_k, len(full_k.rstrip())
 
-    def _stop_after(self, k: int, full_k: str) -> tuple[str, str] | None:
+    def _stop_after(self, k: int, full_k: str, start: int) -> tuple[str, str] | None:
         """The stop token the template writes right after turn ``k`` when the conversation goes on.
 
         The rendering with the next message (or a probe user message after the last one) holds
@@ -424,16 +426,22 @@ class Renderer:
         if nxt is None:
             return None
         if nxt.startswith(full_k):
-            at, base = len(full_k), full_k
-        else:
-            base = full_k.rstrip()
-            tail = base[-_TAIL_CHARS:]
-            pos = _rfind_unmarked(nxt, tail, len(nxt) if limit is None or limit < 0 else limit, self.marked) if tail else -1
-            if pos < 0:
-                return None
-            at = pos + len(tail)
-        stop = next((t for t in self.stops if nxt.startswith(t, at)), None)
-        return (stop, base) if stop else None
+            stop = next((t for t in self.stops if nxt.startswith(t, len(full_k))), None)
+            return (stop, full_k) if stop else None
+        # the stop token right after the longest stretch of the turn's end
+        base = full_k.rstrip()
+        need = min(_TAIL_CHARS, len(base) - start)
+        end = len(nxt) if limit is None or limit < 0 else limit
+        rev = base[: -_SUFFIX_CAP - 1 : -1]  # the turn's last characters, reversed (bounded)
+        best: tuple[int, str] | None = None
+        for t in self.stops:
+            i = nxt.rfind(t, 0, end)
+            while i >= 0:
+                n = len(commonprefix([rev, nxt[max(0, i - _SUFFIX_CAP) : i][::-1]]))
+                if n >= need > 0 and (best is None or n > best[0]):
+                    best = (n, t)
+                i = nxt.rfind(t, 0, i)
+        return (best[1], base) if best else None
 
     def _isolate(self, k: int, history: str, header: str, full_k: str) -> int:
         """Start of turn ``k``'s generated text in ``full_k`` when adding it rewrites the history.
