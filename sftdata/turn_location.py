@@ -1,0 +1,219 @@
+"""Where a turn's generated text starts and ends in a rendering (used by :class:`~sftdata.render.Renderer`).
+
+* the end: the first token of the model's stop set, else the stop token the template writes
+  right after the turn when the conversation goes on (the next message, or a probe user
+  message); text of the message after its stop token is a split message (``turn_split``);
+* the start, when adding the turn rewrites the history: after the history's closing markup
+  and the generation prompt, before the first character rendered from the message's own fields
+  (found by re-rendering with those fields changed); the text found must hold no other
+  message's content (``turn_not_isolated``).
+
+:class:`TurnLocation` is a mixin: it reads the renderer's ``stops``, ``control``, ``marked``,
+``anchor_on_control``, ``template``, ``_messages``, ``_tools`` and ``_safe``.
+"""
+
+from __future__ import annotations
+
+import json
+from os.path import commonprefix
+from typing import TYPE_CHECKING, Sequence
+
+from .control_tokens import MARK_START
+from .errors import Reason, RowError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .render import RenderStats
+
+#: Prefix given to message ``k``'s fields to find where the template renders them.
+_PROBE = "\ue010"
+#: Characters of a turn's end that must precede a stop token found after a rewritten turn.
+_TAIL_CHARS = 8
+#: Longest stretch compared when looking for a turn's end (characters).
+_SUFFIX_CAP = 4096
+
+
+def _first_stop(text: str, stops: Sequence[str], start: int = 0, marked: bool = False) -> int:
+    """End (exclusive) of the first stop token in ``text[start:]`` written by the template, or -1."""
+    best = -1
+    for tok in stops:
+        i = text.find(tok, start)
+        while marked and i > 0 and text[i - 1] == MARK_START:
+            i = text.find(tok, i + 1)
+        if i >= 0 and (best < 0 or i + len(tok) < best):
+            best = i + len(tok)
+    return best
+
+
+def _perturbed(message: dict) -> dict:
+    """``message`` with every text field of its own changed at its first character."""
+    out = dict(message)
+    for key in ("content", "reasoning_content", "thinking"):
+        if isinstance(out.get(key), str):
+            out[key] = _PROBE + out[key]
+    if out.get("tool_calls"):
+        calls = []
+        for c in out["tool_calls"]:
+            fn = dict(c.get("function", {}))
+            if isinstance(fn.get("name"), str):
+                fn["name"] = _PROBE + fn["name"]
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                fn["arguments"] = " " + args
+            elif isinstance(args, dict):
+                fn["arguments"] = {_PROBE: 0, **args}
+            calls.append({**c, "function": fn})
+        out["tool_calls"] = calls
+    return out
+
+
+def _own_texts(message: dict) -> list[str]:
+    """Text of a message's own fields (content, reasoning, tool-call names and arguments)."""
+    out = [message.get(k) for k in ("content", "reasoning_content")]
+    for c in message.get("tool_calls") or ():
+        fn = c.get("function") or {}
+        out += [fn.get("name"), fn.get("arguments") if isinstance(fn.get("arguments"), str) else json.dumps(fn.get("arguments"))]
+    return [t.strip() for t in out if isinstance(t, str) and t.strip()]
+
+
+#: Another message's content shorter than this is not looked for in an isolated turn (short
+#: strings occur by chance).
+_MIN_FOREIGN_TEXT = 8
+
+
+
+class TurnLocation:
+    """Turn boundaries in renderings (see the module docstring)."""
+
+    def _preamble(self, full_0: str) -> str:
+        """What the template writes before the first message when that message is trained (a
+        default system prompt): everything up to the last stop token before the message's own."""
+        ends = sorted(i + len(t) for t in self.stops for i in _find_all(full_0, t, self.marked))
+        cut = ends[-2] if len(ends) >= 2 else 0
+        return full_0[: cut + len(full_0[cut:]) - len(full_0[cut:].lstrip())]
+
+    def _cut_at_stop(self, k: int, full_k: str, start: int, stats: RenderStats) -> tuple[str, int]:
+        """``(text, end)``: the turn ends after its stop token (see the module doc)."""
+        end = _first_stop(full_k, self.stops, start, self.marked)
+        if end >= 0:
+            rest = full_k[end:]
+            for t in self.control:
+                rest = rest.replace(t, "")
+            if rest.strip():
+                raise RowError(
+                    Reason.TURN_SPLIT,
+                    "the chat template renders more of this message after the stop token that ends the turn "
+                    f"({full_k[end:end + 60]!r}…); no generation at inference produces it",
+                    field=f"messages[{k}]",
+                )
+            return full_k, end
+        found = self._stop_after(k, full_k, start)
+        if found:
+            stats.stop_token_from_next_message += 1
+            text = found[1] + found[0]
+            return text, len(text)
+        stats.no_stop_token += 1
+        return full_k, len(full_k.rstrip())
+
+    def _stop_after(self, k: int, full_k: str, start: int) -> tuple[str, str] | None:
+        """The stop token the template writes right after turn ``k`` when the conversation goes on.
+
+        The rendering with the next message (or a probe user message after the last one) holds
+        the turn followed by that token. When the next message rewrites the turn's beginning
+        (GLM drops the reasoning of turns before the last user message), the turn's end is found
+        by its last characters, before the next message's own text.
+
+        Returns:
+            ``(stop token, the turn's text it follows)`` (``full_k``, or ``full_k`` without its
+            trailing whitespace when found by its end), or ``None``.
+        """
+        msgs = self._messages
+        if k + 1 < len(msgs):
+            nxt, limit = self._safe(k + 2), None
+        else:
+            try:
+                nxt = self.template.render(msgs[: k + 1] + [{"role": "user", "content": _PROBE}], self._tools, prepared=True)
+            except RowError:
+                nxt = None
+            limit = nxt.rfind(_PROBE) if nxt is not None else -1
+        if nxt is None:
+            return None
+        if nxt.startswith(full_k):
+            stop = next((t for t in self.stops if nxt.startswith(t, len(full_k))), None)
+            return (stop, full_k) if stop else None
+        # the stop token right after the longest stretch of the turn's end
+        base = full_k.rstrip()
+        need = min(_TAIL_CHARS, len(base) - start)
+        end = len(nxt) if limit is None or limit < 0 else limit
+        rev = base[: -_SUFFIX_CAP - 1 : -1]  # the turn's last characters, reversed (bounded)
+        best: tuple[int, str] | None = None
+        for t in self.stops:
+            i = nxt.rfind(t, 0, end)
+            while i >= 0:
+                n = len(commonprefix([rev, nxt[max(0, i - _SUFFIX_CAP) : i][::-1]]))
+                if n >= need > 0 and (best is None or n > best[0]):
+                    best = (n, t)
+                i = nxt.rfind(t, 0, i)
+        return (best[1], base) if best else None
+
+    def _isolate(self, k: int, history: str, header: str, full_k: str) -> int:
+        """Start of turn ``k``'s generated text in ``full_k`` when adding it rewrites the history.
+
+        The template renders messages in order, so ``full_k`` is the rewritten history followed
+        by the turn. The turn's first own character is where ``full_k`` and a rendering with
+        message ``k``'s fields changed part (``first``); the history ends, before it, with the
+        same closing markup as ``render(m[:k])`` (its last control token and what follows it);
+        the generation prompt ``header`` (possibly empty) comes next, and the model generates
+        the rest.
+        """
+        msgs = self._messages
+        try:
+            alt = self.template.render(msgs[:k] + [_perturbed(msgs[k])], self._tools, prepared=True)
+        except RowError:
+            alt = None
+        first = len(commonprefix([full_k, alt])) if alt is not None else -1
+        closes = [(_rfind_unmarked(history, t, len(history), self.marked), t) for t in self.control] if self.anchor_on_control else []
+        closes = [c for c in closes if c[0] >= 0]
+        anchor = history[max(closes)[0]:] if closes else ""
+        pos = _rfind_unmarked(full_k, anchor, first, self.marked) if anchor and 0 < first < len(full_k) else -1
+        start = pos + len(anchor)
+        if pos < 0 or not full_k.startswith(header, start) or start + len(header) > first:
+            raise RowError(
+                Reason.TURN_NOT_ISOLATED,
+                "the chat template rewrites earlier turns when this turn is added, and the turn's own text "
+                "cannot be told apart from them",
+                field=f"messages[{k}]",
+            )
+        return start + len(header)
+
+    def _check_isolated(self, k: int, generated: str) -> None:
+        """The text found for a turn whose history was rewritten must hold no other message's
+        content (a template that merges messages into one block, e.g. Apertus' tool outputs)."""
+        own = _own_texts(self._messages[k])
+        for j, m in enumerate(self._messages):
+            text = m.get("content").strip() if j != k and isinstance(m.get("content"), str) else ""
+            if len(text) >= _MIN_FOREIGN_TEXT and text in generated and not any(text in o for o in own):
+                raise RowError(
+                    Reason.TURN_NOT_ISOLATED,
+                    f"the text found for this turn also holds messages[{j}]'s text ({text[:40]!r}); the template "
+                    "merges several messages into one block, so the turn cannot be trained on its own",
+                    field=f"messages[{k}]",
+                )
+
+
+
+def _rfind_unmarked(text: str, sub: str, end: int, marked: bool) -> int:
+    """Start of the last occurrence of ``sub`` in ``text[:end]`` the template wrote (not marked content)."""
+    i = text.rfind(sub, 0, end)
+    while marked and i > 0 and text[i - 1] == MARK_START:
+        i = text.rfind(sub, 0, i)
+    return i
+
+
+def _find_all(text: str, sub: str, marked: bool = False) -> list[int]:
+    """Start of every occurrence of ``sub`` the template wrote (marked content skipped)."""
+    out, i = [], text.find(sub)
+    while i >= 0:
+        if not (marked and i > 0 and text[i - 1] == MARK_START):
+            out.append(i)
+        i = text.find(sub, i + 1)
+    return out
