@@ -149,8 +149,9 @@ class ChunkEncoder:
         self.tools = tools
         self.schema = output_schema()
 
-    def _text(self, index: int, item: Any) -> tuple[str, Any]:
-        """The row as JSON text for ``Encoder.map_batch`` (a reject marker for a bad row)."""
+    def _text(self, index: int, item: Any) -> tuple[Any, Any]:
+        """The row for ``Encoder.map_batch`` (parsed; a reject marker for a bad row), and the
+        row as parsed from the input."""
         parsed = parse_item(index, item)
         try:
             if isinstance(parsed, RowError):
@@ -159,15 +160,15 @@ class ChunkEncoder:
             if self.tools is not None:
                 row = self.tools.attach(row)
             if isinstance(item, RawRow) and row is parsed:
-                return item.text, parsed
+                return parsed, parsed  # strict-parsed from its text already
             text = json.dumps(row, ensure_ascii=False, default=str)
             if has_lone_surrogate(text):
                 err = row_problem(row, dup=False)
                 if err is not None:
                     raise err
-            return text, parsed
+            return json.loads(text), parsed  # plain JSON values, as a JSONL row would give
         except RowError as e:
-            return json.dumps({"__reject__": e.with_context(row=index, stage="read").to_dict()}, ensure_ascii=False), parsed
+            return {"__reject__": e.with_context(row=index, stage="read").to_dict()}, parsed
 
     def __call__(self, items: Sequence[tuple[int, Any]]) -> ChunkResult:
         import numpy as np
@@ -181,7 +182,7 @@ class ChunkEncoder:
             originals.append((item, parsed))
             indices.append(index)
         enc.counters = type(enc.counters)()
-        out = enc.map_batch({"raw": texts, "source_index": indices})
+        out = enc.map_batch({"rows": texts, "source_index": indices})
         pos = {idx: k for k, idx in enumerate(indices)}
         result = ChunkResult(first_index=indices[0] if indices else 0, next_index=indices[-1] + 1 if indices else 0, batch=None)
         part = result.part

@@ -232,8 +232,8 @@ class Encoder:
         """``Dataset.map(batched=True, with_indices=True)`` function over raw rows.
 
         Input columns: ``raw`` (the row as JSON text; JSON keeps heterogeneous tool
-        arguments exact, where Arrow structs would fill missing keys with null) and
-        ``source_index``. Output columns: :data:`OUTPUT_COLUMNS` plus ``kind``,
+        arguments exact, where Arrow structs would fill missing keys with null), or ``rows``
+        (the rows already parsed, as dicts), and ``source_index``. Output columns: :data:`OUTPUT_COLUMNS` plus ``kind``,
         ``truncated`` and ``reject`` (JSON of the :class:`RowError` for a rejected row,
         whose other columns are empty).
         """
@@ -242,9 +242,10 @@ class Encoder:
         out: dict[str, list] = {k: [] for k in OUTPUT_COLUMNS + ("kind", "truncated", "reject")}
         o = self.options
         planned: list[Any] = []
-        for raw in batch["raw"]:
+        parsed = "rows" in batch
+        for raw in batch["rows"] if parsed else batch["raw"]:
             try:
-                row = json.loads(raw)
+                row = raw if parsed else json.loads(raw)
                 if isinstance(row, dict) and "__reject__" in row:
                     raise RowError(**row["__reject__"])
                 try:

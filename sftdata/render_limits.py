@@ -72,49 +72,52 @@ class RenderTimeout(BaseException):
 
 
 class _Watchdog:
-    """One daemon thread per process enforcing render deadlines (re-created after fork)."""
+    """One daemon thread per process enforcing render deadlines (re-created after fork).
+
+    Registering a deadline only takes a lock (no wake-up of the watchdog, no thread switch per
+    render); the watchdog polls every :data:`_POLL` seconds, so a render is stopped at most that
+    much after its deadline."""
 
     def __init__(self) -> None:
         self._pid = -1
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._deadlines: dict[int, float] = {}
         self._thread: threading.Thread | None = None
 
     def _ensure(self) -> None:
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-            self._cond = threading.Condition()  # a fork may have copied a held lock
+            self._lock = threading.Lock()  # a fork may have copied a held lock
             self._deadlines = {}
-            self._thread = threading.Thread(target=self._run, args=(self._cond, self._deadlines), name="sftdata-render-watchdog", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(self._lock, self._deadlines), name="sftdata-render-watchdog", daemon=True)
             self._pid = os.getpid()
             self._thread.start()
 
     @staticmethod
-    def _run(cond: threading.Condition, deadlines: dict[int, float]) -> None:
-        with cond:
-            while True:
-                if not deadlines:
-                    cond.wait()
-                    continue
-                tid, when = min(deadlines.items(), key=lambda kv: kv[1])
-                now = time.monotonic()
-                if when > now:
-                    cond.wait(when - now)
-                    continue
-                del deadlines[tid]  # under the lock: the thread is still inside its render
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(RenderTimeout))
+    def _run(lock: threading.Lock, deadlines: dict[int, float]) -> None:
+        while True:
+            time.sleep(_POLL)
+            now = time.monotonic()
+            with lock:
+                for tid, when in list(deadlines.items()):
+                    if when <= now:
+                        del deadlines[tid]  # under the lock: the thread is still inside its render
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(RenderTimeout))
 
     @contextmanager
     def deadline(self, seconds: float) -> Iterator[None]:
         self._ensure()
-        cond, deadlines, tid = self._cond, self._deadlines, threading.get_ident()
-        with cond:
+        lock, deadlines, tid = self._lock, self._deadlines, threading.get_ident()
+        with lock:
             deadlines[tid] = time.monotonic() + seconds
-            cond.notify()
         try:
             yield
         finally:
-            with cond:
+            with lock:
                 deadlines.pop(tid, None)
+
+
+#: How often the watchdog looks at the deadlines (seconds): the most a render overruns its limit.
+_POLL = 0.05
 
 
 _WATCHDOG = _Watchdog()
