@@ -37,7 +37,11 @@ TRL_NAMES = sorted(_TRL)
 REAL_NAMES = sorted(f"real:{n}" for n in REAL_TEMPLATES)
 ALL_NAMES = list(FAMILIES) + TRL_NAMES + REAL_NAMES
 #: templates allowed to refuse most generated conversations, with the reason
-MOSTLY_REFUSED: dict[str, str] = {}
+MOSTLY_REFUSED: dict[str, str] = {
+    # renders a last message holding content and tool calls as two assistant blocks; no
+    # generation produces the second one (turn_split), and the strategies draw such messages often
+    "real:NVIDIA-Nemotron-Nano-v2": "turn_split",
+}
 
 
 def _settings(name: str, families: int = 12, others: int = 4):
@@ -88,10 +92,13 @@ def _served(name: str, conv: Conversation) -> Conversation:
 def _encode_or_refuse(name, conv, policy, tally, **kw):
     tok, _, _, tk, lossless = _fixture(name)
     enc = _encoder(name, policy, **kw)
+    assistants = [k for k, m in enumerate(conv.messages) if m.role == "assistant" and m.train is not False]
+    trained = assistants[-1:] if policy == "last" else None
     try:
         rows = enc.encode(conv)
     except RowError as e:
-        assert justified_refusal(tok, conv, e, enc.stop.tokens, lossless=lossless, control_pattern=_pattern(name), template_kwargs=tk), (
+        assert justified_refusal(tok, conv, e, enc.stop.tokens, lossless=lossless, control_pattern=_pattern(name),
+                                 template_kwargs=tk, trained=trained), (
             f"unjustified refusal: {e}"
         )
         tally[f"refused:{e.reason.value}"] += 1
@@ -103,7 +110,11 @@ def _encode_or_refuse(name, conv, policy, tally, **kw):
 def _assert_tally(name, tally):
     done = tally["encoded"]
     refused = sum(v for k, v in tally.items() if k.startswith("refused:"))
-    if name not in MOSTLY_REFUSED and done + refused >= 4:
+    if name in MOSTLY_REFUSED:
+        allowed = MOSTLY_REFUSED[name]
+        assert all(k in ("encoded", f"refused:{allowed}", "refused:no_trained_turn", "refused:template_error") or not k.startswith("refused:")
+                   for k in tally), f"{name}: refused for another reason than {allowed}: {dict(tally)}"
+    elif done + refused >= 4:
         assert done >= 1, f"{name}: every generated conversation was refused: {dict(tally)}"
 
 

@@ -208,7 +208,7 @@ def _stop_appended_anywhere(full: str, text: str, stops: Sequence[str]) -> bool:
 
 
 def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Sequence[str], *, lossless: bool = True,
-                      control_pattern=None, template_kwargs: dict | None = None) -> bool:
+                      control_pattern=None, template_kwargs: dict | None = None, trained: Sequence[int] | None = None) -> bool:
     """Whether transformers' own rendering agrees with sftdata's refusal of ``conv``.
 
     * ``template_error``: ``apply_chat_template`` raises on the conversation (or on one of the
@@ -217,7 +217,9 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
     * ``turn_split``: ``F_k`` holds text after the turn's first stop token;
     * ``turn_rewritten``: the turn's prompt + generation is not a prefix of the rendering;
     * ``special_token_in_content``: some text spells a control token;
-    * ``mask_check_failed``: only on a tokenizer that cannot round-trip text.
+    * ``mask_check_failed``: only on a tokenizer that cannot round-trip text;
+    * ``no_trained_turn``: the template renders nothing for any of the ``trained`` turns
+      (default: every assistant turn not marked ``train=False``).
     """
     from ..control_tokens import _strings
 
@@ -238,7 +240,7 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
         return not lossless
     if reason == "no_trained_turn":
         for k, m in enumerate(conv.messages):
-            if m.role != "assistant" or m.train is False:
+            if m.role != "assistant" or m.train is False or (trained is not None and k not in trained):
                 continue
             prompt = _render(tok, msgs[:k], tools, tokenize=False, add_generation_prompt=True, **kw) if k else ""
             full_k = _render(tok, msgs[: k + 1], tools, tokenize=False, **kw)
