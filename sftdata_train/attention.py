@@ -314,6 +314,28 @@ def varlen_causal_attention(
     return out[0].transpose(0, 1)
 
 
+def checked_inputs(query, key, value, *, dropout: float, sliding_window: int | None, attention_mask, path: str,
+                   mask_hint: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Refuse what the padding-free and tree paths do not implement, then cast q/k/v to the
+    compute dtype (under autocast the q/k norms may hand over fp32: the kernel runs in the
+    autocast dtype).
+
+    Raises:
+        ValueError: attention dropout, a sliding window, or an ``attention_mask`` (``mask_hint``).
+    """
+    if dropout:
+        raise ValueError(f"attention dropout is not supported on the {path} path")
+    if sliding_window is not None:
+        raise ValueError(f"sliding-window attention is not supported on the {path} path")
+    if attention_mask is not None:
+        raise ValueError(mask_hint)
+    dtype = query.dtype
+    dev = query.device.type
+    if torch.is_autocast_enabled(dev):
+        dtype = torch.get_autocast_dtype(dev)
+    return query.to(dtype), key.to(dtype), value.to(dtype)
+
+
 def sftdata_varlen_attention_forward(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -347,18 +369,10 @@ def sftdata_varlen_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, sliding_window=sliding_window,
             **kwargs,
         )
-    if dropout:
-        raise ValueError("attention dropout is not supported on the padding-free path")
-    if sliding_window is not None:
-        raise ValueError("sliding-window attention is not supported on the padding-free path")
-    if attention_mask is not None:
-        raise ValueError(f"{ATTN_NAME} is for padding-free batches; padded batches must use attn 'sdpa'")
-    # Under autocast the q/k norms may hand us fp32: run the kernel in the autocast dtype.
-    dtype = query.dtype
-    dev = query.device.type
-    if torch.is_autocast_enabled(dev):
-        dtype = torch.get_autocast_dtype(dev)
-    query, key, value = (t.to(dtype) for t in (query, key, value))
+    query, key, value = checked_inputs(
+        query, key, value, dropout=dropout, sliding_window=sliding_window, attention_mask=attention_mask,
+        path="padding-free", mask_hint=f"{ATTN_NAME} is for padding-free batches; padded batches must use attn 'sdpa'",
+    )
     bsz, _, total, _ = query.shape
     cu = kwargs.get("cu_seq_lens_q")
     max_len = kwargs.get("max_length_q")

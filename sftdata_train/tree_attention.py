@@ -257,19 +257,13 @@ def sftdata_tree_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, sliding_window=sliding_window,
             **kwargs,
         )
-    if dropout:
-        raise ValueError("attention dropout is not supported on the tree attention path")
-    if sliding_window is not None:
-        raise ValueError("sliding-window attention is not supported on the tree attention path")
-    if attention_mask is not None:
-        raise ValueError(f"{TREE_ATTN_NAME} is for padding-free tree batches; padded batches carry their own mask")
+    query, key, value = attention.checked_inputs(
+        query, key, value, dropout=dropout, sliding_window=sliding_window, attention_mask=attention_mask,
+        path="tree attention",
+        mask_hint=f"{TREE_ATTN_NAME} is for padding-free tree batches; padded batches carry their own mask",
+    )
     if query.shape[0] != 1:
         raise ValueError("a tree batch is one padding-free row (batch size 1)")
-    dtype = query.dtype
-    dev = query.device.type
-    if torch.is_autocast_enabled(dev):
-        dtype = torch.get_autocast_dtype(dev)
-    query, key, value = (t.to(dtype) for t in (query, key, value))
     plan = kwargs.get(PLAN_KEY)
     out = tree_attention(
         query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), subtree_end,
