@@ -300,7 +300,7 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped update steps the schedule without optimizer.step()
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\(\)` before")
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
             self.scheduler.step()
         return StepOutput(loss=loss, grad_norm=norm, lr=lr, trained_tokens=n_global, tokens=tokens, flops=flops,
                           skipped=skipped)
