@@ -108,7 +108,11 @@ def build_packed(args, workdir: Path) -> Path:
     import datasets
 
     from sftdata.packing import pack_dataset, save_packed
-    from sftdata_train.testing import prepare_dir, shared_data_dir, synthetic_conversations
+    from sftdata_train.testing import (
+        prepare_dir,
+        shared_data_dir,
+        synthetic_conversations,
+    )
 
     if args.data:
         ds = datasets.load_from_disk(args.data)

@@ -82,7 +82,11 @@ def build_layouts(args, tokenizer, workdir: Path) -> dict[str, Path]:
 
     from sftdata import prepare
     from sftdata.packing import pack_dataset, save_packed
-    from sftdata_train.testing import tree_dataset, tree_rows_from_examples, unrolled_dataset
+    from sftdata_train.testing import (
+        tree_dataset,
+        tree_rows_from_examples,
+        unrolled_dataset,
+    )
 
     template = Path(args.chat_template).read_text()
     tokenizer.chat_template = template
