@@ -276,5 +276,42 @@ def test_tools_stored_as_arrow_structs_lose_the_null_filled_keys(chatml, tmp_pat
         assert got["input_ids"] == expected["input_ids"] and got["labels"] == expected["labels"]
 
 
+def test_tool_call_arguments_stored_as_arrow_structs_are_warned_about(chatml, tmp_path):
+    """Arguments cannot be repaired like tool schemas (a null may be real): a parquet file or
+    Dataset that stores them as structs gets a warning naming the field and the fix; JSON-text
+    arguments get none."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    from sftdata.formats.reader import ArrowArgumentsWarning, struct_argument_fields
+
+    def row(i: int, args) -> dict:
+        call = {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": args}}
+        return {"messages": [
+            {"role": "user", "content": f"q{i}"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": f"c{i}", "content": "ok"},
+            {"role": "assistant", "content": f"a{i}"},
+        ]}
+
+    as_struct = datasets.Dataset.from_list([row(0, {"a": 1}), row(1, {"b": "x"})])
+    assert as_struct[0]["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"a": 1, "b": None}  # Arrow's fill
+    assert struct_argument_fields(as_struct.data.schema) == ["messages[].tool_calls[].function.arguments"]
+    pq.write_table(as_struct.data.table, tmp_path / "struct.parquet")
+    for source in (as_struct, tmp_path / "struct.parquet"):
+        with pytest.warns(ArrowArgumentsWarning, match=r"messages\[\]\.tool_calls\[\]\.function\.arguments.*JSON text"):
+            prepare(source, chatml)
+
+    as_text = datasets.Dataset.from_list([row(0, '{"a": 1}'), row(1, '{"b": "x"}')])
+    assert struct_argument_fields(as_text.data.schema) == []
+    pq.write_table(as_text.data.table, tmp_path / "text.parquet")
+    import warnings
+
+    for source in (as_text, tmp_path / "text.parquet"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ArrowArgumentsWarning)
+            assert prepare(source, chatml).num_rows == 2
+
+
 def _chat_row(i: int) -> dict:
     return {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}

@@ -19,6 +19,7 @@ Two levels:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterable, Iterator, Mapping
 
@@ -55,7 +56,8 @@ def _arrow_row(row: dict) -> dict:
     Arrow gives every struct in a column the union of all keys, missing ones as null, so a
     tool without ``enum`` gets ``"enum": null`` and the template would render it. JSON
     Schema has no use for null-valued keywords, so they are removed from ``tools`` and
-    ``functions`` (tool *arguments* cannot be repaired that way: store them as JSON text).
+    ``functions``. Tool *arguments* cannot be repaired that way (a null may be real): a
+    source that stores them as structs gets an :class:`ArrowArgumentsWarning`.
     """
     for key in _ARROW_TOOL_KEYS:
         if isinstance(row.get(key), list):
@@ -63,11 +65,61 @@ def _arrow_row(row: dict) -> dict:
     return row
 
 
+class ArrowArgumentsWarning(UserWarning):
+    """Tool-call arguments stored as an Arrow struct: keys a row did not have read back as null."""
+
+
+def struct_argument_fields(schema: Any) -> list[str]:
+    """Field paths (``messages[].tool_calls[].function.arguments``) of a ``pyarrow.Schema``
+    whose type is a struct named ``arguments``.
+
+    Arrow gives a struct column the union of every row's keys and fills the missing ones with
+    null, so arguments stored that way can gain ``"key": null`` entries that the trace never
+    had (and that are indistinguishable from real nulls). Lists and structs are searched at
+    any depth.
+    """
+    import pyarrow as pa
+
+    found: list[str] = []
+
+    def walk(t: Any, path: str, name: str) -> None:
+        if pa.types.is_struct(t):
+            if name == "arguments":
+                found.append(path)
+                return
+            for f in t:
+                walk(f.type, f"{path}.{f.name}" if path else f.name, f.name)
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            walk(t.value_type, path + "[]", name)
+
+    for f in schema:
+        walk(f.type, f.name, f.name)
+    return found
+
+
+def _warn_struct_arguments(schema: Any, source: str) -> None:
+    """Warn (:class:`ArrowArgumentsWarning`) when ``source`` stores tool-call arguments as
+    Arrow structs: sftdata renders them as read, null-filled keys included, because a filled
+    key cannot be told from a real ``null``."""
+    fields = struct_argument_fields(schema)
+    if fields:
+        warnings.warn(
+            ArrowArgumentsWarning(
+                f"{source}: tool-call arguments are stored as an Arrow struct ({', '.join(fields)}); Arrow fills keys a row "
+                "does not have with null, and sftdata renders those nulls as read (a filled key cannot be told from a real "
+                "null). Store the arguments as JSON text (a string column) to train exactly what the model generated."
+            ),
+            stacklevel=3,
+        )
+
+
 def _iter_parquet(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
     import pyarrow.parquet as pq
 
     index = start
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+    pf = pq.ParquetFile(path)
+    _warn_struct_arguments(pf.schema_arrow, str(path))
+    for batch in pf.iter_batches(batch_size=1024):
         n = batch.num_rows
         if keep is not None and not any(keep(i) for i in range(index, index + n)):
             index += n
@@ -88,6 +140,7 @@ def _iter_dataset(ds: Any, start: int, keep: Keep) -> Generator[RawItem, None, i
         ds = next(iter(ds.values()))
     if isinstance(ds, datasets.Dataset):
         ds = ds.with_format(None)
+        _warn_struct_arguments(ds.data.schema, "dataset")
         index = start
         for batch in ds.iter(batch_size=1000):
             columns = list(batch)
@@ -97,6 +150,9 @@ def _iter_dataset(ds: Any, start: int, keep: Keep) -> Generator[RawItem, None, i
                     yield index, _arrow_row({c: batch[c][i] for c in columns})
                 index += 1
         return index
+    features = getattr(ds, "features", None)  # an IterableDataset knows them when its source does
+    if features is not None:
+        _warn_struct_arguments(features.arrow_schema, "dataset")
     return (yield from _iter_objects(ds, start, "dataset", keep))
 
 
