@@ -313,5 +313,27 @@ def test_tool_call_arguments_stored_as_arrow_structs_are_warned_about(chatml, tm
             assert prepare(source, chatml).num_rows == 2
 
 
+def test_cli_prints_data_warnings_as_one_line(tmp_path, capsys):
+    """``sftdata prepare`` shows sftdata's data warnings as ``warning: ...`` (not Python's
+    file/line/source format) and restores the warnings hook afterwards."""
+    import warnings
+
+    import datasets
+
+    call = {"id": "c0", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+                          {"role": "tool", "tool_call_id": "c0", "content": "ok"}, {"role": "assistant", "content": "a"}]}]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "s.parquet"))
+    hook = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli_main(["prepare", str(tmp_path / "s.parquet"), "--output", str(tmp_path / "out")]) == 0
+    assert warnings.showwarning is hook
+    err = capsys.readouterr().err
+    line = next(x for x in err.replace("\r", "\n").split("\n") if "ArrowArgumentsWarning" in x or "Arrow struct" in x)
+    assert line[line.index("warning: "):].startswith("warning: " + str(tmp_path / "s.parquet") + ": tool-call arguments are stored as an Arrow struct")
+    assert "ArrowArgumentsWarning" not in err and "reader.py" not in err
+
+
 def _chat_row(i: int) -> dict:
     return {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
