@@ -9,12 +9,11 @@ never a traceback), 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import sys
-import warnings
-from typing import Iterator
+
+from .cli_warnings import warnings_as_lines
 
 _COMMANDS = ("prepare", "merge", "pack", "show", "run")
 
@@ -33,30 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _data_warnings_as_lines() -> Iterator[None]:
-    """Show sftdata's own warnings about the data as one ``warning: ...`` line on stderr (the
-    default format adds the file, line and source line of the reader, which mean nothing to a
-    user); other warnings keep the format they had. The previous hook is restored on exit."""
-    previous = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202 - warnings' hook
-        if category.__module__.startswith("sftdata"):
-            print(f"warning: {message}", file=file if file is not None else sys.stderr)
-        else:
-            previous(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = previous
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with _data_warnings_as_lines():
+        with warnings_as_lines("sftdata"):
             return int(args.func(args) or 0)
     except BrokenPipeError:
         # the reader went away (`sftdata show ... | head`): stop quietly, and keep Python

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from sftdata.cli_warnings import warnings_as_lines
 from sftdata.errors import ConfigError
 
 
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         config = parse_args(argv)
         from .loop import train
 
-        result = train(config)
+        with warnings_as_lines("sftdata-train"):
+            result = train(config)
     except ConfigError as e:
         print(f"sftdata-train: error: {e}", file=sys.stderr)
         return 2

@@ -331,7 +331,7 @@ def test_cli_prints_data_warnings_as_one_line(tmp_path, capsys):
     assert warnings.showwarning is hook
     err = capsys.readouterr().err
     line = next(x for x in err.replace("\r", "\n").split("\n") if "ArrowArgumentsWarning" in x or "Arrow struct" in x)
-    assert line[line.index("warning: "):].startswith("warning: " + str(tmp_path / "s.parquet") + ": tool-call arguments are stored as an Arrow struct")
+    assert line[line.index("sftdata: warning: "):].startswith("sftdata: warning: " + str(tmp_path / "s.parquet") + ": tool-call arguments are stored as an Arrow struct")
     assert "ArrowArgumentsWarning" not in err and "reader.py" not in err
 
 
