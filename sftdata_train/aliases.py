@@ -48,6 +48,7 @@ RENAMES: dict[str, str] = {
     "lora_rank": "lora_r",  # LLaMA-Factory
     "additional_target": "lora_modules_to_save",  # LLaMA-Factory
     "peft_use_rslora": "use_rslora",  # Axolotl
+    "peft_use_dora": "use_dora",  # Axolotl
     "use_bnb_nested_quant": "bnb_4bit_use_double_quant",  # TRL
     "double_quantization": "bnb_4bit_use_double_quant",  # LLaMA-Factory
     "quantization_type": "bnb_4bit_quant_type",  # LLaMA-Factory
@@ -63,7 +64,7 @@ FLAG_ALIASES = (
 #: TrainConfig keys whose flag also takes the underscore spelling of TRL's command line (``--lora_r``).
 UNDERSCORE_FLAGS = (
     "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save", "use_rslora",
-    "load_in_4bit", "bnb_4bit_quant_type",
+    "use_dora", "load_in_4bit", "bnb_4bit_quant_type",
 )
 
 _DATA = "a data option: set it at the top level of the pipeline config (see docs/pipeline.md)"
@@ -323,8 +324,6 @@ _CONVERTERS: dict[str, Callable[[_Out, str, Any], None]] = {
     "lora_task_type": _one_of("CAUSAL_LM", what="sftdata_train trains causal LMs (CAUSAL_LM)"),
     "bnb_4bit_quant_storage": _one_of("uint8", what="the 4-bit weights are stored as bitsandbytes' uint8"),
     "load_in_8bit": _false_only("8-bit loading is not supported: use load_in_4bit (QLoRA) or LoRA on bf16 weights"),
-    "use_dora": _false_only("DoRA is not supported (LoRA only): remove it"),
-    "peft_use_dora": _false_only("DoRA is not supported (LoRA only): remove it"),
     "lora_fan_in_fan_out": _false_only("fan_in_fan_out is for GPT-2's Conv1D layers, which are not targeted"),
     "activation_offloading": _false_only("activation offloading is not implemented: use activation_checkpointing"),
     "bf16": _bf16,

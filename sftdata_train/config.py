@@ -158,6 +158,9 @@ class TrainConfig:
         "otherwise; a tied input embedding stays tied to it).", nargs="+",
     )
     use_rslora: bool = _f(False, "Rank-stabilised LoRA: scale = alpha / sqrt(r).")
+    use_dora: bool = _f(
+        False, "DoRA (weight-decomposed LoRA): a trained magnitude per output feature times the direction of W + BA."
+    )
     load_in_4bit: bool = _f(False, "QLoRA: load the frozen model in 4 bits (bitsandbytes, CUDA, one process).")
     bnb_4bit_quant_type: str = _f("nf4", "QLoRA 4-bit data type: nf4|fp4.", choices=BNB_4BIT_QUANT_TYPES)
     bnb_4bit_use_double_quant: bool = _f(False, "QLoRA: quantize the quantization constants too (nested quant).")

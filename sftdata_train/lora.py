@@ -10,6 +10,12 @@ wraps) is the adapted one: hidden states from the decoder, trained rows selected
 kept (checked). Only the trainable parameters reach AdamW (:func:`sftdata_train.optim.param_groups`
 skips frozen ones), the gradient norm and the clipping.
 
+DoRA (``use_dora``, Liu et al., *DoRA: Weight-Decomposed Low-Rank Adaptation*, 2024): peft's
+``use_dora``; each adapted weight becomes ``m · (W + s B A) / ||W + s B A||`` with the norm taken
+per output feature and the magnitude ``m`` (initialised to the norm of ``W``, so step 0 is still
+the base model) trained with the adapters. It costs one extra pass over each adapted weight per
+forward (the norm), which the MFU count leaves out.
+
 Defaults: ``lora_alpha`` = 2 × ``lora_r``; target modules = every ``nn.Linear`` inside the
 decoder layers (leaf names, e.g. ``q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj``),
 never the LM head; ``lora_modules_to_save: lm_head`` trains the head in full (peft's
@@ -50,12 +56,12 @@ ADAPTER_NAME = "default"
 #: LoRA keys and their values when LoRA is off; setting one without ``lora_r`` is an error.
 OFF_DEFAULTS: dict[str, Any] = {
     "lora_alpha": None, "lora_dropout": 0.0, "lora_target_modules": None, "lora_modules_to_save": None,
-    "use_rslora": False, "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False,
+    "use_rslora": False, "use_dora": False, "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False,
     "merge_lora": False,
 }
 #: Keys that define the adapter (or its frozen base): a resumed run must have the same values.
 ADAPTER_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save", "use_rslora",
-                "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "model")
+                "use_dora", "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "model")
 
 
 def enabled(cfg) -> bool:
@@ -195,6 +201,10 @@ def config_kwargs(hf: nn.Module, cfg) -> dict[str, Any]:
         modules_to_save=names(cfg.lora_modules_to_save), use_rslora=cfg.use_rslora, bias="none",
         task_type="CAUSAL_LM", base_model_name_or_path=cfg.model,
     )
+    if cfg.use_dora:
+        if "use_dora" not in peft.LoraConfig.__dataclass_fields__:
+            raise ConfigError(f"use_dora needs a peft with DoRA (0.10 or later; peft {peft.__version__} is installed): upgrade peft")
+        kwargs["use_dora"] = True
     if kwargs["modules_to_save"] and _tied(hf):
         if "ensure_weight_tying" not in peft.LoraConfig.__dataclass_fields__:
             raise ConfigError(
@@ -387,7 +397,8 @@ def describe(adapter: Adapter, wrapper: nn.Module) -> str:
             trained += p.numel() if p.requires_grad else 0
     targets = kw["target_modules"] if isinstance(kw["target_modules"], str) else ",".join(kw["target_modules"])
     save = f", full {','.join(kw['modules_to_save'])}" if kw.get("modules_to_save") else ""
-    return (f"LoRA r={kw['r']} alpha={kw['lora_alpha']:g}{' rslora' if kw['use_rslora'] else ''} on {targets}{save}: "
+    kind = "DoRA" if kw.get("use_dora") else "LoRA"
+    return (f"{kind} r={kw['r']} alpha={kw['lora_alpha']:g}{' rslora' if kw['use_rslora'] else ''} on {targets}{save}: "
             f"{trained:,} trainable parameters ({100 * trained / max(total, 1):.2f}%)")
 
 

@@ -10,6 +10,8 @@
   the trained head and the tied embedding stay one tensor;
 * padded, padding-free and packed batches give the same LoRA trajectory;
 * FSDP2 (2 processes, gloo) equals one process and resumes from its sharded checkpoint;
+* DoRA (``use_dora``): magnitudes and adapters train, resume is exact, the merged export and
+  FSDP2 agree as for LoRA;
 * QLoRA without CUDA/bitsandbytes, and LoRA keys without a rank, are clear errors; the TRL,
   LLaMA-Factory and Axolotl keys map onto sftdata_train's.
 """
@@ -128,6 +130,44 @@ def test_resume_is_exact_and_exports_match(data_dir, tmp_path):
     assert plain is None or not torch.allclose(a, plain, atol=1e-3)
 
 
+def test_dora_trains_magnitudes_and_adapters_resumes_and_merges(data_dir, tmp_path):
+    """use_dora: peft's DoRA layers (a trained magnitude per output feature); frozen weights stay
+    bit-identical, the loss falls, a stopped + resumed run equals the uninterrupted one, and the
+    merged export gives the logits of base + DoRA adapter."""
+    from transformers import AutoModelForCausalLM
+
+    t = Trainer(_cfg(data_dir, tmp_path / "probe", use_dora=True, max_steps=8))
+    trainable = {n for n, p in t.wrapper.named_parameters() if p.requires_grad}
+    assert any(".lora_magnitude_vector." in n for n in trainable)
+    assert all(".lora_A." in n or ".lora_B." in n or ".lora_magnitude_vector." in n for n in trainable)
+    frozen = {n: p.detach().clone() for n, p in t.wrapper.named_parameters() if not p.requires_grad}
+    before = t.evaluate()
+    res = t.fit()
+    print("DoRA eval loss before/after 8 steps:", before, res.eval_losses[8])
+    assert res.eval_losses[8] < before - 0.2
+    assert all(torch.equal(p, frozen[n]) for n, p in t.wrapper.named_parameters() if n in frozen)
+    assert "DoRA r=8 alpha=16" in t.describe()
+
+    kw = dict(use_dora=True, lora_dropout=0.1, save_steps=2, eval_steps=2, max_steps=4)
+    full = train(_cfg(data_dir, tmp_path / "full", merge_lora=True, **kw))
+    cut = train(_cfg(data_dir, tmp_path / "cut", stop_at_step=2, **kw))
+    resumed = train(_cfg(data_dir, tmp_path / "cut", resume="latest", **kw))
+    assert cut.losses == full.losses[:2]
+    assert resumed.losses == pytest.approx(full.losses[2:], abs=1e-7, rel=0)
+    with pytest.raises(ConfigError, match="use_dora: checkpoint True, now False"):
+        train(_cfg(data_dir, tmp_path / "cut", resume="latest", **{**kw, "use_dora": False}))
+
+    base, tok = _base()
+    with_adapter = peft.PeftModel.from_pretrained(base, str(tmp_path / "cut" / "final")).eval()
+    assert with_adapter.peft_config["default"].use_dora
+    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "full" / "final"), attn_implementation="sdpa").eval()
+    ids = torch.tensor([tok("Q1: flight booking window seat? A1: refund status today.")["input_ids"]])
+    with torch.no_grad():
+        a, b = with_adapter(input_ids=ids).logits, merged(input_ids=ids).logits
+    print("DoRA: max |merged - base+adapter| logits:", float((a - b).abs().max()))
+    assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
 def test_batch_stream_leaves_the_global_rng_alone(data_dir, tmp_path):
     """Bug found by the dropout resume test: opening the DataLoader iterator drew the workers' base
     seed from the global torch RNG, so a resumed run (opening it mid-epoch, after the RNG was
@@ -185,11 +225,11 @@ def test_padded_padding_free_and_packed_batches_train_alike(tmp_path):
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(r=st.integers(1, 6), alpha=st.sampled_from([None, 1.0, 7.0]), rslora=st.booleans(),
+@given(r=st.integers(1, 6), alpha=st.sampled_from([None, 1.0, 7.0]), rslora=st.booleans(), dora=st.booleans(),
        targets=st.sets(st.sampled_from(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
                        min_size=1),
        seed=st.integers(0, 2**16))
-def test_merge_equals_adapter_and_only_adapters_get_gradients(r, alpha, rslora, targets, seed):
+def test_merge_equals_adapter_and_only_adapters_get_gradients(r, alpha, rslora, dora, targets, seed):
     """For any rank, scale and target set: gradients reach the adapters only, and the merged model
     computes what base + adapter computes."""
     from sftdata_train.distributed import DistInfo
@@ -197,7 +237,7 @@ def test_merge_equals_adapter_and_only_adapters_get_gradients(r, alpha, rslora, 
 
     hf, _ = _base()
     hf.train()
-    cfg = TrainConfig(data="d", output_dir="o", lora_r=r, lora_alpha=alpha, use_rslora=rslora,
+    cfg = TrainConfig(data="d", output_dir="o", lora_r=r, lora_alpha=alpha, use_rslora=rslora, use_dora=dora,
                       lora_target_modules=",".join(sorted(targets)), seed=seed).validate()
     adapter = lora.apply(hf, cfg, seed=seed)
     wrapper = SFTLossModel(hf)
@@ -250,6 +290,8 @@ def test_qlora_without_cuda_or_bitsandbytes_is_a_clear_error(monkeypatch):
 def test_lora_errors(monkeypatch, data_dir, tmp_path):
     with pytest.raises(ConfigError, match="lora_alpha, merge_lora set but `lora_r` is 0"):
         TrainConfig.from_dict(dict(data="d", output_dir="o", lora_alpha=16, merge_lora=True)).validate()
+    with pytest.raises(ConfigError, match="use_dora set but `lora_r` is 0"):
+        TrainConfig.from_dict(dict(data="d", output_dir="o", use_dora=True)).validate()
     for bad, msg in (({"lora_r": -1}, "lora_r` must be an integer >= 0"), ({"lora_dropout": 1.0}, "lora_dropout"),
                      ({"lora_target_modules": "all-linear,q_proj"}, "all-linear stands alone")):
         with pytest.raises(ConfigError, match=msg):
@@ -282,6 +324,7 @@ def test_lora_errors(monkeypatch, data_dir, tmp_path):
       "lora_modules_to_save": "lm_head", "use_rslora": True}),
     ({"use_peft": False}, {"lora_r": 0}),
     ({"use_peft": True, "lora_task_type": "CAUSAL_LM", "use_dora": False}, {"lora_r": 16}),
+    ({"use_peft": True, "use_dora": True}, {"lora_r": 16, "use_dora": True}),
     # LLaMA-Factory
     ({"finetuning_type": "lora"}, {"lora_r": 8, "lora_target_modules": None}),
     ({"finetuning_type": "lora", "lora_rank": 16, "lora_target": "all"}, {"lora_r": 16, "lora_target_modules": None}),
@@ -293,6 +336,9 @@ def test_lora_errors(monkeypatch, data_dir, tmp_path):
      {"lora_r": 8, "lora_alpha": 16, "lora_target_modules": None}),
     ({"adapter": "lora", "lora_r": 4, "lora_target_modules": ["q_proj", "k_proj"], "peft_use_rslora": True},
      {"lora_r": 4, "lora_target_modules": "q_proj,k_proj", "use_rslora": True}),
+    ({"adapter": "lora", "lora_r": 4, "peft_use_dora": True}, {"lora_r": 4, "use_dora": True}),
+    # LLaMA-Factory's spelling is sftdata_train's
+    ({"finetuning_type": "lora", "use_dora": True}, {"lora_r": 8, "use_dora": True}),
 ])
 def test_lora_aliases(keys, expected):
     cfg = TrainConfig.from_dict({"data": "d", "output_dir": "o", **keys}).validate()
@@ -309,7 +355,6 @@ def test_lora_aliases(keys, expected):
     ({"use_peft": True, "lora_r": 0}, "use_peft: turns LoRA on, but lora_r sets lora_r = 0"),
     ({"adapter": "lora", "lora_r": 8, "lora_target_linear": True, "lora_target_modules": "q_proj"},
      "lora_target_modules: sets `lora_target_modules`"),
-    ({"use_peft": True, "use_dora": True}, "use_dora: DoRA is not supported"),
     ({"use_peft": True, "load_in_8bit": True}, "load_in_8bit: 8-bit loading is not supported"),
     ({"finetuning_type": "lora", "quantization_bit": 8}, "quantization_bit: only 4"),
     ({"lora_model_dir": "x"}, "lora_model_dir: starting from an already trained adapter is not supported"),
@@ -343,6 +388,8 @@ def test_trl_command_line_spellings():
     cfg = parse_args(["--data", "d", "--output-dir", "o", "--lora-r", "2", "--lora-target-modules", "q_proj,k_proj",
                       "--merge-lora"])
     assert (cfg.lora_r, cfg.lora_target_modules, cfg.merge_lora) == (2, "q_proj,k_proj", True)
+    cfg = parse_args(["--data", "d", "--output-dir", "o", "--use_peft", "--use_dora"])
+    assert (cfg.lora_r, cfg.use_dora) == (16, True)
 
 
 # ----------------------------------------------------------------------------- FSDP2
@@ -362,7 +409,8 @@ def _torchrun(args, cwd):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
 
-def test_two_process_fsdp2_lora_equals_one_process_and_resumes(tmp_path):
+@pytest.mark.parametrize("use_dora", [False, True], ids=["lora", "dora"])
+def test_two_process_fsdp2_lora_equals_one_process_and_resumes(tmp_path, use_dora):
     """2 ranks x grad_accum 2 == 1 rank x grad_accum 4 (the same 4 micro-batches per step): the
     adapters are sharded with their layers, the frozen weights come by broadcast from rank 0, the
     checkpoint holds the adapters' shards, the resumed run continues exactly, and the merged
@@ -372,7 +420,7 @@ def test_two_process_fsdp2_lora_equals_one_process_and_resumes(tmp_path):
     data = tmp_path / "prepared"
     prepare_dir(synthetic_conversations(96, seed=4), data)
     args = dict(precision="fp32", lr=5e-3, warmup_steps=1, max_steps=4, max_tokens_per_batch=600,
-                progress_bar=False, seed=5, lora_r=4, merge_lora=True)
+                progress_bar=False, seed=5, lora_r=4, merge_lora=True, use_dora=use_dora)
     single = train(dict(data=str(data), output_dir=str(tmp_path / "single"), grad_accum=4, **args))
     out = tmp_path / "fsdp"
     _torchrun(dict(data=str(data), output_dir=str(out), grad_accum=2, stop_at_step=2, **args), tmp_path)
