@@ -49,6 +49,8 @@ RENAMES: dict[str, str] = {
     "additional_target": "lora_modules_to_save",  # LLaMA-Factory
     "peft_use_rslora": "use_rslora",  # Axolotl
     "peft_use_dora": "use_dora",  # Axolotl
+    "lora_model_dir": "lora_init_adapter",  # Axolotl
+    "adapter_name_or_path": "lora_init_adapter",  # LLaMA-Factory
     "use_bnb_nested_quant": "bnb_4bit_use_double_quant",  # TRL
     "double_quantization": "bnb_4bit_use_double_quant",  # LLaMA-Factory
     "quantization_type": "bnb_4bit_quant_type",  # LLaMA-Factory
@@ -68,7 +70,6 @@ UNDERSCORE_FLAGS = (
 )
 
 _DATA = "a data option: set it at the top level of the pipeline config (see docs/pipeline.md)"
-_ADAPTER = "starting from an already trained adapter is not supported: `resume` continues a run of sftdata_train"
 _BATCH = (
     "sftdata_train batches by tokens, not rows: set max_tokens_per_batch (about batch size × sequence "
     "length; one micro-batch per rank)"
@@ -88,7 +89,6 @@ UNSUPPORTED: dict[str, str] = {
                           "dataset_train_split", "dataset_test_split", "dataset_streaming", "preprocessing_num_workers",
                           "truncation_mode", "shuffle_dataset", "eval_packing", "neat_packing", "train_on_prompt",
                           "mask_history", "max_samples", "mix_strategy", "interleave_probs", "streaming")},
-    **{k: _ADAPTER for k in ("lora_model_dir", "adapter_name_or_path")},
     "lora_target_parameters": "LoRA on bare parameters (MoE experts) is not supported: set lora_target_modules",
     "loraplus_lr_ratio": "LoRA+ (another lr for B) is not supported: remove it",
     "peft_layers_to_transform": "LoRA on a subset of layers is not supported: remove it",

@@ -161,6 +161,10 @@ class TrainConfig:
     use_dora: bool = _f(
         False, "DoRA (weight-decomposed LoRA): a trained magnitude per output feature times the direction of W + BA."
     )
+    lora_init_adapter: str | None = _f(
+        None, "Start from a trained peft LoRA adapter (a dir or Hub id with adapter_config.json): its rank, alpha, "
+        "targets, modules_to_save, rslora and DoRA define this run's adapter, its weights are the starting point.",
+    )
     load_in_4bit: bool = _f(False, "QLoRA: load the frozen model in 4 bits (bitsandbytes, CUDA, one process).")
     bnb_4bit_quant_type: str = _f("nf4", "QLoRA 4-bit data type: nf4|fp4.", choices=BNB_4BIT_QUANT_TYPES)
     bnb_4bit_use_double_quant: bool = _f(False, "QLoRA: quantize the quantization constants too (nested quant).")

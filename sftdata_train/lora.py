@@ -32,6 +32,8 @@ QLoRA (``load_in_4bit``, Dettmers et al., *QLoRA*, 2023): the model is loaded th
 CUDA device; it needs ``bitsandbytes`` and CUDA (a :class:`ConfigError` otherwise, raised when
 the config is validated) and one process (FSDP2 does not shard bitsandbytes' packed weights).
 
+Starting from a trained adapter (``lora_init_adapter``): :mod:`sftdata_train.lora_init`.
+
 Checkpoints: :class:`Adapter` (peft's adapter files; the trainable parameters in DCP, see
 :mod:`sftdata_train.checkpoint`). ``final/`` and merging: :mod:`sftdata_train.lora_merge`.
 """
@@ -56,7 +58,7 @@ ADAPTER_NAME = "default"
 #: LoRA keys and their values when LoRA is off; setting one without ``lora_r`` is an error.
 OFF_DEFAULTS: dict[str, Any] = {
     "lora_alpha": None, "lora_dropout": 0.0, "lora_target_modules": None, "lora_modules_to_save": None,
-    "use_rslora": False, "use_dora": False, "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False,
+    "use_rslora": False, "use_dora": False, "lora_init_adapter": None, "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False,
     "merge_lora": False,
 }
 #: Keys that define the adapter (or its frozen base): a resumed run must have the same values.
@@ -94,6 +96,10 @@ def validate_config(cfg) -> None:
     for key in ("lora_target_modules", "lora_modules_to_save"):
         value = names(getattr(cfg, key))
         setattr(cfg, key, ",".join(value) if value else None)
+    if cfg.lora_init_adapter:
+        from .lora_init import adopt_adapter_config
+
+        adopt_adapter_config(cfg)
     if not isinstance(cfg.lora_r, int) or isinstance(cfg.lora_r, bool) or cfg.lora_r < 0:
         raise ConfigError(f"`lora_r` must be an integer >= 0 (0 = full fine-tuning), got {cfg.lora_r!r}")
     if not enabled(cfg):
@@ -289,6 +295,10 @@ def apply(hf: nn.Module, cfg, *, seed: int) -> Adapter:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         pm = _peft_model(hf, kwargs)
+    if cfg.lora_init_adapter and not any(p.is_meta for p in pm.parameters()):  # a meta skeleton gets them by broadcast
+        from .lora_init import load_init_weights
+
+        load_init_weights(pm, cfg.lora_init_adapter)
     from peft.tuners.lora import LoraLayer
 
     if isinstance(hf.get_output_embeddings(), LoraLayer):  # the chunked loss applies the head's weight itself

@@ -12,6 +12,8 @@
 * FSDP2 (2 processes, gloo) equals one process and resumes from its sharded checkpoint;
 * DoRA (``use_dora``): magnitudes and adapters train, resume is exact, the merged export and
   FSDP2 agree as for LoRA;
+* ``lora_init_adapter`` starts from a trained adapter (its weights and definition; clashing keys
+  refused), on one process and under FSDP2;
 * QLoRA without CUDA/bitsandbytes, and LoRA keys without a rank, are clear errors; the TRL,
   LLaMA-Factory and Axolotl keys map onto sftdata_train's.
 """
@@ -166,6 +168,42 @@ def test_dora_trains_magnitudes_and_adapters_resumes_and_merges(data_dir, tmp_pa
         a, b = with_adapter(input_ids=ids).logits, merged(input_ids=ids).logits
     print("DoRA: max |merged - base+adapter| logits:", float((a - b).abs().max()))
     assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_lora_init_adapter_continues_a_trained_adapter(data_dir, tmp_path):
+    """lora_init_adapter (Axolotl lora_model_dir, LLaMA-Factory adapter_name_or_path): the run
+    starts from the adapter's weights (its first eval loss is the first run's last), takes the
+    adapter's definition, refuses a clashing one, and trains on from there."""
+    first = train(_cfg(data_dir, tmp_path / "a", lora_r=4, lora_alpha=12, use_dora=True,
+                       lora_target_modules="q_proj,v_proj,down_proj", max_steps=4, eval_steps=4))
+    adapter = str(tmp_path / "a" / "final")
+    t = Trainer(_cfg(data_dir, tmp_path / "b", lora_r=0, lora_init_adapter=adapter, lora_dropout=0.1, max_steps=3))
+    cfg = t.config
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules, cfg.use_dora, cfg.lora_dropout) == \
+        (4, 12.0, "down_proj,q_proj,v_proj", True, 0.1)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "a" / "final" / "adapter_model.safetensors"))
+    trainable = {n.removeprefix("model."): p for n, p in t.wrapper.named_parameters() if p.requires_grad}
+    assert len(trainable) == len(saved)
+    for k, v in saved.items():  # peft saves "base_model.model.<HF name>" without the adapter's name ("default")
+        name = k.removeprefix("base_model.model.").replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight") \
+            .replace(".lora_magnitude_vector", ".lora_magnitude_vector.default.weight")
+        assert torch.equal(trainable[name].detach().cpu(), v), k
+    assert t.evaluate() == pytest.approx(first.eval_losses[4], abs=1e-6)
+    res = t.fit()
+    assert res.completed and res.eval_losses[3] < first.eval_losses[4]
+
+    for clash, msg in (({"lora_r": 8}, "lora_r: 8 here, 4 in the adapter"),
+                       ({"lora_alpha": 4.0}, "lora_alpha: 4.0 here, 12.0 in the adapter"),
+                       ({"lora_target_modules": "q_proj"}, "lora_target_modules: 'q_proj' here")):
+        with pytest.raises(ConfigError, match=msg):
+            TrainConfig.from_dict(dict(data="d", output_dir="o", lora_init_adapter=adapter, **clash)).validate()
+    with pytest.raises(ConfigError, match="not a peft adapter"):
+        TrainConfig.from_dict(dict(data="d", output_dir="o", lora_init_adapter=str(tmp_path / "nothing"))).validate()
+    for alias in ("lora_model_dir", "adapter_name_or_path"):
+        cfg = TrainConfig.from_dict({"data": "d", "output_dir": "o", alias: adapter}).validate()
+        assert (cfg.lora_init_adapter, cfg.lora_r) == (adapter, 4)
 
 
 def test_batch_stream_leaves_the_global_rng_alone(data_dir, tmp_path):
@@ -357,7 +395,6 @@ def test_lora_aliases(keys, expected):
      "lora_target_modules: sets `lora_target_modules`"),
     ({"use_peft": True, "load_in_8bit": True}, "load_in_8bit: 8-bit loading is not supported"),
     ({"finetuning_type": "lora", "quantization_bit": 8}, "quantization_bit: only 4"),
-    ({"lora_model_dir": "x"}, "lora_model_dir: starting from an already trained adapter is not supported"),
     ({"use_peft": True, "lora_task_type": "SEQ_CLS"}, "lora_task_type: 'SEQ_CLS' is not supported"),
 ])
 def test_lora_alias_errors(keys, message):
@@ -440,6 +477,23 @@ def test_two_process_fsdp2_lora_equals_one_process_and_resumes(tmp_path, use_dor
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     print("max |merged 2-process - merged 1-process| weight:", worst)
     assert worst < 1e-4
+
+
+def test_two_process_fsdp2_starts_from_the_init_adapter(tmp_path):
+    """Under FSDP2 the init adapter is loaded into rank 0's full copy and reaches every rank with
+    the broadcast: 2 processes train exactly like one from the same adapter."""
+    data = tmp_path / "prepared"
+    prepare_dir(synthetic_conversations(64, seed=6), data)
+    args = dict(precision="fp32", lr=5e-3, warmup_steps=1, max_tokens_per_batch=600, progress_bar=False, seed=5)
+    train(dict(data=str(data), output_dir=str(tmp_path / "a"), lora_r=4, max_steps=3, grad_accum=2, **args))
+    init = str(tmp_path / "a" / "final")
+    single = train(dict(data=str(data), output_dir=str(tmp_path / "single"), lora_init_adapter=init, max_steps=2,
+                        grad_accum=4, **args))
+    out = tmp_path / "fsdp"
+    _torchrun(dict(data=str(data), output_dir=str(out), lora_init_adapter=init, max_steps=2, grad_accum=2, **args), tmp_path)
+    losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    print("from the init adapter, 1 process:", single.losses, "2 processes:", losses)
+    assert losses == pytest.approx(single.losses, abs=1e-5, rel=0)
 
 
 # ----------------------------------------------------------------------------- the pipeline
