@@ -581,6 +581,18 @@ def test_property_openai_round_trip(conv, data):
     assert normalize(row, "openai") == expected
 
 
+def test_openai_repr_arguments_that_look_like_json_are_not_kept_as_text():
+    """A Python repr such as ``{"'": None}`` starts like JSON but is not: its dict is rendered and
+    no ``arguments_text`` is kept (the case a property test once got wrong)."""
+    call = {"type": "function", "function": {"name": "f", "arguments": repr({"'": None})}}
+    conv = normalize({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [call]}]})
+    tc = conv.messages[1].tool_calls[0]
+    assert (dict(tc.arguments), tc.arguments_text) == ({"'": None}, None)
+    call["function"]["arguments"] = '{"a": 1.10}'
+    tc = normalize({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [call]}]}).messages[1].tool_calls[0]
+    assert tc.arguments_text == '{"a": 1.10}'  # JSON text: kept verbatim
+
+
 @settings(max_examples=150, deadline=None)
 @given(conv=_conversation)
 def test_property_to_row_from_row(conv):
