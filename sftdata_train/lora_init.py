@@ -17,11 +17,6 @@ from sftdata.errors import ConfigError
 
 from .lora import ADAPTER_NAME, OFF_DEFAULTS, PEFT_PIP, _quiet_peft, names
 
-#: ``lora_init_adapter``: TrainConfig key → the ``LoraConfig`` field that defines it.
-_ADOPTED = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_target_modules": "target_modules",
-            "lora_modules_to_save": "modules_to_save", "use_rslora": "use_rslora", "use_dora": "use_dora"}
-
-
 def _adapter_config(source: str):
     """``peft.PeftConfig.from_pretrained(source)`` (a dir or a Hub id), checked to be a LoRA adapter
     that this trainer can continue. Raises :class:`ConfigError`."""

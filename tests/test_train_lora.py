@@ -205,6 +205,23 @@ def test_lora_init_adapter_continues_a_trained_adapter(data_dir, tmp_path):
         cfg = TrainConfig.from_dict({"data": "d", "output_dir": "o", alias: adapter}).validate()
         assert (cfg.lora_init_adapter, cfg.lora_r) == (adapter, 4)
 
+    # an adapter whose tensors do not fit the model: one missing, or one with no place in it
+    import shutil
+
+    from safetensors.torch import save_file
+
+    for change, msg in (("drop", "1 adapter tensors not in it"), ("add", "1 of its tensors have no place in the model")):
+        bad = tmp_path / f"bad-{change}"
+        shutil.copytree(adapter, bad)
+        tensors = dict(saved)
+        if change == "drop":
+            tensors.pop(sorted(tensors)[0])
+        else:
+            tensors["base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight"] = torch.zeros(4, 128)
+        save_file(tensors, str(bad / "adapter_model.safetensors"))
+        with pytest.raises(ConfigError, match=msg):
+            Trainer(_cfg(data_dir, tmp_path / f"run-{change}", lora_r=0, lora_init_adapter=str(bad)))
+
 
 def test_batch_stream_leaves_the_global_rng_alone(data_dir, tmp_path):
     """Bug found by the dropout resume test: opening the DataLoader iterator drew the workers' base
