@@ -174,6 +174,8 @@ class ChunkEncoder:
         import numpy as np
         import pyarrow as pa
 
+        from .columns import column_array
+
         enc = self.encoder
         texts, originals, indices = [], [], []
         for index, item in items:
@@ -204,7 +206,7 @@ class ChunkEncoder:
                 if result.first_failure is None:
                     result.first_failure = f"row {d['row']}: {d['message']}"
         full = len(ok) == len(out["reject"])
-        arrays = [pa.array(out[f.name] if full else [out[f.name][i] for i in ok], type=f.type) for f in self.schema]
+        arrays = [column_array(out[f.name] if full else [out[f.name][i] for i in ok], f.type) for f in self.schema]
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         result.batch = batch
         part.rows_out = len({out["source_index"][i] for i in ok})

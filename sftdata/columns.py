@@ -37,3 +37,31 @@ def output_schema() -> Any:
             ("source_index", pa.int64()),
         ]
     )
+
+
+def column_array(values: list, arrow_type: Any) -> Any:
+    """``pyarrow.array(values, type=arrow_type)`` for one output column; the same array.
+
+    A ``list<int>`` column (``values``: a list of int lists) is built from one flat numpy
+    array and its offsets (``ListArray.from_arrays``), about twice as fast as ``pa.array`` on
+    nested Python lists; other columns, and lists holding ``None``, go through ``pa.array``.
+
+    Raises:
+        OverflowError: a value out of range of the column's integer type (as ``pa.array``
+            raises ``ArrowInvalid``).
+    """
+    import itertools
+
+    import numpy as np
+    import pyarrow as pa
+
+    if not (pa.types.is_list(arrow_type) and pa.types.is_integer(arrow_type.value_type)) or any(v is None for v in values):
+        return pa.array(values, type=arrow_type)
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)), out=offsets[1:])
+    if offsets[-1] >= 2**31:  # list<> offsets are int32
+        return pa.array(values, type=arrow_type)
+    value_type = arrow_type.value_type
+    flat = np.fromiter(itertools.chain.from_iterable(values), dtype=value_type.to_pandas_dtype(), count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat, type=value_type), type=arrow_type)
+

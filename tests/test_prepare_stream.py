@@ -337,3 +337,19 @@ def test_cli_prints_data_warnings_as_one_line(tmp_path, capsys):
 
 def _chat_row(i: int) -> dict:
     return {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+
+
+@given(st.lists(st.one_of(st.none(), st.lists(st.integers(-(2**31), 2**31 - 1), max_size=30)), max_size=20),
+       st.sampled_from(["int32", "int64"]))
+@settings(max_examples=200, deadline=None)
+def test_column_array_equals_pa_array(values, width):
+    """The fast list<int> builder gives exactly ``pa.array`` (nulls and empty lists included)."""
+    from sftdata.columns import column_array
+
+    t = pa.list_(pa.int32() if width == "int32" else pa.int64())
+    got = column_array(values, t)
+    assert got.type == t and got.equals(pa.array(values, type=t))
+    assert column_array([v for v in values if v is not None], t).equals(pa.array([v for v in values if v is not None], type=t))
+    assert column_array([1, 2], pa.int64()).equals(pa.array([1, 2], type=pa.int64()))  # not a list: pa.array
+    with pytest.raises(OverflowError):
+        column_array([[2**31]], pa.list_(pa.int32()))
