@@ -118,7 +118,6 @@ class ConversationEncoder:
         self.max_length = max_length
         self.truncation = truncation
         self.marked = marked
-        self._shared: dict[str, int] = {}
         probe = self.segments.encode(["a"])[0]
         self._in_context = _metaspace_first(component_spec(tokenizer.backend_tokenizer.pre_tokenizer)) or self.segments.decode(probe) != "a"
         bos_id = tokenizer.bos_token_id
@@ -159,18 +158,22 @@ class ConversationEncoder:
             shared[prompt] = n
         unique = [t for t in dict.fromkeys(texts) if t not in ids]
         ids.update(zip(unique, self.segments.encode(unique)))
-        self._shared = shared  # prompt -> leading tokens known to equal the rendering's
         out: list[list[EncodedExample] | RowError] = []
         for r in rendered:
             try:
-                out.append(self._encode_one(r, ids, stats))
+                out.append(self._encode_one(r, ids, shared, stats))
             except RowError as e:
                 out.append(e)
         return out
 
-    def _encode_one(self, r: Rendered, ids: dict[str, list[int]], stats: EncodeStats) -> list[EncodedExample]:
+    def _encode_one(self, r: Rendered, ids: dict[str, list[int]], shared: dict[str, int], stats: EncodeStats) -> list[EncodedExample]:
+        """One conversation's rows. ``shared``: prompt -> leading tokens of its ids known to equal
+        those of a rendering that starts with the prompt's text (whole pieces before its last
+        added-token split), so they hold for ``r`` only when ``r.text`` starts with the prompt
+        (another conversation of the batch may share the prompt text but not the rendering)."""
         f_ids = ids[r.text]
-        seqs = [s for s in (self._sequence(t, ids) for t in r.turns) if s is not None]
+        seqs = [s for s in (self._sequence(t, ids, shared.get(t.prompt, 0) if r.text.startswith(t.prompt) else 0)
+                            for t in r.turns) if s is not None]
         stats.turns_not_rendered += len(r.turns) - len(seqs)
         if not seqs:
             raise RowError(Reason.NO_TRAINED_TURN, "the chat template renders nothing the model generates for any trained turn", field="messages")
@@ -185,7 +188,7 @@ class ConversationEncoder:
             stats.tree_rows += int(x.num_paths > 1)
         return rows
 
-    def _sequence(self, t: Turn, ids: dict[str, list[int]]) -> _Seq | None:
+    def _sequence(self, t: Turn, ids: dict[str, list[int]], known: int = 0) -> _Seq | None:
         """``tokens(P_k) + tokens(G_k)`` with labels on the generated tokens, checked; ``None``
         when the template renders nothing for the turn beyond its prompt (an empty message)."""
         if t.mode == "prompt_mismatch":
@@ -206,7 +209,7 @@ class ConversationEncoder:
         labels = list(gen_ids)
         for a, b in t.masked:
             self._mask(labels, generated, a - gen_start, b - gen_start)
-        known = self._shared.get(t.prompt, 0) if t.mode != "prompt_mismatch" else 0
+        known = known if t.mode != "prompt_mismatch" else 0
         return _Seq(prompt_ids + gen_ids, [IGNORE_INDEX] * len(prompt_ids) + labels, t.message, len(prompt_ids),
                     min(known, len(prompt_ids)))
 
