@@ -48,6 +48,17 @@ def test_swe_agent_traj(chatml):
     assert "The fix is in place; submitting." in trained and "demonstration" not in trained
 
 
+def test_cli_reads_a_traj_file(tmp_path):
+    """Regression: ``sftdata prepare x.traj`` failed with "unsupported file type .traj" because
+    the CLI's source resolver kept its own suffix list; it now uses the readers' list."""
+    from sftdata.formats.hub import resolve_source
+
+    traj = FIX / "swe_agent" / "demo__calc-1" / "demo__calc-1.traj"
+    assert resolve_source(str(traj)) == str(traj)
+    assert cli_main(["prepare", str(traj), "--output", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["rows_out"] == 1
+
+
 def test_swe_agent_errors():
     row = _only_row(FIX / "swe_agent" / "demo__calc-1" / "demo__calc-1.traj")
     row["history"][4]["tool_call_ids"] = ["call_a1", "call_zz"]

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..errors import ConfigError
+from ._json_files import _DATA_SUFFIXES
 
 #: Suffixes read by sftdata's own readers (:mod:`sftdata.formats.reader`).
-READER_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json", ".json.gz", ".parquet", ".pq")
+READER_SUFFIXES = _DATA_SUFFIXES
 #: Other data-file suffixes → the ``datasets`` packaged builder that reads them.
 BUILDER_SUFFIXES = {".csv": "csv", ".arrow": "arrow", ".txt": "text"}
 _GLOB_CHARS = "*?["
@@ -214,7 +215,7 @@ def resolve_source(
             return LoadDatasetSource(BUILDER_SUFFIXES[suffix], data_files=[text], streaming=streaming)
         if suffix in BUILDER_SUFFIXES or suffix == ".py":
             return source
-        raise ConfigError(f"{text}: unsupported file type {suffix or '(none)'}; expected .jsonl, .json, .parquet, "
+        raise ConfigError(f"{text}: unsupported file type {suffix or '(none)'}; expected .jsonl, .json, .traj, .parquet, "
                           f"{', '.join(BUILDER_SUFFIXES)} or a dataset dir")
     if local.is_dir():
         if is_save_to_disk_dir(local):

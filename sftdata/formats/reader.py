@@ -28,6 +28,7 @@ from ..schema import Conversation, TextExample
 from ._common import type_name
 from ._json import RawRow, parse_row
 from ._json_files import _DATA_SUFFIXES, _JSON_SUFFIXES, _JSONL_SUFFIXES, _PARQUET_SUFFIXES, _TRAJ_SUFFIXES, _iter_json, _iter_jsonl, _read_error
+from .hub import is_save_to_disk_dir
 from .normalize import check_format, normalize
 
 #: What :func:`iter_rows` yields: ``(row_index, row_dict)`` or ``(row_index, RowError)``.
@@ -170,10 +171,6 @@ def _iter_objects(items: Iterable, start: int, what: str, keep: Keep) -> Generat
     return index
 
 
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
-
-
 def directory_files(path: Path) -> list[Path]:
     """The input files of a directory that is not a ``save_to_disk`` dataset, in a stable order.
 
@@ -192,7 +189,7 @@ def directory_files(path: Path) -> list[Path]:
 def _iter_path(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
     name = path.name.lower()
     if path.is_dir():
-        if _is_saved_dataset(path):
+        if is_save_to_disk_dir(path):
             import datasets
 
             try:
