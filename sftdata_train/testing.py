@@ -178,21 +178,12 @@ def tree_dataset(rows: list[dict[str, Any]]):
 
 
 def prepare_tree_dir(rows_or_path: Any, output: str | os.PathLike, tokenizer: Any = None, **options: Any):
-    """Tree rows of ``sftdata.prepare`` with ``turn_policy="exact"``, saved to ``output``; returns
-    the dataset. Where ``prepare`` has no tree layout (no ``layout`` option), its linear rows are
-    merged into tree rows per conversation (:func:`tree_rows_from_examples`)."""
-    import dataclasses
-
-    from sftdata.encoder import EncodeOptions
+    """Tree rows of ``sftdata.prepare`` (``turn_policy="exact"``, ``layout="tree"``), saved to
+    ``output``; returns the dataset."""
     from sftdata.prepare import prepare
 
     options.setdefault("turn_policy", "exact")
-    if "layout" in {f.name for f in dataclasses.fields(EncodeOptions)}:
-        return prepare(rows_or_path, tokenizer=tokenizer, output=str(output), layout="tree", **options)
-    linear = prepare(rows_or_path, tokenizer=tokenizer, **options)
-    ds = tree_dataset(tree_rows_from_examples(linear))
-    ds.save_to_disk(str(output))
-    return ds
+    return prepare(rows_or_path, tokenizer=tokenizer, output=str(output), layout="tree", **options)
 
 
 def unrolled_dataset(tree_ds):
@@ -206,3 +197,36 @@ def unrolled_dataset(tree_ds):
         for ids, labels in unroll(r):
             rows.append({"input_ids": ids, "labels": labels, "length": len(ids), "source_index": r["source_index"]})
     return datasets.Dataset.from_list(rows)
+
+
+# ----------------------------------------------------------------------------- several processes
+def cli_args(config: dict[str, Any]) -> list[str]:
+    """``sftdata-train`` flags for a config dict: ``{"grad_accum": 2, "compile": False}`` ->
+    ``["--grad-accum", "2", "--no-compile"]``."""
+    out: list[str] = []
+    for key, value in config.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def torchrun(args: list[str], cwd: str | os.PathLike, *, nproc: int = 2, timeout: float = 300):
+    """``python -m torch.distributed.run --standalone --nproc-per-node N *args`` (one torch thread
+    per process); returns the ``subprocess.CompletedProcess``.
+
+    Raises:
+        AssertionError: the run exited non-zero (with the tails of its stdout and stderr).
+    """
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    if proc.returncode != 0:
+        raise AssertionError(proc.stdout[-3000:] + proc.stderr[-6000:])
+    return proc
+

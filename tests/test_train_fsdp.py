@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from sftdata_train.loop import train
-from sftdata_train.testing import prepare_dir, synthetic_conversations
+from sftdata_train.testing import cli_args, prepare_dir, synthetic_conversations, torchrun
 
 STEPS = 4
 
@@ -33,24 +31,8 @@ def _args(data, out, **kw):
     return base
 
 
-def _cli(d):
-    out = []
-    for k, v in d.items():
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else "--no-" + flag[2:])
-        else:
-            out += [flag, str(v)]
-    return out
-
-
 def _torchrun(args, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "sftdata_train", *_cli(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
+    return torchrun(["-m", "sftdata_train", *cli_args(args)], tmp_path)
 
 
 def _metrics(out):
@@ -139,11 +121,7 @@ def test_bf16_mixed_from_meta_same_on_one_and_two_processes(tmp_path):
     single = train(_args(str(data), str(tmp_path / "single"), grad_accum=4, **kw))
     out = str(tmp_path / "fsdp")
     (tmp_path / "worker.py").write_text(WORKER)
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(tmp_path / "worker.py"), json.dumps(_args(str(data), out, grad_accum=2, **kw))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    torchrun([str(tmp_path / "worker.py"), json.dumps(_args(str(data), out, grad_accum=2, **kw))], tmp_path)
     fsdp_losses = [r["loss"] for r in _metrics(out)]
     print("1 process :", single.losses)
     print("2 processes:", fsdp_losses)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -33,7 +31,7 @@ from sftdata.errors import ConfigError
 from sftdata_train import attention, lora
 from sftdata_train.config import TrainConfig, parse_args
 from sftdata_train.loop import Trainer, train
-from sftdata_train.testing import pack_dir, prepare_dir, synthetic_conversations
+from sftdata_train.testing import cli_args, pack_dir, prepare_dir, synthetic_conversations, torchrun
 
 peft = pytest.importorskip("peft")
 
@@ -447,20 +445,8 @@ def test_trl_command_line_spellings():
 
 
 # ----------------------------------------------------------------------------- FSDP2
-def _cli(d):
-    out = []
-    for k, v in d.items():
-        flag = "--" + k.replace("_", "-")
-        out += ([flag] if v else ["--no-" + flag[2:]]) if isinstance(v, bool) else [flag, str(v)]
-    return out
-
-
 def _torchrun(args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "sftdata_train", *_cli(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    torchrun(["-m", "sftdata_train", *cli_args(args)], cwd)
 
 
 @pytest.mark.parametrize("use_dora", [False, True], ids=["lora", "dora"])

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ import torch
 from sftdata.collate import PaddingFreeCollator
 from sftdata.errors import ConfigError
 from sftdata_train.loop import Trainer
-from sftdata_train.testing import prepare_tree_dir, synthetic_conversations, unrolled_dataset
+from sftdata_train.testing import prepare_tree_dir, synthetic_conversations, torchrun, unrolled_dataset
 
 QWEN3_TEMPLATE = str(Path(__file__).resolve().parents[1] / "sftdata" / "testing" / "templates" / "qwen3.jinja")
 REL = 1e-5
@@ -121,11 +118,7 @@ def test_two_processes_on_trees_equal_one_process_linear(dirs, tmp_path):
     script = tmp_path / "step.py"
     script.write_text(STEP_SCRIPT)
     cfg = _cfg(base / "tree", tmp_path / "fsdp", max_tokens_per_batch=budget)
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-           json.dumps(cfg), str(n_tree // 2), str(tmp_path / "tree.pt")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    proc = torchrun([str(script), json.dumps(cfg), str(n_tree // 2), str(tmp_path / "tree.pt")], tmp_path, timeout=400)
     assert "prefix trees, trained with tree attention" in proc.stderr
     tree = torch.load(tmp_path / "tree.pt")
     single, l_grads, n_lin, _ = one_step(base / "linear", tmp_path / "single", max_tokens_per_batch=budget)
