@@ -33,7 +33,6 @@ attention-mask interface does not know (``attention_mask`` reaches us as ``None`
 
 from __future__ import annotations
 
-import functools
 import weakref
 from typing import Any
 
@@ -54,20 +53,11 @@ def resolve_tree_backend(device: torch.device, needs_grad: bool, requested: str 
     name = requested or attention.get_backend()
     if name == "sdpa":
         return "sdpa"
-    if device.type == "cuda" and has_flex():
+    if device.type == "cuda" and attention.has_flex():
         return "flex"
-    if name == "flex" and not needs_grad and has_flex():
+    if name == "flex" and not needs_grad and attention.has_flex():
         return "flex"  # CPU forward only: flex_attention has no CPU backward
     return "sdpa"
-
-
-@functools.lru_cache(None)
-def has_flex() -> bool:
-    try:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- masks
@@ -151,13 +141,6 @@ class _LastTreeMask:
 _MASKS = _LastTreeMask()
 
 
-@functools.lru_cache(None)
-def _compiled_flex():
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return torch.compile(flex_attention, dynamic=True)
-
-
 # ----------------------------------------------------------------------------- the kernel calls
 def tree_attention(
     query: torch.Tensor,
@@ -202,7 +185,7 @@ def tree_attention(
     if name == "flex":
         from torch.nn.attention.flex_attention import flex_attention
 
-        fn = _compiled_flex() if query.is_cuda else flex_attention
+        fn = attention._compiled_flex() if query.is_cuda else flex_attention
         out = fn(q, k, v, block_mask=mask, scale=scale, enable_gqa=gqa)
     elif isinstance(mask, list):
         out = torch.cat([_run_attention(q, k, v, a, b, anc, scale, gqa) for a, b, anc in mask], dim=2)
