@@ -8,7 +8,8 @@
   fingerprint recorded by ``sftdata prepare`` (``stats.json``: ``tokenizer.tokenizer_sha256``)
   must be the fingerprint of the tokenizer used for training (``--no-check-tokenizer`` skips
   this one, e.g. for a tokenizer re-saved with other settings);
-* loggers: a requested logger that is not installed is an error (:func:`check_loggers`);
+* loggers: a requested logger that is not installed is an error (checked where the config is
+  validated, :meth:`sftdata_train.config.TrainConfig.validate`);
 * resuming: a different world size, token budget or number of steps would silently change the
   learning-rate schedule and the data order; refused unless ``--allow-schedule-change``.
 """
@@ -53,13 +54,6 @@ def check_output_dir(output_dir: str | Path, *, resume: str | None, overwrite: b
                 shutil.rmtree(p)
             else:
                 p.unlink()
-
-
-def check_loggers(names) -> None:
-    """Raise :class:`ConfigError` if a requested tracker's package is not installed."""
-    from .tracking import check_installed
-
-    check_installed(list(names))
 
 
 def data_tokenizer_info(data_path: str | Path | None) -> dict[str, Any] | None:

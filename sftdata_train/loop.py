@@ -122,7 +122,6 @@ class Trainer:
         info = self.info
         self.device = info.device
         cfg.precision = resolve_precision(cfg.precision, self.device, lora=lora.enabled(cfg))
-        guards.check_loggers(cfg.trackers() + (["tensorboard"] if cfg.tensorboard else []))
         self.output_dir = Path(cfg.output_dir)
 
         # ---- resume point and output dir (rank 0 decides, everyone follows)
@@ -237,9 +236,10 @@ class Trainer:
         restore(self, path)
 
     # ------------------------------------------------------------------ one step
-    def _grad_norm(self) -> torch.Tensor:
-        """Global L2 norm of the gradients (over all shards under FSDP2), before clipping."""
-        grads = [p.grad for p in self.wrapper.parameters() if p.grad is not None]
+    def _grad_norm(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
+        """Global L2 norm of the gradients of ``params`` (those holding one; over all shards
+        under FSDP2), before clipping."""
+        grads = [p.grad for p in params]
         if not grads:
             return torch.zeros((), device=self.device)
         total = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
@@ -278,7 +278,8 @@ class Trainer:
             loss_sum, _ = self.wrapper(**mb)
             (loss_sum * scale).backward()
             loss_acc += loss_sum.detach()
-        grad_norm = self._grad_norm()
+        params = [p for p in self.wrapper.parameters() if p.grad is not None]  # once per step: norm and clipping
+        grad_norm = self._grad_norm(params)
         lr = self.optimizer.param_groups[0]["lr"]
         all_reduce_sum(loss_acc, info)
         loss = float(loss_acc) / max(n_global, 1)
@@ -295,7 +296,6 @@ class Trainer:
             self.skipped_steps += 1
         else:
             if cfg.max_grad_norm and cfg.max_grad_norm > 0:
-                params = [p for p in self.wrapper.parameters() if p.grad is not None]
                 torch.nn.utils.clip_grads_with_norm_(params, cfg.max_grad_norm, grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)

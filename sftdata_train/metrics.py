@@ -95,10 +95,10 @@ class MetricsLogger:
 
     def __init__(
         self, output_dir: str | os.PathLike, *, enabled: bool, total_steps: int, start_step: int = 0,
-        progress_bar: bool = True, tensorboard: bool = False, trackers: Sequence[Any] = (),
+        progress_bar: bool = True, trackers: Sequence[Any] = (),
     ) -> None:
-        """``trackers``: opened trackers (``log(record)``/``close()``), closed by :meth:`close`;
-        ``tensorboard=True`` adds a :class:`~sftdata_train.tracking.TensorBoardTracker`."""
+        """``trackers``: opened trackers (``log(record)``/``close()``), closed by :meth:`close`
+        (``--tensorboard`` is folded into ``report_to`` when the config is validated)."""
         self.enabled = enabled
         self.path = Path(output_dir) / "metrics.jsonl"
         self.records: list[dict[str, Any]] = []
@@ -121,10 +121,6 @@ class MetricsLogger:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
-        if tensorboard and not any(getattr(t, "name", "") == "tensorboard" for t in self.trackers):
-            from .tracking import open_trackers
-
-            self.trackers += open_trackers(["tensorboard"], output_dir)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append ``record`` (must hold ``step``) to ``metrics.jsonl`` and the other sinks."""
