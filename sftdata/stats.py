@@ -24,10 +24,11 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .tree_arrays import IGNORE_INDEX
+
 #: Upper edges (tokens) of the length histogram bins; the last bin is open-ended.
 LENGTH_BIN_EDGES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 HISTOGRAM_KEYS = tuple(f"<={e}" for e in LENGTH_BIN_EDGES) + (f">{LENGTH_BIN_EDGES[-1]}",)
-IGNORE_INDEX = -100
 
 
 def counters_to_dict(counters: Any) -> dict:
@@ -40,8 +41,7 @@ def add_counters(total: dict, part: Any) -> dict:
 
     Ints add, dicts of ints add per key, nested dicts/dataclasses recurse.
     """
-    items = counters_to_dict(part).items() if is_dataclass(part) else part.items()
-    for key, value in items:
+    for key, value in counters_to_dict(part).items():
         if isinstance(value, Mapping):
             sub = total.setdefault(key, {})
             add_counters(sub, value)
@@ -49,14 +49,6 @@ def add_counters(total: dict, part: Any) -> dict:
             total[key] = total.get(key, 0) + value
         elif isinstance(value, bool):
             total[key] = total.get(key, False) or value
-    return total
-
-
-def merge_counters(parts: Iterable[Any]) -> dict[str, Any]:
-    """Sum the counters of several encoder processes into one nested plain dict."""
-    total: dict = {}
-    for p in parts:
-        add_counters(total, p)
     return total
 
 

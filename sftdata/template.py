@@ -220,7 +220,7 @@ def make_environment() -> ImmutableSandboxedEnvironment:
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 
 
-def _uses_generation_tag(env: jinja2.Environment, source: str) -> bool:
+def _uses_generation_tag(source: str) -> bool:
     """Whether the template source has a ``{% generation %}`` block."""
     return bool(_GENERATION_TAG.search(source))
 
@@ -255,7 +255,7 @@ class ChatTemplate:
         env.filters["tojson"] = self._tojson
         self._env = env
         self._template = env.from_string(source)
-        self.has_generation_markers = "generation" in source and _uses_generation_tag(env, source)
+        self.has_generation_markers = _uses_generation_tag(source)
         self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
 
     def _tojson(self, x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:

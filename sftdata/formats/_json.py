@@ -149,12 +149,6 @@ def parse_row(text: str, where: str) -> dict:
     return value
 
 
-def line_col(text: str, pos: int) -> tuple[int, int]:
-    """1-based ``(line, column)`` of character ``pos`` in ``text``."""
-    line = text.count("\n", 0, pos) + 1
-    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
-
-
 _WS = re.compile(r"[ \t\n\r]*")
 _CHUNK = 1 << 20  # characters read at a time
 _MAX_ITEM = 1 << 28  # characters buffered for one item before a syntax error is reported

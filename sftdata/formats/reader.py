@@ -21,22 +21,20 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator, Mapping
+from typing import Any, Generator, Iterable, Iterator, Mapping
 
 from ..errors import ConfigError, Reason, RowError
 from ..schema import Conversation, TextExample
 from ._common import type_name
 from ._json import RawRow, parse_row
-from ._json_files import _DATA_SUFFIXES, _JSON_SUFFIXES, _JSONL_SUFFIXES, _PARQUET_SUFFIXES, _TRAJ_SUFFIXES, _iter_json, _iter_jsonl, _read_error
+from ._json_files import Keep, RawItem, _DATA_SUFFIXES, _JSON_SUFFIXES, _JSONL_SUFFIXES, _PARQUET_SUFFIXES, _TRAJ_SUFFIXES, _iter_json, _iter_jsonl, _read_error
 from .hub import is_save_to_disk_dir
 from .normalize import check_format, normalize
 
 #: What :func:`iter_rows` yields: ``(row_index, row_dict)`` or ``(row_index, RowError)``.
 RowItem = tuple[int, "dict | RowError"]
-#: What :func:`iter_raw` yields: ``(row_index, RawRow | dict | RowError)``.
-RawItem = tuple[int, "RawRow | dict | RowError"]
-#: ``keep(row_index) -> bool``: rows for which it is false are skipped (their index is used).
-Keep = Callable[[int], bool] | None
+#: What :func:`iter_raw` yields: :data:`~sftdata.formats._json_files.RawItem`; ``Keep``: a
+#: row filter (both defined with the file readers).
 
 #: Row keys that hold tool schemas; stripped of Arrow's null-filled keys (see ``_arrow_row``).
 _ARROW_TOOL_KEYS = ("tools", "functions")
@@ -264,11 +262,7 @@ def as_sources(sources: Any) -> list:
         if sources and all(isinstance(s, Mapping) for s in sources):
             return [sources]  # a list of rows is one source (a row is never a source)
         return list(sources)
-    if isinstance(sources, Iterator):
-        return [sources]  # a generator of rows
-    if isinstance(sources, Iterable) and not isinstance(sources, (bytes, Mapping)):
-        return [sources]
-    return [sources]
+    return [sources]  # a generator or other iterable of rows, or anything iter_raw will refuse
 
 
 def iter_raw_inputs(sources: Any, *, start_index: int = 0, keep: Keep = None) -> Generator[RawItem, None, int]:
