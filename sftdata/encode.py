@@ -309,7 +309,7 @@ class ConversationEncoder:
             kept = [x for x in rows if len(x.input_ids) <= limit]
             dropped, reason = len(rows) - len(kept), Reason.TOO_LONG.value
         else:
-            kept, dropped = self._truncate_turns(row, seqs, stats)
+            kept, dropped = self._truncate_turns(rows, seqs, stats)
             reason = Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
         if dropped:
             stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + dropped
@@ -324,13 +324,13 @@ class ConversationEncoder:
             )
         return kept
 
-    def _truncate_turns(self, row: TreeRow, seqs: list[_Seq], stats: EncodeStats) -> tuple[list[EncodedExample], int]:
-        """``(rows, dropped)`` under ``truncation="turns"``."""
+    def _truncate_turns(self, rows: list[EncodedExample], seqs: list[_Seq], stats: EncodeStats) -> tuple[list[EncodedExample], int]:
+        """``(rows, dropped)`` under ``truncation="turns"``; ``rows``: the row's examples in its layout."""
         limit = self.max_length
         assert limit is not None
         if self.layout == "linear":
             out, dropped = [], 0
-            for x in self._rows(row):
+            for x in rows:
                 if len(x.input_ids) <= limit:
                     out.append(x)
                     continue

@@ -254,8 +254,9 @@ class Renderer(TurnLocation):
         if quoted is not None:  # the objects do not render: keep the text as given
             messages, full, fill = quoted
             self._memo.clear()
+            self._memo[(end, False)] = full  # rendered already, from these messages
             stats.content_none_as_empty += int(fill)
-            return messages, self._render(messages, end)
+            return messages, full
         assert error is not None
         raise error
 
@@ -275,6 +276,15 @@ class Renderer(TurnLocation):
             return None
 
     # -- one turn -----------------------------------------------------------------
+    @staticmethod
+    def _not_isolated(k: int) -> RowError:
+        return RowError(
+            Reason.TURN_NOT_ISOLATED,
+            "the chat template renders earlier turns differently once this turn is added, and no generation "
+            "prompt of its own marks where the turn starts",
+            field=f"messages[{k}]",
+        )
+
     def _turn(self, conv: Conversation, k: int, stats: RenderStats) -> Turn | None:
         msgs = self._messages
         msg = conv.messages[k]
@@ -286,19 +296,18 @@ class Renderer(TurnLocation):
             prompt = self._preamble(full_k) if k == 0 else self._render(msgs, k)
         if full_k.startswith(prompt):
             mode, start = "prefix", len(prompt)
-        elif (history := (((self._safe(k) or "") if k else "") if assistant else prompt)) is not None and prompt.startswith(history) and full_k.startswith(history):
-            mode, start = "prompt_mismatch", len(history)
-            stats.prompt_mismatch += 1
-        elif assistant and prompt.startswith(history) and k:
-            mode, start = "history_rewritten", self._isolate(k, history, prompt[len(history):], full_k)
-            stats.history_rewritten += 1
+        elif assistant and prompt.startswith(history := (self._safe(k) or "") if k else ""):
+            # the rendering without the turn (made only here, when the prompt is not a prefix)
+            if full_k.startswith(history):
+                mode, start = "prompt_mismatch", len(history)
+                stats.prompt_mismatch += 1
+            elif k:
+                mode, start = "history_rewritten", self._isolate(k, history, prompt[len(history):], full_k)
+                stats.history_rewritten += 1
+            else:
+                raise self._not_isolated(k)
         else:
-            raise RowError(
-                Reason.TURN_NOT_ISOLATED,
-                "the chat template renders earlier turns differently once this turn is added, and no generation "
-                "prompt of its own marks where the turn starts",
-                field=f"messages[{k}]",
-            )
+            raise self._not_isolated(k)
         full, end = self._cut_at_stop(k, full_k, start, stats)
         if mode == "history_rewritten":
             self._check_isolated(k, full[start:end])

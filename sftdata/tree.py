@@ -183,7 +183,7 @@ class TrieBuilder:
         trained = [i for i in range(max(trained_from, 0), len(labs)) if labs[i] != IGNORE_INDEX]
         if any(labs[i] != ids[i] for i in trained):
             raise ValueError("labels must be -100 or equal to input_ids at every position")
-        best, best_len = self._longest_shared(ids, known_prefix)
+        best, best_len, pivot = self._longest_shared(ids, known_prefix)
         segs = self._paths[best][1] if best is not None else []
         share = self._safe_share(segs, best_len, ids, labs, trained)
         for i in trained:
@@ -198,21 +198,22 @@ class TrieBuilder:
             if attach is not None:
                 self._chains[attach[0]].branches.setdefault(attach[1], []).append(cid)
             new_segs.append((cid, share, len(ids) - share))
-        self._pivot_lcp.append(self._last_pivot if self._paths else len(ids))
+        self._pivot_lcp.append(pivot)
         self._paths.append((ids, new_segs))
         return self._pivot_lcp[-1]
 
-    def _longest_shared(self, ids: list[int], known: int = 0) -> tuple[int | None, int]:
-        """(path index, length) of the longest common prefix of ``ids`` with an inserted path.
+    def _longest_shared(self, ids: list[int], known: int = 0) -> tuple[int | None, int, int]:
+        """(path index, length) of the longest common prefix of ``ids`` with an inserted path,
+        and that prefix's length with the first path (``len(ids)`` when ``ids`` is the first).
 
         With ``l(a, b)`` the common prefix length, ``l(x, p) = min(l(x, F), l(p, F))`` whenever
         ``l(x, F) != l(p, F)`` (F the first path), so only paths that leave F where ``x`` does
         need comparing, and only beyond that point."""
         if not self._paths:
-            return None, 0
+            return None, 0, len(ids)
         first = self._paths[0][0]
         known = min(known, len(ids), len(first))
-        pivot = self._last_pivot = known + common_prefix_len(ids[known:], first[known:])
+        pivot = known + common_prefix_len(ids[known:], first[known:])
         best, best_len = (0, pivot) if pivot else (None, 0)
         for p in range(1, len(self._paths)):
             lp = self._pivot_lcp[p]
@@ -223,7 +224,7 @@ class TrieBuilder:
                 n = pivot + common_prefix_len(ids[pivot:], toks[pivot:])
             if n > best_len:
                 best, best_len = p, n
-        return best, best_len
+        return best, best_len, pivot
 
     @staticmethod
     def _node(segs: list[tuple[int, int, int]], i: int) -> tuple[int, int]:
