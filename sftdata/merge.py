@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ConfigError
-from .stats import StatsPart, build_stats
+from .stats import ContentHasher, StatsPart, build_stats
 
 
 def _load_stats(d: Path) -> dict:
@@ -126,7 +126,7 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     """
     import numpy as np
 
-    from .output import describe_files, fingerprint_files
+    from .output import describe_files
     from .store import JobDir, PartWriter
 
     t0 = time.perf_counter()
@@ -163,7 +163,7 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     sources = []
     for i in range(n):
         d = by_index[i][0]
-        if files_of[i] and file_schema(files_of[i][0]) != schema:
+        if i and files_of[i] and file_schema(files_of[i][0]) != schema:
             raise ConfigError(f"{d} has other columns than {by_index[0][0]}")
         cols = [np.asarray(b.column(b.schema.get_field_index("source_index")).to_numpy(), dtype=np.int64) for b in iter_batches(files_of[i])]
         src = np.concatenate(cols) if cols else np.zeros(0, np.int64)
@@ -180,9 +180,11 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     try:
         writer = PartWriter(jobdir.partial, schema, shard_size or first["job"].get("shard_bytes", 256 << 20))
         streams = [_RowStream(iter_batches(f)) for f in files_of]
+        hasher = ContentHasher(schema)  # fed as the rows are written: the digest does not depend on batch boundaries
         for s, start, end in merge_slices(sources, block):
             for batch in streams[s].take(end - start):
                 writer.add(batch, [], StatsPart(), 0)
+                hasher.update(batch)
         writer.commit()
         writer.ensure_one()
         merged = jobdir.partial / "rejects-merged.jsonl"
@@ -198,7 +200,7 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
         files = jobdir.data_files()
         stats = build_stats(
             part=total,
-            fingerprint=fingerprint_files(files, schema),
+            fingerprint=hasher.hexdigest(),
             tokenizer_info=first["tokenizer"],
             options=first["options"],
             seconds=seconds + (time.perf_counter() - t0),
