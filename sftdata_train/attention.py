@@ -287,6 +287,9 @@ def varlen_causal_attention(
         fn = flex_attention if (compiling or not query.is_cuda) else _compiled_flex()
         out = fn(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
     elif name == "sdpa":
+        if mask is None and bounds is None and cu.numel() > 2:  # several sequences and no plan: make one
+            plan = plan_forward(cu, total, device=query.device, dtype=query.dtype, backend="sdpa")
+            mask, bounds = plan["sftdata_attn_mask"], plan["sftdata_attn_bounds"]
         if bounds is not None and len(bounds) > 2:  # long rows: sum(L_i^2) work, no (T, T) mask
             out = torch.cat(
                 [
@@ -300,15 +303,8 @@ def varlen_causal_attention(
             )
         elif mask is not None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
-        elif cu.numel() <= 2 and bounds is None:
-            # one sequence (or a plan that found one): plain causal; without a plan, check on the host
+        else:  # one sequence: plain causal
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
-        else:
-            plan = plan_forward(cu, total, device=query.device, dtype=query.dtype, backend="sdpa")
-            return varlen_causal_attention(
-                query, key, value, cu, max_length, scale=scale, backend="sdpa",
-                mask=plan["sftdata_attn_mask"], bounds=plan["sftdata_attn_bounds"],
-            )
     else:
         raise ValueError(f"unknown varlen attention backend {name!r}")
     return out[0].transpose(0, 1)

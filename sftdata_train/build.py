@@ -70,8 +70,7 @@ def build_model(
     """The run's HF model and its :class:`SFTLossModel` wrapper, on ``info.device``, sharded if FSDP.
 
     Returns a dict: ``hf_model``, ``wrapper``, ``fsdp`` (bool), ``created_pg`` (a one-rank process
-    group was created here), ``weights_loaded`` (False when a checkpoint must still fill them),
-    ``adapter`` (:class:`sftdata_train.lora.Adapter` under LoRA, else None).
+    group was created here), ``adapter`` (:class:`sftdata_train.lora.Adapter` under LoRA, else None).
 
     LoRA (``lora_r > 0``): the frozen model is always built from its source (``model`` / the
     passed object, even when resuming: a LoRA checkpoint holds the adapter only), then the adapters
@@ -134,8 +133,7 @@ def build_model(
     if backend is not None:
         # resolved here, once, for this device and compute dtype, before anything is compiled
         attention.set_backend(attention.resolve_backend(info.device, compute_dtype(precision), backend))
-    return dict(hf_model=hf, wrapper=wrapper, fsdp=fsdp, created_pg=created_pg, weights_loaded=not meta or
-                resume_path is None, adapter=adapter)
+    return dict(hf_model=hf, wrapper=wrapper, fsdp=fsdp, created_pg=created_pg, adapter=adapter)
 
 
 def local_trainable_params(module: nn.Module) -> int:

@@ -268,7 +268,7 @@ def load_checkpoint(
     set_rng_state(torch.load(buf, map_location="cpu", weights_only=True))
 
 
-def load_training_state(path: Path, info: DistInfo | None = None) -> dict[str, Any]:
+def load_training_state(path: Path) -> dict[str, Any]:
     """``state.json`` of a checkpoint (same on every rank)."""
     with open(path / STATE_DIR / "state.json", encoding="utf-8") as fh:
         return json.load(fh)

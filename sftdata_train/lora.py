@@ -58,9 +58,11 @@ ADAPTER_NAME = "default"
 #: LoRA keys and their values when LoRA is off; setting one without ``lora_r`` is an error.
 OFF_DEFAULTS: dict[str, Any] = {
     "lora_alpha": None, "lora_dropout": 0.0, "lora_target_modules": None, "lora_modules_to_save": None,
-    "use_rslora": False, "use_dora": False, "lora_init_adapter": None, "load_in_4bit": False, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False,
-    "merge_lora": False,
+    "use_rslora": False, "use_dora": False, "lora_init_adapter": None, "load_in_4bit": False,
+    "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False, "merge_lora": False,
 }
+#: Every LoRA key's default (``lora_r`` 0: LoRA off), as in :class:`~sftdata_train.config.TrainConfig`.
+DEFAULTS: dict[str, Any] = {"lora_r": 0, **OFF_DEFAULTS}
 #: Keys that define the adapter (or its frozen base): a resumed run must have the same values.
 ADAPTER_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save", "use_rslora",
                 "use_dora", "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "model")
@@ -364,7 +366,7 @@ def check_resume(path: Path, cfg) -> None:
     if not enabled(cfg) and not saved.get("lora_r"):
         return
     diff = [f"{k}: checkpoint {saved.get(k)!r}, now {getattr(cfg, k)!r}" for k in keys
-            if saved.get(k, OFF_DEFAULTS.get(k, 0 if k == "lora_r" else None)) != getattr(cfg, k)]
+            if saved.get(k, DEFAULTS.get(k)) != getattr(cfg, k)]
     if diff:
         kind = "a LoRA adapter" if saved.get("lora_r") else "a full fine-tuning run"
         raise ConfigError(f"--resume {path}: the checkpoint holds {kind} defined otherwise ({'; '.join(diff)}); "

@@ -15,7 +15,7 @@ import importlib.util
 
 from sftdata.errors import ConfigError
 
-from .lora import ADAPTER_NAME, OFF_DEFAULTS, PEFT_PIP, _quiet_peft, names
+from .lora import ADAPTER_NAME, DEFAULTS, PEFT_PIP, _quiet_peft, names
 
 def _adapter_config(source: str):
     """``peft.PeftConfig.from_pretrained(source)`` (a dir or a Hub id), checked to be a LoRA adapter
@@ -65,7 +65,7 @@ def adopt_adapter_config(cfg) -> None:
     clashes = []
     for key, value in file_values.items():
         mine = getattr(cfg, key)
-        default = 0 if key == "lora_r" else OFF_DEFAULTS[key]
+        default = DEFAULTS[key]
         if key == "lora_target_modules" and mine is not None:
             mine = ",".join(sorted(names(mine) or ())) if mine != "all-linear" else mine
         if mine == default or mine is None:

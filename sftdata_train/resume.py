@@ -40,7 +40,7 @@ def resume_state(trainer) -> dict[str, Any]:
 
 def restore(trainer, path: Path) -> None:
     """Load checkpoint ``path`` into ``trainer``: schedule check, tensors (DCP), scheduler, RNG, position."""
-    state = ckpt.load_training_state(path, trainer.info)
+    state = ckpt.load_training_state(path)
     saved = dict(state)
     for key in ("max_tokens_per_batch", "grad_accum"):
         saved.setdefault(key, state.get("config", {}).get(key))
