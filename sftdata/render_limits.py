@@ -166,6 +166,17 @@ def _check_format_widths(fmt: Any, limit: int) -> None:
                 _too_big(int(m.group()[:30]), limit, "a format width")
 
 
+def _replace_size(s: str, old: str, new: str) -> int:
+    """Length of ``s.replace(old, new)`` (an empty ``old`` inserts ``new`` around every character)."""
+    count = s.count(old) if old else len(s) + 1
+    return len(s) + count * len(new)
+
+
+def _join_size(items: list | tuple, sep: str) -> int:
+    """Length of ``sep.join(items)`` (counting the string items)."""
+    return sum(len(x) for x in items if isinstance(x, str)) + len(sep) * max(len(items) - 1, 0)
+
+
 def _size(x: Any) -> int | None:
     return len(x) if isinstance(x, (str, list, tuple)) else None
 
@@ -208,11 +219,9 @@ def check_call(obj: Any, args: tuple, kwargs: dict, limit: int) -> None:
     elif name in ("format", "format_map"):
         _check_format_widths(owner, limit)
     elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
-        count = owner.count(args[0]) if args[0] else len(owner) + 1
-        _too_big(len(owner) + count * len(args[1]), limit, "str.replace")
+        _too_big(_replace_size(owner, args[0], args[1]), limit, "str.replace")
     elif name == "join" and args and isinstance(args[0], (list, tuple)):
-        items = args[0]
-        _too_big(sum(len(x) for x in items if isinstance(x, str)) + len(owner) * max(len(items) - 1, 0), limit, "str.join")
+        _too_big(_join_size(args[0], owner), limit, "str.join")
 
 
 def limited_filters(filters: dict, limit_of: Callable[[], int | None]) -> dict:
@@ -235,11 +244,9 @@ def limited_filters(filters: dict, limit_of: Callable[[], int | None]) -> dict:
                     _check_format_widths(value, limit)
                 elif name == "join" and isinstance(value, (list, tuple)):
                     sep = rest[0] if rest and isinstance(rest[0], str) else ""
-                    total = sum(len(x) for x in value if isinstance(x, str)) + len(sep) * max(len(value) - 1, 0)
-                    _too_big(total, limit, "the join filter")
+                    _too_big(_join_size(value, sep), limit, "the join filter")
                 elif name == "replace" and isinstance(value, str) and len(rest) >= 2 and isinstance(rest[0], str) and isinstance(rest[1], str):
-                    count = value.count(rest[0]) if rest[0] else len(value) + 1
-                    _too_big(len(value) + count * len(rest[1]), limit, "the replace filter")
+                    _too_big(_replace_size(value, rest[0], rest[1]), limit, "the replace filter")
             return fn(*args, **kwargs)
 
         for attr in ("jinja_pass_arg",):  # keep jinja's context/eval-context markers
