@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ConfigError
+from .output import STATS_FILE
 from .stats import ContentHasher, StatsPart, build_stats
 
 
 def _load_stats(d: Path) -> dict:
-    path = d / "stats.json"
+    path = d / STATS_FILE
     if not path.is_file():
         raise ConfigError(f"{d} has no stats.json: not a complete `sftdata prepare` output")
     stats = json.loads(path.read_text(encoding="utf-8"))

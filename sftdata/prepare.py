@@ -30,6 +30,7 @@ from .chunks import ChunkEncoder, load_tools_file
 from .encoder import EncodeOptions, Encoder
 from .errors import ConfigError, RowError
 from .merge import shard_of
+from .output import STATS_FILE
 from .runner import CHUNK_ROWS, chunked, ordered_map
 from .stats import ContentHasher, StatsPart, build_stats, summary
 
@@ -198,7 +199,7 @@ def run_prepare(
         if jobdir.already_complete:
             import json
 
-            stats = json.loads((jobdir.out / "stats.json").read_text(encoding="utf-8"))
+            stats = json.loads((jobdir.out / STATS_FILE).read_text(encoding="utf-8"))
             return PrepareResult(stats, jobdir.out, already_complete=True)
         first_part, next_index, totals, seconds_before = jobdir.resume_point()
         writer = PartWriter(jobdir.partial, schema, shard_size, first_part)

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .output import STATS_FILE
 from .stats import StatsPart
 
-STATS_FILE = "stats.json"
 REJECTS_FILE = "rejects.jsonl"
 JOB_FILE = "job.json"
 FORMAT_VERSION = 2  # of the partial directory layout

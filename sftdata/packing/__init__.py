@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..output import PACK_STATS_FILE
 from ._bfd import plan_bfd
 from ._mbs import plan_mbs
 from ._packed import PACKED_SCHEMA, TREE_PACKED_SCHEMA, build_packed_table, position_ids_for
@@ -62,7 +63,6 @@ _PLANNERS = {"mbs": plan_mbs, "bfd": plan_bfd}
 #: and ``bfd`` (exact best-fit decreasing)
 STRATEGIES = tuple(_PLANNERS)
 DEFAULT_STRATEGY = "mbs"
-PACK_STATS_FILE = "pack_stats.json"
 
 
 def plan_bins(lengths, max_length: int, *, strategy: str = DEFAULT_STRATEGY, seed: int = 0,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, RowError
+from ..output import MIX_STATS_FILE, STATS_FILE
 from .config import DatasetEntry, PipelineConfig
 from .validate import load_config, read_tools_file
 from .fingerprint import VOLATILE_TRAIN_KEYS, ContentHasher, digest, source_identity, tokenizer_identity
@@ -192,12 +193,12 @@ class _Runner:
             parts = []
             for e in cfg.datasets:
                 d = cfg.prepared_dir(e)
-                stats = json.loads((d / "stats.json").read_text(encoding="utf-8"))
+                stats = json.loads((d / STATS_FILE).read_text(encoding="utf-8"))
                 parts.append(MixPart(e.label, datasets.load_from_disk(str(d)), stats["rows_in"], e.weight, e.num_rows))
             mixed, report = mix_datasets(parts, cfg.seed)
             cfg.mixed_dir.parent.mkdir(parents=True, exist_ok=True)
             mixed.save_to_disk(str(cfg.mixed_dir))
-            (cfg.mixed_dir / "mix_stats.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            (cfg.mixed_dir / MIX_STATS_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
             return f"{report['rows']} rows from " + ", ".join(
                 f"{p['label']}: {p['conversations_taken']}/{p['conversations_available']} conversations"
                 for p in report["datasets"])
