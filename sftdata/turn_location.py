@@ -32,16 +32,19 @@ _TAIL_CHARS = 8
 _SUFFIX_CAP = 4096
 
 
+def _find_unmarked(text: str, sub: str, start: int = 0, marked: bool = False) -> int:
+    """Start of the first occurrence of ``sub`` in ``text[start:]`` the template wrote (not
+    marked content), or -1."""
+    i = text.find(sub, start)
+    while marked and i > 0 and text[i - 1] == MARK_START:
+        i = text.find(sub, i + 1)
+    return i
+
+
 def _first_stop(text: str, stops: Sequence[str], start: int = 0, marked: bool = False) -> int:
     """End (exclusive) of the first stop token in ``text[start:]`` written by the template, or -1."""
-    best = -1
-    for tok in stops:
-        i = text.find(tok, start)
-        while marked and i > 0 and text[i - 1] == MARK_START:
-            i = text.find(tok, i + 1)
-        if i >= 0 and (best < 0 or i + len(tok) < best):
-            best = i + len(tok)
-    return best
+    ends = [i + len(tok) for tok in stops if (i := _find_unmarked(text, tok, start, marked)) >= 0]
+    return min(ends, default=-1)
 
 
 def _perturbed(message: dict) -> dict:
@@ -211,9 +214,8 @@ def _rfind_unmarked(text: str, sub: str, end: int, marked: bool) -> int:
 
 def _find_all(text: str, sub: str, marked: bool = False) -> list[int]:
     """Start of every occurrence of ``sub`` the template wrote (marked content skipped)."""
-    out, i = [], text.find(sub)
+    out, i = [], _find_unmarked(text, sub, 0, marked)
     while i >= 0:
-        if not (marked and i > 0 and text[i - 1] == MARK_START):
-            out.append(i)
-        i = text.find(sub, i + 1)
+        out.append(i)
+        i = _find_unmarked(text, sub, i + 1, marked)
     return out
