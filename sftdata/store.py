@@ -341,16 +341,23 @@ class JobDir:
         return stats
 
     def _publish(self) -> None:
-        old = _old_dir(self.out)
-        if old.exists():
-            shutil.rmtree(old)
-        if self.out.exists():
-            os.rename(self.out, old)
-        crash_point("publish")
-        os.rename(self.partial, self.out)
-        _fsync_dir(self.out.parent)
-        if old.exists():
-            shutil.rmtree(old)
+        publish(self.partial, self.out)
+
+
+def publish(src: Path, out: Path) -> None:
+    """Replace the directory ``out`` (if any) by the complete directory ``src``: ``out`` is
+    renamed aside (``.<name>.old``), ``src`` renamed in, the parent synced, the old one deleted.
+    A crash leaves either the old or the new directory at ``out`` (and maybe ``.<name>.old``)."""
+    old = _old_dir(out)
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.rename(out, old)
+    crash_point("publish")
+    os.rename(src, out)
+    _fsync_dir(out.parent)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def _comparable(job: dict) -> dict:

@@ -191,27 +191,23 @@ def run(args: argparse.Namespace) -> int:
 def _pack_in_place(args: argparse.Namespace) -> None:
     """``--pack L``: replace the output rows by packed rows (``stats.json`` and
     ``rejects.jsonl`` kept, ``pack_stats.json`` added), swapping directories by rename."""
-    import os
     import shutil
     from pathlib import Path
 
+    from ..output import STATS_FILE, load_output
     from ..packing import pack_dataset, save_packed
-    from ..output import load_output
+    from ..store import publish
 
     out = Path(args.output)
     ds = load_output(out)
     packed, report = pack_dataset(ds, args.pack, truncation="turns" if args.truncation == "turns" else "drop")
     tmp = out.parent / f".{out.name}.packing"
-    old = out.parent / f".{out.name}.old"
-    for d in (tmp, old):
-        if d.exists():
-            shutil.rmtree(d)
+    if tmp.exists():
+        shutil.rmtree(tmp)
     save_packed(packed, report, tmp)
-    for name in ("stats.json", "rejects.jsonl"):
+    for name in (STATS_FILE, "rejects.jsonl"):
         if (out / name).exists():
             shutil.copyfile(out / name, tmp / name)
     del ds, packed
-    os.rename(out, old)
-    os.rename(tmp, out)
-    shutil.rmtree(old)
+    publish(tmp, out)
     print(report.summary())
