@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ConfigError
-from .output import STATS_FILE
+from .output import STATS_FILE, check_listed_files
 from .stats import ContentHasher, StatsPart, build_stats
 
 
@@ -31,10 +31,7 @@ def _load_stats(d: Path) -> dict:
     stats = json.loads(path.read_text(encoding="utf-8"))
     if "data" not in stats or "job" not in stats:
         raise ConfigError(f"{d}: stats.json has no data/job section (written by an older sftdata?): prepare it again")
-    for entry in stats["data"]["files"]:
-        f = d / entry["file"]
-        if not f.is_file() or f.stat().st_size != entry["bytes"]:
-            raise ConfigError(f"{d}: {entry['file']} is missing or does not match stats.json: the directory is incomplete")
+    check_listed_files(d, stats)
     return stats
 
 

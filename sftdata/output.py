@@ -69,6 +69,22 @@ def describe_files(files: list[Path], rows: list[int] | None = None) -> dict:
     return {"rows": total, "files": entries}
 
 
+def check_listed_files(path: Path, stats: dict) -> None:
+    """Every data file ``stats["data"]["files"]`` lists is in ``path`` with its recorded size.
+
+    Raises:
+        ConfigError: a listed file missing (the directory is incomplete) or of another size.
+    """
+    for entry in stats["data"]["files"]:
+        f = path / entry["file"]
+        if not f.is_file():
+            raise ConfigError(f"{path}: {entry['file']} listed in {STATS_FILE} is missing: the directory is incomplete")
+        if f.stat().st_size != entry["bytes"]:
+            raise ConfigError(
+                f"{path}: {entry['file']} has {f.stat().st_size} bytes, {STATS_FILE} says {entry['bytes']}: the data does not match its stats"
+            )
+
+
 def load_output(path: str | os.PathLike, *, verify: str = "sizes") -> Any:
     """Load a ``prepare``/``merge`` output directory after checking it is complete.
 
@@ -102,14 +118,7 @@ def load_output(path: str | os.PathLike, *, verify: str = "sizes") -> Any:
         except ValueError as e:
             raise ConfigError(f"{stats_path} is not valid JSON ({e})") from None
         if verify != "none" and "data" in stats:
-            for entry in stats["data"]["files"]:
-                f = p / entry["file"]
-                if not f.is_file():
-                    raise ConfigError(f"{p}: {entry['file']} listed in {STATS_FILE} is missing: the directory is incomplete")
-                if f.stat().st_size != entry["bytes"]:
-                    raise ConfigError(
-                        f"{p}: {entry['file']} has {f.stat().st_size} bytes, {STATS_FILE} says {entry['bytes']}: the data does not match its stats"
-                    )
+            check_listed_files(p, stats)
     try:
         ds = datasets.load_from_disk(str(p))
     except Exception as e:  # noqa: BLE001 - datasets raises many types for a broken dir
