@@ -11,10 +11,12 @@ import sys
 from ..errors import SftDataError
 
 
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
+def add_config_arguments(
+    p: argparse.ArgumentParser,
+    config_help: str = "a pipeline config (docs/pipeline.md): run the pipeline up to this command's stage",
+) -> None:
     """``--config FILE`` and ``--set KEY=VALUE`` (shared by the sub-commands)."""
-    p.add_argument("--config", "-c", default=None, metavar="FILE",
-                   help="a pipeline config (docs/pipeline.md): run the pipeline up to this command's stage")
+    p.add_argument("--config", "-c", default=None, metavar="FILE", help=config_help)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (dotted path, YAML value), e.g. --set train.max_steps=5; repeatable")
 

@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .run import add_config_arguments
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("show", help="show one prepared example with trained tokens highlighted")
@@ -18,10 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer (default: the one recorded in stats.json, else the embedded one)")
     p.add_argument("--html", default=None, metavar="FILE", help="write an HTML page instead")
     p.add_argument("--no-color", action="store_true", help="mark trained runs with ⟦ ⟧ instead of colours")
-    p.add_argument("--config", "-c", default=None, metavar="FILE",
-                   help="a pipeline config: show its prepared (mixed) data with its tokenizer")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of --config (dotted path, YAML value); repeatable")
+    add_config_arguments(p, "a pipeline config: show its prepared (mixed) data with its tokenizer")
     p.set_defaults(func=run)
 
 
