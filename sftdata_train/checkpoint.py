@@ -43,7 +43,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -291,16 +291,22 @@ def _full_model_state_dict(wrapper: nn.Module, info: DistInfo) -> dict[str, torc
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
 
 
+def tied_names(model: nn.Module) -> list[list[str]]:
+    """The parameter names of ``model`` grouped by Parameter: a group of several names is a set
+    of tied weights (e.g. input embedding and LM head)."""
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return list(groups.values())
+
+
 def _write_hf(
     path: Path, hf_model: nn.Module, tokenizer, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None
 ) -> None:
     # tied parameters (embedding and LM head) under one tensor, so that save_pretrained writes them once
     # (a gathered or cast state dict holds a copy per name)
     state_dict = dict(state_dict)
-    aliases: dict[int, list[str]] = {}
-    for name, p in hf_model.named_parameters(remove_duplicate=False):
-        aliases.setdefault(id(p), []).append(name)
-    for names in aliases.values():
+    for names in tied_names(hf_model):
         present = [n for n in names if n in state_dict]
         for n in present[1:]:
             state_dict[n] = state_dict[present[0]]
@@ -334,14 +340,20 @@ def export_model(
     dtype: torch.dtype | None,
 ) -> Path:
     """Write the model alone (HF format, ``dtype``) to ``path`` atomically (all ranks must call)."""
+    sd = _full_model_state_dict(wrapper, info)  # collective when sharded
+    return write_dir_atomic(path, info, lambda tmp: _write_hf(tmp, hf_model, tokenizer, sd, dtype))
+
+
+def write_dir_atomic(path: str | os.PathLike, info: DistInfo, write: Callable[[Path], None]) -> Path:
+    """On rank 0, ``write(tmp)`` into a fresh ``.tmp-<name>`` next to ``path``, then replace
+    ``path`` by it; every rank waits for that (all ranks must call). Returns ``path``."""
     final = Path(path)
     tmp = final.with_name(f".tmp-{final.name}")
-    sd = _full_model_state_dict(wrapper, info)  # collective when sharded
     if info.is_main:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        _write_hf(tmp, hf_model, tokenizer, sd, dtype)
+        write(tmp)
         _replace_dir(tmp, final)
     barrier(info)
     return final
@@ -352,10 +364,12 @@ __all__ = [
     "broadcast_object",
     "checkpoint_name",
     "export_model",
+    "tied_names",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_training_state",
     "resolve_resume",
     "save_checkpoint",
+    "write_dir_atomic",
 ]

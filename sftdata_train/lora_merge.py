@@ -15,7 +15,6 @@ The merged model is written like a full fine-tuning ``final/`` (``save_dtype``, 
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 import torch
@@ -61,11 +60,11 @@ def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, i
 def _load_keeping_ties(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """``load_state_dict(state, assign=True)`` (no second copy of the weights), then every group of
     names that shared one Parameter before (tied embeddings) shares one again."""
-    groups: dict[int, list[str]] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        groups.setdefault(id(p), []).append(name)
+    from .checkpoint import tied_names
+
+    groups = tied_names(model)
     model.load_state_dict(state, strict=True, assign=True)
-    for first, *aliases in groups.values():
+    for first, *aliases in groups:
         shared = model.get_parameter(first)
         for name in aliases:
             owner, _, leaf = name.rpartition(".")
@@ -77,29 +76,19 @@ def export(path: str | Path, *, adapter: Adapter, wrapper: nn.Module, hf_model: 
     """Write ``final/`` atomically (all ranks must call): with ``merge_lora`` the full HF model with the
     adapter merged (``AutoModelForCausalLM.from_pretrained`` loads it), else the adapter
     (``PeftModel.from_pretrained(base, path)``), each in ``dtype``, with the tokenizer."""
-    from .checkpoint import _replace_dir, _write_hf
-    from .distributed import barrier
+    from .checkpoint import _write_hf, write_dir_atomic
 
-    final = Path(path)
-    tmp = final.with_name(f".tmp-{final.name}")
     if cfg.merge_lora:
         merged = merged_model(adapter, wrapper=wrapper, hf_model=hf_model, info=info, cfg=cfg, tokenizer=tokenizer)
-        state = None
-    else:
-        state = adapter.trainable_state(wrapper, info)
-    if info.is_main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        if cfg.merge_lora:
-            _write_hf(tmp, merged, tokenizer, merged.state_dict(), dtype)
-        else:
-            adapter.save(tmp, state, dtype)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(str(tmp))
-        _replace_dir(tmp, final)
-    barrier(info)
-    return final
+        return write_dir_atomic(path, info, lambda tmp: _write_hf(tmp, merged, tokenizer, merged.state_dict(), dtype))
+    state = adapter.trainable_state(wrapper, info)  # collective under FSDP2
+
+    def write(tmp: Path) -> None:
+        adapter.save(tmp, state, dtype)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+    return write_dir_atomic(path, info, write)
 
 
 __all__ = ["export", "merged_model"]
