@@ -38,8 +38,14 @@ def _pair(question: str, thought1: str, result: str, thought2: str, answer: str)
 
 
 def _rows(batch: list[dict]) -> list[dict]:
+    """Each output row's columns; a reject's record without its row index (which is the position
+    in the batch, so it differs by design between a batch and a conversation alone)."""
     out = Encoder(TOK).map_batch({"raw": [json.dumps(r) for r in batch], "source_index": list(range(len(batch)))})
-    return [{k: out[k][i] for k in COLUMNS} for i in range(len(out["input_ids"]))]
+    rows = [{k: out[k][i] for k in COLUMNS} for i in range(len(out["input_ids"]))]
+    for r in rows:
+        if r["reject"] is not None:
+            r["reject"] = {k: v for k, v in json.loads(r["reject"]).items() if k != "row"}
+    return rows
 
 
 def test_gpt_oss_final_answer_row_is_the_same_after_a_tool_call_neighbour():
