@@ -52,12 +52,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
-
 from .tree_arrays import (  # noqa: F401 - the tree API lives in one namespace
     IGNORE_INDEX,
-    _leaves,
-    _run_starts,
     check_tree,
     depths,
     linear_length,
@@ -294,8 +290,10 @@ class TrieBuilder:
         depth: list[int] = []
         start: dict[int, int] = {}
         base_depth: dict[int, int] = {}
+        runs = leaves = linear = 0  # runs: where parent[i] != i - 1; leaves and the sum of their depth + 1
 
         def emit(cid: int) -> None:
+            nonlocal runs, leaves, linear
             ch = self._chains[cid]
             pos = len(ids)
             start[cid] = pos
@@ -307,11 +305,15 @@ class TrieBuilder:
                 d0 = base_depth[ac] + aj + 1
             base_depth[cid] = d0
             n = len(ch.tokens)
+            runs += p != pos - 1 or pos == 0
             ids.extend(ch.tokens)
             labels.extend(ch.labels)
             parent.append(p)
             parent.extend(range(pos, pos + n - 1))
             depth.extend(range(d0, d0 + n))
+            if not ch.branches.get(n - 1):  # the chain's last token has no child: a leaf
+                leaves += 1
+                linear += d0 + n
             for j in sorted(ch.branches, reverse=True):  # pre-order: the continuation came first
                 for b in ch.branches[j]:
                     emit(b)
@@ -319,9 +321,6 @@ class TrieBuilder:
         for cid, ch in enumerate(self._chains):
             if ch.attach is None:
                 emit(cid)
-        par = np.asarray(parent, dtype=np.int64)
-        if _run_starts(par).size == 1:  # branches that only continued a path: still one path
+        if runs == 1:  # branches that only continued a path: still one path
             return TreeRow(ids, labels, [], [], len(ids), 1)
-        leaves = _leaves(par)
-        dep = np.asarray(depth, dtype=np.int64)
-        return TreeRow(ids, labels, parent, depth, int((dep[leaves] + 1).sum()), int(leaves.size))
+        return TreeRow(ids, labels, parent, depth, linear, leaves)
