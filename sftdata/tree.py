@@ -176,16 +176,21 @@ class TrieBuilder:
         labs = labels if type(labels) is list else list(labels)
         if len(ids) != len(labs) or not ids:
             raise ValueError(f"a tree sequence needs tokens and labels of the same non-zero length, got {len(ids)} and {len(labs)}")
-        trained = [i for i in range(max(trained_from, 0), len(labs)) if labs[i] != IGNORE_INDEX]
-        if any(labs[i] != ids[i] for i in trained):
-            raise ValueError("labels must be -100 or equal to input_ids at every position")
+        t0 = max(trained_from, 0)
+        if labs[t0:] == ids[t0:]:  # every token from t0 on is trained (a generated turn): one C compare
+            trained = list(range(t0, len(labs)))
+        else:
+            trained = [i for i in range(t0, len(labs)) if labs[i] != IGNORE_INDEX]
+            if any(labs[i] != ids[i] for i in trained):
+                raise ValueError("labels must be -100 or equal to input_ids at every position")
         best, best_len, pivot = self._longest_shared(ids, known_prefix)
         segs = self._paths[best][1] if best is not None else []
         share = self._safe_share(segs, best_len, ids, labs, trained)
         for i in trained:
-            if i < share:
-                c, j = self._node(segs, i)
-                self._chains[c].labels[j] = labs[i]
+            if i >= share:
+                break
+            c, j = self._node(segs, i)
+            self._chains[c].labels[j] = labs[i]
         new_segs = self._cut(segs, share)
         if share < len(ids):
             attach = self._node(segs, share - 1) if share > 0 else None
