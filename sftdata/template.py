@@ -217,6 +217,10 @@ def make_environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+#: Variables every render passes (as transformers' ``apply_chat_template`` does); template
+#: kwargs may not set them.
+RENDER_VARIABLES = ("messages", "tools", "documents", "add_generation_prompt")
+
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 
 
@@ -238,6 +242,8 @@ class ChatTemplate:
 
     Raises:
         jinja2.TemplateSyntaxError: if the template does not compile.
+        ValueError: ``template_kwargs`` sets a variable the renderer passes itself
+            (:data:`RENDER_VARIABLES`).
     """
 
     def __init__(
@@ -247,6 +253,9 @@ class ChatTemplate:
         template_kwargs: Mapping[str, Any] | None = None,
         limits: RenderLimits = DEFAULT_LIMITS,
     ) -> None:
+        clash = sorted(set(template_kwargs or ()) & set(RENDER_VARIABLES))
+        if clash:
+            raise ValueError(f"template_kwargs cannot set {', '.join(clash)}: the renderer passes these to the template itself")
         self.source = source
         self.limits = limits
         env = make_environment()
@@ -255,6 +264,10 @@ class ChatTemplate:
         env.filters["tojson"] = self._tojson
         self._env = env
         self._template = env.from_string(source)
+        # the template's globals as one dict, so a render's context is made without merging the
+        # ``ChainMap`` of globals again (``Template.new_context(shared=True)``: the vars are the
+        # context's parent as given; values set here win over globals, as in ``Template.generate``)
+        self._globals = dict(self._template.globals)
         self.has_generation_markers = _uses_generation_tag(source)
         self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
 
@@ -352,16 +365,18 @@ class ChatTemplate:
         msgs = list(messages) if prepared else self.prepare_messages(messages)
         try:
             with time_limit(self.limits.seconds):
-                return collect(
-                    self._template.generate(
-                        messages=msgs,
-                        tools=list(tools) if tools is not None else None,
-                        documents=None,
-                        add_generation_prompt=add_generation_prompt,
+                context = self._template.new_context(
+                    {
+                        **self._globals,
+                        "messages": msgs,
+                        "tools": list(tools) if tools is not None else None,
+                        "documents": None,
+                        "add_generation_prompt": add_generation_prompt,
                         **self.variables,
-                    ),
-                    self.limits.max_chars,
+                    },
+                    shared=True,
                 )
+                return collect(self._template.root_render_func(context), self.limits.max_chars)
         except RenderLimitExceeded as e:
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
         except (OverflowError, RecursionError, MemoryError) as e:

@@ -162,6 +162,19 @@ def test_template_kwargs_without_equals(tmp_path, capsys):
     assert rc == 2 and "KEY=VALUE" in err and "'enable_thinking'" in err
 
 
+def test_template_kwargs_cannot_set_the_render_arguments(tmp_path, capsys):
+    """``--template-kwargs messages=...`` used to fail every row with a TypeError (a duplicated
+    keyword); it is a configuration error naming the variable."""
+    rc = cli_main(["prepare", str(EXAMPLES), "-o", str(tmp_path / "o"), "--template-kwargs", "messages=1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "template_kwargs cannot set messages" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ConfigError, match="cannot set add_generation_prompt, tools"):
+        prepare(EXAMPLES, template_kwargs={"tools": [], "add_generation_prompt": True})
+    with pytest.raises(ValueError, match="cannot set documents"):
+        ChatTemplate("{{ messages }}", template_kwargs={"documents": []})
+
+
 def test_empty_input(tmp_path, capsys):
     src = tmp_path / "empty.jsonl"
     src.write_text("\n\n")
