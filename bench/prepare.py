@@ -29,7 +29,8 @@ Two throughputs are printed for every row:
 After the table: the per-stage time of the first (b) row (``exact`` unless --policy), measured in that same run by
 wrapping ~15 sftdata functions with timers (exclusive times, ~1 us per call; sftdata's
 files are not modified), and with ``--profile`` a cProfile of ``prepare`` on a subset,
-summarised by module.
+summarised by module; with ``--trials N``, N more interleaved runs of (a1), (a2), (a3) and the first
+(b) row, and the median and worst CPU ratio of (b) to each bound (``bench/_prepare_trials.py``).
 
 Usage::
 
@@ -37,6 +38,7 @@ Usage::
     python bench/prepare.py --family qwen3 --repeat 2
     python bench/prepare.py --tokenizer /path/to/tokenizer_dir --policy exact --num-proc 2
     python bench/prepare.py --family chatml --profile --profile-rows 50
+    python bench/prepare.py --qwen3-real --policy exact --no-trl --trials 5   # CPU ratios over 5 interleaved runs
     python bench/prepare.py --scale [--scale-sizes 10000,100000,1000000 --scale-procs 1,2]   # see bench/prepare_scale.py
 
 Skips (exit 0) with a message when ``<repo>/../shared/data/tau-bench`` is absent. Never
@@ -57,6 +59,7 @@ from typing import Any
 
 # siblings in bench/ (sys.path[0] when this file runs as a script)
 from _prepare_stages import STAGES, StageTimers, profile_prepare, run_prepare
+from _prepare_trials import print_trials, run_trials
 from _prepare_trl import run_trl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", choices=["exact", "exact/linear", "all", "last"], default=None, help="only this prepare policy[/layout] (default: all four)")
     ap.add_argument("--num-proc", type=int, default=1, help="prepare(num_proc=...) (stage timers need 1)")
     ap.add_argument("--no-trl", action="store_true", help="skip (c)")
+    ap.add_argument("--trials", type=int, default=0, help="also N interleaved runs of a1/a2/a3/b: median and worst CPU ratio")
     ap.add_argument("--profile", action="store_true", help="also cProfile prepare on a subset, by module")
     ap.add_argument("--profile-rows", type=int, default=50, help="rows for --profile (default 50)")
     ap.add_argument("--scale", action="store_true", help="the scale benchmark instead (see bench/prepare_scale.py)")
@@ -371,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'total (prepare call)':<64} {total:8.2f} {100 * accounted / total:6.1f}%")
     elif args.num_proc > 1:
         print("\n(stage breakdown needs --num-proc 1)")
+
+    if args.trials > 0:
+        pol = policies[0]
+        policy, _, layout = pol.partition("/")
+        bounds = {"a1": lambda: bound_hf(tok, convs), "a2": lambda: bound_sftdata(tok, convs),
+                  "a3": lambda: bound_sftdata(tok, convs, fast=True)}
+        print_trials(run_trials(args.trials, bounds, lambda: run_prepare(path, tok, policy, 1, None, layout or "tree")), pol)
 
     if args.profile:
         sub = Path(tmp.name) / "subset.jsonl"
