@@ -210,8 +210,10 @@ class ConversationEncoder:
         for a, b in t.masked:
             self._mask(labels, generated, a - gen_start, b - gen_start)
         known = known if t.mode != "prompt_mismatch" else 0
-        return _Seq(prompt_ids + gen_ids, [IGNORE_INDEX] * len(prompt_ids) + labels, t.message, len(prompt_ids),
-                    min(known, len(prompt_ids)))
+        n = len(prompt_ids)
+        seq_labels = [IGNORE_INDEX] * (n + len(labels))
+        seq_labels[n:] = labels
+        return _Seq(prompt_ids + gen_ids, seq_labels, t.message, n, min(known, n))
 
     def _generated_ids(self, prompt: str, prompt_ids: list[int], generated: str, ids: dict[str, list[int]]) -> list[int]:
         if not self._in_context:

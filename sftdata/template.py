@@ -260,7 +260,7 @@ class ChatTemplate:
         self.limits = limits
         env = make_environment()
         env.max_chars = limits.max_chars
-        self._json_memo: dict[tuple, tuple[Any, str]] = {}
+        self._json_memo: dict[Any, tuple[Any, str]] = {}  # id(x) (plain tojson) or (id(x), options) -> (x, text)
         env.filters["tojson"] = self._tojson
         self._env = env
         self._template = env.from_string(source)
@@ -276,13 +276,14 @@ class ChatTemplate:
         its tool schemas and call arguments (the same objects each time) are serialised once.
         The memo keeps a reference to each object, so an id is never reused while cached;
         :meth:`new_conversation` empties it (the sandbox forbids templates to mutate them)."""
-        if not isinstance(x, (dict, list)):
-            return _tojson(x, ensure_ascii, indent, separators, sort_keys)
-        key = (id(x), ensure_ascii, indent, str(separators), sort_keys)
+        plain = indent is None and separators is None and not sort_keys and not ensure_ascii  # ``x|tojson``
+        key: Any = id(x) if plain else (id(x), ensure_ascii, indent, str(separators), sort_keys)
         hit = self._json_memo.get(key)
         if hit is not None and hit[0] is x:
             return hit[1]
         out = _tojson(x, ensure_ascii, indent, separators, sort_keys)
+        if not isinstance(x, (dict, list)):
+            return out
         self._json_memo[key] = (x, out)
         return out
 

@@ -78,12 +78,22 @@ __all__ = [
 ]
 
 
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two int lists (C-speed slice compares, O(n log n))."""
+def common_prefix_len(a: Sequence[int], b: Sequence[int], start: int = 0) -> int:
+    """Length of the longest common prefix of two int lists (C-speed slice compares, O(n log n)).
+
+    With ``start``, ``a[:start] == b[:start]`` is taken as known and the result is at least
+    ``start``: windows from ``start`` on are compared, doubling while they agree, so a
+    divergence soon after ``start`` costs no copy of the long tails."""
     n = min(len(a), len(b))
-    if (a if len(a) == n else a[:n]) == (b if len(b) == n else b[:n]):
-        return n
-    lo, hi = 0, n  # invariant: a[:lo] == b[:lo], a[:hi] != b[:hi]
+    lo, step = min(max(start, 0), n), 64
+    while True:  # a[:lo] == b[:lo]; find a window [lo, hi) where they differ
+        hi = min(lo + step, n)
+        if a[lo:hi] != b[lo:hi]:
+            break
+        if hi == n:
+            return n
+        lo, step = hi, step * 2
+    # invariant: a[:lo] == b[:lo], a[:hi] != b[:hi]
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if a[lo:mid] == b[lo:mid]:
@@ -213,16 +223,14 @@ class TrieBuilder:
         if not self._paths:
             return None, 0, len(ids)
         first = self._paths[0][0]
-        known = min(known, len(ids), len(first))
-        pivot = known + common_prefix_len(ids[known:], first[known:])
+        pivot = common_prefix_len(ids, first, known)
         best, best_len = (0, pivot) if pivot else (None, 0)
         for p in range(1, len(self._paths)):
             lp = self._pivot_lcp[p]
             if lp != pivot:
                 n = min(lp, pivot)
             else:
-                toks = self._paths[p][0]
-                n = pivot + common_prefix_len(ids[pivot:], toks[pivot:])
+                n = common_prefix_len(ids, self._paths[p][0], pivot)
             if n > best_len:
                 best, best_len = p, n
         return best, best_len, pivot

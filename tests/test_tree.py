@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sftdata.tree import (
+    common_prefix_len,
     IGNORE_INDEX,
     TrieBuilder,
     check_tree,
@@ -238,3 +239,27 @@ def test_subtree_end_cost_is_linear_in_sequences():
     end = subtree_end(par)
     assert end.tolist() == np.repeat(np.arange(4, 8000 * 4 + 1, 4), 4).tolist()
     assert depths(par).tolist() == np.tile(np.arange(4), 8000).tolist()
+
+
+def _lcp(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prefix=st.lists(st.integers(0, 3), max_size=300),
+    a=st.lists(st.integers(0, 3), max_size=300),
+    b=st.lists(st.integers(0, 3), max_size=300),
+    data=st.data(),
+)
+def test_common_prefix_len_matches_a_scan(prefix, a, b, data):
+    """The galloping/bisecting compare equals a token-by-token scan, from any known start
+    up to the true common prefix (windows of 64 and more are crossed by the long prefixes)."""
+    x, y = prefix + a, prefix + b
+    true = _lcp(x, y)
+    start = data.draw(st.integers(0, true), label="start")
+    assert common_prefix_len(x, y, start) == true
+    assert common_prefix_len(x, y) == true
