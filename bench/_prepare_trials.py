@@ -37,9 +37,12 @@ def print_trials(cpu: dict[str, list[float]], policy: str) -> None:
     bounds = [k for k in cpu if k != "b"]
     n = len(cpu["b"])
     par = os.environ.get("TOKENIZERS_PARALLELISM")
+    threads = os.environ.get("RAYON_NUM_THREADS")
+    rust = (f"TOKENIZERS_PARALLELISM={par}" if par is not None else "TOKENIZERS_PARALLELISM unset") + (
+        f", RAYON_NUM_THREADS={threads}" if threads else ", RAYON_NUM_THREADS unset: Rust batches use every core")
     print()
     print(f"--trials {n}: CPU seconds, prepare(turn_policy={policy}) (b) against the bounds, interleaved in this process "
-          f"(TOKENIZERS_PARALLELISM={par if par is not None else 'unset: Rust batches use every core'})")
+          f"({rust})")
     print(f"  {'trial':>5} " + " ".join(f"{k:>7}" for k in (*bounds, "b")) + "  " + " ".join(f"{'b/' + k:>7}" for k in bounds))
     for i in range(n):
         print(f"  {i + 1:>5} " + " ".join(f"{cpu[k][i]:7.2f}" for k in (*bounds, "b")) + "  "
