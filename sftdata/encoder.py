@@ -22,7 +22,7 @@ from .render import Renderer, RenderStats, TurnPolicy
 from .schema import Conversation, TextExample
 from .stop_tokens import resolve_stop_tokens
 from .render_limits import RenderLimits
-from .template import RENDER_VARIABLES, ChatTemplate
+from .template import ChatTemplate, check_template_kwargs
 from .tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
 
 #: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping);
@@ -94,9 +94,10 @@ class EncodeOptions:
             raise ConfigError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
         if self.tool_arguments not in ("auto", "dict", "json"):
             raise ConfigError(f"tool_arguments must be 'auto', 'dict' or 'json', got {self.tool_arguments!r}")
-        clash = sorted(set(self.template_kwargs) & set(RENDER_VARIABLES))
-        if clash:
-            raise ConfigError(f"template_kwargs cannot set {', '.join(clash)}: sftdata passes these to the chat template itself")
+        try:
+            check_template_kwargs(self.template_kwargs)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.end_of_turn:
             self.stop_tokens = tuple(dict.fromkeys(tuple(self.stop_tokens or ()) + tuple(self.end_of_turn)))
             self.end_of_turn = None

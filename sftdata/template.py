@@ -221,6 +221,17 @@ def make_environment() -> ImmutableSandboxedEnvironment:
 #: kwargs may not set them.
 RENDER_VARIABLES = ("messages", "tools", "documents", "add_generation_prompt")
 
+
+def check_template_kwargs(template_kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse template kwargs that set a variable every render passes itself.
+
+    Raises:
+        ValueError: naming the variables (:data:`RENDER_VARIABLES`).
+    """
+    clash = sorted(set(template_kwargs or ()) & set(RENDER_VARIABLES))
+    if clash:
+        raise ValueError(f"template_kwargs cannot set {', '.join(clash)}: sftdata passes these to the chat template itself")
+
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 
 
@@ -253,9 +264,7 @@ class ChatTemplate:
         template_kwargs: Mapping[str, Any] | None = None,
         limits: RenderLimits = DEFAULT_LIMITS,
     ) -> None:
-        clash = sorted(set(template_kwargs or ()) & set(RENDER_VARIABLES))
-        if clash:
-            raise ValueError(f"template_kwargs cannot set {', '.join(clash)}: the renderer passes these to the template itself")
+        check_template_kwargs(template_kwargs)
         self.source = source
         self.limits = limits
         env = make_environment()
