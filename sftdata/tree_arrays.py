@@ -29,6 +29,11 @@ def _leaves(parent: np.ndarray) -> np.ndarray:
     return np.flatnonzero(nxt != np.arange(n))
 
 
+def num_leaves(parent: Sequence[int] | np.ndarray) -> int:
+    """Number of leaves (root-to-leaf paths) of a DFS-ordered ``parent`` array."""
+    return int(_leaves(np.asarray(parent, dtype=np.int64)).size)
+
+
 def depths(parent: Sequence[int] | np.ndarray) -> np.ndarray:
     """``int64 (n,)`` depth of every node (``0`` at roots) of a DFS-ordered ``parent`` array.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tree import linear_length
+from ..tree import linear_length, num_leaves
 
 IGNORE = -100
 
@@ -68,16 +68,11 @@ def cut_tree(parent: np.ndarray, mask: np.ndarray, max_length: int, truncation: 
     if keep == 0:
         return 0, 0, 0, 0
     kept = parent[:keep]
-    leaves_all = _num_leaves(parent)
-    leaves_kept = _num_leaves(kept)
+    leaves_all = num_leaves(parent)
+    leaves_kept = num_leaves(kept)
     cut_inside = keep < n and parent[keep] == keep - 1  # the last kept path lost its end
     dropped = leaves_all - leaves_kept + (1 if cut_inside else 0)
     return keep, int(np.count_nonzero(m[:keep])), linear_length(kept), int(dropped)
-
-
-def _num_leaves(parent: np.ndarray) -> int:
-    nxt = np.append(parent[1:], -1)
-    return int(np.count_nonzero(nxt != np.arange(parent.size)))
 
 
 def tree_columns(rows_par: np.ndarray, rows_pos: np.ndarray, is_tree: np.ndarray, keep: np.ndarray,
