@@ -151,7 +151,7 @@ class ConversationEncoder:
                     prefix_jobs.append((lay, t.prompt))
                 elif lay is None or not r.text.startswith(t.prompt):
                     texts.append(t.prompt)
-                texts.append(t.full if t.mode == "prompt_mismatch" else t.generated)
+                texts.append(t.generated)
         prefixed = self.segments.encode_prefixes(prefix_jobs) if prefix_jobs else []
         for (_, prompt), (p_ids, n) in zip(prefix_jobs, prefixed):
             ids[prompt] = p_ids
@@ -191,25 +191,16 @@ class ConversationEncoder:
     def _sequence(self, t: Turn, ids: dict[str, list[int]], known: int = 0) -> _Seq | None:
         """``tokens(P_k) + tokens(G_k)`` with labels on the generated tokens, checked; ``None``
         when the template renders nothing for the turn beyond its prompt (an empty message)."""
-        if t.mode == "prompt_mismatch":
-            full_ids, p_full = ids[t.full], ids[t.prompt]
-            n = common_prefix_len(full_ids, p_full)
-            gen_start = self._char_of_token(t.full, n)  # the prompt is cut between tokens, never inside one
-            prompt_ids = full_ids[:n]
-            generated = t.full[gen_start : t.end]
-            gen_ids = self.segments.encode([generated])[0]
-        else:
-            prompt_ids = ids[t.prompt]
-            generated = t.generated
-            gen_ids = self._generated_ids(t.prompt, prompt_ids, generated, ids)
-            gen_start = t.start
+        prompt_ids = ids[t.prompt]
+        generated = t.generated
+        gen_ids = self._generated_ids(t.prompt, prompt_ids, generated, ids)
+        gen_start = t.start
         if not gen_ids:
             return None
         self._check(prompt_ids, gen_ids, generated, t.message)
         labels = list(gen_ids)
         for a, b in t.masked:
             self._mask(labels, generated, a - gen_start, b - gen_start)
-        known = known if t.mode != "prompt_mismatch" else 0
         n = len(prompt_ids)
         seq_labels = [IGNORE_INDEX] * (n + len(labels))
         seq_labels[n:] = labels
@@ -222,11 +213,6 @@ class ConversationEncoder:
         if both[: len(prompt_ids)] == prompt_ids:
             return both[len(prompt_ids) :]
         return list(ids[generated])
-
-    def _char_of_token(self, text: str, n: int) -> int:
-        """Character where token ``n`` of ``tokens(text)`` starts (``len(text)`` past the end)."""
-        offs = self.segments.offsets(text)
-        return offs[n][0] if n < len(offs) else len(text)
 
     def _mask(self, labels: list[int], generated: str, a: int, b: int) -> None:
         """Untrain the generated tokens lying inside characters ``[a, b)`` of ``generated``."""
@@ -257,14 +243,30 @@ class ConversationEncoder:
             )
 
     # -- policies -----------------------------------------------------------------
-    def _tree(self, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats | None) -> TreeRow:
+    @staticmethod
+    def _trie(f_ids: list[int], seqs: list[_Seq]) -> tuple[TrieBuilder, list[int]]:
+        """The trie of ``F`` (untrained, first) and every turn's sequence, and each sequence's
+        common prefix length with ``F``."""
         b = TrieBuilder()
-        b.add(f_ids, [IGNORE_INDEX] * len(f_ids), trained_from=len(f_ids))
-        for s in seqs:
-            in_place = b.add(s.ids, s.labels, trained_from=s.prompt_len, known_prefix=s.shared_with_f) == len(s.ids)
-            if stats is not None:
-                stats.in_place_turns += int(in_place)
-                stats.branched_turns += int(not in_place)
+        if f_ids:
+            b.add(f_ids, [IGNORE_INDEX] * len(f_ids), trained_from=len(f_ids))
+        shares = [b.add(s.ids, s.labels, trained_from=s.prompt_len, known_prefix=min(s.shared_with_f, len(f_ids)))
+                  for s in seqs]
+        if not f_ids:
+            shares = [0] * len(seqs)
+        return b, shares
+
+    def _tree(self, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats | None) -> TreeRow:
+        b, shares = self._trie(f_ids, seqs)
+        if seqs and not any(n > s.prompt_len for n, s in zip(shares, seqs)):
+            # F trains no turn of its own (every turn branched): it stays only as far as a turn's
+            # sequence follows it, so no stored path is without a trained token
+            b, shares = self._trie(f_ids[: max(shares)], seqs)
+        if stats is not None:
+            # in place: the sequence is a prefix of F, or goes on from F's end (a stop token appended)
+            in_place = sum(n == len(s.ids) or n == len(f_ids) for n, s in zip(shares, seqs))
+            stats.in_place_turns += in_place
+            stats.branched_turns += len(seqs) - in_place
         return b.build()
 
     def _all_row(self, r: Rendered, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats) -> TreeRow:
@@ -279,10 +281,9 @@ class ConversationEncoder:
                         labels[i] = f_ids[i]
             stats.in_place_turns += len(seqs)
             return TreeRow(list(f_ids), labels, [], [], len(f_ids), 1)
-        row = self._tree(f_ids, seqs, None)
-        if row.parent:
-            first = unroll(row)[0][0]
-            branched = next((s for s in seqs if common_prefix_len(s.ids, first) != len(s.ids)), seqs[-1])
+        b, shares = self._trie(f_ids, seqs)
+        branched = next((s for s, n in zip(seqs, shares) if n != len(s.ids) and n != len(f_ids)), None)
+        if branched is not None:
             raise RowError(
                 Reason.TURN_REWRITTEN,
                 "the chat template renders this turn differently in the conversation than the model generates it "
@@ -291,7 +292,7 @@ class ConversationEncoder:
                 field=f"messages[{branched.message}]",
             )
         stats.in_place_turns += len(seqs)
-        return row
+        return b.build()
 
     # -- layout and truncation ----------------------------------------------------
     def _rows(self, row: TreeRow, truncated: bool = False) -> list[EncodedExample]:

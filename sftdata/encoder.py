@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from .control_tokens import check_no_control_tokens, mark_control_tokens
@@ -59,6 +60,10 @@ class EncodeOptions:
             a row that exceeds it is rejected ``render_limit``.
         render_max_chars: output-size limit of one template render, characters
             (``None``: none); see :mod:`sftdata.render_limits`.
+        clock: the time a template's ``strftime_now`` reads, ISO 8601
+            (``2026-01-31T09:00:00``); ``None``: the clock is read once when the run starts
+            (``prepare`` records it in ``stats.json``). Every render of the run gets the same
+            reading; set it for reproducible outputs of templates that read the clock.
     """
 
     turn_policy: str = "exact"
@@ -78,6 +83,7 @@ class EncodeOptions:
     tools_field: str | None = None
     render_timeout: float | None = 10.0
     render_max_chars: int | None = 16_000_000
+    clock: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -105,9 +111,32 @@ class EncodeOptions:
             RenderLimits(self.render_timeout, self.render_max_chars)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if self.clock is not None:
+            parse_clock(self.clock)
+
+    def now(self) -> datetime:
+        """The clock reading given to templates (:attr:`clock`, else the current time)."""
+        return parse_clock(self.clock) if self.clock is not None else datetime.now()
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def parse_clock(value: str) -> datetime:
+    """An ISO 8601 date or datetime (``2026-01-31`` or ``2026-01-31T09:00:00``).
+
+    Raises:
+        ConfigError: naming the value.
+    """
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"clock must be an ISO 8601 date or datetime such as 2026-01-31T09:00:00, got {value!r}") from None
+
+
+def reads_clock(template: str) -> bool:
+    """Whether a chat template reads the clock (calls ``strftime_now``)."""
+    return "strftime_now" in template
 
 
 @dataclass
@@ -142,6 +171,7 @@ class Encoder:
             marked=self.options.special_tokens_in_content == "text",
         )
         self.stop = resolve_stop_tokens(tokenizer, self.options.stop_tokens)
+        self.now = self.options.now()  # one clock reading for every render of this encoder
         self.counters = Counters()
 
     def _renderer(self, has_tools: bool) -> tuple[Renderer, Any]:
@@ -153,6 +183,7 @@ class Encoder:
                 special_tokens_map(self.tokenizer),
                 self.options.template_kwargs,
                 limits=RenderLimits(self.options.render_timeout, self.options.render_max_chars),
+                now=self.now,
             )
             o = self.options
             control = control_tokens(self.tokenizer, source)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import fields as dc_fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .chunks import ChunkEncoder, load_tools_file
-from .encoder import EncodeOptions, Encoder
+from .encoder import EncodeOptions, Encoder, reads_clock
 from .errors import ConfigError, RowError
 from .merge import shard_of
 from .output import STATS_FILE
@@ -110,6 +111,30 @@ def _check_templates(tokenizer: Any, chat_template: Any) -> str:
     return template_source(tokenizer, None)
 
 
+def _reads_clock(tokenizer: Any) -> bool:
+    """Whether a chat template transformers would pick for this tokenizer reads the clock."""
+    from .tokenizer import template_source
+
+    return any(reads_clock(template_source(tokenizer, tools)) for tools in (None, [{}]))
+
+
+def _run_clock(output: str | Path | None, resume: bool) -> str:
+    """The run's one clock reading (ISO 8601): the one a resumed job started with, else now."""
+    import json
+
+    from .store import JOB_FILE, partial_dir
+
+    if resume and output is not None:
+        try:
+            job = json.loads((partial_dir(Path(output)) / JOB_FILE).read_text(encoding="utf-8"))
+            clock = job["options"]["clock"]
+            if isinstance(clock, str):
+                return clock
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return datetime.now().isoformat(timespec="seconds")
+
+
 def _options(options: EncodeOptions | None, option_kwargs: dict) -> EncodeOptions:
     if options is None:
         known = {f.name for f in dc_fields(EncodeOptions)}
@@ -172,6 +197,8 @@ def run_prepare(
     tools = load_tools_file(tools_file, tools_key, options.tools_field) if tools_file is not None else None
     if tools is None and tools_key is not None:
         raise ConfigError("--tools-key needs --tools-file")
+    if options.clock is None and _reads_clock(tokenizer):
+        options = replace(options, clock=_run_clock(output, resume))
     encoder = Encoder(tokenizer, options)
     chunk_encoder = ChunkEncoder(encoder, tools)
     schema = chunk_encoder.schema

@@ -289,6 +289,7 @@ class Renderer(TurnLocation):
         msgs = self._messages
         msg = conv.messages[k]
         assistant = msg.role == "assistant"
+        self._alt = None  # the rendering of ``m[:k+1]`` with message k's fields changed, made on demand
         full_k = self._render(msgs, k + 1)
         if assistant:
             prompt = self._render(msgs, k, True) if k else (self._safe(0, True) or "")
@@ -296,20 +297,23 @@ class Renderer(TurnLocation):
             prompt = self._preamble(full_k) if k == 0 else self._render(msgs, k)
         if full_k.startswith(prompt):
             mode, start = "prefix", len(prompt)
-        elif assistant and prompt.startswith(history := (self._safe(k) or "") if k else ""):
-            # the rendering without the turn (made only here, when the prompt is not a prefix)
-            if full_k.startswith(history):
-                mode, start = "prompt_mismatch", len(history)
+        elif assistant:
+            # the generation prompt is not how the template renders the turn, or adding the turn
+            # rewrites the history: the turn is located by what it is made of (its own fields)
+            history = (self._safe(k) or "") if k else ""
+            mode = "prompt_mismatch" if full_k.startswith(history) else "history_rewritten"
+            start = self._generation_start(k, prompt, history, full_k)
+            if start == len(full_k):  # the template renders nothing of the message
+                stats.turns_not_rendered += 1
+                return None
+            if mode == "prompt_mismatch":
                 stats.prompt_mismatch += 1
-            elif k:
-                mode, start = "history_rewritten", self._isolate(k, history, prompt[len(history):], full_k)
-                stats.history_rewritten += 1
             else:
-                raise self._not_isolated(k)
+                stats.history_rewritten += 1
         else:
             raise self._not_isolated(k)
         full, end = self._cut_at_stop(k, full_k, start, stats)
-        if mode == "history_rewritten":
+        if mode != "prefix":
             self._check_isolated(k, full[start:end])
         masked: tuple[tuple[int, int], ...] = ()
         if msg.reasoning and msg.reasoning.strip():

@@ -156,14 +156,16 @@ class Message:
     def to_template(self, arguments: str = "auto") -> dict:
         """The message dict passed to a chat template (transformers' conventions).
 
-        ``reasoning`` is passed as ``reasoning_content`` (Qwen3, DeepSeek) and also as
-        ``thinking`` (gpt-oss style templates); templates that know neither ignore it.
+        ``reasoning`` is passed under every name real templates read (:data:`REASONING_KEYS`:
+        ``reasoning_content`` for Qwen3, DeepSeek, GLM, Kimi; ``reasoning`` for templates
+        following OpenAI's Responses/vLLM naming; ``thinking`` for gpt-oss), whichever name the
+        input used; templates that read none of them ignore it.
         ``arguments``: how tool-call arguments are passed (see :meth:`ToolCall.to_template`).
         """
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.reasoning is not None:
-            out["reasoning_content"] = self.reasoning
-            out["thinking"] = self.reasoning
+            for key in REASONING_KEYS:
+                out[key] = self.reasoning
         if self.tool_calls:
             out["tool_calls"] = [c.to_template(arguments) for c in self.tool_calls]
         if self.tool_call_id is not None:
@@ -171,6 +173,11 @@ class Message:
         if self.name is not None:
             out["name"] = self.name
         return out
+
+
+#: The message keys a chat template may read a turn's reasoning from; an assistant message's
+#: ``reasoning`` is passed under each of them (:meth:`Message.to_template`).
+REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
 
 
 @dataclass(frozen=True, slots=True)

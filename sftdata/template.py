@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 import jinja2
@@ -59,6 +60,8 @@ class ChatTemplate:
             override special tokens of the same name, as in transformers.
         limits: per-render wall-time and output-size limits
             (:class:`~sftdata.render_limits.RenderLimits`).
+        now: the clock reading ``strftime_now`` gives every render (default: the time this
+            template is built); one reading, so renders of one run never differ by the clock.
 
     Raises:
         jinja2.TemplateSyntaxError: if the template does not compile.
@@ -72,6 +75,7 @@ class ChatTemplate:
         special_tokens: Mapping[str, Any] | None = None,
         template_kwargs: Mapping[str, Any] | None = None,
         limits: RenderLimits = DEFAULT_LIMITS,
+        now: datetime | None = None,
     ) -> None:
         check_template_kwargs(template_kwargs)
         self.source = source
@@ -86,6 +90,10 @@ class ChatTemplate:
         # ``ChainMap`` of globals again (``Template.new_context(shared=True)``: the vars are the
         # context's parent as given; values set here win over globals, as in ``Template.generate``)
         self._globals = dict(self._template.globals)
+        # one clock reading for every render (a template that reads the clock, e.g. for
+        # "Today is …", renders every prompt of a conversation, and of a run, the same way)
+        self.now = now if now is not None else datetime.now()
+        self._globals["strftime_now"] = self.now.strftime
         self.has_generation_markers = _uses_generation_tag(source)
         self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
 

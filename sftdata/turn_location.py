@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .control_tokens import MARK_START
 from .errors import Reason, RowError
+from .schema import REASONING_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .render import RenderStats
@@ -50,7 +51,7 @@ def _first_stop(text: str, stops: Sequence[str], start: int = 0, marked: bool = 
 def _perturbed(message: dict) -> dict:
     """``message`` with every text field of its own changed at its first character."""
     out = dict(message)
-    for key in ("content", "reasoning_content", "thinking"):
+    for key in ("content",) + REASONING_KEYS:
         if isinstance(out.get(key), str):
             out[key] = _PROBE + out[key]
     if out.get("tool_calls"):
@@ -71,7 +72,7 @@ def _perturbed(message: dict) -> dict:
 
 def _own_texts(message: dict) -> list[str]:
     """Text of a message's own fields (content, reasoning, tool-call names and arguments)."""
-    out = [message.get(k) for k in ("content", "reasoning_content")]
+    out = [message.get(k) for k in ("content",) + REASONING_KEYS]
     for c in message.get("tool_calls") or ():
         fn = c.get("function") or {}
         out += [fn.get("name"), fn.get("arguments") if isinstance(fn.get("arguments"), str) else json.dumps(fn.get("arguments"))]
@@ -101,7 +102,7 @@ class TurnLocation:
             rest = full_k[end:]
             for t in self.control:
                 rest = rest.replace(t, "")
-            if rest.strip():
+            if rest.strip() and self._renders_own_fields_after(k, full_k, end):
                 raise RowError(
                     Reason.TURN_SPLIT,
                     "the chat template renders more of this message after the stop token that ends the turn "
@@ -116,6 +117,78 @@ class TurnLocation:
             return text, len(text)
         stats.no_stop_token += 1
         return full_k, len(full_k.rstrip())
+
+    def _perturbed_rendering(self, k: int) -> str | None:
+        """``render(m[:k] + [m[k] with its own fields changed])`` (memoised per turn), or ``None``
+        when the template refuses it."""
+        if getattr(self, "_alt", None) is None:
+            msgs = self._messages
+            try:
+                self._alt = self.template.render(msgs[:k] + [_perturbed(msgs[k])], self._tools, prepared=True)
+            except RowError:
+                self._alt = ""
+        return self._alt or None
+
+    def _first_own(self, k: int, full_k: str) -> int:
+        """Where ``full_k`` first renders something of message ``k``'s own fields (content,
+        reasoning, tool calls): where it parts from the rendering with those fields changed;
+        ``len(full_k)`` when nothing of them is rendered, -1 when the template refuses the change."""
+        alt = self._perturbed_rendering(k)
+        return len(commonprefix([full_k, alt])) if alt is not None else -1
+
+    def _renders_own_fields_after(self, k: int, full_k: str, end: int) -> bool:
+        """Whether text after the turn's stop token (at ``end``) is rendered from message ``k``'s
+        own fields (a message split in two blocks), rather than written after every message
+        (a constant suffix, the next header, a generation prompt the template always ends with)."""
+        alt = self._perturbed_rendering(k)
+        tail = len(full_k) - end
+        if alt is None or tail > len(alt):
+            return True
+        return alt[len(alt) - tail :] != full_k[end:] or _PROBE in alt[len(alt) - tail :]
+
+    def _generation_start(self, k: int, prompt: str, history: str, full_k: str) -> int:
+        """Start of turn ``k``'s generated text in ``full_k`` when ``full_k`` does not start with
+        the prompt ``P_k`` (see the module doc of :mod:`sftdata.render`).
+
+        The model saw ``P_k`` = the history + the generation prompt ``gp``, and generates what the
+        template renders for message ``k`` after ``gp``. In ``full_k`` the turn is: a header that
+        is ``gp`` or a prefix of it (cut after a control token or a newline: a separator before
+        it, as ``"\n<|im_start|>"``, is not part of it), then template text the model generates
+        (``<tool_call>``, ``</think>``), then the message's own fields. So the turn starts at the
+        end of the header occurrence closest before the first character rendered from the
+        message's own fields; between the two there may be no stop token (else the header found
+        belongs to an earlier message). When the history agrees and no header is rendered, the
+        turn starts right after the history.
+
+        Raises:
+            RowError: ``turn_not_isolated`` when no such header is found.
+        """
+        first = self._first_own(k, full_k)
+        gp = prompt[len(history):] if prompt.startswith(history) else None
+        if not gp:  # no generation prompt marks the turn: the history's closing markup does
+            if gp is None or not k:
+                raise self._not_isolated(k)
+            return self._isolate(k, history, "", full_k)
+        agrees = full_k.startswith(history)
+        lo = len(history) if agrees else 0
+        hi = first if first >= 0 else len(full_k)
+        # the history agrees: with no header of its own the turn follows the history directly
+        # (a block left open, as Apertus continues an assistant block after tool outputs)
+        best, at = (lo, lo) if agrees and k else (-1, -1)
+        for cut in _header_cuts(gp, self.control):
+            pos = _rfind_unmarked(full_k, gp[:cut], hi, self.marked)
+            if pos >= lo and pos + cut > best:
+                best, at = pos + cut, pos
+        if best >= 0 and at + len(commonprefix([gp, full_k[at:]])) == len(full_k):
+            return len(full_k)  # the rendering ends inside the header: nothing is generated
+        if best < 0 or (0 <= first < len(full_k) and _first_stop(full_k[best:first], self.stops, 0, self.marked) >= 0):
+            raise RowError(
+                Reason.TURN_NOT_ISOLATED,
+                "the chat template does not render this turn after (a prefix of) its generation prompt "
+                f"{gp[:60]!r}, so where the model's generation starts cannot be told",
+                field=f"messages[{k}]",
+            )
+        return best
 
     def _stop_after(self, k: int, full_k: str, start: int) -> tuple[str, str] | None:
         """The stop token the template writes right after turn ``k`` when the conversation goes on.
@@ -168,12 +241,7 @@ class TurnLocation:
         the generation prompt ``header`` (possibly empty) comes next, and the model generates
         the rest.
         """
-        msgs = self._messages
-        try:
-            alt = self.template.render(msgs[:k] + [_perturbed(msgs[k])], self._tools, prepared=True)
-        except RowError:
-            alt = None
-        first = len(commonprefix([full_k, alt])) if alt is not None else -1
+        first = self._first_own(k, full_k)
         closes = [(_rfind_unmarked(history, t, len(history), self.marked), t) for t in self.control] if self.anchor_on_control else []
         closes = [c for c in closes if c[0] >= 0]
         anchor = history[max(closes)[0]:] if closes else ""
@@ -202,6 +270,18 @@ class TurnLocation:
                     field=f"messages[{k}]",
                 )
 
+
+
+def _header_cuts(gp: str, control: Sequence[str]) -> list[int]:
+    """Lengths of the prefixes of a generation prompt a template may render as a turn's header:
+    the whole prompt, and the prompt cut after a control token or a newline; longest first."""
+    cuts = {len(gp)}
+    for sub in tuple(control) + ("\n",):
+        i = gp.find(sub)
+        while i >= 0:
+            cuts.add(i + len(sub))
+            i = gp.find(sub, i + 1)
+    return sorted((c for c in cuts if c > 0), reverse=True)
 
 
 def _rfind_unmarked(text: str, sub: str, end: int, marked: bool) -> int:

@@ -71,7 +71,9 @@ def test_gpt_oss_final_turn_keeps_its_analysis_when_history_is_rewritten():
     conv = _agent(reasoning="I need the weather tool.", final_reasoning="The tool said 18C.")
     (row,) = enc.encode(conv)
     assert enc.counters.render.history_rewritten == 1
-    assert row.num_paths == 2
+    # the rendering drops the call's analysis, so it trains no turn of its own and is not stored:
+    # the final turn's sequence (the prompt holding the call as generated) carries both turns
+    assert row.num_paths == 1
     final = _runs(tok, row)[1]
     assert final.startswith("<|channel|>analysis<|message|>The tool said 18C.<|end|><|start|>assistant<|channel|>final")
     # its context is the prompt the model saw: the tool call's analysis still in it
@@ -147,7 +149,12 @@ def test_all_policy_refuses_rewritten_turns_and_never_trains_headers():
     token like GLM's <|assistant|> is never trained; a later turn is never taken for an earlier one."""
     tok, enc = _enc("GLM-4.7-Flash", turn_policy="all")
     conv = _agent(call_content="Let me check.")
-    (row,) = enc.encode(conv)
+    # GLM's generation prompt ends with <think>; the rendering writes </think> after <|assistant|>
+    # instead: the turn's text is there, its context is not what the model saw -> not in place
+    with pytest.raises(RowError) as ei:
+        enc.encode(conv)
+    assert ei.value.reason.value == "turn_rewritten" and ei.value.field == "messages[1]"
+    (row,) = _enc("GLM-4.7-Flash")[1].encode(conv)
     header = tok.convert_tokens_to_ids("<|assistant|>")
     assert all(y != header for y in row.labels)
     q_tok, q_enc = _enc("Qwen-Qwen3-0.6B", turn_policy="all", trim_trailing=False)

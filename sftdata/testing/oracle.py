@@ -190,7 +190,10 @@ def _check(tok, conv, rows, stop_tokens, msgs, tools, kw, trained, masked_reason
     if not masked_reasoning:
         assert not unmatched, f"(1) {len(unmatched)} trained run(s) belong to no trained turn: {[_decode(tok, runs[n][1])[:60] for n in unmatched]}"
     first = rows[0]
-    if first.kind == "conversation" and not first.parent:
+    # a single path is the training rendering (5), unless it is one turn's own sequence, P_k + run
+    # (every turn of the rendering branched, so the rendering itself is not stored)
+    own = any(first.input_ids == ctx + run for ctx, run in trained_runs(first))
+    if first.kind == "conversation" and not first.parent and not own:
         last = max(trained) if trained else len(msgs) - 1
         f_ids = _render(tok, msgs[: last + 1], tools, tokenize=True, **kw)
         n = min(len(first.input_ids), len(f_ids))  # the row may go on with a stop token written next

@@ -1,0 +1,157 @@
+"""Masks v3 (issue 15): one definition of a trained turn, whatever the template does around it.
+
+For every trained turn ``k`` the root-to-leaf path that ends in it is ``tokens(P_k)`` (the
+inference prompt) followed by what the model generates there: what the template renders for
+message ``k`` after the generation prompt, up to and including the stop token. Each test here is
+the smallest template (or real-shaped row) with one behaviour that broke that definition before.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from sftdata.encoder import EncodeOptions, Encoder
+from sftdata.errors import ConfigError
+from sftdata.schema import Conversation, Message
+from sftdata.testing.oracle import check_rows, trained_runs
+from sftdata.testing.real_templates import REAL_TEMPLATES, real_template_tokenizer
+from sftdata.testing.tokenizers import build_tokenizer
+from sftdata.tree import IGNORE_INDEX, unroll
+
+_CHATML_STOP = ("<|im_end|>",)
+_LOOP = "{%- for m in messages %}"
+_GEN = "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
+
+#: a separator before every message header, none before the generation prompt
+SEPARATOR = _LOOP + "{{ '\\n<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>' }}{%- endfor %}" + _GEN
+#: the generation prompt is written at the end of every rendering, also without add_generation_prompt
+ALWAYS_PROMPT = _LOOP + "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endfor %}{{ '<|im_start|>assistant\\n' }}"
+#: a constant suffix after every message's stop token
+SUFFIX = _LOOP + "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n---\\n' }}{%- endfor %}" + _GEN
+#: a system header that reads the clock (to the microsecond: two readings always differ)
+CLOCK = ("{{ '<|im_start|>system\\nnow ' + strftime_now('%Y-%m-%d %H:%M:%S.%f') + '<|im_end|>\\n' }}" + _LOOP
+         + "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endfor %}" + _GEN)
+#: reasoning read from ``message.reasoning`` (as templates following OpenAI's naming do)
+REASONING = (_LOOP + "{{ '<|im_start|>' + m.role + '\\n' }}{%- if m.reasoning %}{{ '<think>' + m.reasoning + '</think>' }}{%- endif %}"
+             "{{ m.content + '<|im_end|>\\n' }}{%- endfor %}" + _GEN)
+#: a message split in two blocks: the content, then its reasoning after the stop token
+SPLIT = (_LOOP + "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- if m.reasoning_content %}"
+         "{{ '(' + m.reasoning_content + ')\\n' }}{%- endif %}{%- endfor %}" + _GEN)
+
+
+def _tok(source: str):
+    tok = copy.copy(build_tokenizer("chatml"))
+    tok.chat_template = source
+    return tok
+
+
+def _conv(reasoning: str | None = None) -> Conversation:
+    return Conversation((
+        Message("user", "hello there"),
+        Message("assistant", "hi friend", reasoning=reasoning),
+        Message("user", "again please"),
+        Message("assistant", "sure thing"),
+    ))
+
+
+def _trained_texts(tok, rows) -> list[str]:
+    return [tok.backend_tokenizer.decode(run, skip_special_tokens=False) for r in rows for _, run in trained_runs(r)]
+
+
+def _encode(source: str, conv: Conversation | None = None, **kw):
+    tok = _tok(source)
+    enc = Encoder(tok, EncodeOptions(stop_tokens=_CHATML_STOP, **kw))
+    conv = conv or _conv()
+    return tok, enc, conv, enc.encode(conv)
+
+
+@pytest.mark.parametrize("source", [SEPARATOR, ALWAYS_PROMPT, SUFFIX], ids=["separator", "always_prompt", "suffix"])
+def test_separator_header_and_suffix_are_never_trained(source):
+    tok, enc, conv, rows = _encode(source)
+    assert sorted(_trained_texts(tok, rows)) == ["hi friend<|im_end|>", "sure thing<|im_end|>"]
+    check_rows(tok, conv, rows, _CHATML_STOP)
+    # every turn's context is exactly the inference prompt P_k
+    for k, (ctx, _run) in zip((1, 3), sorted(trained_runs(rows[0]), key=lambda x: len(x[0]))):
+        p = tok.apply_chat_template([m.to_template() for m in conv.messages[:k]], add_generation_prompt=True, tokenize=True, return_dict=False)
+        assert ctx == p
+
+
+def test_separator_rows_store_no_path_without_a_trained_token():
+    tok, enc, conv, rows = _encode(SEPARATOR)
+    (row,) = rows
+    assert all(any(y != IGNORE_INDEX for y in labels) for _, labels in unroll(row))
+    assert row.num_paths == 2
+
+
+def test_text_after_the_stop_token_from_the_message_itself_is_a_split_turn():
+    tok = _tok(SPLIT)
+    enc = Encoder(tok, EncodeOptions(stop_tokens=_CHATML_STOP))
+    with pytest.raises(Exception) as ei:
+        enc.encode(_conv(reasoning="because"))
+    assert getattr(ei.value, "reason").value == "turn_split"
+    # without reasoning nothing follows the stop token but the next header: trained as usual
+    assert _trained_texts(tok, enc.encode(_conv())) == ["hi friend<|im_end|>", "sure thing<|im_end|>"]
+
+
+def test_one_clock_reading_for_every_render():
+    tok, enc, conv, rows = _encode(CLOCK, Conversation(tuple(
+        Message("user" if i % 2 == 0 else "assistant", f"message {i}") for i in range(40))))
+    assert enc.counters.render.turns == 20  # no turn_not_isolated from a second boundary between renders
+    (row,) = rows
+    assert row.num_paths == 1
+
+
+def test_clock_option_makes_outputs_reproducible():
+    a = _encode(CLOCK, clock="2026-01-31T09:00:00")
+    b = _encode(CLOCK, clock="2026-01-31T09:00:00")
+    assert a[3][0].input_ids == b[3][0].input_ids
+    assert "now 2026-01-31 09:00:00.000000" in a[0].decode(a[3][0].input_ids)
+    with pytest.raises(ConfigError, match="ISO 8601"):
+        EncodeOptions(clock="yesterday")
+
+
+def test_prepare_records_one_clock_reading(tmp_path):
+    import sftdata
+
+    rows = [{"messages": [m.to_template() for m in _conv().messages]}]
+    ds = sftdata.prepare(rows, _tok(CLOCK), stop_tokens=_CHATML_STOP)
+    clock = ds.sftdata_stats["options"]["clock"]
+    assert isinstance(clock, str) and clock[:4].isdigit()
+    again = sftdata.prepare(rows, _tok(CLOCK), stop_tokens=_CHATML_STOP, clock=clock)
+    assert again.sftdata_stats["content_fingerprint"] == ds.sftdata_stats["content_fingerprint"]
+    # a template that does not read the clock records none (its outputs never depend on it)
+    plain = sftdata.prepare(rows, _tok(SUFFIX), stop_tokens=_CHATML_STOP)
+    assert plain.sftdata_stats["options"]["clock"] is None
+
+
+def test_reasoning_is_given_under_every_name_templates_read():
+    tok, enc, conv, rows = _encode(REASONING, _conv(reasoning="think hard"))
+    assert _trained_texts(tok, rows) == ["<think>think hard</think>hi friend<|im_end|>", "sure thing<|im_end|>"]
+    assert enc.counters.render.reasoning_not_rendered == 0
+    msg = _conv(reasoning="r").messages[1].to_template()
+    assert msg["reasoning_content"] == msg["reasoning"] == msg["thinking"] == "r"
+
+
+def test_consecutive_assistant_turns_store_no_untrained_path():
+    """Qwen3 renders two assistant turns in a row so that both branch off the rendering: the
+    rendering itself then trains nothing and is not stored (before: a path with no trained token)."""
+    name = "Qwen-Qwen3-0.6B"
+    tok = real_template_tokenizer(name)
+    rt = REAL_TEMPLATES[name]
+    conv = Conversation((
+        Message("system", "You plan trips."),
+        Message("user", "Plan a trip."),
+        Message("assistant", "First, the flights."),
+        Message("assistant", "Then the hotel."),
+    ))
+    for layout in ("tree", "linear"):
+        enc = Encoder(tok, stop_tokens=rt.stop_tokens, template_kwargs=dict(rt.template_kwargs), layout=layout)
+        rows = enc.encode(conv)
+        paths = [p for r in rows for p in (unroll(r) if r.parent else [(r.input_ids, r.labels)])]
+        assert all(any(y != IGNORE_INDEX for y in labels) for _, labels in paths)
+        check_rows(tok, conv, rows, enc.stop.tokens)
+    tree = Encoder(tok, stop_tokens=rt.stop_tokens, template_kwargs=dict(rt.template_kwargs)).encode(conv)[0]
+    linear = Encoder(tok, stop_tokens=rt.stop_tokens, template_kwargs=dict(rt.template_kwargs), layout="linear").encode(conv)
+    assert tree.num_paths == len(linear)
