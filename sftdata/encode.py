@@ -8,8 +8,9 @@ Second half of masking (the first is :mod:`sftdata.render`). For one conversatio
 
 are merged into one prefix tree (:class:`sftdata.tree.TrieBuilder`). A turn is *trained in
 place* exactly when ``tokens(F)`` starts with ``tokens(P_k) + tokens(G_k)`` (a decision on
-tokens, never on characters: a prompt is never cut inside a token); otherwise it becomes a
-branch. A template that never rewrites a turn gives a single path: the ordinary row.
+tokens, never on characters); otherwise it becomes a branch. ``F`` stays in the tree only as
+far as a turn's sequence follows it when it trains no turn of its own (no stored path without
+a trained token). A template that never rewrites a turn gives a single path: the ordinary row.
 
 ``tokens(x)`` is ``tokenizer(x, add_special_tokens=False)`` (what ``apply_chat_template(...,
 tokenize=True)`` gives), computed by :class:`sftdata.segments.SegmentEncoder`. The generated
@@ -82,6 +83,19 @@ class EncodeStats:
     dropped_examples: dict = field(default_factory=dict)  # reason -> count
 
 
+def add_stats(total, part) -> None:
+    """Add the counters of dataclass ``part`` into ``total`` of the same class, in place (ints
+    add; dicts of ints add per key)."""
+    into = total.__dict__
+    for name, value in part.__dict__.items():
+        if type(value) is dict:
+            sub = into[name]
+            for key, n in value.items():
+                sub[key] = sub.get(key, 0) + n
+        elif value:
+            into[name] += value
+
+
 @dataclass(slots=True)
 class _Seq:
     ids: list[int]
@@ -103,10 +117,13 @@ class ConversationEncoder:
             the first turns that fit: whole branches are dropped, a single path is cut after its
             last whole trained turn; dropped with ``no_trained_token_after_truncation`` if none).
         marked: texts carry the plain-text markers of ``special_tokens_in_content="text"``.
+        keep_rendering: store the whole rendering ``F`` even when it trains no turn of its own
+            (``trim_trailing=False``: the user asked for the untrained trailing messages).
     """
 
     def __init__(self, tokenizer, *, policy: TurnPolicy | str = TurnPolicy.EXACT, layout: str = "tree",
-                 max_length: int | None = None, truncation: str = "drop", marked: bool = False) -> None:
+                 max_length: int | None = None, truncation: str = "drop", marked: bool = False,
+                 keep_rendering: bool = False) -> None:
         if truncation not in ("drop", "turns"):
             raise ValueError(f"truncation must be 'drop' or 'turns', got {truncation!r}")
         if layout not in LAYOUTS:
@@ -118,6 +135,7 @@ class ConversationEncoder:
         self.max_length = max_length
         self.truncation = truncation
         self.marked = marked
+        self.keep_rendering = keep_rendering
         probe = self.segments.encode(["a"])[0]
         self._in_context = _metaspace_first(component_spec(tokenizer.backend_tokenizer.pre_tokenizer)) or self.segments.decode(probe) != "a"
         bos_id = tokenizer.bos_token_id
@@ -161,8 +179,12 @@ class ConversationEncoder:
         out: list[list[EncodedExample] | RowError] = []
         for r in rendered:
             try:
-                out.append(self._encode_one(r, ids, shared, stats))
+                row_stats = EncodeStats()  # counted only if the row is written
+                out.append(self._encode_one(r, ids, shared, row_stats))
+                add_stats(stats, row_stats)
             except RowError as e:
+                for reason, n in row_stats.dropped_examples.items():  # what a rejected row dropped
+                    stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + n
                 out.append(e)
         return out
 
@@ -258,7 +280,7 @@ class ConversationEncoder:
 
     def _tree(self, f_ids: list[int], seqs: list[_Seq], stats: EncodeStats | None) -> TreeRow:
         b, shares = self._trie(f_ids, seqs)
-        if seqs and not any(n > s.prompt_len for n, s in zip(shares, seqs)):
+        if seqs and not self.keep_rendering and not any(n > s.prompt_len for n, s in zip(shares, seqs)):
             # F trains no turn of its own (every turn branched): it stays only as far as a turn's
             # sequence follows it, so no stored path is without a trained token
             b, shares = self._trie(f_ids[: max(shares)], seqs)

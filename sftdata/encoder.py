@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from .control_tokens import check_no_control_tokens, mark_control_tokens
-from .encode import LAYOUTS, ConversationEncoder, EncodedExample, EncodeStats
+from .encode import LAYOUTS, ConversationEncoder, EncodedExample, EncodeStats, add_stats
 from .errors import ConfigError, RowError
 from .render import Renderer, RenderStats, TurnPolicy
 from .schema import Conversation, TextExample
@@ -169,6 +169,7 @@ class Encoder:
             max_length=self.options.max_length,
             truncation=self.options.truncation,
             marked=self.options.special_tokens_in_content == "text",
+            keep_rendering=not self.options.trim_trailing,
         )
         self.stop = resolve_stop_tokens(tokenizer, self.options.stop_tokens)
         self.now = self.options.now()  # one clock reading for every render of this encoder
@@ -232,7 +233,8 @@ class Encoder:
         return out
 
     def _plan(self, example: Conversation | TextExample):
-        """Check or mark control-token text, then render: a TextExample or a Rendered."""
+        """Check or mark control-token text, then render: a TextExample, or a Rendered with the
+        row's render counters."""
         renderer, pattern = self._renderer(isinstance(example, Conversation) and bool(example.tools))
         if self.options.special_tokens_in_content == "text":
             example = mark_control_tokens(example, pattern)
@@ -240,15 +242,16 @@ class Encoder:
             check_no_control_tokens(example, pattern)
         if isinstance(example, TextExample):
             return example
+        stats = RenderStats()  # counted only if the row is written (see :meth:`_finish`)
         try:
-            return renderer.render(example, self.counters.render)
+            return renderer.render(example, stats), stats
         except RowError as e:
             raise e.with_context(stage="render") from None
 
     def _finish(self, planned: list) -> list[list[EncodedExample] | RowError]:
         """Tokenize the rendered conversations together, then build, check and fit each row."""
         convs = [i for i, p in enumerate(planned) if not isinstance(p, (TextExample, RowError))]
-        encoded = dict(zip(convs, self.encoder.encode_many([planned[i] for i in convs], self.counters.encode)))
+        encoded = dict(zip(convs, self.encoder.encode_many([planned[i][0] for i in convs], self.counters.encode)))
         out: list[list[EncodedExample] | RowError] = []
         for i, p in enumerate(planned):
             if isinstance(p, RowError):
@@ -260,7 +263,11 @@ class Encoder:
                     out.append(e)
             else:
                 res = encoded[i]
-                out.append(res.with_context(stage=res.stage or "encode") if isinstance(res, RowError) else res)
+                if isinstance(res, RowError):
+                    out.append(res.with_context(stage=res.stage or "encode"))
+                else:
+                    add_stats(self.counters.render, p[1])
+                    out.append(res)
         return out
 
     def map_batch(self, batch: Mapping[str, Sequence[Any]], indices: Sequence[int] | None = None) -> dict[str, list]:

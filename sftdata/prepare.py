@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from dataclasses import dataclass, replace
 from dataclasses import fields as dc_fields
 from datetime import datetime
@@ -33,7 +34,7 @@ from .errors import ConfigError, RowError
 from .merge import shard_of
 from .output import STATS_FILE
 from .runner import CHUNK_ROWS, chunked, ordered_map
-from .stats import ContentHasher, StatsPart, build_stats, summary
+from .stats import ContentHasher, StatsPart, build_stats, no_schema_warning, summary
 
 #: Default size of one output file (bytes); a file is closed at the first chunk past it.
 DEFAULT_SHARD_BYTES = 256 << 20
@@ -109,6 +110,13 @@ def _check_templates(tokenizer: Any, chat_template: Any) -> str:
             seen.add(source)
             check_template(source, origin)
     return template_source(tokenizer, None)
+
+
+def _warn_about(stats: dict) -> None:
+    """One warning line per thing in the output a user would want to know before training."""
+    line = no_schema_warning(stats) if stats else None
+    if line:
+        warnings.warn(line, stacklevel=3)
 
 
 def _reads_clock(tokenizer: Any) -> bool:
@@ -293,6 +301,7 @@ def run_prepare(
                 data=describe_files(files, jobdir.data_rows()),
                 sharding=sharding,
             )
+        _warn_about(stats)
         return PrepareResult(jobdir.finalize(stats), jobdir.out, resumed=resumed)
     import pyarrow as pa
 
@@ -307,6 +316,7 @@ def run_prepare(
         seconds=time.perf_counter() - t0,
         sharding=sharding,
     )
+    _warn_about(stats)
     return PrepareResult(stats, None, table)
 
 
@@ -396,8 +406,11 @@ def encode_fn(tokenizer: Any = None, **option_kwargs: Any):
 
     The returned callable takes one example (a :class:`~sftdata.schema.Conversation`,
     a :class:`~sftdata.schema.TextExample` or a raw row dict in any supported format)
-    and returns ``{"input_ids": [[...]], "labels": [[...]]}`` — lists because one
-    conversation can yield several examples under policy ``exact``. Use with
+    and returns ``{"input_ids": [[...]], "labels": [[...]], "parent": [[...]],
+    "position_ids": [[...]]}`` (int lists; ``parent``/``position_ids`` describe a prefix-tree row
+    and are empty for a single path, see docs/trees.md: a consumer that drops them would train
+    every branch as if it continued the trunk; pass ``layout="linear"`` for single-path rows
+    only) — lists because one conversation can yield several rows under the linear layout. Use with
     ``batched=False`` and flatten, or prefer :func:`prepare`. The function pickles (its
     :class:`~sftdata.encoder.Encoder` rebuilds its compiled templates in each worker), so
     ``num_proc`` works.
@@ -425,4 +438,9 @@ class _EncodeFn:
         if not isinstance(example, (Conversation, TextExample)):
             example = normalize(example, o.format, messages_field=o.messages_field, tools_field=o.tools_field)
         rows = self.encoder.encode(example)
-        return {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
+        return {
+            "input_ids": [r.input_ids for r in rows],
+            "labels": [r.labels for r in rows],
+            "parent": [r.parent for r in rows],
+            "position_ids": [r.position_ids for r in rows],
+        }

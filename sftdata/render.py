@@ -16,29 +16,32 @@ itself says what the model generates. For a trained assistant message ``k`` of `
     F_k: "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n"
                                                                          ^ not trained
 
-How ``G_k`` is read off the template (``Turn.mode``, counted in ``stats.json``):
+Where the turn starts (``Turn.mode``, counted in ``stats.json``): the model saw ``P_k``, the
+history + the generation prompt ``gp``, and generates what the template renders for message ``k``
+after ``gp``. The turn is located by what it is made of, not by where two renderings differ:
 
 * ``prefix``: ``F_k`` starts with ``P_k``; ``G_k`` follows it.
-* ``prompt_mismatch``: the generation prompt is not how the template renders the turn
-  (QwQ's ``<think>\\n`` before a tool call, GLM's ``<think>`` vs ``</think>``, Apertus' new
-  ``<|assistant_start|>`` inside an open block); the history agrees. The prompt is cut where
-  the *tokens* of ``P_k`` and ``F_k`` diverge (never inside a token), in :mod:`sftdata.encode`.
-* ``history_rewritten``: adding turn ``k`` changes how earlier turns render (gpt-oss drops
-  the analysis of tool calls once a final answer follows; Mistral-Nemo moves the system prompt
-  out of the user message once the answer follows it). The model saw ``P_k``; its turn is the
-  tail of ``F_k`` after the history's closing markup (that of ``render(m[:k])``) and the
-  generation prompt, before the first character rendered from message ``k`` (found by
-  re-rendering with message ``k``'s fields changed). The tail must not contain text of any
-  other message, else the row is rejected (``turn_not_isolated``).
+* ``prompt_mismatch`` (the history agrees) and ``history_rewritten`` (adding turn ``k`` changes
+  how earlier turns render: gpt-oss drops the analysis of tool calls once a final answer
+  follows; Mistral-Nemo moves the system prompt out of the user message): the first character
+  rendered from message ``k``'s own fields is found by re-rendering with those fields changed;
+  before it ``F_k`` holds the turn's header, ``gp`` or a prefix of it cut after a control token or
+  a newline, taken at its occurrence closest to the fields (a separator written before every
+  header, as ``"\n<|im_start|>"``, is not part of it; with no header and the history agreeing, the
+  turn follows the history). The model generates the rest: template text such as QwQ's
+  ``<tool_call>`` or GLM's ``</think>``, then the fields. Between header and fields there may be
+  no stop token, and the turn may hold no other message's text (``turn_not_isolated``).
 
 The stop token: ``G_k`` ends at the first token of the model's stop set
 (:mod:`sftdata.stop_tokens`). If ``F_k`` holds none after the turn, the token the template
 writes right after the turn when the conversation continues (the next message, or a probe
 user message after the last one) is used when it is a stop token (GLM's ``<|observation|>``
 and ``<|user|>``, Apertus' ``<|assistant_end|>``); otherwise the turn is trained without one
-(``no_stop_token``). Text of the turn that the template renders after the stop token (a
-message split in two, as Nemotron-Nano-v2 does with content and tool calls) rejects the row
-(``turn_split``): no inference-time generation produces it.
+(``no_stop_token``). Text of the turn that the template renders after the stop token from the
+message's own fields (a message split in two, as Nemotron-Nano-v2 does with content and tool
+calls) rejects the row (``turn_split``): no inference-time generation produces it. Text written
+after every message (a constant suffix, the next header, a generation prompt the template always
+ends with) is not the turn's.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .errors import Reason, RowError
 from .schema import Conversation
@@ -129,11 +132,39 @@ class RenderStats:
     trimmed_trailing_messages: int = 0
     content_none_as_empty: int = 0
     tool_arguments_converted: int = 0
+    tool_calls_without_schema: int = 0  # rendered calls naming a tool the row gives no schema for
+    rows_with_calls_without_schema: int = 0
 
 
-def _quotes_text(rendered: str, texts: Sequence[str]) -> bool:
-    """Whether ``rendered`` holds one of the JSON ``texts`` as a quoted JSON string literal."""
-    return any(json.dumps(t, ensure_ascii=a) in rendered for t in texts for a in (False, True))
+def _calls_without_schema(conv: Conversation, end: int) -> int:
+    """Tool calls of ``conv.messages[:end]`` naming a tool that ``conv.tools`` has no schema for."""
+    names = {(t.get("function") or t).get("name") for t in conv.tools or () if isinstance(t, Mapping)}
+    return sum(1 for m in conv.messages[:end] for c in m.tool_calls if c.name not in names)
+
+
+#: A private-use character no conversation is expected to hold, marking probe arguments.
+_ARGUMENTS_PROBE = "\ue011"
+
+
+def _with_probe_arguments(messages: list[dict]) -> tuple[list[dict], list[str]]:
+    """``messages`` with every JSON-text tool-call argument replaced by a distinct probe object
+    text (``{"\ue011": i}``), and those probe texts."""
+    out, probes = [], []
+    for m in messages:
+        calls = m.get("tool_calls")
+        if not calls or not any(isinstance((c.get("function") or {}).get("arguments"), str) for c in calls):
+            out.append(m)
+            continue
+        new_calls = []
+        for c in calls:
+            fn = c.get("function") or {}
+            if isinstance(fn.get("arguments"), str):
+                probe = json.dumps({_ARGUMENTS_PROBE: len(probes)}, ensure_ascii=False)
+                probes.append(probe)
+                c = {**c, "function": {**fn, "arguments": probe}}
+            new_calls.append(c)
+        out.append({**m, "tool_calls": new_calls})
+    return out, probes
 
 
 class Renderer(TurnLocation):
@@ -202,6 +233,9 @@ class Renderer(TurnLocation):
             trained = trained[-1:]
         end = trained[-1] + 1 if self.trim_trailing else len(conv.messages)
         stats.trimmed_trailing_messages += len(conv.messages) - end
+        unknown = _calls_without_schema(conv, end)
+        stats.tool_calls_without_schema += unknown
+        stats.rows_with_calls_without_schema += int(unknown > 0)
         self.template.new_conversation()
         self._memo: dict[tuple[int, bool], str] = {}
         self._messages, full = self._first_rendering(conv, end, stats)
@@ -243,7 +277,7 @@ class Renderer(TurnLocation):
                 except RowError as e:
                     error = error or e
                     continue
-                if mode == "auto" and texts and len(attempts) > 1 and _quotes_text(full, texts):
+                if mode == "auto" and texts and len(attempts) > 1 and self._quotes_arguments(messages, end):
                     # the template serialises arguments itself (``arguments|tojson``): given JSON
                     # text it would write a quoted string, so pass the objects, as serving stacks do
                     quoted = (messages, full, fill)
@@ -259,6 +293,18 @@ class Renderer(TurnLocation):
             return messages, full
         assert error is not None
         raise error
+
+    def _quotes_arguments(self, messages: list[dict], end: int) -> bool:
+        """Whether the template serialises JSON-text arguments itself (``arguments|tojson`` on a
+        string), writing them as a quoted string: decided on a rendering whose arguments are
+        distinct probe objects, so text elsewhere in the conversation (a ``"{}"`` in a tool
+        output) cannot pass for a quoted argument."""
+        probed, probes = _with_probe_arguments(messages[:end])
+        try:
+            text = self.template.render(probed, self._tools, prepared=True)
+        except RowError:
+            return False
+        return any(json.dumps(p, ensure_ascii=a) in text for p in probes for a in (False, True))
 
     def _render(self, messages: list[dict], n: int, add_generation_prompt: bool = False) -> str:
         """``render(messages[:n])``, memoised within one conversation."""

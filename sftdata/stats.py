@@ -306,6 +306,17 @@ def build_stats(
 TIMING_KEYS = ("seconds", "tokens_per_second")
 
 
+def no_schema_warning(stats: Mapping[str, Any]) -> str | None:
+    """One line when trained rows call tools whose schema the rows do not carry (the model would
+    learn to call tools it never sees), else ``None``."""
+    render = stats.get("render") or {}
+    calls = render.get("tool_calls_without_schema", 0)
+    if not calls:
+        return None
+    return (f"{calls:,} tool calls in {render.get('rows_with_calls_without_schema', 0):,} rows name a tool with no schema in "
+            "the row: the model learns to call tools it never sees (pass the schemas with --tools-file or a tools field)")
+
+
 def summary(stats: Mapping[str, Any]) -> str:
     """A few human lines for stdout."""
     lines = [

@@ -52,7 +52,9 @@ def test_gpt_oss_final_answer_row_is_the_same_after_a_tool_call_neighbour():
     with_call, with_answer = _pair("What is the weather in Paris today?", "I should call the weather tool for Paris.",
                                    "Sunny, 21 degrees.", "Now answer.", "It is sunny and 21 degrees in Paris.")
     alone = _rows([with_answer])
-    assert alone[0]["parent"]  # a real tree: the first analysis is dropped in the final rendering
+    # the final rendering drops the first analysis, so it trains no turn of its own: the row is
+    # the final turn's own sequence (P_k holding the call as generated), not the rendering
+    assert len(alone) == 1 and not alone[0]["parent"]
     assert _rows([with_call, with_answer])[1:] == alone
 
 

@@ -155,3 +155,112 @@ def test_consecutive_assistant_turns_store_no_untrained_path():
     tree = Encoder(tok, stop_tokens=rt.stop_tokens, template_kwargs=dict(rt.template_kwargs)).encode(conv)[0]
     linear = Encoder(tok, stop_tokens=rt.stop_tokens, template_kwargs=dict(rt.template_kwargs), layout="linear").encode(conv)
     assert tree.num_paths == len(linear)
+
+
+def test_argument_text_is_rendered_verbatim_whatever_else_the_row_holds():
+    """A ``"{}"`` in a tool output (or any quoted argument-like text) used to switch every call
+    of the row to re-serialised objects: ``{"filename":"reproduce.py"}`` was trained as
+    ``{"filename": "reproduce.py"}``. The argument text the data gives is what the model generated."""
+    from sftdata.schema import ToolCall
+
+    name = "Qwen-Qwen3-0.6B"
+    tok = real_template_tokenizer(name)
+    rt = REAL_TEMPLATES[name]
+    tools = tuple({"type": "function", "function": {"name": n, "description": "", "parameters": {"type": "object", "properties": {}}}}
+                  for n in ("ls", "create"))
+    conv = Conversation((
+        Message("user", "Make a file."),
+        Message("assistant", "", tool_calls=(ToolCall("ls", {}, "c1", "{}"),)),
+        Message("tool", 'listing: "{}"', tool_call_id="c1", name="ls"),
+        Message("assistant", "", tool_calls=(ToolCall("create", {"filename": "reproduce.py"}, "c2", '{"filename":"reproduce.py"}'),)),
+        Message("tool", "created", tool_call_id="c2", name="create"),
+        Message("assistant", "Done."),
+    ), tools)
+    enc = Encoder(tok, stop_tokens=rt.stop_tokens, template_kwargs=dict(rt.template_kwargs))
+    rows = enc.encode(conv)
+    texts = _trained_texts(tok, rows)
+    assert any('{"filename":"reproduce.py"}' in t for t in texts)
+    assert not any('{"filename": "reproduce.py"}' in t for t in texts)
+    assert enc.counters.render.tool_arguments_converted == 0
+
+
+def test_a_template_quoting_argument_text_gets_objects():
+    """The other side of the same decision: a template that writes ``arguments|tojson`` on a
+    string would train a quoted string; it gets the objects, as serving stacks pass them."""
+    from sftdata.schema import ToolCall
+
+    src = (_LOOP + "{{ '<|im_start|>' + m.role + '\\n' + (m.content or '') }}{%- for c in m.tool_calls or [] %}"
+           "{{ '<call>' + c.function.arguments|tojson + '</call>' }}{%- endfor %}{{ '<|im_end|>\\n' }}{%- endfor %}" + _GEN)
+    tok = _tok(src)
+    conv = Conversation((
+        Message("user", "go"),
+        Message("assistant", "", tool_calls=(ToolCall("f", {"a": 1}, "c1", '{"a":1}'),)),
+        Message("tool", "ok", tool_call_id="c1", name="f"),
+        Message("assistant", "done"),
+    ))
+    enc = Encoder(tok, EncodeOptions(stop_tokens=_CHATML_STOP))
+    texts = _trained_texts(tok, enc.encode(conv))
+    assert texts[0] == '<call>{"a": 1}</call><|im_end|>'
+
+
+def test_tool_calls_without_a_schema_are_counted_and_warned(recwarn):
+    import sftdata
+    from sftdata.schema import ToolCall
+
+    name = "Qwen-Qwen3-0.6B"
+    tok = real_template_tokenizer(name)
+    conv = Conversation((
+        Message("user", "Weather?"),
+        Message("assistant", "", tool_calls=(ToolCall("get_weather", {"city": "Paris"}, "c1"),)),
+        Message("tool", "sunny", tool_call_id="c1", name="get_weather"),
+        Message("assistant", "Sunny."),
+    ))
+    rows = [{"messages": [m.to_template("dict") for m in conv.messages]}]
+    ds = sftdata.prepare(rows, tok)
+    assert ds.sftdata_stats["render"]["tool_calls_without_schema"] == 1
+    assert ds.sftdata_stats["render"]["rows_with_calls_without_schema"] == 1
+    (w,) = [w for w in recwarn if "no schema" in str(w.message)]
+    assert "1 tool calls in 1 rows" in str(w.message) and "--tools-file" in str(w.message)
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "", "parameters": {"type": "object", "properties": {}}}}]
+    recwarn.clear()
+    ds = sftdata.prepare([{**rows[0], "tools": tools}], tok)
+    assert ds.sftdata_stats["render"]["tool_calls_without_schema"] == 0
+    assert not [w for w in recwarn if "no schema" in str(w.message)]
+
+
+def test_stats_count_only_rows_written():
+    """A row rejected after rendering (``turn_rewritten`` under ``all``, ``too_long``) adds
+    nothing to the turn and token counters of stats.json."""
+    import sftdata
+
+    name = "Qwen-Qwen3-0.6B"
+    tok = real_template_tokenizer(name)
+    rewritten = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "first", "reasoning_content": "r1"},
+                              {"role": "user", "content": "b"}, {"role": "assistant", "content": "second", "reasoning_content": "r2"}]}
+    plain = {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}
+    only = sftdata.prepare([plain], tok, turn_policy="all").sftdata_stats
+    both = sftdata.prepare([plain, rewritten], tok, turn_policy="all").sftdata_stats
+    assert both["rejected_by_reason"] == {"turn_rewritten": 1}
+    for key in ("turns_trained_in_place", "turns_branched", "tokens_one_rendering", "written_per_rendering", "paths"):
+        assert both[key] == only[key], key
+    assert both["render"]["turns"] == only["render"]["turns"]
+    long = sftdata.prepare([plain, {"messages": [{"role": "user", "content": "x " * 400}, {"role": "assistant", "content": "y"}]}],
+                           tok, max_length=64).sftdata_stats
+    assert long["rejected_by_reason"] == {"too_long": 1}
+    assert long["tokens_one_rendering"] == sftdata.prepare([plain], tok, max_length=64).sftdata_stats["tokens_one_rendering"]
+
+
+def test_encode_fn_returns_the_tree_columns():
+    """``encode_fn`` under the default tree layout used to return only input_ids and labels: a
+    ``datasets.map`` user trained every branch as if it continued the trunk."""
+    import sftdata
+
+    name = "Qwen-Qwen3-0.6B"
+    tok = real_template_tokenizer(name)
+    row = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "first", "reasoning_content": "r1"},
+                        {"role": "user", "content": "b"}, {"role": "assistant", "content": "second", "reasoning_content": "r2"}]}
+    out = sftdata.encode_fn(tok)(row)
+    (ids,), (parent,), (pos,) = out["input_ids"], out["parent"], out["position_ids"]
+    assert len(parent) == len(pos) == len(ids) and parent  # Qwen3 drops r1 once b follows: a tree
+    linear = sftdata.encode_fn(tok, layout="linear")(row)
+    assert len(linear["input_ids"]) == 2 and linear["parent"] == [[], []]
