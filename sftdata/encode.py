@@ -37,6 +37,7 @@ from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
 from .segments import SegmentEncoder, _metaspace_first, component_spec
 from .tree import IGNORE_INDEX, TreeRow, TrieBuilder, common_prefix_len, unroll
+from .turn_check import check_turn_paths
 
 LAYOUTS = ("tree", "linear")
 
@@ -204,6 +205,11 @@ class ConversationEncoder:
             row = self._all_row(r, f_ids, seqs, stats)
         else:
             row = self._tree(f_ids, seqs, stats)
+        if r.generation_spans is None:  # the definition, checked on the row as built
+            problem = check_turn_paths(row, [(s.ids, s.labels, s.prompt_len) for s in seqs])
+            if problem is not None:
+                raise RowError(Reason.MASK_CHECK_FAILED, f"the row breaks the definition of a trained turn: {problem}",
+                               field="messages", stage="check")
         rows = self._fit(row, seqs, stats)
         for x in rows:
             stats.paths += x.num_paths

