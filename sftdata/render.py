@@ -146,6 +146,13 @@ def _calls_without_schema(conv: Conversation, end: int) -> int:
 _ARGUMENTS_PROBE = "\ue011"
 
 
+def _quotes_text(rendered: str, texts: Sequence[str]) -> bool:
+    """Whether ``rendered`` holds one of the JSON ``texts`` as a quoted JSON string literal: a
+    template that quotes argument text writes it so (a necessary condition, cheap to test; the
+    probe rendering of :meth:`Renderer._quotes_arguments` decides)."""
+    return any(json.dumps(t, ensure_ascii=a) in rendered for t in texts for a in (False, True))
+
+
 def _with_probe_arguments(messages: list[dict]) -> tuple[list[dict], list[str]]:
     """``messages`` with every JSON-text tool-call argument replaced by a distinct probe object
     text (``{"\ue011": i}``), and those probe texts."""
@@ -277,7 +284,7 @@ class Renderer(TurnLocation):
                 except RowError as e:
                     error = error or e
                     continue
-                if mode == "auto" and texts and len(attempts) > 1 and self._quotes_arguments(messages, end):
+                if mode == "auto" and texts and len(attempts) > 1 and _quotes_text(full, texts) and self._quotes_arguments(messages, end):
                     # the template serialises arguments itself (``arguments|tojson``): given JSON
                     # text it would write a quoted string, so pass the objects, as serving stacks do
                     quoted = (messages, full, fill)

@@ -11,11 +11,12 @@ row may train no other token::
 
 The sequences are built from ``P_k``'s exact tokens and the generated tokens (checked by
 decoding), and merged by :class:`sftdata.tree.TrieBuilder`; this check does not trust that
-construction. It finds each sequence's last node by a polynomial hash of its root path
-(uint64 arithmetic, modulo 2**64, computed per chain with numpy), walks the generated span back
-up the parent pointers comparing tokens and labels, and finally requires that the trained nodes
-it visited are all the trained nodes of the row. Cost: O(row tokens) numpy work plus
-O(generated tokens) Python steps per row.
+construction. For each sequence it takes the trained nodes at the sequence's last depth that
+hold its last token, reads each one's root path off the row (a DFS row stores a path as a few
+contiguous runs, one per branch: the path is a concatenation of list slices) and compares it
+with the sequence, tokens and then the labels of the generated span; finally the trained nodes
+of all generated spans must be all the trained nodes of the row. Cost per row: O(tokens) numpy
+work plus list slices and compares (C speed) over every sequence.
 """
 
 from __future__ import annotations
@@ -26,34 +27,40 @@ import numpy as np
 
 from .tree import IGNORE_INDEX, TreeRow
 
-_BASE = np.uint64(0x100000001B3)  # the 64-bit FNV prime; any odd base works
+
+def _chain_starts(parent: np.ndarray) -> np.ndarray:
+    """``(n,) int64``: for each node, the first node of the contiguous run (``parent[i] == i - 1``)
+    it belongs to."""
+    n = parent.size
+    starts = np.flatnonzero(parent != np.arange(-1, n - 1))
+    if not starts.size or starts[0] != 0:
+        starts = np.concatenate(([0], starts))
+    return starts[np.searchsorted(starts, np.arange(n), side="right") - 1]
 
 
-def _powers(n: int) -> np.ndarray:
-    """``(n,) uint64``: ``_BASE ** i`` modulo 2**64."""
-    out = np.empty(n, dtype=np.uint64)
-    out[:1] = 1
-    if n > 1:
-        with np.errstate(over="ignore"):
-            np.multiply.accumulate(np.full(n - 1, _BASE, dtype=np.uint64), out=out[1:])
-    return out
+def _root_path(values: list[int], parent: list[int], start: list[int], node: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """``values`` along the root path of ``node`` (root first), and the path as ``(start, end)``
+    runs of indices, root first."""
+    runs = []
+    x = node
+    while x >= 0:
+        s = start[x]
+        runs.append((s, x + 1))
+        x = parent[s]
+    runs.reverse()
+    out: list[int] = []
+    for s, e in runs:
+        out += values[s:e]
+    return out, runs
 
 
-def _path_hashes(ids: np.ndarray, parent: np.ndarray, depth: np.ndarray, pw: np.ndarray) -> np.ndarray:
-    """``(n,) uint64``: for each node, the hash of the tokens of its root path (itself included):
-    ``sum((token + 1) * _BASE ** depth)`` over the path, modulo 2**64."""
-    n = ids.size
-    with np.errstate(over="ignore"):
-        w = (ids.astype(np.uint64) + np.uint64(1)) * pw[depth]
-        if not parent.size:
-            return np.cumsum(w, dtype=np.uint64)
-        starts = np.flatnonzero(parent != np.arange(-1, n - 1))
-        starts = np.concatenate(([0], starts[starts > 0]))
-        out = np.empty(n, dtype=np.uint64)
-        ends = np.append(starts[1:], n)
-        for s, e in zip(starts.tolist(), ends.tolist()):
-            base = out[parent[s]] if parent[s] >= 0 else np.uint64(0)
-            out[s:e] = np.cumsum(w[s:e], dtype=np.uint64) + base
+def _last_nodes(runs: list[tuple[int, int]], count: int) -> list[int]:
+    """The last ``count`` node indices of a path given as runs."""
+    out: list[int] = []
+    for s, e in reversed(runs):
+        if len(out) >= count:
+            break
+        out[:0] = range(max(s, e - (count - len(out))), e)
     return out
 
 
@@ -71,35 +78,35 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
         in words.
     """
     n = len(row.input_ids)
-    ids = np.asarray(row.input_ids, dtype=np.int64)
     labels = row.labels
-    parent = np.asarray(row.parent, dtype=np.int64)
-    depth = np.asarray(row.position_ids, dtype=np.int64) if parent.size else np.arange(n, dtype=np.int64)
-    longest = max([n] + [len(s[0]) for s in sequences])
-    pw = _powers(longest + 1)
-    hashes = _path_hashes(ids, parent, depth, pw)
-    trained_nodes = [i for i, y in enumerate(labels) if y != IGNORE_INDEX]
-    by_hash: dict[tuple[int, int], list[int]] = {}
-    for i in trained_nodes:  # a sequence ends in a trained token (its stop token)
-        by_hash.setdefault((int(hashes[i]), int(depth[i])), []).append(i)
-    visited: set[int] = set()
+    if row.parent:
+        parent = row.parent
+        depth = row.position_ids
+        start = _chain_starts(np.asarray(parent, dtype=np.int64)).tolist()
+    else:
+        parent, depth, start = list(range(-1, n - 1)), range(n), [0] * n
+    trained = [i for i, y in enumerate(labels) if y != IGNORE_INDEX]
+    ends: dict[tuple[int, int], list[int]] = {}
+    for i in trained:  # a sequence ends in a trained token (its stop token)
+        ends.setdefault((depth[i], row.input_ids[i]), []).append(i)
+    covered: set[int] = set()
     # longest first: where the builder stored one path twice (it branches rather than train a node
     # twice), a shorter sequence then takes the copy the longer ones did not walk through
     for turn in sorted(range(len(sequences)), key=lambda t: -len(sequences[t][0])):
         seq_ids, seq_labels, prompt_len = sequences[turn]
         m = len(seq_ids)
-        with np.errstate(over="ignore"):
-            h = int(np.sum((np.asarray(seq_ids, dtype=np.uint64) + np.uint64(1)) * pw[:m], dtype=np.uint64))
-        ends = by_hash.get((h, m - 1)) or []
-        node = next((e for e in ends if e not in visited), ends[0] if ends else None)
-        if node is None:
+        found = None
+        for e in sorted(ends.get((m - 1, seq_ids[-1]), ()), key=lambda e: e in covered):
+            path, runs = _root_path(row.input_ids, parent, start, e)
+            if path == seq_ids:
+                found = runs
+                break
+        if found is None:
             return f"turn {turn}: its sequence P_k + G_k is not a path of the row"
-        for j in range(m - 1, prompt_len - 1, -1):
-            if node < 0 or row.input_ids[node] != seq_ids[j] or labels[node] != seq_labels[j]:
-                return f"turn {turn}: the row's tokens or labels differ from the turn's at position {j}"
-            if labels[node] != IGNORE_INDEX:
-                visited.add(node)
-            node = int(parent[node]) if parent.size else node - 1
-    if len(visited) != len(trained_nodes):
-        return f"{len(trained_nodes) - len(visited)} trained tokens of the row belong to no turn's generated text"
+        nodes = _last_nodes(found, m - prompt_len)
+        if [labels[i] for i in nodes] != seq_labels[prompt_len:]:
+            return f"turn {turn}: the labels of its generated tokens differ from the turn's"
+        covered.update(i for i in nodes if labels[i] != IGNORE_INDEX)
+    if len(covered) != len(trained):
+        return f"{len(trained) - len(covered)} trained tokens of the row belong to no turn's generated text"
     return None
