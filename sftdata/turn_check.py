@@ -81,14 +81,13 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
     labels = row.labels
     if row.parent:
         parent = row.parent
-        depth = row.position_ids
+        depth = np.asarray(row.position_ids, dtype=np.int64)
         start = _chain_starts(np.asarray(parent, dtype=np.int64)).tolist()
     else:
-        parent, depth, start = list(range(-1, n - 1)), range(n), [0] * n
-    trained = [i for i, y in enumerate(labels) if y != IGNORE_INDEX]
-    ends: dict[tuple[int, int], list[int]] = {}
-    for i in trained:  # a sequence ends in a trained token (its stop token)
-        ends.setdefault((depth[i], row.input_ids[i]), []).append(i)
+        parent, depth, start = list(range(-1, n - 1)), np.arange(n), [0] * n
+    trained = np.flatnonzero(np.asarray(labels, dtype=np.int64) != IGNORE_INDEX)
+    by_depth = trained[np.argsort(depth[trained], kind="stable")]  # trained nodes sorted by depth
+    sorted_depths = depth[by_depth]
     covered: set[int] = set()
     # longest first: where the builder stored one path twice (it branches rather than train a node
     # twice), a shorter sequence then takes the copy the longer ones did not walk through
@@ -96,7 +95,9 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
         seq_ids, seq_labels, prompt_len = sequences[turn]
         m = len(seq_ids)
         found = None
-        for e in sorted(ends.get((m - 1, seq_ids[-1]), ()), key=lambda e: e in covered):
+        lo, hi = np.searchsorted(sorted_depths, [m - 1, m], side="left").tolist()
+        ends = [e for e in by_depth[lo:hi].tolist() if row.input_ids[e] == seq_ids[-1]]  # trained, at the end's depth
+        for e in sorted(ends, key=lambda e: e in covered):
             path, runs = _root_path(row.input_ids, parent, start, e)
             if path == seq_ids:
                 found = runs
@@ -107,6 +108,6 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
         if [labels[i] for i in nodes] != seq_labels[prompt_len:]:
             return f"turn {turn}: the labels of its generated tokens differ from the turn's"
         covered.update(i for i in nodes if labels[i] != IGNORE_INDEX)
-    if len(covered) != len(trained):
-        return f"{len(trained) - len(covered)} trained tokens of the row belong to no turn's generated text"
+    if len(covered) != trained.size:
+        return f"{trained.size - len(covered)} trained tokens of the row belong to no turn's generated text"
     return None
