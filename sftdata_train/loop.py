@@ -37,6 +37,7 @@ from .data import (
     token_id_range,
 )
 from .distributed import DistInfo, all_reduce_sum, decide_on_main, init_distributed
+from .interrupt import Interrupted, StopRequest, stop_requests
 from .loss import count_trained_tokens
 from .metrics import MetricsLogger, Throughput, measure_bf16_peak_tflops, peak_memory_gb, step_flops
 from .model import count_matmul_params, load_tokenizer
@@ -213,6 +214,10 @@ class Trainer:
         self.skipped_steps = 0
         if self.resume_path is not None:
             self._restore(self.resume_path)
+            if info.is_main:
+                print(f"sftdata-train: resumed from {self.resume_path.name} ({self.resume_path}): step {self.step} "
+                      f"of {self.total_steps}, {self.tokens_seen:,} tokens seen", file=sys.stderr, flush=True)
+        self.stop_request: StopRequest | None = None  # set by train(): SIGINT/SIGTERM stop at a step boundary
         self.peak_tflops = cfg.peak_tflops
         self.measured_tflops = None
         if self.device.type == "cuda":
@@ -354,6 +359,14 @@ class Trainer:
             info=self.info, dtype=dtype,
         )
 
+    def _stop_requested(self, stop: StopRequest) -> bool:
+        """Whether any rank got SIGINT/SIGTERM (all ranks agree: one tiny all-reduce per step when distributed)."""
+        if self.info.world_size == 1:
+            return stop.requested
+        flag = torch.tensor([int(stop.requested)], dtype=torch.int64, device=self.device)
+        all_reduce_sum(flag, self.info)
+        return bool(flag.item())
+
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
         """Run until ``total_steps`` (or ``stop_at_step``); checkpoints, eval and metrics as configured."""
@@ -376,7 +389,10 @@ class Trainer:
         stop_at = cfg.stop_at_step if cfg.stop_at_step is not None else self.total_steps
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        stop = self.stop_request
         try:
+            if stop is not None:
+                stop.in_loop = True
             while self.step < min(self.total_steps, stop_at):
                 micro = [next(self.stream) for _ in range(cfg.grad_accum)]
                 out = self.train_step(micro)
@@ -423,6 +439,11 @@ class Trainer:
                     result.last_checkpoint = self.save_checkpoint()
                     last_saved = self.step
                     meter.reset()
+                if stop is not None and self._stop_requested(stop):
+                    if last_saved != self.step:
+                        result.last_checkpoint = self.save_checkpoint()
+                    raise Interrupted(step=self.step, checkpoint=ckpt.latest_checkpoint(self.output_dir),
+                                      output_dir=self.output_dir, signal_name=stop.signal_name)
             if last_saved != self.step and self.step > 0:
                 result.last_checkpoint = self.save_checkpoint()
             elif result.last_checkpoint is None and self.resume_path is not None:
@@ -431,6 +452,8 @@ class Trainer:
             if result.completed:
                 result.final_model_dir = self.export()
         finally:
+            if stop is not None:
+                stop.in_loop = False
             logger.close()
         result.step = self.step
         return result
@@ -442,12 +465,25 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> TrainResult:
     Under ``torchrun`` every rank calls this; the process group is created (and destroyed at the
     end) here when ``WORLD_SIZE > 1``. Returns a :class:`TrainResult` (same on every rank,
     except that only rank 0 writes files).
-    """
-    trainer = Trainer(config)
-    try:
-        return trainer.fit()
-    finally:
-        if trainer._owns_pg:
-            from .distributed import cleanup
 
-            cleanup()
+    Raises :class:`sftdata_train.interrupt.Interrupted` on SIGINT/SIGTERM: during the loop after
+    finishing the current step and saving a checkpoint; elsewhere (or on a second signal) at once,
+    naming the newest complete checkpoint.
+    """
+    cfg = as_config(config)
+    trainer: Trainer | None = None
+    with stop_requests() as stop:
+        try:
+            trainer = Trainer(cfg)
+            trainer.stop_request = stop
+            return trainer.fit()
+        except KeyboardInterrupt:  # a signal outside the loop, or a second one: keep the newest complete checkpoint
+            out = Path(cfg.output_dir)
+            last = ckpt.latest_checkpoint(out)
+            step = int(last.name.rsplit("-", 1)[1]) if last is not None else 0
+            raise Interrupted(step=step, checkpoint=last, output_dir=out, signal_name=stop.signal_name) from None
+        finally:
+            if trainer is not None and trainer._owns_pg:
+                from .distributed import cleanup
+
+                cleanup()

@@ -46,15 +46,18 @@ def lr_factor(step: int, *, total_steps: int, warmup_steps: int, kind: str = "co
     """Multiplier of the peak lr used for optimizer step ``step`` (0-based).
 
     Linear warm-up ``(step + 1) / warmup_steps`` for ``step < warmup_steps``, then with
-    ``p = (step - warmup_steps) / max(1, total_steps - warmup_steps - 1)`` in [0, 1]:
+    ``p = (step - warmup_steps) / max(1, total_steps - warmup_steps)`` in [0, 1):
     ``cosine``: ``min + (1 - min) * (1 + cos(pi p)) / 2``; ``linear``: ``min + (1 - min) * (1 - p)``;
-    ``constant``: 1. So the first step after warm-up runs at the peak and the last at ``min_ratio``.
+    ``constant``: 1. So the first step after warm-up runs at the peak, and the decay reaches
+    ``min_ratio`` one step *after* the last (``step == total_steps``, as in transformers'
+    schedules): with ``min_ratio = 0`` the last step still trains (linear: ``1 / (total - warmup)``
+    of the peak), it does not run at learning rate 0.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if kind == "constant":
         return 1.0
-    p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps - 1))
+    p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     if kind == "cosine":
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
     if kind == "linear":

@@ -82,10 +82,12 @@ def test_param_groups_no_decay_on_norms_and_biases():
 def test_lr_schedule_shapes():
     f = lambda s, kind="cosine", m=0.0: lr_factor(s, total_steps=10, warmup_steps=2, kind=kind, min_ratio=m)  # noqa: E731
     assert [f(0), f(1)] == [0.5, 1.0]
-    assert f(2) == pytest.approx(1.0) and f(9) == pytest.approx(0.0, abs=1e-12)
-    assert f(9, m=0.1) == pytest.approx(0.1)
-    assert f(5, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 7)))
-    assert f(5, "linear") == pytest.approx(1 - 3 / 7)
+    # the decay reaches min_ratio at step 10, one after the last: the last step (9) still trains
+    assert f(2) == pytest.approx(1.0) and f(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8))) and f(9) > 0
+    assert f(9, "linear") == pytest.approx(1 / 8) and f(10) == pytest.approx(0.0, abs=1e-12)
+    assert f(10, m=0.1) == pytest.approx(0.1) and f(9, m=0.1) > 0.1
+    assert f(5, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 8)))
+    assert f(5, "linear") == pytest.approx(1 - 3 / 8)
     assert f(7, "constant") == 1.0
     assert all(f(s) >= f(s + 1) for s in range(2, 9))
     # LambdaLR wiring: the lr used by step s is lr * f(s)

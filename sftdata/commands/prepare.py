@@ -182,7 +182,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"sftdata prepare: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sftdata prepare: interrupted; continue with the same command plus --resume (committed files in .{args.output}.partial are kept)", file=sys.stderr)
+        from pathlib import Path
+
+        from ..store import partial_dir
+
+        print(f"sftdata prepare: interrupted; continue with the same command plus --resume "
+              f"(committed files in {partial_dir(Path(args.output))} are kept)", file=sys.stderr)
         return 130
     print(f"wrote {args.output}")
     return 0
