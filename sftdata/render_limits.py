@@ -8,9 +8,10 @@ not time or memory. :class:`RenderLimits` adds both, per render call:
 * **size** (``max_chars``, characters): the output is streamed (``Template.generate``) and
   counted; operations that would build a large value in one step are checked *before*
   they run: ``*`` (sequence repetition), ``**`` (huge integers), ``+`` and ``~`` (string
-  concatenation), ``%`` and ``format`` (padding widths), ``center``/``ljust``/``rjust``/
-  ``zfill``/``expandtabs``/``replace``/``join`` and the ``center``/``indent``/``format``/
-  ``replace``/``join`` filters;
+  concatenation), ``%``, ``str.format``/``format_map`` and the ``format`` filter (the
+  result's length from the format string and the arguments' sizes, :mod:`sftdata.format_size`),
+  ``center``/``ljust``/``rjust``/``zfill``/``expandtabs``/``replace``/``join`` and the
+  ``center``/``indent``/``replace``/``join`` filters;
 * **time** (``seconds``, wall clock): a watchdog thread (one per process) raises
   :class:`RenderTimeout` asynchronously in the rendering thread when its deadline passes
   (``PyThreadState_SetAsyncExc``, delivered between Python bytecodes: the compiled template
@@ -26,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-import re
 import threading
 import time
 from contextlib import contextmanager
@@ -35,6 +35,9 @@ from typing import Any, Callable, Iterator
 
 import jinja2
 from jinja2.compiler import CodeGenerator
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+
+from .format_size import TooBig, Unknown, format_size, percent_size
 
 
 @dataclass(frozen=True)
@@ -150,20 +153,45 @@ def collect(pieces: Iterator[str], max_chars: int | None) -> str:
     return "".join(out)
 
 
-_WIDTH = re.compile(r"\d+")
-
-
 def _too_big(n: int, limit: int, what: str) -> None:
     if n > limit:
         raise RenderLimitExceeded(f"{what} would build {n:,} items, over the render size limit of {limit:,}")
 
 
-def _check_format_widths(fmt: Any, limit: int) -> None:
-    """Refuse ``%`` / ``format`` strings asking for a field wider than ``limit``."""
-    if isinstance(fmt, str) and len(fmt) < 100_000:
-        for m in _WIDTH.finditer(fmt):
-            if len(m.group()) > 7 or int(m.group()) > limit:
-                _too_big(int(m.group()[:30]), limit, "a format width")
+def check_percent(fmt: Any, args: Any, limit: int, what: str = "'%'") -> None:
+    """Refuse ``fmt % args`` (and the ``format`` filter) when its result would exceed ``limit``
+    characters; a formatting that raises is left to raise its own error."""
+    if not isinstance(fmt, str):
+        return
+    try:
+        percent_size(fmt, args, limit)
+    except TooBig:
+        raise RenderLimitExceeded(f"{what} formatting would build more than {limit:,} characters (render size limit)") from None
+    except Unknown:
+        pass
+
+
+_FORMATTER: list[SandboxedFormatter] = []
+
+
+def check_str_format(fmt: str, name: str, args: tuple, kwargs: dict, limit: int, formatter: SandboxedFormatter | None = None) -> None:
+    """Refuse ``fmt.format(*args, **kwargs)`` / ``fmt.format_map(mapping)`` when its result
+    would exceed ``limit`` characters. ``formatter`` resolves field names as the sandbox does
+    (default: a ``SandboxedFormatter`` of its own)."""
+    if name == "format_map":
+        if kwargs or len(args) != 1:
+            return  # the real call raises TypeError
+        args, kwargs = (), args[0]
+    if formatter is None:
+        if not _FORMATTER:
+            _FORMATTER.append(SandboxedFormatter(ImmutableSandboxedEnvironment()))
+        formatter = _FORMATTER[0]
+    try:
+        format_size(fmt, args, kwargs, limit, formatter)
+    except TooBig:
+        raise RenderLimitExceeded(f"str.{name} would build more than {limit:,} characters (render size limit)") from None
+    except Unknown:
+        pass
 
 
 def _replace_size(s: str, old: str, new: str) -> int:
@@ -198,26 +226,29 @@ def check_binop(operator: str, left: Any, right: Any, limit: int) -> None:
         if a is not None and b is not None:
             _too_big(a + b, limit, "'+'")
     elif operator == "%":
-        _check_format_widths(left, limit)
+        check_percent(left, right, limit)
 
 
 _STR_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 
 
-def check_call(obj: Any, args: tuple, kwargs: dict, limit: int) -> None:
-    """Refuse string method calls that would build more than ``limit`` characters."""
+def check_call(obj: Any, args: tuple, kwargs: dict, limit: int, formatter: SandboxedFormatter | None = None) -> None:
+    """Refuse string method calls that would build more than ``limit`` characters
+    (``formatter``: see :func:`check_str_format`)."""
     fn = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
     owner = getattr(fn, "__self__", None)
     if not isinstance(owner, str):
         return
     name = getattr(fn, "__name__", "")
+    if "_loop_vars" in kwargs or "_block_vars" in kwargs:  # jinja's own, dropped by Context.call
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("_loop_vars", "_block_vars")}
     values = list(args) + list(kwargs.values())
     if name in _STR_WIDTH_METHODS:
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool):
                 _too_big(v, limit, f"str.{name}")
     elif name in ("format", "format_map"):
-        _check_format_widths(owner, limit)
+        check_str_format(owner, name, args, kwargs, limit, formatter)
     elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
         _too_big(_replace_size(owner, args[0], args[1]), limit, "str.replace")
     elif name == "join" and args and isinstance(args[0], (list, tuple)):
@@ -240,8 +271,8 @@ def limited_filters(filters: dict, limit_of: Callable[[], int | None]) -> dict:
                         if isinstance(v, int) and not isinstance(v, bool):
                             lines = str(value).count("\n") + 1 if name == "indent" else 1
                             _too_big(v * lines, limit, f"the {name} filter")
-                elif name == "format":
-                    _check_format_widths(value, limit)
+                elif name == "format":  # do_format: value % (kwargs or args)
+                    check_percent(value, kwargs or tuple(plain[1:]), limit, "the format filter's")
                 elif name == "join" and isinstance(value, (list, tuple)):
                     sep = rest[0] if rest and isinstance(rest[0], str) else ""
                     _too_big(_join_size(value, sep), limit, "the join filter")

@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import jinja2.ext
 import jinja2.nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from .render_limits import (
     DEFAULT_LIMITS,
@@ -179,8 +179,16 @@ class _LimitedSandbox(_CachedSandbox):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - jinja's signature
         if __self.max_chars is not None:
-            check_call(__obj, args, kwargs, __self.max_chars)
+            check_call(__obj, args, kwargs, __self.max_chars, __self._formatter)
         return super().call(__context, __obj, *args, **kwargs)
+
+    @property
+    def _formatter(self) -> SandboxedFormatter:
+        """Resolves ``str.format`` field names for the size check as the sandbox does."""
+        f = self.__dict__.get("_sized_formatter")
+        if f is None:
+            f = self.__dict__["_sized_formatter"] = SandboxedFormatter(self)
+        return f
 
     def checked_size(self, value: Any) -> Any:
         """Called on every ``~`` result (see :class:`~sftdata.render_limits.LimitedCodeGenerator`)."""
