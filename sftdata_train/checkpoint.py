@@ -12,6 +12,7 @@ Layout of ``<output_dir>/checkpoint-<step>/``::
                                 #   model.*   the model's (sharded) parameters, master dtype
                                 #   optim.*   AdamW state, sharded like the parameters
                                 #   rng.rank<r>  python/numpy/torch/CUDA RNG states of rank r
+    manifest.json               # every other file: relative name, size, sha256 (written last)
 
 A LoRA run (:mod:`sftdata_train.lora`) writes the adapter in peft's format
 (``adapter_config.json``, ``adapter_model.safetensors``) instead of ``config.json``, and its
@@ -27,7 +28,11 @@ JSON; the one pickle left is DCP's own ``.metadata`` index (``pickle.load`` insi
 
 A checkpoint is written into ``<output_dir>/.tmp-checkpoint-<step>`` and renamed into place
 only when complete (``os.replace`` of a directory is atomic on POSIX), so an interrupted save
-never leaves a directory that :func:`latest_checkpoint` would pick. ``final/``
+never leaves a directory that :func:`latest_checkpoint` would pick. ``manifest.json`` is written
+last; resuming checks every file against it (:func:`verify_checkpoint`: missing, truncated or
+altered files, flipped bytes inside the weights included) and refuses a damaged checkpoint with
+one line naming the file and the newest intact checkpoint. Checking hashes reads the whole
+checkpoint once (a few seconds per GB). ``final/``
 (:func:`export_model`) is the only full gather: the model alone in Hugging Face format, in
 ``save_dtype``.
 """
@@ -54,6 +59,7 @@ from .distributed import DistInfo, barrier, broadcast_object
 
 STATE_DIR = "training_state"
 DCP_DIR = "dcp"
+MANIFEST = "manifest.json"  # every other file of the checkpoint: size and sha256, written last
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -69,7 +75,7 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
         return out
     for p in root.iterdir():
         m = _NAME.match(p.name)
-        if m and (p / STATE_DIR / "state.json").is_file():
+        if m and ((p / STATE_DIR / "state.json").is_file() or (p / MANIFEST).is_file()):
             out.append((int(m.group(1)), p))
     return sorted(out)
 
@@ -80,9 +86,14 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def resolve_resume(resume: str | None, output_dir: str) -> Path | None:
-    """The checkpoint dir that ``resume`` names (``latest``/``auto``/a path), or None.
+    """The checkpoint dir that ``resume`` names (``latest``/``auto``/a path), or None; its files
+    are checked against its manifest (:func:`verify_checkpoint`).
 
     ``latest`` fails when ``output_dir`` holds no checkpoint; ``auto`` then starts from scratch.
+
+    Raises:
+        ConfigError: no checkpoint (``latest``), not a checkpoint, or a damaged one (one line
+            naming the file and the newest intact checkpoint).
     """
     if not resume:
         return None
@@ -90,11 +101,88 @@ def resolve_resume(resume: str | None, output_dir: str) -> Path | None:
         ckpt = latest_checkpoint(output_dir)
         if ckpt is None and resume != "auto":
             raise ConfigError(f"--resume: no complete checkpoint-<step> dir in {output_dir}")
+        if ckpt is not None:
+            verify_checkpoint(ckpt)
         return ckpt
     path = Path(resume)
-    if not (path / STATE_DIR / "state.json").is_file():
+    if not (path / STATE_DIR / "state.json").is_file() and not (path / MANIFEST).is_file():
         raise ConfigError(f"--resume {resume}: not a complete checkpoint (missing {STATE_DIR}/state.json)")
+    verify_checkpoint(path)
     return path
+
+
+# ----------------------------------------------------------------------------- manifest
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def write_manifest(path: Path) -> None:
+    """Write ``path/manifest.json``: every other file under ``path`` (relative name, size in
+    bytes, sha256). Called last, when every file of the checkpoint is written."""
+    files = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST):
+        files[f.relative_to(path).as_posix()] = {"size": f.stat().st_size, "sha256": _sha256(f)}
+    tmp = path / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path / MANIFEST)
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """What is wrong with checkpoint ``path`` against its manifest (``"<file>: <reason>"``), or
+    None when every listed file is there with its size and sha256. A checkpoint written before
+    manifests existed (``state.json`` without a ``manifest`` key) is not checked."""
+    path = Path(path)
+    man = path / MANIFEST
+    state_file = path / STATE_DIR / "state.json"
+    if not man.is_file():
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            return f"{state_file}: unreadable ({type(e).__name__}) and no {MANIFEST}"
+        return f"{man}: missing" if state.get("manifest") else None
+    try:
+        files = json.loads(man.read_text(encoding="utf-8"))["files"]
+        items = [(str(k), int(v["size"]), str(v["sha256"])) for k, v in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"{man}: unreadable ({type(e).__name__})"
+    for name, size, digest in items:
+        f = path / name
+        if not f.is_file():
+            return f"{f}: missing"
+        actual = f.stat().st_size
+        if actual != size:
+            return f"{f}: {actual:,} bytes, the manifest says {size:,} (truncated or rewritten)"
+    for name, size, digest in items:  # sizes first: cheap, then the hashes
+        f = path / name
+        if _sha256(f) != digest:
+            return f"{f}: contents differ from the manifest (sha256 mismatch)"
+    return None
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Check checkpoint ``path`` against its manifest (:func:`checkpoint_damage`).
+
+    Raises:
+        ConfigError: one line naming the damaged file and the newest intact earlier checkpoint
+            of the same directory (or saying there is none).
+    """
+    path = Path(path)
+    damage = checkpoint_damage(path)
+    if damage is None:
+        return
+    m = _NAME.match(path.name)
+    step = int(m.group(1)) if m else None
+    good = None
+    for s, other in reversed(list_checkpoints(path.parent)):
+        if other != path and (step is None or s < step) and checkpoint_damage(other) is None:
+            good = other
+            break
+    hint = (f"the last intact checkpoint is {good} (--resume {good})" if good is not None
+            else "no earlier intact checkpoint in this directory")
+    raise ConfigError(f"checkpoint {path} is damaged: {damage}; {hint}")
 
 
 # ----------------------------------------------------------------------------- RNG
@@ -210,10 +298,11 @@ def save_checkpoint(
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         (tmp / STATE_DIR / "scheduler.json").write_text(json.dumps(scheduler.state_dict()), encoding="utf-8")
-        with open(tmp / STATE_DIR / "state.json", "w", encoding="utf-8") as fh:  # last: marks it complete
-            json.dump(state, fh, indent=2, default=str)
+        with open(tmp / STATE_DIR / "state.json", "w", encoding="utf-8") as fh:
+            json.dump({**state, "manifest": MANIFEST}, fh, indent=2, default=str)
     barrier(info)
     if info.is_main:
+        write_manifest(tmp)  # last: sizes and hashes of every file (all ranks' shards written by now)
         _replace_dir(tmp, final)
     barrier(info)
     if not info.is_main and tmp.exists():  # a filesystem of its own: publish this rank's part too
@@ -362,6 +451,8 @@ def write_dir_atomic(path: str | os.PathLike, info: DistInfo, write: Callable[[P
 __all__ = [
     "STATE_DIR",
     "broadcast_object",
+    "MANIFEST",
+    "checkpoint_damage",
     "checkpoint_name",
     "export_model",
     "tied_names",
@@ -371,5 +462,7 @@ __all__ = [
     "load_training_state",
     "resolve_resume",
     "save_checkpoint",
+    "verify_checkpoint",
     "write_dir_atomic",
+    "write_manifest",
 ]
