@@ -148,7 +148,7 @@ def test_refusals_as_on_the_varlen_path():
 def test_both_registered_names_route_by_subtree_end():
     from transformers import AttentionInterface
 
-    assert TREE_ATTN_NAME in AttentionInterface._global_mapping
+    assert TREE_ATTN_NAME in AttentionInterface()  # registered (the public mapping interface)
     q, k, v = _qkv()
     m = _Module()
     chain = torch.tensor([[5, 5, 5, 5, 5]], dtype=torch.int32)  # one linear sequence as a tree
