@@ -1,4 +1,4 @@
-"""Packing prefix-tree rows: one unit each, tree columns kept, over-length trees cut by branches."""
+"""Packing prefix-tree rows: one unit each, tree columns kept, over-length trees split (sftdata.tree_fit)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sftdata.collate import PaddingFreeCollator
 from sftdata.testing.tree_strategies import linear_rows, tree_rows
 from sftdata.packing import PACKED_SCHEMA, TREE_PACKED_SCHEMA, pack_dataset, unpack_row
 from sftdata.tree import IGNORE_INDEX, check_tree, linear_length, subtree_end
+from sftdata.tree_fit import fit_tree
 from sftdata_train.testing import tree_dataset
 
 
@@ -86,40 +87,33 @@ def test_mbs_never_uses_more_rows_than_bfd_on_trees(rows):
 
 @settings(max_examples=80, deadline=None)
 @given(tree_rows(), st.integers(3, 30), st.sampled_from(["turns", "truncate", "drop"]))
-def test_over_length_trees_keep_a_valid_prefix(row, L, truncation):
+def test_over_length_trees_are_split_by_tree_fit(row, L, truncation):
+    """pack writes exactly the sub-trees of sftdata.tree_fit.fit_tree (one implementation), counted."""
     rows = as_rows([row])
     r = rows[0]
     if not r["parent"] or r["length"] <= L:
         return
+    fit = fit_tree(r["input_ids"], r["labels"], r["parent"], L, truncation)
     packed, report = pack_dataset(tree_dataset(rows), L, truncation=truncation)
     report.check()
-    if truncation == "drop":
-        assert len(packed) == 0 and report.dropped == {"too_long": 1}
+    if not fit.rows:
+        assert len(packed) == 0 and report.rows_dropped == 1 and report.trained_tokens_out == 0
         return
-    if len(packed) == 0:
-        assert report.dropped == {"no_trained_token_after_truncation": 1}
-        return
-    out = packed[0]
-    k = out["length"]
-    assert k <= L and out["input_ids"] == r["input_ids"][:k] and out["labels"] == r["labels"][:k]
-    par = out["parent"] or []
-    if par:  # a DFS prefix: the same parents, every kept token keeps its whole context
-        assert par == r["parent"][:k]
-        check_tree(out["input_ids"], out["labels"], par, out["position_ids"])
-    if truncation == "turns":
-        nxt = r["parent"][k] if k < len(r["parent"]) else -2
-        leaf_end = nxt != k - 1
-        lab = np.array(r["labels"]) != IGNORE_INDEX
-        lab &= np.array(r["parent"]) >= 0
-        assert leaf_end or (lab[k - 1] and not lab[k]), "cut inside a branch and inside a trained span"
-    assert report.trained_tokens_out == out["num_trained_tokens"]
-    leaves = lambda p: int(np.count_nonzero(np.append(np.asarray(p)[1:], -1) != np.arange(len(p))))  # noqa: E731
-    kept_leaves = leaves(r["parent"][:k]) - (1 if k < r["length"] and r["parent"][k] == k - 1 else 0)
-    assert report.tree_paths_dropped == leaves(r["parent"]) - kept_leaves
-    assert out["linear_length"] == linear_length(r["parent"][:k], k) == report.linear_tokens_out
+    seqs = [s for row in packed for s in unpack_row(row)]
+    want = sorted((x.input_ids, x.labels, x.parent) for x in fit.rows)
+    assert sorted((s["input_ids"], s["labels"], s["parent"]) for s in seqs) == want
+    for row in packed:
+        assert row["length"] <= L
+        if row["parent"]:
+            check_tree(row["input_ids"], row["labels"], row["parent"], row["position_ids"])
+    assert report.trained_tokens_out == fit.trained_kept == sum(row["num_trained_tokens"] for row in packed)
+    assert report.trained_tokens_keepable == fit.keepable
+    assert report.tree_paths_dropped == fit.leaves_cut
+    assert report.split_rows == int(fit.split) and report.sequences_out == len(fit.rows)
+    assert report.linear_tokens_out == sum(x.linear_length for x in fit.rows)
 
 
-def test_turns_drops_whole_branches():
+def test_turns_splits_instead_of_dropping_branches():
     # trunk 0..5 (untrained), branch A below 2 (trained, 3 tokens), branch B below 1 (trained, 4 tokens)
     parent = [-1, 0, 1, 2, 3, 4, 2, 6, 7, 1, 9, 10, 11]
     ids = list(range(1, 14))
@@ -128,10 +122,15 @@ def test_turns_drops_whole_branches():
     assert subtree_end(parent).tolist()[9] == 13
     row = dict(input_ids=ids, labels=labels, parent=parent, position_ids=depth, length=13,
                linear_length=linear_length(parent), source_index=0)
-    packed, report = pack_dataset(tree_dataset([row]), 11, truncation="turns")
-    assert packed[0]["length"] == 9  # branch B (tokens 9..12) does not fit: dropped whole
-    assert report.tree_paths_dropped == 1 and report.trained_tokens_truncated == 4
-    assert report.truncated_rows == 1 and "root-to-leaf paths cut by truncation: 1" in report.summary()
+    packed, report = pack_dataset(tree_dataset([row]), 8, truncation="turns")
+    # the untrained trunk tail (tokens 3..5) goes; A (0,1,2,6,7,8) and B (0,1,9..12) do not fit
+    # together in 8 tokens: two sub-trees, each with its own context, nothing trained is lost
+    seqs = sorted(s["input_ids"] for row in packed for s in unpack_row(row))
+    assert seqs == [[1, 2, 3, 7, 8, 9], [1, 2, 10, 11, 12, 13]]
+    assert report.trained_tokens_out == 7 and report.trained_tokens_truncated == 0
+    assert report.split_rows == 1 and report.sequences_from_splits == 1 and report.tree_paths_dropped == 1
+    assert report.tokens_repeated == 2  # tokens 0 and 1 are in both
+    assert "split rows: 1" in report.summary()
 
 
 def test_linear_rows_pack_exactly_as_before():

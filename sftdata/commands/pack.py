@@ -88,5 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sftdata pack: error: {e}", file=sys.stderr)
         return 2
     print(report.summary())
+    warn = report.warning()
+    if warn:
+        print(f"sftdata pack: warning: {warn}", file=sys.stderr)
     print(f"wrote {out}")
     return 0

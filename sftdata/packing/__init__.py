@@ -12,9 +12,9 @@
 * each packed row keeps ``seq_lengths`` and ``position_ids`` (restarting at 0), which the
   collators in :mod:`sftdata.collate` turn into ``cu_seq_lens`` so attention never crosses a
   sequence boundary;
-* a prefix-tree row (``parent`` non-empty, docs/trees.md) is one unit, never split; the
-  packed row keeps its ``parent`` (row-local) and depths as ``position_ids``; over-length
-  trees keep a DFS prefix (``turns``: whole branches are dropped, counted).
+* a prefix-tree row (``parent`` non-empty, docs/trees.md) is one unit; the packed row keeps
+  its ``parent`` (row-local) and depths as ``position_ids``; a tree longer than ``L`` is
+  split into sub-trees that fit (:mod:`sftdata.tree_fit`), counted.
 
 Example::
 
@@ -38,7 +38,7 @@ from ._bfd import plan_bfd
 from ._mbs import plan_mbs
 from ._packed import PACKED_SCHEMA, TREE_PACKED_SCHEMA, build_packed_table, position_ids_for
 from ._plan import BinPlan
-from ._truncate import TRUNCATION, scan_rows
+from ._truncate import TRUNCATION, fit_long_trees, scan_rows
 from .report import PackReport, lower_bound_l1, lower_bound_l2
 
 __all__ = [
@@ -127,9 +127,10 @@ def pack_dataset(
             ``truncate`` (first ``L`` tokens) or ``turns`` (cut after the last trained span
             that ends within ``L``, so no assistant turn is cut); a cut sequence without
             trained tokens left is dropped (``no_trained_token_after_truncation``). A tree
-            keeps a prefix in DFS order (a valid tree): ``truncate`` its first ``L`` tokens,
-            ``turns`` the longest one that ends at a leaf (whole branches dropped) or right
-            after a trained span; root-to-leaf paths cut are counted (``tree_paths_dropped``).
+            longer than ``L`` is split into sub-trees of at most ``L`` tokens (each repeats
+            the context its branches need) and only its sequences that do not fit are cut by
+            the same rule (:func:`sftdata.tree_fit.fit_tree`); paths cut are counted
+            (``tree_paths_dropped``), split rows too (``split_rows``).
         shuffle: shuffle the packed rows (seeded); ``False`` keeps the planner's order
             (longest sequences first, which correlates row content with position).
         shard_size: plan shards of this many sequences independently (default: global).
@@ -162,6 +163,10 @@ def pack_dataset(
     report = PackReport(strategy=strategy, max_length=L, seed=seed, truncation=truncation)
 
     t0 = time.perf_counter()
+    if truncation not in TRUNCATION:
+        raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
+    rows_in = int(table.num_rows)
+    table, fit = fit_long_trees(table, L, truncation)
     scan = scan_rows(table, L, truncation)
     kept = np.flatnonzero(scan.keep > 0)
     lengths = scan.keep[kept]
@@ -188,25 +193,32 @@ def pack_dataset(
 
     dropped_rows = scan.reason != ""
     reasons, counts = np.unique(scan.reason[dropped_rows].astype(str), return_counts=True)
-    report.rows_in = int(table.num_rows)
+    report.dropped = {str(r): int(c) for r, c in zip(reasons, counts)}
+    if fit.dropped:
+        report.dropped[fit.dropped_reason] = report.dropped.get(fit.dropped_reason, 0) + fit.dropped
+    # the sub-trees of fitted rows (fit.tokens_out tokens, all kept) stand in for fit.rows rows
+    report.rows_in = rows_in
     report.sequences_out = int(kept.size)
     report.bins = plan.num_bins
-    report.tokens_in = int(scan.lengths.sum())
+    report.tokens_in = int(scan.lengths.sum()) - fit.tokens_out + fit.tokens_in
     report.tokens_out = int(lengths.sum())
-    report.tokens_dropped = int(scan.lengths[dropped_rows].sum())
-    report.tokens_truncated = report.tokens_in - report.tokens_out - report.tokens_dropped
-    report.trained_tokens_in = int(scan.trained.sum())
+    report.tokens_dropped = int(scan.lengths[dropped_rows].sum()) + fit.tokens_dropped
+    report.tokens_repeated = fit.tokens_out - fit.tokens_unique
+    report.tokens_truncated = report.tokens_in + report.tokens_repeated - report.tokens_out - report.tokens_dropped
+    report.trained_tokens_in = int(scan.trained.sum()) - fit.trained_kept + fit.trained_in
     report.trained_tokens_out = int(scan.trained_kept.sum())
-    report.trained_tokens_dropped = int(scan.trained[dropped_rows].sum())
+    report.trained_tokens_dropped = int(scan.trained[dropped_rows].sum()) + fit.trained_dropped
     report.trained_tokens_truncated = (
         report.trained_tokens_in - report.trained_tokens_out - report.trained_tokens_dropped
     )
-    report.dropped = {str(r): int(c) for r, c in zip(reasons, counts)}
-    report.truncated_rows = int(((scan.keep > 0) & (scan.keep < scan.lengths)).sum())
+    report.trained_tokens_keepable = int(scan.keepable.sum()) - fit.trained_kept + fit.keepable
+    report.truncated_rows = int(((scan.keep > 0) & (scan.keep < scan.lengths)).sum()) + fit.truncated
+    report.split_rows = fit.split
+    report.sequences_from_splits = fit.sequences_out - (fit.rows - fit.dropped)
     report.linear_tokens_out = int(scan.linear_kept.sum())
     if trees:
-        report.tree_rows = int(scan.is_tree.sum())
-        report.tree_paths_dropped = int(scan.paths_dropped.sum())
+        report.tree_rows = int(scan.is_tree[: rows_in - fit.rows].sum()) + fit.rows  # the input's
+        report.tree_paths_dropped = fit.paths_cut
     report.lower_bound = lower_bound_l1(report.tokens_out, L)
     report.lower_bound_l2 = lower_bound_l2(lengths, L)
     report.fill = report.tokens_out / (report.bins * L) if report.bins else 0.0

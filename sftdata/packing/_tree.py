@@ -1,15 +1,10 @@
-"""Tree rows in packing: one unit each, never split; over-length trees lose whole branches.
+"""Tree rows in packing: one unit each (a tree longer than ``L`` was split first).
 
 A tree row (``parent`` non-empty, see docs/trees.md) is planned like a sequence of
-``length`` tokens. What is kept of a tree longer than ``L`` is always a **prefix in DFS
-order**, which is itself a valid tree row: parents come before their children, so every kept
-token keeps its whole context and every kept trained token is still predicted from it.
-
-* ``truncate``: the first ``L`` tokens (DFS order);
-* ``turns``: the longest DFS prefix of at most ``L`` tokens that ends at a leaf (i.e. drops
-  whole branches, the later ones in DFS order first), or, inside a path, right after a trained
-  span (the linear rule: never inside an assistant turn). Root-to-leaf paths whose leaf is cut
-  are counted (``PackReport.tree_paths_dropped``).
+``length`` tokens. A tree longer than ``L`` is first split into sub-trees of at most ``L``
+tokens by :func:`sftdata.packing._truncate.fit_long_trees` (:mod:`sftdata.tree_fit`): each
+sub-tree repeats the context its branches need, only sequences that do not fit are cut, and
+root-to-leaf paths whose leaf is cut are counted (``PackReport.tree_paths_dropped``).
 
 Trained tokens of a tree are its labels ``!= -100`` that have a parent (a root predicts
 nothing), which for a single path is the linear rule (position 0 excluded).
@@ -18,8 +13,6 @@ nothing), which for a single path is the linear rule (position 0 excluded).
 from __future__ import annotations
 
 import numpy as np
-
-from ..tree import linear_length, num_leaves
 
 IGNORE = -100
 
@@ -40,39 +33,6 @@ def trained_roots(mask: np.ndarray, lab_off: np.ndarray, par: np.ndarray, par_of
     at = (par == -1) & (pos_in_row > 0)
     hit = mask[lab_off[:-1][row_of[at]] + pos_in_row[at]]
     return np.bincount(row_of[at][hit], minlength=rows).astype(np.int64)
-
-
-def cut_tree(parent: np.ndarray, mask: np.ndarray, max_length: int, truncation: str) -> tuple[int, int, int, int]:
-    """What to keep of one tree row longer than ``max_length``.
-
-    Args:
-        parent: ``(n,)`` the row's parent array; mask: ``(n,)`` ``labels != -100``.
-        truncation: ``truncate`` or ``turns`` (see the module docstring).
-
-    Returns:
-        ``(keep, trained_kept, linear_length_kept, paths_dropped)``; ``keep == 0`` when nothing
-        fits (``turns`` with no valid cut).
-    """
-    n = parent.size
-    L = int(max_length)
-    m = mask & (parent >= 0)
-    if truncation == "truncate":
-        keep = L
-    else:
-        j = np.arange(1, L + 1)  # candidate cut: keep [0, j)
-        nxt = np.append(parent, -2)[j]  # parent of token j (-2: past the end)
-        leaf_end = nxt != j - 1  # token j - 1 is a leaf
-        span_end = m[j - 1] & ~np.append(m, False)[j]
-        ok = np.flatnonzero(leaf_end | span_end)
-        keep = int(j[ok[-1]]) if ok.size else 0
-    if keep == 0:
-        return 0, 0, 0, 0
-    kept = parent[:keep]
-    leaves_all = num_leaves(parent)
-    leaves_kept = num_leaves(kept)
-    cut_inside = keep < n and parent[keep] == keep - 1  # the last kept path lost its end
-    dropped = leaves_all - leaves_kept + (1 if cut_inside else 0)
-    return keep, int(np.count_nonzero(m[:keep])), linear_length(kept), int(dropped)
 
 
 def tree_columns(rows_par: np.ndarray, rows_pos: np.ndarray, is_tree: np.ndarray, keep: np.ndarray,

@@ -12,7 +12,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError, Reason
-from ._tree import cut_tree, trained_roots
+from ..tree_fit import fit_tree
+from ._tree import trained_roots
 
 #: over-length policies: ``drop`` the row; ``truncate`` to the first ``L`` tokens; ``turns``:
 #: cut at the end of the last trained span that fits (never inside an assistant turn)
@@ -32,8 +33,10 @@ class RowScan:
         reason: per-row drop reason (``""`` if kept), an object array.
         is_tree: rows holding a prefix tree (``parent`` non-empty); all False without ``parent``.
         linear_kept: tokens the kept part takes in the linear layout (``keep`` for linear rows).
-        paths_dropped: root-to-leaf paths of tree rows whose leaf was cut by truncation.
+        keepable: trained tokens at a position ``< L`` of their own sequence (what any rule
+            could keep).
 
+    Tree rows longer than ``L`` must have gone through :func:`fit_long_trees` first.
     For tree rows, a trained token is a label ``!= -100`` with a parent (roots predict nothing).
     """
 
@@ -44,7 +47,99 @@ class RowScan:
     reason: np.ndarray
     is_tree: np.ndarray | None = None
     linear_kept: np.ndarray | None = None
-    paths_dropped: np.ndarray | None = None
+    keepable: np.ndarray | None = None
+
+
+@dataclass
+class TreeFit:
+    """What :func:`fit_long_trees` did to the tree rows longer than ``L`` (plain ints).
+
+    Attributes:
+        rows: tree rows longer than ``L`` (each fitted by :func:`sftdata.tree_fit.fit_tree`).
+        split: rows cut into several sub-trees; truncated: rows that lost some trained
+            tokens; dropped: rows with nothing left (``dropped_reason``).
+        sequences_out: sub-trees written for them.
+        tokens_in, trained_in, keepable: their tokens, trained tokens, and trained tokens at
+            depth ``< L``.
+        tokens_out: tokens of the sub-trees; tokens_unique: distinct input tokens among them
+            (``tokens_out - tokens_unique`` is context repeated by splits).
+        trained_kept: trained tokens kept; trained_dropped: trained tokens of dropped rows.
+        tokens_dropped: tokens of dropped rows.
+        paths_cut: root-to-leaf paths whose leaf is not kept.
+    """
+
+    rows: int = 0
+    split: int = 0
+    truncated: int = 0
+    dropped: int = 0
+    dropped_reason: str = ""
+    sequences_out: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_unique: int = 0
+    tokens_dropped: int = 0
+    trained_in: int = 0
+    trained_kept: int = 0
+    trained_dropped: int = 0
+    keepable: int = 0
+    paths_cut: int = 0
+
+
+def fit_long_trees(table: pa.Table, max_length: int, truncation: str) -> tuple[pa.Table, TreeFit]:
+    """Replace every tree row longer than ``max_length`` by the sub-trees that fit.
+
+    Each such row goes through :func:`sftdata.tree_fit.fit_tree` (``truncation`` is its rule):
+    it is split into sub-trees of at most ``max_length`` tokens that repeat the context their
+    branches need, sequences that do not fit are cut turn-wise (``turns``), at ``L``
+    (``truncate``) or dropped (``drop``), and it is dropped only when no trained token is left.
+    The sub-trees keep the row's ``source_index`` and are appended after the untouched rows.
+
+    Returns:
+        ``(table, fit)``: a table of the same columns where every tree row fits, and the counts.
+    """
+    fit = TreeFit(dropped_reason=Reason.TOO_LONG.value if truncation == "drop"
+                  else Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value)
+    if "parent" not in table.column_names or table.num_rows == 0:
+        return table, fit
+    import pyarrow.compute as pc
+
+    L = int(max_length)
+    ln = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
+    pl = pc.list_value_length(table.column("parent")).to_numpy(zero_copy_only=False)
+    long_rows = np.flatnonzero((ln > L) & (pl > 0))
+    if long_rows.size == 0:
+        return table, fit
+    part = table.take(pa.array(long_rows)).to_pydict()
+    new: dict[str, list] = {c: [] for c in table.column_names}
+    for k in range(long_rows.size):
+        res = fit_tree(part["input_ids"][k], part["labels"][k], part["parent"][k], L, truncation)
+        fit.rows += 1
+        fit.tokens_in += len(part["input_ids"][k])
+        fit.trained_in += res.trained_in
+        fit.keepable += res.keepable
+        fit.trained_kept += res.trained_kept
+        fit.paths_cut += res.leaves_cut
+        if res.dropped:
+            fit.dropped += 1
+            fit.tokens_dropped += len(part["input_ids"][k])
+            fit.trained_dropped += res.trained_in
+            continue
+        fit.split += res.split
+        fit.truncated += res.trained_kept < res.trained_in
+        fit.sequences_out += len(res.rows)
+        fit.tokens_out += res.tokens_out
+        fit.tokens_unique += res.tokens_unique
+        for r in res.rows:
+            cols = {"input_ids": r.input_ids, "labels": r.labels, "parent": r.parent, "position_ids": r.position_ids,
+                    "length": len(r.input_ids), "linear_length": r.linear_length}
+            for c in table.column_names:
+                new[c].append(cols[c] if c in cols else part[c][k])
+    rest = np.setdiff1d(np.arange(table.num_rows), long_rows)
+    kept = table.take(pa.array(rest))
+    if not fit.sequences_out:
+        return kept, fit
+    added = pa.table(new, schema=table.schema)
+    return pa.concat_tables([kept, added]), fit
 
 
 def _flat(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +184,12 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
     within ``max_length`` under ``turns``. A cut row left without trained tokens is dropped
     (``no_trained_token_after_truncation``); an empty row is dropped (``empty``).
 
-    Tree rows (a ``parent`` column with a non-empty entry) are one unit each and keep a DFS
-    prefix when cut (see :mod:`sftdata.packing._tree`); ``position_ids`` (their depths) and,
-    if present, ``linear_length`` are read too.
+    Tree rows (a ``parent`` column with a non-empty entry) are one unit each and must fit
+    (:func:`fit_long_trees` splits the others); ``position_ids`` (their depths) and, if
+    present, ``linear_length`` are read too.
+
+    Raises:
+        ValueError: a tree row longer than ``max_length``.
     """
     if truncation not in TRUNCATION:
         raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
@@ -105,7 +203,7 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
     trees = "parent" in table.column_names
     is_tree = np.zeros(n, dtype=bool)
     linear_kept = np.zeros(n, dtype=np.int64)
-    paths_dropped = np.zeros(n, dtype=np.int64)
+    keepable = np.zeros(n, dtype=np.int64)
     if trees and "position_ids" not in table.column_names:
         raise ConfigError("tree rows (a `parent` column) need their `position_ids` (depths) column")
     for start, stop in _row_chunks(table, chunk_tokens):
@@ -142,23 +240,26 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
         else:
             tree = np.zeros(ln.size, dtype=bool)
         lengths[sl], trained[sl] = ln, tr
+        keepable[sl] = tr
         k = ln.copy()
         tk = tr.copy()
         rs = np.full(ln.size, "", dtype=object)
         rs[ln == 0] = "empty"
         long_rows = np.flatnonzero(ln > L)
         if long_rows.size:
+            if trees and tree[long_rows].any():
+                bad = int(long_rows[tree[long_rows]][0]) + start
+                raise ValueError(f"row {bad}: a tree row longer than {L} tokens: call fit_long_trees first")
+            for i in long_rows.tolist():
+                o = int(off[i])
+                m0 = mask[o : o + L].copy()
+                m0[0] = False
+                keepable[start + i] = int(np.count_nonzero(m0))
             if truncation == "drop":
                 rs[long_rows] = Reason.TOO_LONG.value
             else:
                 for i in long_rows.tolist():
                     o = int(off[i])
-                    if trees and tree[i]:  # a DFS prefix: whole branches, or after a trained span
-                        p = par[par_off[i] : par_off[i + 1]].astype(np.int64)
-                        k[i], tk[i], linear_kept[start + i], paths_dropped[start + i] = cut_tree(
-                            p, mask[o : o + int(ln[i])], L, truncation
-                        )
-                        continue
                     m = mask[o : o + L + 1].copy()  # one past L: does a trained span go on?
                     m[0] = False
                     if truncation == "truncate":
@@ -175,5 +276,5 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
         linear_kept[sl] = np.where(dropped, 0, np.where(tree, linear_kept[sl], k))
         keep[sl], trained_kept[sl], reason[sl] = k, tk, rs
     if not trees:
-        return RowScan(lengths, trained, keep, trained_kept, reason, linear_kept=linear_kept)
-    return RowScan(lengths, trained, keep, trained_kept, reason, is_tree, linear_kept, paths_dropped)
+        return RowScan(lengths, trained, keep, trained_kept, reason, linear_kept=linear_kept, keepable=keepable)
+    return RowScan(lengths, trained, keep, trained_kept, reason, is_tree, linear_kept, keepable)

@@ -1,8 +1,10 @@
 """The packing report: what went in, what came out, how full the rows are.
 
 Written next to the packed dataset as ``pack_stats.json`` (see :func:`sftdata.packing.save_packed`).
-Token accounting is exact: ``tokens_in == tokens_out + tokens_dropped + tokens_truncated``
-and the same for trained tokens, so nothing is lost without being counted.
+Token accounting is exact: ``tokens_in + tokens_repeated == tokens_out + tokens_dropped +
+tokens_truncated`` (``tokens_repeated``: context that split trees repeat) and
+``trained_tokens_in == trained_tokens_out + trained_tokens_dropped + trained_tokens_truncated``,
+so nothing is lost without being counted.
 
 A *trained token* is a label ``!= -100`` at position ``>= 1`` of its sequence: with unshifted
 labels the label at position ``i`` is predicted from position ``i - 1``, so a label at a
@@ -67,6 +69,12 @@ class PackReport:
         dropped: rows dropped, by reason (``too_long``, ``no_trained_token_after_truncation``,
             ``empty``).
         truncated_rows: rows shortened to fit ``max_length`` (and kept).
+        trained_tokens_keepable: trained tokens at a position ``< max_length`` of their own
+            sequence (what any truncation could keep).
+        tokens_repeated: context tokens that split trees repeat in several sub-trees.
+        split_rows: tree rows longer than ``max_length`` split into sub-trees (docs/trees.md).
+        sequences_from_splits: sequences the splits added (``rows_in + sequences_from_splits
+            == sequences_out + rows_dropped``).
         tree_rows: input rows holding a prefix tree (docs/trees.md); each is one sequence here.
         tree_paths_dropped: root-to-leaf paths of trees whose leaf was cut by truncation.
         linear_tokens_out: tokens the packed examples would take in the linear layout
@@ -95,6 +103,10 @@ class PackReport:
     trained_tokens_truncated: int = 0
     dropped: dict = field(default_factory=dict)
     truncated_rows: int = 0
+    trained_tokens_keepable: int = 0
+    tokens_repeated: int = 0
+    split_rows: int = 0
+    sequences_from_splits: int = 0
     tree_rows: int = 0
     tree_paths_dropped: int = 0
     linear_tokens_out: int = 0
@@ -113,13 +125,22 @@ class PackReport:
 
     def check(self) -> None:
         """Raise ``AssertionError`` if the token accounting does not balance."""
-        assert self.tokens_in == self.tokens_out + self.tokens_dropped + self.tokens_truncated, self
+        assert self.tokens_in + self.tokens_repeated == self.tokens_out + self.tokens_dropped + self.tokens_truncated, self
         assert (
             self.trained_tokens_in
             == self.trained_tokens_out + self.trained_tokens_dropped + self.trained_tokens_truncated
         ), self
-        assert self.rows_in == self.sequences_out + self.rows_dropped, self
+        assert self.rows_in + self.sequences_from_splits == self.sequences_out + self.rows_dropped, self
         assert self.bins >= self.lower_bound_l2 >= self.lower_bound or self.bins == 0, self
+
+    def warning(self, share: float = 0.01) -> str | None:
+        """One line when more than ``share`` of the trained tokens were dropped or truncated."""
+        lost = self.trained_tokens_in - self.trained_tokens_out
+        if not self.trained_tokens_in or lost <= share * self.trained_tokens_in:
+            return None
+        return (f"{lost:,} of {self.trained_tokens_in:,} trained tokens ({lost / self.trained_tokens_in:.1%}) did not fit "
+                f"max_length={self.max_length:,} ({self.trained_tokens_in - self.trained_tokens_keepable:,} of them at a "
+                f"position >= L in their own sequence); a larger --max-length keeps more")
 
     def to_dict(self) -> dict:
         """JSON-able dict of every field (plus ``rows_dropped`` and ``bins_over_lower_bound``)."""
@@ -140,9 +161,12 @@ class PackReport:
             f"trained tokens in {self.trained_tokens_in:,} = out {self.trained_tokens_out:,} + dropped "
             f"{self.trained_tokens_dropped:,} + truncated {self.trained_tokens_truncated:,}",
         ]
-        if self.dropped or self.truncated_rows:
+        if self.dropped or self.truncated_rows or self.split_rows:
             drops = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.dropped.items())) or "none"
-            lines.append(f"dropped rows: {drops}; truncated rows: {self.truncated_rows:,}")
+            lines.append(f"dropped rows: {drops}; truncated rows: {self.truncated_rows:,}; split rows: "
+                         f"{self.split_rows:,} (+{self.sequences_from_splits:,} sequences, "
+                         f"{self.tokens_repeated:,} context tokens repeated); trained tokens kept "
+                         f"{self.trained_tokens_out:,} of {self.trained_tokens_keepable:,} keepable (position < L)")
         if self.tree_rows:
             ratio = self.linear_tokens_out / self.tokens_out if self.tokens_out else 0.0
             lines.append(

@@ -1,0 +1,70 @@
+"""Packing tree rows at several lengths (not a test): rows against the L2 bound, fill, and
+trained tokens kept against the keepable ones.
+
+    python bench/pack_trees.py --data /tmp/h3/tau-qwen3 [--lengths 4096 8192 16384 32768] [--repeat 5]
+
+``--data`` is a ``sftdata prepare`` output (tree rows; e.g. tau-bench with the real Qwen3
+vocabulary, see docs/packing.md). ``--repeat K`` packs K copies of it (more rows per plan).
+Per L, one ``pack_dataset(..., truncation=--truncation)`` run prints: packed rows, the
+Martello-Toth L2 lower bound on the same unit lengths and how far above it the plan is, fill,
+rows split, trained tokens kept / keepable (trained tokens at a position < L of their own
+sequence), and conversations kept / conversations with a turn that fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sftdata.output import load_output  # noqa: E402
+from sftdata.packing import pack_dataset  # noqa: E402
+from sftdata.tree import depths  # noqa: E402
+from sftdata.tree_fit import kept_trained  # noqa: E402
+
+
+def conversations_with_a_fitting_turn(ds, L: int, rule: str) -> int:
+    n = 0
+    for row in ds:
+        lab = np.asarray(row["labels"], dtype=np.int64)
+        par = np.asarray(row["parent"], dtype=np.int64) if row["parent"] else np.arange(lab.size) - 1
+        n += bool(kept_trained(lab, par, depths(par), L, rule).any())
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[4096, 8192, 16384, 32768])
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--truncation", default="turns", choices=["drop", "truncate", "turns"])
+    ap.add_argument("--strategy", default="mbs")
+    args = ap.parse_args()
+
+    ds = load_output(args.data)
+    if args.repeat > 1:
+        import datasets
+
+        ds = datasets.concatenate_datasets([ds] * args.repeat)
+    print(f"data: {args.data} x{args.repeat}: {len(ds)} rows, {sum(ds['length']):,} tokens; "
+          f"truncation={args.truncation}, strategy={args.strategy}")
+    head = (f"{'L':>6} | {'rows':>5} | {'L2':>5} | {'over L2':>7} | {'fill':>6} | {'split':>5} | "
+            f"{'trained kept':>12} | {'keepable':>8} | {'kept/keepable':>13} | {'trained in':>10} | {'convs kept':>10}")
+    print(head)
+    print("-" * len(head))
+    for L in args.lengths:
+        packed, rep = pack_dataset(ds, L, truncation=args.truncation, strategy=args.strategy)
+        convs = len({x for r in packed["source_index"] for x in r}) * 1
+        fits = conversations_with_a_fitting_turn(ds, L, args.truncation) // args.repeat
+        print(f"{L:>6} | {rep.bins:>5} | {rep.lower_bound_l2:>5} | {rep.bins / rep.lower_bound_l2 - 1:>+7.2%} | "
+              f"{rep.fill:>6.1%} | {rep.split_rows:>5} | {rep.trained_tokens_out:>12,} | {rep.trained_tokens_keepable:>8,} | "
+              f"{rep.trained_tokens_out / rep.trained_tokens_keepable:>13.2%} | {rep.trained_tokens_in:>10,} | "
+              f"{convs:>4} of {fits:>3}")
+
+
+if __name__ == "__main__":
+    main()
