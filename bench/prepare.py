@@ -41,6 +41,7 @@ Usage::
     python bench/prepare.py --qwen3-real --policy exact --no-trl --trials 5   # CPU ratios over 5 interleaved runs
     python bench/prepare.py --qwen3-real --policy exact --no-trl --join 10   # 20 traces of ~256 messages
     python bench/prepare.py --scale [--scale-sizes 10000,100000,1000000 --scale-procs 1,2]   # see bench/prepare_scale.py
+    python bench/prepare.py --long 1k 2k 4k 8k 16k [--qwen3-real] [--max-seconds 300]   # one long conversation: see bench/_prepare_long.py
 
 Skips (exit 0) with a message when ``<repo>/../shared/data/tau-bench`` is absent. Never
 touches the network (the Hub is not used: test tokenizers are built locally).
@@ -156,6 +157,12 @@ def fmt_ratio(x: float | None) -> str:
 # ----------------------------------------------------------------------------------
 
 
+def _long_count(text: str) -> int:
+    from _prepare_long import count
+
+    return count(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group()
@@ -175,7 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-sizes", default="10000,100000,1000000", help="--scale: conversations per run; the first is the baseline")
     ap.add_argument("--scale-procs", default="1,2", help="--scale: num_proc values")
     ap.add_argument("--scale-dir", default=None, help="--scale: where to write the synthetic input and outputs (default: tmp)")
+    ap.add_argument("--long", type=_long_count, nargs="+", default=None, metavar="N",
+                    help="the long-conversation benchmark instead: one conversation of N messages per case (1k = 1000; see bench/_prepare_long.py)")
+    ap.add_argument("--long-variants", default="chat,tools,tau", help="--long: conversations among chat,tools,tau (default: all three)")
+    ap.add_argument("--max-seconds", type=float, default=600.0, help="--long: wall-time cap per case, seconds (reported as 'timed out at X s')")
+    ap.add_argument("--max-rss-mb", type=float, default=8192.0, help="--long: resident-memory cap per case, MB (0: none)")
     args = ap.parse_args(argv)
+    if args.long:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _prepare_long import main_long
+
+        args.max_rss_mb = args.max_rss_mb or None
+        return main_long(args)
     if args.scale:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import prepare_scale
