@@ -9,6 +9,16 @@ from .render import TurnPolicy
 
 __version__ = "0.1.0"
 
+_LAZY = {"PaddingCollator": "collate", "PaddingFreeCollator": "collate"}  # import torch only when used
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'sftdata' has no attribute {name!r}")
+
 __all__ = [
     "ConfigError",
     "Conversation",
@@ -19,6 +29,8 @@ __all__ = [
     "merge",
     "prepare",
     "Message",
+    "PaddingCollator",
+    "PaddingFreeCollator",
     "Reason",
     "Role",
     "RowError",

@@ -1,20 +1,19 @@
-"""Standard Hugging Face / TRL (and Axolotl, LLaMA-Factory) training keys → :class:`TrainConfig` keys.
+"""Keys as users write them → :class:`~sftdata_train.config.TrainConfig` fields, with ONE message per bad key.
 
-A YAML written for ``transformers.TrainingArguments`` / ``trl.SFTConfig`` mostly works as is:
+:class:`TrainConfig`'s fields already carry the ``TrainingArguments``/``SFTConfig``/peft names
+(``learning_rate``, ``lr_scheduler_type``, ``lora_r``…), and ``HfArgumentParser`` makes each a flag.
+What remains here is what a parser cannot know:
 
-* :data:`RENAMES`: same meaning, another name (``learning_rate`` → ``lr``,
-  ``num_train_epochs`` → ``num_epochs``, ``gradient_accumulation_steps`` → ``grad_accum``, …);
-* :data:`_CONVERTERS`: same meaning once the value is translated (``bf16: true`` →
-  ``precision: bf16-mixed``, ``lr_scheduler_type: constant_with_warmup`` → ``lr_scheduler: constant``,
-  ``warmup_steps: 0.1`` → ``warmup_ratio: 0.1`` as in transformers ≥ 5, …); a value without an
-  exact equivalent is an error, never approximated;
-* :data:`UNSUPPORTED`: keys whose feature sftdata_train does not have, or that belong to the data
-  stages (``max_length``, ``packing``, …): an error that says what to do instead;
-* LoRA switches (TRL ``use_peft``, LLaMA-Factory ``finetuning_type: lora``, Axolotl
-  ``adapter: lora|qlora``) turn LoRA on with that tool's default rank when ``lora_r`` is not
-  given (TRL 16, LLaMA-Factory 8; Axolotl has none: ``lora_r`` is required); the other LoRA
-  defaults stay sftdata_train's (``lora_alpha`` 2 × r, dropout 0, every linear layer of the decoder);
-* any other unknown key: an error with a "did you mean" suggestion.
+* :data:`RENAMES`: same meaning, another name: sftdata_train's earlier names (``lr``, ``grad_accum``…)
+  and Axolotl/LLaMA-Factory names (``base_model``, ``lora_rank``…);
+* :data:`_CONVERTERS`: same meaning once the value is translated (``bf16: true`` → ``precision:
+  bf16-mixed``, ``warmup_steps: 0.1`` → ``warmup_ratio: 0.1`` as in transformers ≥ 5, LLaMA-Factory's
+  ``finetuning_type: lora``…); a value without an exact equivalent is an error, never approximated;
+* :data:`UNSUPPORTED` (features sftdata_train does not have) and
+  :data:`sftdata.pipeline.keys.DATA_KEY_HINTS` (keys of the data stages: ``packing``,
+  ``max_seq_length``, ``assistant_only_loss``…): the one message that says what to do instead,
+  the same in a YAML file, under a pipeline's ``train:``, at its top level and as a flag;
+* any other unknown key: a "did you mean".
 
 Defaults stay sftdata_train's (e.g. ``warmup_ratio`` 0.03, ``weight_decay`` 0.01, bf16-mixed),
 not transformers'; ``docs/migrating.md`` lists every key side by side.
@@ -22,22 +21,25 @@ not transformers'; ``docs/migrating.md`` lists every key side by side.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping
 
 from sftdata.errors import ConfigError
+from sftdata.pipeline.keys import DATA_KEY_HINTS
 from sftdata.suggest import did_you_mean
 
-#: Foreign key → TrainConfig key, the value kept as is.
+#: Earlier sftdata_train names and other tools' names → TrainConfig field, the value kept as is.
 RENAMES: dict[str, str] = {
-    "learning_rate": "lr",
-    "num_train_epochs": "num_epochs",
-    "gradient_accumulation_steps": "grad_accum",
-    "adam_epsilon": "adam_eps",
-    "logging_steps": "log_steps",
-    "gradient_checkpointing": "activation_checkpointing",
+    "lr": "learning_rate",
+    "num_epochs": "num_train_epochs",
+    "grad_accum": "gradient_accumulation_steps",
+    "adam_eps": "adam_epsilon",
+    "log_steps": "logging_steps",
+    "activation_checkpointing": "gradient_checkpointing",
     "torch_compile": "compile",
-    "dataloader_num_workers": "num_workers",
-    "resume_from_checkpoint": "resume",
+    "num_workers": "dataloader_num_workers",
+    "resume": "resume_from_checkpoint",
+    "lr_scheduler": "lr_scheduler_type",
     "model_name_or_path": "model",
     "base_model": "model",  # Axolotl
     "tokenizer_name": "tokenizer",
@@ -56,46 +58,24 @@ RENAMES: dict[str, str] = {
     "quantization_type": "bnb_4bit_quant_type",  # LLaMA-Factory
 }
 
-#: The :data:`RENAMES` that ``sftdata-train`` also accepts as flags (the transformers/TRL names,
-#: ``--learning_rate`` and ``--learning-rate``).
-FLAG_ALIASES = (
-    "learning_rate", "num_train_epochs", "gradient_accumulation_steps", "adam_epsilon", "logging_steps",
-    "gradient_checkpointing", "torch_compile", "dataloader_num_workers", "resume_from_checkpoint",
-    "model_name_or_path", "use_bnb_nested_quant",
-)
-#: TrainConfig keys whose flag also takes the underscore spelling of TRL's command line (``--lora_r``).
-UNDERSCORE_FLAGS = (
-    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save", "use_rslora",
-    "use_dora", "load_in_4bit", "bnb_4bit_quant_type",
-)
-
-_DATA = "a data option: set it at the top level of the pipeline config (see docs/pipeline.md)"
 _BATCH = (
     "sftdata_train batches by tokens, not rows: set max_tokens_per_batch (about batch size × sequence "
     "length; one micro-batch per rank)"
 )
 _HUB = "sftdata_train does not push to the Hub: upload <output_dir>/final yourself (huggingface-cli upload)"
 
-#: Foreign keys without an equivalent → what to do instead.
+#: Training keys of features sftdata_train does not have → what to do instead.
 UNSUPPORTED: dict[str, str] = {
     **{k: _BATCH for k in ("per_device_train_batch_size", "per_device_eval_batch_size", "train_batch_size",
                            "eval_batch_size", "micro_batch_size", "batch_size", "auto_find_batch_size",
                            "eval_accumulation_steps")},
-    **{k: _DATA for k in ("max_length", "max_seq_length", "sequence_len", "cutoff_len", "packing",
-                          "sample_packing", "packing_strategy", "pad_to_sequence_len", "dataset_name",
-                          "dataset", "datasets", "dataset_config", "dataset_text_field", "dataset_num_proc",
-                          "dataset_kwargs", "assistant_only_loss", "completion_only_loss", "train_on_inputs",
-                          "chat_template", "chat_template_path", "template", "eos_token", "pad_token",
-                          "dataset_train_split", "dataset_test_split", "dataset_streaming", "preprocessing_num_workers",
-                          "truncation_mode", "shuffle_dataset", "eval_packing", "neat_packing", "train_on_prompt",
-                          "mask_history", "max_samples", "mix_strategy", "interleave_probs", "streaming")},
     "lora_target_parameters": "LoRA on bare parameters (MoE experts) is not supported: set lora_target_modules",
     "loraplus_lr_ratio": "LoRA+ (another lr for B) is not supported: remove it",
     "peft_layers_to_transform": "LoRA on a subset of layers is not supported: remove it",
     "qlora_sharded_model_loading": "QLoRA runs on one GPU (FSDP2 cannot shard 4-bit weights): remove it",
     **{k: _HUB for k in ("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
                          "hub_always_push", "hub_revision")},
-    "overwrite_output_dir": "sftdata_train resumes a run (resume) or starts one in output_dir: remove an old run yourself",
+    "overwrite_output_dir": "use overwrite (start over in a non-empty output_dir) or resume_from_checkpoint",
     "do_train": "sftdata_train always trains: remove it",
     "do_eval": "eval runs when eval_data or eval_fraction is set (every eval_steps): remove it",
     "do_predict": "sftdata_train does not predict: remove it",
@@ -115,7 +95,7 @@ UNSUPPORTED: dict[str, str] = {
     "dataloader_pin_memory": "automatic (pinned on CUDA): remove it",
     "saves_per_epoch": "use save_steps",
     "evals_per_epoch": "use eval_steps",
-    "logging_first_step": "not supported: use log_steps",
+    "logging_first_step": "not supported: use logging_steps",
     "eval_on_start": "not supported: eval runs every eval_steps and at the end",
     "data_seed": "the data order follows seed",
     "trackio_space_id": "sftdata_train logs to a local trackio project only: remove it",
@@ -124,35 +104,38 @@ UNSUPPORTED: dict[str, str] = {
     "router_aux_loss_coef": "not supported: remove it",
     "plot_loss": "the loss is in metrics.jsonl and the trackers (report_to): remove it",
     "stage": "sftdata_train does supervised fine-tuning only: remove it",
-    "overwrite_cache": "stages re-run when their inputs change (fingerprints); `sftdata run --force` re-runs all",
 }
 
-_SCHEDULES = {
-    "cosine": "cosine",
-    "linear": "linear",
-    "constant": "constant",
-    "constant_with_warmup": "constant",
-    "cosine_with_min_lr": "cosine",
-}
 _ATTN = {"flash_attention_2": "flash_attn", "flex_attention": "flex"}
 _OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw")
 _TRACKERS = ("tensorboard", "wandb", "trackio", "none")
+_SWITCH = {True: "on", False: "off", "true": "on", "false": "off", "True": "on", "False": "off"}
+
+
+def _field_names() -> tuple[str, ...]:
+    from .config import TrainConfig
+
+    return tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 class _Out:
-    """The canonical keys being built, with where each came from (for conflict messages)."""
+    """The field values being built from one source, with the key each came from (for conflict messages)."""
 
     def __init__(self, prefix: str) -> None:
         self.values: dict[str, Any] = {}
         self.source: dict[str, str] = {}
         self.errors: list[str] = []
         self.prefix = prefix
-        self.switches: list[tuple[str, bool, int | None]] = []  # (key, LoRA on?, the tool's default rank)
+        self.default_rank: tuple[str, int | None] | None = None  # (key, rank) of a tool's LoRA switch
 
     def where(self, key: str) -> str:
         return f"{self.prefix}{key}"
 
     def set(self, name: str, value: Any, key: str) -> None:
+        if name == "use_peft" and name in self.values and self.values[name] != value:
+            off, on = (key, self.source[name]) if value is False else (self.source[name], key)
+            self.errors.append(f"{self.where(off)}: full fine-tuning, but {self.where(on)} turns LoRA on; keep one")
+            return
         if name in self.values and self.values[name] != value:
             self.errors.append(
                 f"{self.where(key)}: sets `{name}` (= {value!r}), which {self.where(self.source[name])} already "
@@ -166,26 +149,31 @@ class _Out:
         self.errors.append(f"{self.where(key)}: {message}")
 
     def lora_switch(self, key: str, *, on: bool, rank: int | None = None) -> None:
-        """A key that turns LoRA on (with its tool's default rank, None: no default) or off."""
-        self.switches.append((key, on, rank))
+        """A tool's key that turns LoRA on (with that tool's default rank; None: no default) or off."""
+        self.set("use_peft", on, key)
+        if on:
+            self.default_rank = (key, rank)
 
-    def finish_lora(self) -> None:
-        """Apply the LoRA switches: the rank when ``lora_r`` is not given; conflicts are errors."""
-        on = [(k, r) for k, o, r in self.switches if o]
-        off = [k for k, o, _ in self.switches if not o]
-        rank = self.values.get("lora_r")
-        if on and off:
-            self.error(off[0], f"full fine-tuning, but {self.where(on[0][0])} turns LoRA on; keep one")
-        elif off and rank:
-            self.error(off[0], f"full fine-tuning, but {self.where(self.source['lora_r'])} sets lora_r = {rank}")
-        elif on and rank == 0:
-            self.error(on[0][0], f"turns LoRA on, but {self.where(self.source['lora_r'])} sets lora_r = 0")
-        elif on and rank is None:
-            key, default = on[0]
-            if default is None:
-                self.error(key, "turns LoRA on: set lora_r (the rank; there is no default)")
-            else:
-                self.set("lora_r", default, key)
+
+def _finetuning_type(out: _Out, key: str, value: Any) -> None:
+    if value == "full":
+        out.lora_switch(key, on=False)
+    elif value == "lora":
+        out.lora_switch(key, on=True, rank=8)  # LLaMA-Factory's default lora_rank
+    else:
+        out.error(key, f"expected full or lora, got {value!r}" + (" (not supported)" if value in ("freeze", "oft")
+                                                                else ""))
+
+
+def _adapter(out: _Out, key: str, value: Any) -> None:
+    if value in (None, ""):
+        out.lora_switch(key, on=False)
+    elif value in ("lora", "qlora"):
+        out.lora_switch(key, on=True, rank=None)  # Axolotl has no default rank
+        if value == "qlora":
+            out.set("load_in_4bit", True, key)
+    else:
+        out.error(key, f"expected lora or qlora, got {value!r}")
 
 
 def _bf16(out: _Out, key: str, value: Any) -> None:
@@ -203,13 +191,6 @@ def _false_only(reason: str) -> Callable[[_Out, str, Any], None]:
             out.error(key, reason)
 
     return convert
-
-
-def _scheduler(out: _Out, key: str, value: Any) -> None:
-    if value not in _SCHEDULES:
-        out.error(key, f"{value!r} has no equivalent; accepted: {', '.join(sorted(_SCHEDULES))}")
-        return
-    out.set("lr_scheduler", _SCHEDULES[value], key)
 
 
 def _scheduler_kwargs(out: _Out, key: str, value: Any) -> None:
@@ -231,7 +212,7 @@ def _optim(out: _Out, key: str, value: Any) -> None:
 def _strategy(out: _Out, key: str, value: Any) -> None:
     if value != "steps":
         step_key = {"eval": "eval_steps", "evaluation": "eval_steps", "save": "save_steps"}.get(
-            key.split("_")[0], "log_steps"
+            key.split("_")[0], "logging_steps"
         )
         out.error(key, f"only 'steps' is supported (got {value!r}): set {step_key}")
 
@@ -253,34 +234,6 @@ def _flash_attention(out: _Out, key: str, value: Any) -> None:
 def _loss_type(out: _Out, key: str, value: Any) -> None:
     if value != "nll":
         out.error(key, f"only 'nll' (cross-entropy on the trained tokens) is implemented, got {value!r}")
-
-
-def _finetuning_type(out: _Out, key: str, value: Any) -> None:
-    if value == "full":
-        out.lora_switch(key, on=False)
-    elif value == "lora":
-        out.lora_switch(key, on=True, rank=8)  # LLaMA-Factory's default lora_rank
-    else:
-        out.error(key, f"expected full or lora, got {value!r}" + (" (not supported)" if value in ("freeze", "oft")
-                                                                else ""))
-
-
-def _use_peft(out: _Out, key: str, value: Any) -> None:
-    if isinstance(value, bool):
-        out.lora_switch(key, on=value, rank=16)  # TRL's default lora_r
-    else:
-        out.error(key, f"expected true or false, got {value!r}")
-
-
-def _adapter(out: _Out, key: str, value: Any) -> None:
-    if value in (None, ""):
-        out.lora_switch(key, on=False)
-    elif value in ("lora", "qlora"):
-        out.lora_switch(key, on=True, rank=None)  # Axolotl has no default rank
-        if value == "qlora":
-            out.set("load_in_4bit", True, key)
-    else:
-        out.error(key, f"expected lora or qlora, got {value!r}")
 
 
 def _lora_target(out: _Out, key: str, value: Any) -> None:
@@ -315,7 +268,6 @@ def _one_of(*accepted: Any, what: str) -> Callable[[_Out, str, Any], None]:
 _CONVERTERS: dict[str, Callable[[_Out, str, Any], None]] = {
     "loss_type": _loss_type,  # TRL
     "finetuning_type": _finetuning_type,  # LLaMA-Factory
-    "use_peft": _use_peft,  # TRL
     "adapter": _adapter,  # Axolotl
     "lora_target": _lora_target,  # LLaMA-Factory
     "lora_target_linear": _lora_target_linear,  # Axolotl
@@ -329,7 +281,6 @@ _CONVERTERS: dict[str, Callable[[_Out, str, Any], None]] = {
     "bf16": _bf16,
     "fp16": _false_only("fp16 training is not supported: use bf16 (precision: bf16-mixed) or fp32"),
     "tf32": _false_only("TF32 matmuls are not enabled by sftdata_train: remove it"),
-    "lr_scheduler_type": _scheduler,
     "lr_scheduler_kwargs": _scheduler_kwargs,
     "optim": _optim,
     "optimizer": _optim,  # Axolotl
@@ -344,14 +295,26 @@ _CONVERTERS: dict[str, Callable[[_Out, str, Any], None]] = {
 
 
 def _canonical_value(out: _Out, name: str, key: str, value: Any) -> None:
-    """Value spellings that transformers/TRL use for keys sftdata_train shares."""
+    """The value spellings transformers/TRL/YAML use for a field, as the field's value."""
+    from .config import SCHEDULERS
+
     if name == "warmup_steps" and isinstance(value, float) and 0.0 < value < 1.0:
         out.set("warmup_ratio", value, key)  # transformers >= 5: a float < 1 is a ratio
         return
+    if name == "lr_scheduler_type" and value not in SCHEDULERS:
+        out.error(key, f"{value!r} has no equivalent; accepted: {', '.join(SCHEDULERS)}")
+        return
     if name == "attn_implementation" and value in _ATTN:
         value = _ATTN[value]
-    if name in ("lora_target_modules", "lora_modules_to_save") and isinstance(value, (list, tuple)):
-        value = ",".join(str(v).strip() for v in value)  # YAML lists: the flag's comma-separated form
+    if name in ("compile", "gradient_checkpointing") and value in _SWITCH:
+        value = _SWITCH[value]  # booleans of TrainingArguments / older configs
+    if name == "model" and value in ("", "embedded"):
+        value = None
+    if name == "resume_from_checkpoint" and isinstance(value, bool):
+        value = "latest" if value else None
+    if name in ("lora_target_modules", "lora_modules_to_save") and value is not None:
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        value = ",".join(s for s in (str(v).strip() for v in items) if s) or None
     if name == "report_to":
         value = report_to_string(value, where=out.where(key), errors=out.errors)
         if value is None:
@@ -370,7 +333,7 @@ def report_to_string(value: Any, *, where: str = "report_to", errors: list[str] 
     if value is None:
         return "none"
     items = [str(v).strip() for v in value] if isinstance(value, (list, tuple)) else str(value).split(",")
-    names = [v.strip() for v in items if v.strip()]
+    names = [n.strip() for v in items for n in v.split(",") if n.strip()]
     bad = [n for n in names if n not in _TRACKERS]
     if bad:
         hint = did_you_mean(bad[0], _TRACKERS)
@@ -387,26 +350,23 @@ def report_to_string(value: Any, *, where: str = "report_to", errors: list[str] 
     return ",".join(names) if names else "none"
 
 
-def known_keys(names: Iterable[str]) -> list[str]:
-    """Every accepted key: the canonical names plus the aliases."""
-    return sorted(set(names) | set(RENAMES) | set(_CONVERTERS))
+def is_training_key(name: str) -> bool:
+    """``name`` (``_`` spelling) is a field, an earlier name or another tool's name of one."""
+    return name in _field_names() or name in RENAMES or name in _CONVERTERS
 
 
-def canonical_keys(d: Mapping[str, Any], names: Iterable[str], *, prefix: str = "") -> tuple[dict[str, Any], list[str]]:
-    """Translate a mapping of training keys into :class:`TrainConfig` field names.
+def foreign_message(name: str, *, data: bool = True) -> str | None:
+    """The one message for a key that belongs to another stage or to a feature sftdata_train does not
+    have (``data=False``: only the latter), else None."""
+    if name in UNSUPPORTED:
+        return UNSUPPORTED[name]
+    return DATA_KEY_HINTS.get(name) if data else None
 
-    Args:
-        d: keys as written (``-`` accepted for ``_``), canonical or alias.
-        names: the :class:`TrainConfig` field names.
-        prefix: prepended to key paths in messages (``"train."`` in a pipeline config).
 
-    Returns:
-        ``(values, errors)``: the canonical mapping and one message per bad key, each naming the
-        key path (``train.learnig_rate: unknown key; did you mean 'learning_rate'?``).
-    """
-    names = set(names)
+def _resolve(d: Mapping[str, Any], prefix: str) -> _Out:
+    names = _field_names()
     out = _Out(prefix)
-    for raw_key, value in (d or {}).items():
+    for raw_key, value in d.items():
         key = str(raw_key)
         norm = key.replace("-", "_")
         if norm in names:
@@ -415,10 +375,61 @@ def canonical_keys(d: Mapping[str, Any], names: Iterable[str], *, prefix: str = 
             _canonical_value(out, RENAMES[norm], key, value)
         elif norm in _CONVERTERS:
             _CONVERTERS[norm](out, key, value)
-        elif norm in UNSUPPORTED:
-            out.error(key, UNSUPPORTED[norm])
+        elif foreign_message(norm):
+            out.error(key, foreign_message(norm))
         else:
-            hint = did_you_mean(norm, known_keys(names))
+            hint = did_you_mean(norm, sorted({*names, *RENAMES, *_CONVERTERS}))
             out.error(key, "unknown key" + (f"; {hint}" if hint else "") + " (keys: sftdata-train --help)")
-    out.finish_lora()
-    return out.values, out.errors
+    return out
+
+
+def _finish(outs: list[_Out]) -> tuple[dict[str, Any], list[str]]:
+    """Merge sources (later ones win) and apply the LoRA switches: ``use_peft`` (or a tool's switch)
+    without ``lora_r`` takes the tool's default rank; ``lora_r`` > 0 means ``use_peft``."""
+    values: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    errors: list[str] = []
+    rank_default: tuple[str, int | None] | None = None
+    for out in outs:
+        values.update(out.values)
+        where.update({k: out.where(v) for k, v in out.source.items()})
+        errors += out.errors
+        if out.default_rank:
+            rank_default = (out.where(out.default_rank[0]), out.default_rank[1])
+    from .config import USE_PEFT_RANK
+
+    on, rank = values.get("use_peft"), values.get("lora_r")
+    if on and rank is None:
+        key, default = rank_default if rank_default and rank_default[0] == where["use_peft"] else (
+            where["use_peft"], USE_PEFT_RANK)
+        if default is None:
+            errors.append(f"{key}: turns LoRA on: set lora_r (the rank; there is no default)")
+        else:
+            values["lora_r"] = default
+    elif on and rank == 0:
+        errors.append(f"{where['use_peft']}: turns LoRA on, but {where['lora_r']} sets lora_r = 0")
+    elif on is False and rank:
+        errors.append(f"{where['use_peft']}: full fine-tuning, but {where['lora_r']} sets lora_r = {rank}; keep one")
+    elif rank and on is None:
+        values["use_peft"] = True
+    return values, errors
+
+
+def resolve_keys(d: Mapping[str, Any], *, prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """Translate a mapping of keys as written into :class:`TrainConfig` field values.
+
+    Args:
+        d: keys as written (``-`` accepted for ``_``): fields, earlier names, other tools' names.
+        prefix: prepended to key paths in messages (``"train."`` in a pipeline config).
+
+    Returns:
+        ``(values, errors)``: the field values and one message per bad key, each naming the key path
+        (``train.learnig_rate: unknown key; did you mean 'learning_rate'?``).
+    """
+    return _finish([_resolve(d or {}, prefix)])
+
+
+def merge_sources(file: Mapping[str, Any], flags: Mapping[str, Any], *, file_prefix: str = "",
+                  flag_prefix: str = "--") -> tuple[dict[str, Any], list[str]]:
+    """:func:`resolve_keys` of a file's keys and of the flags; a flag overrides the file's key."""
+    return _finish([_resolve(file or {}, file_prefix), _resolve(flags or {}, flag_prefix)])

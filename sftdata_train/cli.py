@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from sftdata.cli_warnings import warnings_as_lines
@@ -9,12 +10,15 @@ from sftdata.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (YAML via ``--config`` plus flags), train, print where the model went.
+    """Parse ``argv`` (``--config`` YAML, flags; :func:`sftdata_train.config.parse_args`), train, print
+    where the model went.
 
-    Returns the process exit code: 0 on success, 2 on a configuration error, 1 when training
-    stopped on a non-finite gradient norm (nothing applied; the last checkpoint is intact).
+    Returns the process exit code: 0 on success, 2 on a configuration error (one message on
+    stderr, every bad key listed), 1 when training stopped on a non-finite gradient norm (nothing
+    applied; the last checkpoint is intact).
     """
     from .config import parse_args
+    from .interrupt import EXIT_CODE, Interrupted
 
     try:
         config = parse_args(argv)
@@ -25,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"sftdata-train: error: {e}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:  # a non-finite gradient norm with --nonfinite-grad stop
+    except FloatingPointError as e:  # a non-finite gradient norm with --nonfinite_grad stop
         print(f"sftdata-train: stopped: {e}", file=sys.stderr)
         return 1
-    import os
-
+    except Interrupted as e:  # SIGINT/SIGTERM: one line (what was kept, how to resume), exit 130
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(e.line(argv), file=sys.stderr)
+        return EXIT_CODE
     if int(os.environ.get("RANK", "0")) == 0:
         where = result.final_model_dir or result.last_checkpoint
         last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""

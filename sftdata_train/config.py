@@ -1,9 +1,19 @@
-"""Training configuration: one dataclass, loadable from YAML, every key also a CLI flag.
+"""Training configuration: one dataclass, parsed by ``transformers.HfArgumentParser``.
 
-``TrainConfig`` is the single source of truth. :func:`build_arg_parser` derives one
-flag per field (``output_dir`` -> ``--output-dir``; booleans get ``--x/--no-x``), and
-:func:`parse_args` merges, in increasing priority: the dataclass defaults, the YAML file
-given by ``--config``, then the flags given explicitly on the command line.
+:class:`TrainConfig` is the single source of truth. Its field names are those of
+``transformers.TrainingArguments`` / ``trl.SFTConfig`` / peft where the meaning is the same
+(``learning_rate``, ``gradient_accumulation_steps``, ``lr_scheduler_type``, ``lora_r``, …);
+sftdata_train's own options keep their names (``max_tokens_per_batch``, ``precision``, …).
+Every field is a flag in both spellings (``--learning_rate``, ``--learning-rate``), a YAML key of
+the same name and a key of the dict :func:`sftdata_train.train` takes; ``--help`` is generated.
+
+Sources, in increasing priority: the field defaults, ``--config FILE`` (a train YAML, or a
+pipeline config's ``train:`` section), the flags. A YAML's ``env:`` mapping sets environment
+variables (as TRL's ``TrlParser``). Every key, wherever it is written, goes through
+:func:`sftdata_train.aliases.resolve_keys`: older sftdata names and other tools' names are
+translated, a key of another stage or of a feature sftdata_train does not have gets one message
+saying what to do instead, any other unknown key a "did you mean". :meth:`TrainConfig.validate`
+checks ranges once and changes nothing.
 """
 
 from __future__ import annotations
@@ -11,95 +21,108 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import types
-import typing
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
+from transformers import HfArgumentParser
 
 from sftdata.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16-mixed", "bf16-true", "fp32")
 SWITCHES = ("auto", "on", "off")
 NONFINITE_GRAD = ("stop", "skip")
-SCHEDULERS = ("cosine", "linear", "constant")
+#: ``lr_scheduler_type`` values: transformers' names; ``constant_with_warmup`` is ``constant`` (warm-up, then
+#: constant) and ``cosine_with_min_lr`` is ``cosine`` with ``min_lr_ratio``.
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_min_lr")
 ATTN_IMPLEMENTATIONS = ("auto", "varlen", "flash_attn", "flex", "sdpa", "eager")
 DEVICES = ("auto", "cpu", "cuda")
 SAVE_DTYPES = ("auto", "bfloat16", "float32")
 BNB_4BIT_QUANT_TYPES = ("nf4", "fp4")
+#: TRL's default LoRA rank, used when ``use_peft`` is set without ``lora_r``.
+USE_PEFT_RANK = 16
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+def _f(default: Any, help: str, *old: str, **kw: Any) -> Any:
+    """A field with its help text; ``old`` are earlier sftdata flag names kept as aliases."""
+    aliases = [s for name in old for s in dict.fromkeys((f"--{name}", f"--{name.replace('_', '-')}"))]
+    meta = {"help": help, **({"aliases": aliases} if aliases else {}), **kw}
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     """All options of ``sftdata-train``; see ``docs/training.md`` for the full reference.
 
-    Units: token counts are tokens (after tokenisation), ``lr`` is per optimizer step,
-    ``*_steps`` count optimizer steps (one step = ``grad_accum`` micro-batches per rank).
+    Units: token counts are tokens (after tokenisation), ``learning_rate`` is per optimizer step,
+    ``*_steps`` count optimizer steps (one step = ``gradient_accumulation_steps`` micro-batches
+    per rank). The earlier names (``lr``, ``grad_accum``, ``num_epochs``, ``log_steps``, ``resume``,
+    ``lr_scheduler``, ``activation_checkpointing``, ``adam_eps``, ``num_workers``) are read-only
+    properties, and keys/flags that :func:`~sftdata_train.aliases.resolve_keys` translates.
     """
 
     # --- data and output
     data: str | None = _f(None, "Dataset dir written by `sftdata prepare` or `sftdata pack` (required).")
     output_dir: str | None = _f(None, "Where checkpoints, the final model and metrics.jsonl go (required).")
     eval_data: str | None = _f(None, "Held-out dataset dir (same formats as --data) for the eval loss.")
-    eval_fraction: float = _f(0.0, "Hold out this fraction of --data rows for eval when --eval-data is not given.")
+    eval_fraction: float = _f(0.0, "Hold out this fraction of --data rows for eval when --eval_data is not given.")
     # --- model
     model: str | None = _f(
-        None, "Local HF model dir or Hub id; empty/`embedded` trains the embedded tiny Qwen3 default (random init)."
+        None, "Local HF model dir or Hub id; empty/`embedded` trains the embedded tiny Qwen3 default (random init).",
+        "model_name_or_path",
     )
     tokenizer: str | None = _f(None, "Tokenizer dir or Hub id (default: the model's, or the embedded tokenizer).")
     attn_implementation: str = _f(
-        "auto", "Attention path: auto|varlen|flash_attn|flex|sdpa|eager (see docs/training.md).",
-        choices=ATTN_IMPLEMENTATIONS,
+        "auto", "Attention path (see docs/training.md).", choices=ATTN_IMPLEMENTATIONS + ("flash_attention_2",
+                                                                                     "flex_attention"),
     )
     # --- batching
     max_tokens_per_batch: int = _f(
-        8192, "Token budget of one micro-batch on one rank (padded tokens count when --no-padding-free)."
+        8192, "Token budget of one micro-batch on one rank (padded tokens count with --no_padding_free). "
+        "Batches are sized by tokens, not rows: the TrainingArguments per_device_train_batch_size has no equivalent."
     )
-    grad_accum: int = _f(1, "Micro-batches per rank per optimizer step (gradient accumulation).")
-    padding_free: bool = _f(True, "Concatenate sequences into one row (varlen attention); --no-padding-free pads.")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per rank per optimizer step.", "grad_accum")
+    padding_free: bool = _f(True, "Concatenate sequences into one row (varlen attention); --no_padding_free pads.")
     pad_to_multiple_of: int | None = _f(None, "Round batch lengths up to a multiple of this (e.g. 64 for kernels).")
     shuffle: bool = _f(True, "Shuffle batches every epoch (seeded by --seed and the epoch).")
-    num_workers: int = _f(0, "DataLoader worker processes for collation.")
+    dataloader_num_workers: int = _f(0, "DataLoader worker processes for collation.", "num_workers")
     # --- length of training
-    max_steps: int = _f(-1, "Optimizer steps to run; -1 derives them from --num-epochs.")
-    num_epochs: float = _f(1.0, "Epochs over --data when --max-steps is -1.")
+    max_steps: int = _f(-1, "Optimizer steps to run; -1 derives them from --num_train_epochs.")
+    num_train_epochs: float = _f(1.0, "Epochs over --data when --max_steps is -1.", "num_epochs")
     stop_at_step: int | None = _f(
-        None, "Stop (with a checkpoint) after this step while keeping the schedule of the full run, e.g. time-boxed jobs."
+        None, "Stop (with a checkpoint) after this step while keeping the schedule of the full run (time-boxed jobs)."
     )
     # --- optimiser and schedule
-    lr: float = _f(2e-5, "Peak learning rate (AdamW).")
-    min_lr_ratio: float = _f(0.0, "Final learning rate as a fraction of --lr (cosine/linear decay).")
-    lr_scheduler: str = _f("cosine", "Decay after warm-up: cosine|linear|constant.", choices=SCHEDULERS)
-    warmup_steps: int | None = _f(None, "Linear warm-up steps (overrides --warmup-ratio).")
-    warmup_ratio: float = _f(0.03, "Warm-up as a fraction of the total steps.")
+    learning_rate: float = _f(2e-5, "Peak learning rate (AdamW).", "lr")
+    min_lr_ratio: float = _f(0.0, "Final learning rate as a fraction of the peak (cosine/linear decay).")
+    lr_scheduler_type: str = _f(
+        "cosine", "Decay after warm-up (constant_with_warmup = constant, cosine_with_min_lr = cosine).",
+        "lr_scheduler", choices=SCHEDULERS,
+    )
+    warmup_steps: int | None = _f(None, "Linear warm-up steps (overrides --warmup_ratio).")
+    warmup_ratio: float = _f(0.03, "Warm-up as a fraction of the total steps (rounded up).")
     weight_decay: float = _f(0.01, "AdamW weight decay on matrices (never on norms or biases).")
     adam_beta1: float = _f(0.9, "AdamW beta1.")
     adam_beta2: float = _f(0.999, "AdamW beta2.")
-    adam_eps: float = _f(1e-8, "AdamW epsilon.")
+    adam_epsilon: float = _f(1e-8, "AdamW epsilon.", "adam_eps")
     max_grad_norm: float = _f(1.0, "Clip the global gradient L2 norm to this; 0 disables clipping.")
     # --- numerics and speed
     precision: str = _f(
         "auto", "auto (bf16-mixed on CUDA, fp32 on CPU) | bf16-mixed (fp32 master weights, bf16 compute) | "
-        "bf16-true | fp32.", choices=PRECISIONS,
+        "bf16-true | fp32. The TrainingArguments `bf16 true|false` means bf16-mixed|fp32.", choices=PRECISIONS,
     )
-    activation_checkpointing: str = _f(
+    gradient_checkpointing: str = _f(
         "auto", "Recompute decoder-layer activations in backward: auto (the fewest layers that make the step fit "
-        "the free device memory or --memory-budget-gb) | on (all layers) | off (flag alone = on).",
-        choices=SWITCHES, nargs="?", const="on",
+        "the free device memory or --memory_budget_gb) | on/true (all layers; the flag alone) | off/false.",
+        "activation_checkpointing", nargs="?", const="on",
     )
     memory_budget_gb: float | None = _f(
         None, "Device memory (GB, 1e9 bytes) the auto activation checkpointing plans for (default: the free memory)."
     )
     compile: str = _f(
-        "auto", "torch.compile each decoder layer: auto (on CUDA) | on | off (flag alone = on).",
-        choices=SWITCHES, nargs="?", const="on",
+        "auto", "torch.compile each decoder layer: auto (on CUDA) | on/true (the flag alone) | off/false.",
+        "torch_compile", nargs="?", const="on",
     )
     loss_chunk_size: int = _f(1024, "Trained positions per lm_head/cross-entropy chunk (bounds the logits memory).")
     seed: int = _f(0, "Seed for the embedded model's init, data order and RNGs.")
@@ -120,22 +143,23 @@ class TrainConfig:
         "auto", "dtype of the exported final/ model: auto (bf16 for bf16 precisions)|bfloat16|float32.",
         choices=SAVE_DTYPES,
     )
-    overwrite: bool = _f(False, "Start over in a non-empty --output-dir (deletes its checkpoints, final/, metrics).")
+    overwrite: bool = _f(False, "Start over in a non-empty --output_dir (deletes its checkpoints, final/, metrics).")
     allow_schedule_change: bool = _f(
-        False, "Resume although the world size, token budget, grad_accum or step count differ from the checkpoint's."
+        False, "Resume although the world size, token budget, gradient_accumulation_steps or step count differ "
+        "from the checkpoint's."
     )
-    resume: str | None = _f(
-        None, "Resume from a checkpoint dir, or `latest` for the newest one in --output-dir (flag alone = latest).",
-        nargs="?", const="latest",
+    resume_from_checkpoint: str | None = _f(
+        None, "Resume from a checkpoint dir, or `latest` for the newest one in --output_dir (the flag alone).",
+        "resume", nargs="?", const="latest",
     )
     # --- eval and metrics
     eval_steps: int = _f(0, "Compute the eval loss every N steps (0: only at the end, when there is eval data).")
-    log_steps: int = _f(1, "Write a metrics.jsonl record and refresh the progress bar every N steps.")
+    logging_steps: int = _f(1, "Write a metrics.jsonl record and refresh the progress bar every N steps.", "log_steps")
     progress_bar: bool = _f(True, "Show a tqdm progress bar on rank 0.")
-    tensorboard: bool = _f(False, "Same as adding tensorboard to --report-to.")
+    tensorboard: bool = _f(False, "Same as adding tensorboard to --report_to.")
     report_to: str = _f(
-        "none", "Trackers fed the metrics.jsonl records and the resolved config: comma-separated "
-        "tensorboard,wandb,trackio or none (see docs/training.md)."
+        "none", "Trackers fed the metrics.jsonl records and the resolved config: tensorboard, wandb, trackio "
+        "(several: space- or comma-separated) or none (see docs/training.md).", nargs="+",
     )
     project: str | None = _f(None, "W&B/trackio project (W&B default: $WANDB_PROJECT; trackio: sftdata).")
     run_name: str | None = _f(None, "W&B/trackio run name (default: the output dir's name).")
@@ -146,6 +170,7 @@ class TrainConfig:
         True, "Refuse data whose recorded tokenizer fingerprint differs from the training tokenizer's."
     )
     # --- LoRA / QLoRA (peft; see docs/training.md#lora-and-qlora and sftdata_train/lora.py)
+    use_peft: bool = _f(False, f"Train LoRA adapters (TRL's switch; rank {USE_PEFT_RANK} unless --lora_r is set).")
     lora_r: int = _f(0, "LoRA rank: >0 trains peft LoRA adapters on the frozen model; 0 = full fine-tuning.")
     lora_alpha: float | None = _f(None, "LoRA alpha (scale = alpha / r); default 2 x lora_r.")
     lora_dropout: float = _f(0.0, "Dropout on the input of the LoRA adapters.")
@@ -167,95 +192,107 @@ class TrainConfig:
     )
     load_in_4bit: bool = _f(False, "QLoRA: load the frozen model in 4 bits (bitsandbytes, CUDA, one process).")
     bnb_4bit_quant_type: str = _f("nf4", "QLoRA 4-bit data type: nf4|fp4.", choices=BNB_4BIT_QUANT_TYPES)
-    bnb_4bit_use_double_quant: bool = _f(False, "QLoRA: quantize the quantization constants too (nested quant).")
+    bnb_4bit_use_double_quant: bool = _f(
+        False, "QLoRA: quantize the quantization constants too (nested quant).", "use_bnb_nested_quant"
+    )
     merge_lora: bool = _f(
         False, "At the end, export final/ as the full model with the adapter merged (peft merge_and_unload)."
     )
 
-    # ------------------------------------------------------------------ helpers
-    def validate(self) -> "TrainConfig":
-        """Check required keys and ranges; returns self. Raises :class:`ConfigError`."""
-        if not self.data:
-            raise ConfigError("`data` (--data DIR) is required: a dir from `sftdata prepare` or `sftdata pack`")
-        if not self.output_dir:
-            raise ConfigError("`output_dir` (--output-dir DIR) is required")
-        for name in ("compile", "activation_checkpointing"):  # YAML/API booleans of older configs
-            value = getattr(self, name)
-            if isinstance(value, bool):
-                setattr(self, name, "on" if value else "off")
-        for name in (
-            "precision", "lr_scheduler", "attn_implementation", "device", "save_dtype", "compile",
-            "activation_checkpointing", "nonfinite_grad", "bnb_4bit_quant_type",
-        ):
-            choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(self)}[name]
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"`{name}` must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        if self.grad_accum < 1:
-            raise ConfigError(f"`grad_accum` must be >= 1, got {self.grad_accum}")
-        if self.max_tokens_per_batch < 1:
-            raise ConfigError(f"`max_tokens_per_batch` must be >= 1, got {self.max_tokens_per_batch}")
-        if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
-            raise ConfigError(f"`memory_budget_gb` must be > 0, got {self.memory_budget_gb}")
-        if self.loss_chunk_size < 1:
-            raise ConfigError(f"`loss_chunk_size` must be >= 1, got {self.loss_chunk_size}")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ConfigError(f"`eval_fraction` must be in [0, 1), got {self.eval_fraction}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ConfigError(f"`max_steps` must be -1 or >= 1, got {self.max_steps}")
-        if self.max_steps == -1 and self.num_epochs <= 0:
-            raise ConfigError(f"`num_epochs` must be > 0, got {self.num_epochs}")
-        if self.lr < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError("`lr` must be >= 0 and `min_lr_ratio` in [0, 1]")
-        if self.model in ("", "embedded"):
-            self.model = None
-        if isinstance(self.resume, bool):
-            self.resume = "latest" if self.resume else None
-        from .tracking import check_installed, parse_report_to
+    # ------------------------------------------------------------------ earlier names (read-only)
+    lr = property(lambda self: self.learning_rate)
+    num_epochs = property(lambda self: self.num_train_epochs)
+    grad_accum = property(lambda self: self.gradient_accumulation_steps)
+    log_steps = property(lambda self: self.logging_steps)
+    adam_eps = property(lambda self: self.adam_epsilon)
+    num_workers = property(lambda self: self.dataloader_num_workers)
+    resume = property(lambda self: self.resume_from_checkpoint)
+    activation_checkpointing = property(lambda self: self.gradient_checkpointing)
 
-        trackers = parse_report_to(self.report_to)
-        if self.tensorboard and "tensorboard" not in trackers:
-            trackers.append("tensorboard")
-        self.report_to = ",".join(trackers) or "none"
-        check_installed(trackers)
+    @property
+    def lr_scheduler(self) -> str:
+        """The decay after the warm-up: ``cosine``, ``linear`` or ``constant``."""
+        return {"constant_with_warmup": "constant", "cosine_with_min_lr": "cosine"}.get(
+            self.lr_scheduler_type, self.lr_scheduler_type)
+
+    # ------------------------------------------------------------------ checks
+    def problems(self) -> list[str]:
+        """Every required key missing and every value out of range, ``"<key>: <reason>"`` each."""
+        errors = []
+        if not self.data:
+            errors.append("data: required (--data DIR): a dir from `sftdata prepare` or `sftdata pack`")
+        if not self.output_dir:
+            errors.append("output_dir: required (--output_dir DIR)")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices") or (SWITCHES if f.name in ("compile", "gradient_checkpointing") else ())
+            if choices and getattr(self, f.name) not in choices:
+                errors.append(f"{f.name}: must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+        checks = [
+            ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1, ">= 1"),
+            ("max_tokens_per_batch", self.max_tokens_per_batch >= 1, ">= 1"),
+            ("memory_budget_gb", self.memory_budget_gb is None or self.memory_budget_gb > 0, "> 0"),
+            ("loss_chunk_size", self.loss_chunk_size >= 1, ">= 1"),
+            ("eval_fraction", 0.0 <= self.eval_fraction < 1.0, "in [0, 1)"),
+            ("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 or >= 1"),
+            ("num_train_epochs", self.max_steps != -1 or self.num_train_epochs > 0, "> 0"),
+            ("learning_rate", self.learning_rate >= 0, ">= 0"),
+            ("min_lr_ratio", 0.0 <= self.min_lr_ratio <= 1.0, "in [0, 1]"),
+            ("warmup_ratio", 0.0 <= self.warmup_ratio <= 1.0, "in [0, 1]"),
+            ("warmup_steps", self.warmup_steps is None or self.warmup_steps >= 0, ">= 0"),
+            ("max_grad_norm", self.max_grad_norm >= 0, ">= 0 (0 disables clipping)"),
+        ]
+        errors += [f"{name}: must be {what}, got {getattr(self, name)!r}" for name, ok, what in checks if not ok]
+        if self.use_peft and not self.lora_r:
+            errors.append("use_peft: set but lora_r is 0 (full fine-tuning): set lora_r or remove use_peft")
+        return errors
+
+    def validate(self) -> "TrainConfig":
+        """Check the config once (:meth:`problems`, the trackers installed, the LoRA keys); returns self.
+
+        Raises:
+            ConfigError: one line per problem, each naming the key.
+        """
+        errors = self.problems()
+        if errors:
+            raise ConfigError("bad config value" + ("s" if len(errors) > 1 else "") + ":\n  " + "\n  ".join(errors))
+        from .tracking import check_installed
+
+        check_installed(self.trackers())
         from .lora import validate_config
 
         validate_config(self)
         return self
 
     def trackers(self) -> list[str]:
-        """The tracker names of ``report_to`` (``[]`` for none)."""
+        """The tracker names of ``report_to`` and ``tensorboard`` (``[]`` for none)."""
         from .tracking import parse_report_to
 
-        return parse_report_to(self.report_to)
+        names = parse_report_to(self.report_to)
+        return names + (["tensorboard"] if self.tensorboard and "tensorboard" not in names else [])
 
+    # ------------------------------------------------------------------ in and out
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML-able) of all keys."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Build from a dict of field names (``-`` accepted for ``_``) or their HF/TRL aliases
-        (``learning_rate``, ``num_train_epochs``, ``bf16``, …; see :mod:`sftdata_train.aliases`).
+    def from_dict(cls, d: Mapping[str, Any] | None, *, where: str = "") -> "TrainConfig":
+        """Build from a mapping of keys as written (``-`` or ``_``, field names, earlier sftdata names,
+        other tools' names; see :mod:`sftdata_train.aliases`). Not validated: see :func:`as_config`.
 
         Raises:
-            ConfigError: listing every unknown key (with a "did you mean" suggestion), every
-                unsupported foreign key and every conflicting pair.
+            ConfigError: listing every unknown, foreign or conflicting key, each with what to do.
         """
-        from .aliases import canonical_keys
+        from .aliases import resolve_keys
 
-        clean, errors = canonical_keys(d or {}, [f.name for f in dataclasses.fields(cls)])
-        if errors:
-            raise ConfigError("bad config key" + ("s" if len(errors) > 1 else "") + ":\n  " + "\n  ".join(errors))
-        return cls(**clean)
+        values, errors = resolve_keys(d or {}, prefix=where)
+        _raise(errors)
+        return cls(**values)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
-        """Read a YAML mapping of config keys."""
-        with open(path, encoding="utf-8") as fh:
-            d = yaml.safe_load(fh) or {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: expected a YAML mapping of config keys, got {type(d).__name__}")
-        return cls.from_dict(d)
+        """Read a train YAML, or a pipeline config's ``train:`` section (``data`` = its final dataset)."""
+        return cls.from_dict(_file_keys(str(path)))
 
     def to_yaml(self, path: str | os.PathLike) -> None:
         """Write all keys to a YAML file."""
@@ -263,143 +300,161 @@ class TrainConfig:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
 
 
+def _raise(errors: list[str]) -> None:
+    if errors:
+        raise ConfigError("bad config key" + ("s" if len(errors) > 1 else "") + ":\n  " + "\n  ".join(errors))
+
+
 EXAMPLE = """\
 examples:
   # the embedded tiny default model on a prepared dataset (runs offline on CPU)
-  sftdata-train --data out/prepared --output-dir runs/tiny --max-steps 50 --precision fp32
+  sftdata-train --data out/prepared --output_dir runs/tiny --max_steps 50 --precision fp32
 
-  # a real model from a YAML file, a flag overriding one key
-  sftdata-train --config examples/train.yaml --max-steps 1000
+  # the TrainingArguments / TRL names, as trl sft takes them
+  sftdata-train --data out/packed --output_dir runs/x --learning_rate 1e-4 --warmup_ratio 0.1 \\
+      --lr_scheduler_type cosine --max_steps 500 --save_steps 100 --report_to none
+
+  # a real model from a YAML file (same key names), a flag overriding one key
+  sftdata-train --config examples/train.yaml --max_steps 1000
 
   # resume the newest checkpoint of a run
-  sftdata-train --config examples/train.yaml --resume
+  sftdata-train --config examples/train.yaml --resume_from_checkpoint
 
   # 8 GPUs with FSDP2
   torchrun --nproc-per-node 8 -m sftdata_train --config examples/train.yaml
 
-example train.yaml:
+example train.yaml (an `env:` mapping sets environment variables):
   data: out/packed
   output_dir: runs/qwen3-sft
   model: Qwen/Qwen3-0.6B
   max_tokens_per_batch: 16384
-  grad_accum: 4
-  lr: 1.0e-5
-  num_epochs: 2
+  gradient_accumulation_steps: 4
+  learning_rate: 1.0e-5
+  num_train_epochs: 2
   save_steps: 500
   eval_fraction: 0.01
   eval_steps: 200
 """
 
 
-def _base_type(tp: Any) -> tuple[type, bool]:
-    """(scalar type, optional?) of a field annotation like ``int | None``."""
-    if isinstance(tp, str):
-        tp = eval(tp, vars(typing), {})  # annotations are strings under `from __future__ import annotations`
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0], True
-    return tp, False
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help of every option, the examples as written."""
 
 
-def _parse_optional(scalar: type):
-    def parse(text: str):
-        if text.lower() in ("none", "null", ""):
-            return None
-        return scalar(text)
+def _or_none(parse):
+    def convert(text: str):
+        return None if text.lower() in ("none", "null") else parse(text)
 
-    parse.__name__ = scalar.__name__
-    return parse
+    convert.__name__ = getattr(parse, "__name__", "value")  # argparse names the type in its messages
+    return convert
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    """The ``sftdata-train`` parser: ``--config`` plus one flag per :class:`TrainConfig` key.
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors are one line (:class:`ConfigError`, exit 2 in the CLI), not usage + exit."""
 
-    Every flag defaults to ``argparse.SUPPRESS`` so that only flags given explicitly
-    override the YAML file.
-    """
-    parser = argparse.ArgumentParser(
-        prog="sftdata-train",
-        description="Fine-tune a causal LM on `sftdata prepare`/`sftdata pack` output (bf16, padding-free, resumable).",
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        argument_default=argparse.SUPPRESS,
+    def error(self, message: str):
+        raise ConfigError(f"{message} (sftdata-train --help lists the options)")
+
+
+def build_arg_parser() -> HfArgumentParser:
+    """The ``sftdata-train`` parser: ``--config`` plus one flag per :class:`TrainConfig` field
+    (``--field_name`` and ``--field-name``; the earlier sftdata names as aliases)."""
+    parser = _Parser(
+        TrainConfig, prog="sftdata-train", allow_abbrev=False, epilog=EXAMPLE,
+        description="Fine-tune a causal LM on `sftdata prepare`/`sftdata pack` output (bf16, padding-free, resumable). "
+        "Every option is also a YAML key of --config; keys of TrainingArguments/SFTConfig/Axolotl/LLaMA-Factory "
+        "are translated or refused with what to do instead (docs/migrating.md).",
     )
-    from .aliases import FLAG_ALIASES, RENAMES, UNDERSCORE_FLAGS
-
-    parser.add_argument("--config", "-c", help="YAML file of config keys (flags override it).")
-    parser.add_argument("--use-peft", "--use_peft", type=_parse_bool, nargs="?", const=True, help=argparse.SUPPRESS)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        aliases = [s for a in FLAG_ALIASES if RENAMES[a] == f.name for s in ("--" + a.replace("_", "-"), "--" + a)]
-        aliases += ["--" + f.name] if f.name in UNDERSCORE_FLAGS else []  # TRL's spelling (--lora_r)
-        scalar, optional = _base_type(f.type)
-        help_text = f.metadata.get("help", "")
-        default = f.default
-        help_text += f" [default: {default}]"
-        kw: dict[str, Any] = {"dest": f.name, "help": help_text}
-        if scalar is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-            for alias in aliases:  # HF spelling: --gradient_checkpointing true|false
-                parser.add_argument(alias, type=_parse_bool, nargs="?", const=True, help=argparse.SUPPRESS, dest=f.name)
-            continue
-        if aliases and "on" in f.metadata.get("choices", ()):  # HF's boolean (--gradient_checkpointing [true|false])
-            for alias in aliases:
-                parser.add_argument(alias, type=_parse_bool, nargs="?", const=True, help=argparse.SUPPRESS, dest=f.name)
-            aliases = []
-        kw["type"] = _parse_optional(scalar) if optional else scalar
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        if "nargs" in f.metadata:
-            kw["nargs"] = f.metadata["nargs"]
-            if "const" in f.metadata:
-                kw["const"] = f.metadata["const"]
-        kw["metavar"] = f.name.upper() if scalar is not str or "choices" not in f.metadata else None
-        if kw["metavar"] is None:
-            del kw["metavar"]
-        parser.add_argument(flag, *dict.fromkeys(aliases), **kw)
+    parser.formatter_class = _Formatter
+    optional = {f.name for f in dataclasses.fields(TrainConfig) if f.default is None}
+    for action in parser._actions:  # `--warmup_steps none` sets an optional number back to None
+        if action.dest in optional and action.type in (int, float):
+            action.type = _or_none(action.type)
+    parser.add_argument("--config", "-c", help="YAML file of config keys, or a pipeline config (flags override it).")
     return parser
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """Parse the command line into a validated :class:`TrainConfig` (defaults < YAML < flags)."""
-    ns = vars(build_arg_parser().parse_args(argv))
-    path = ns.pop("config", None)
-    base = _yaml_keys(path) if path else {}
-    if ns.get("use_peft") and not base.get("lora_r"):
-        base.pop("lora_r", None)  # the file's lora_r is the default 0: --use_peft picks the rank
-    base.update(ns)
-    return TrainConfig.from_dict(base).validate()
+    """Parse the command line into a validated :class:`TrainConfig` (defaults < ``--config`` < flags).
+
+    A flag that is not an option (``--packing``, ``--per_device_train_batch_size 8``, ``--bf16``) is read as
+    the YAML key of the same name: translated, or refused with the message that key gets in a file.
+
+    Raises:
+        ConfigError: every bad key or value, one line each.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_arg_parser()
+    if not {"-h", "--help"} & set(argv):  # only the flags given, so that they override the file's keys
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+    ns, rest = parser.parse_known_args(argv)
+    given = vars(ns)
+    path = given.pop("config", None)
+    from .aliases import merge_sources
+
+    extra, errors = _flags_as_keys(rest)
+    values, more = merge_sources(_file_keys(path) if path else {}, {**given, **extra}, file_prefix="",
+                                 flag_prefix="--")
+    _raise(errors + more)
+    return TrainConfig(**values).validate()
 
 
-def _yaml_keys(path: str) -> dict[str, Any]:
-    """The keys of a train YAML, or the ``train:`` section of a pipeline config (``sftdata run``'s file,
-    recognised by its ``datasets:`` key) with ``data`` = the pipeline's final dataset."""
-    with open(path, encoding="utf-8") as fh:
-        d = yaml.safe_load(fh) or {}
-    if isinstance(d, dict) and "datasets" in d:
-        from sftdata.pipeline import load_config
+def _flags_as_keys(rest: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Flags the parser does not know, as keys: ``--name VALUE`` (value read as YAML), ``--name`` (true),
+    ``--no-name`` (false)."""
+    from .aliases import is_training_key
+
+    keys: dict[str, Any] = {}
+    errors: list[str] = []
+    i = 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--") or item == "--":
+            errors.append(f"{item}: unexpected argument (options are --name VALUE; sftdata-train --help)")
+            i += 1
+            continue
+        name, eq, text = item[2:].partition("=")
+        values: list[str] = [text] if eq else []
+        while not eq and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+            values.append(rest[i + 1])
+            i += 1
+        parsed = [yaml.safe_load(v) if v.strip() else None for v in values]
+        norm = name.replace("-", "_")
+        if not values and norm.startswith("no_") and is_training_key(norm[3:]):
+            keys[name[3:]] = False  # --no-compile, --no-overwrite: the argparse spelling of false for any key
+        else:
+            keys[name] = True if not values else parsed[0] if len(parsed) == 1 else parsed
+        i += 1
+    return keys, errors
+
+
+def _file_keys(path: str) -> dict[str, Any]:
+    """The keys of a train YAML (its ``env:`` mapping applied to ``os.environ``), or a pipeline config's
+    ``train:`` section (recognised by its ``datasets:`` key) with ``data`` = the pipeline's final dataset."""
+    from sftdata.pipeline.validate import read_yaml
+
+    d = read_yaml(path)
+    if "datasets" in d:
+        from .pipeline import load_config
 
         return load_config(path).train_config()
-    return TrainConfig.from_yaml(path).to_dict()
+    env = d.pop("env", None) or {}
+    if not isinstance(env, Mapping):
+        raise ConfigError(f"{path}: env: expected a mapping of environment variables, got {type(env).__name__}")
+    for k, v in env.items():
+        os.environ[str(k)] = str(v)
+    return d
 
 
-def as_config(config: "TrainConfig | dict | str | os.PathLike") -> TrainConfig:
-    """Accept a :class:`TrainConfig`, a dict of keys, or a YAML path; returns a validated copy."""
+def as_config(config: "TrainConfig | Mapping | str | os.PathLike") -> TrainConfig:
+    """A :class:`TrainConfig`, a mapping of keys, or a YAML path → a validated config (a new object)."""
     if isinstance(config, TrainConfig):
         cfg = dataclasses.replace(config)
-    elif isinstance(config, dict):
+    elif isinstance(config, Mapping):
         cfg = TrainConfig.from_dict(config)
     elif isinstance(config, (str, os.PathLike)):
         cfg = TrainConfig.from_yaml(config)
     else:
-        raise ConfigError(f"expected a TrainConfig, a dict or a YAML path, got {type(config).__name__}")
+        raise ConfigError(f"expected a TrainConfig, a mapping or a YAML path, got {type(config).__name__}")
     return cfg.validate()

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from sftdata.cli import main as sftdata_main
 from sftdata.errors import ConfigError
-from sftdata.pipeline import CONFIG_FILE, STAGE_FILE, load_config, read_stage, run_pipeline
+from sftdata.pipeline import CONFIG_FILE, STAGE_FILE, read_stage
+from sftdata_train.pipeline import load_config, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pipeline.yaml"
@@ -68,7 +69,7 @@ def test_example_pipeline_end_to_end(tmp_path):
     assert [r["step"] for r in records] == list(range(1, 11))
     assert (cfg.train_dir / "final" / "config.json").is_file()
     train_cfg = yaml.safe_load((cfg.train_dir / "config.yaml").read_text())
-    assert train_cfg["lr"] == 1e-3 and train_cfg["precision"] == "fp32" and train_cfg["data"] == str(cfg.packed_dir)
+    assert train_cfg["learning_rate"] == 1e-3 and train_cfg["precision"] == "fp32" and train_cfg["data"] == str(cfg.packed_dir)
 
     # every output has its resolved config and a completed stage record
     for stage in result.stages:
@@ -94,7 +95,8 @@ def test_resolved_config_round_trip(tmp_path):
     again = load_config(tmp_path / "resolved.yaml")
     assert again == cfg and again.to_dict() == cfg.to_dict()
     d = cfg.to_dict()
-    assert d["train"]["lr"] == 1e-3 and d["train"]["lr_scheduler"] == "cosine" and d["train"]["grad_accum"] == 1
+    assert d["train"]["learning_rate"] == 1e-3 and d["train"]["lr_scheduler_type"] == "cosine"
+    assert d["train"]["gradient_accumulation_steps"] == 1
     assert d["datasets"][1]["turn_policy"] == "last" and d["datasets"][0]["turn_policy"] == "exact"
     assert d["datasets"][0]["max_length"] == 1024 and d["pack"]["truncation"] == "turns"
     assert "data" not in d["train"] and d["train"]["output_dir"] == str(tmp_path / "train")
@@ -221,7 +223,7 @@ def test_train_yaml_accepts_a_pipeline_config(tmp_path):
     from sftdata_train.config import parse_args
 
     cfg = parse_args(["--config", str(EXAMPLE), "--output-dir", str(tmp_path / "run")])
-    assert cfg.data == "out/pipeline/packed" and cfg.lr == 1e-3 and cfg.max_steps == 10
+    assert cfg.data == "out/pipeline/packed" and cfg.learning_rate == 1e-3 and cfg.max_steps == 10
     assert cfg.output_dir == str(tmp_path / "run")
 
 

@@ -65,7 +65,7 @@ def test_tensorboard_events_load_with_tensorboards_reader(data_dir, tmp_path):
             assert got[step] == pytest.approx(value, rel=1e-6), (tag, step)  # stored as float32
     assert sorted(expected["eval/loss"]) == [2, 4] and sorted(expected["train/loss"]) == [1, 2, 3, 4]
     config_text = ea.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "lr: 0.001" in config_text and "report_to: tensorboard" in config_text
+    assert "learning_rate: 0.001" in config_text and "report_to: tensorboard" in config_text
 
 
 def test_legacy_tensorboard_flag_is_report_to(tmp_path):
@@ -79,7 +79,7 @@ def test_a_missing_tracker_package_is_an_error_naming_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(ConfigError, match=r"report_to wandb needs the `wandb` package, which is not installed: pip install wandb"):
         TrainConfig.from_dict({"data": "d", "output_dir": "o", "report_to": "tensorboard,wandb"}).validate()
-    from sftdata.pipeline import load_config
+    from sftdata_train.pipeline import load_config
 
     with pytest.raises(ConfigError, match=r"train: report_to wandb needs the `wandb` package"):
         load_config({"output_dir": "o", "datasets": ["examples/traces.jsonl"], "train": {"report_to": ["wandb"]}})
@@ -144,7 +144,7 @@ def test_wandb_offline_run_holds_the_metrics_and_config(data_dir, tmp_path, monk
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert run.project == "sftdata-tests" and run.display_name == "tiny"
     config = {i.key: json.loads(i.value_json) for i in run.config.update}
-    assert config["lr"] == 0.001 and config["report_to"] == "wandb" and config["max_steps"] == 4
+    assert config["learning_rate"] == 0.001 and config["report_to"] == "wandb" and config["max_steps"] == 4
     assert (out / "wandb_run_id").read_text().strip() == run.run_id
 
 
@@ -168,7 +168,7 @@ def test_trackio_local_run_holds_the_metrics_and_config(data_dir, tmp_path):
     for tag, by_step in expected.items():
         assert logged[tag] == pytest.approx(by_step, rel=1e-9), tag
     config = SQLiteStorage.get_run_config(project, "tiny")
-    assert config["lr"] == 0.001 and config["report_to"] == "trackio"
+    assert config["learning_rate"] == 0.001 and config["report_to"] == "trackio"
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""HF/TRL (and Axolotl, LLaMA-Factory) training keys accepted as aliases of the sftdata_train keys."""
+"""Keys as users write them (earlier sftdata names, HF/TRL, Axolotl, LLaMA-Factory) → TrainConfig fields."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sftdata.errors import ConfigError
-from sftdata_train.aliases import RENAMES, UNSUPPORTED, canonical_keys
+from sftdata_train.aliases import _CONVERTERS, RENAMES, UNSUPPORTED, resolve_keys
 from sftdata_train.config import TrainConfig, parse_args
 
 NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -18,11 +18,23 @@ BASE = {"data": "d", "output_dir": "o"}
 
 def test_every_alias_targets_a_real_key():
     assert set(RENAMES.values()) <= set(NAMES)
-    assert not set(RENAMES) & set(NAMES) and not set(UNSUPPORTED) & set(NAMES)
+    assert not set(RENAMES) & set(NAMES) and not set(UNSUPPORTED) & set(NAMES) and not set(_CONVERTERS) & set(NAMES)
+
+
+def test_field_names_are_the_transformers_names():
+    from transformers import TrainingArguments
+
+    hf = {f.name for f in dataclasses.fields(TrainingArguments)}
+    shared = {"learning_rate", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
+              "warmup_steps", "lr_scheduler_type", "weight_decay", "max_grad_norm", "save_steps", "save_total_limit",
+              "logging_steps", "seed", "gradient_checkpointing", "report_to", "output_dir", "resume_from_checkpoint",
+              "adam_beta1", "adam_beta2", "adam_epsilon", "dataloader_num_workers", "eval_steps", "run_name"}
+    assert shared <= hf and shared <= set(NAMES)
 
 
 _VALUES = {"int": st.integers(1, 100), "float": st.floats(1e-6, 0.99), "str": st.sampled_from(["a", "b/c"]),
            "bool": st.booleans()}
+_SPECIAL = {"activation_checkpointing": ("on", "off"), "torch_compile": ("on", "off"), "lr_scheduler": ("cosine", "linear")}
 
 
 @pytest.mark.parametrize("alias", sorted(RENAMES))
@@ -30,9 +42,19 @@ _VALUES = {"int": st.integers(1, 100), "float": st.floats(1e-6, 0.99), "str": st
 def test_a_rename_means_its_key(alias, data):
     name = RENAMES[alias]
     kind = type(getattr(TrainConfig(), name)).__name__
-    value = data.draw(_VALUES.get(kind, _VALUES["str"]))
-    assert canonical_keys({alias: value}, NAMES) == ({name: value}, [])
-    assert canonical_keys({alias.replace("_", "-"): value}, NAMES)[0] == {name: value}
+    value = data.draw(st.sampled_from(_SPECIAL[alias]) if alias in _SPECIAL else _VALUES.get(kind, _VALUES["str"]))
+    expected = {name: value, **({"use_peft": True} if name == "lora_r" else {})}
+    assert resolve_keys({alias: value}) == (expected, [])
+    assert resolve_keys({alias.replace("_", "-"): value})[0] == expected
+
+
+def test_earlier_names_still_read():
+    cfg = TrainConfig.from_dict({**BASE, "lr": 1e-3, "grad_accum": 2, "num_epochs": 3, "log_steps": 4,
+                                 "resume": True, "activation_checkpointing": False, "lr_scheduler": "linear"})
+    assert (cfg.learning_rate, cfg.gradient_accumulation_steps, cfg.num_train_epochs, cfg.logging_steps) == (
+        1e-3, 2, 3, 4)
+    assert (cfg.lr, cfg.grad_accum, cfg.num_epochs, cfg.log_steps) == (1e-3, 2, 3, 4)  # read-only properties
+    assert (cfg.resume, cfg.activation_checkpointing, cfg.lr_scheduler) == ("latest", "off", "linear")
 
 
 def test_an_hf_training_yaml():
@@ -45,9 +67,10 @@ def test_an_hf_training_yaml():
         "attn_implementation": "flash_attention_2", "seed": 3,
     }
     cfg = TrainConfig.from_dict(hf)
-    assert (cfg.lr, cfg.num_epochs, cfg.grad_accum, cfg.warmup_ratio) == (1e-4, 3, 8, 0.05)
+    assert (cfg.learning_rate, cfg.num_train_epochs, cfg.gradient_accumulation_steps, cfg.warmup_ratio) == (
+        1e-4, 3, 8, 0.05)
     assert (cfg.lr_scheduler, cfg.min_lr_ratio, cfg.precision) == ("cosine", 0.1, "bf16-mixed")
-    assert (cfg.log_steps, cfg.activation_checkpointing, cfg.adam_eps, cfg.model) == (5, True, 1e-6, "m")
+    assert (cfg.logging_steps, cfg.gradient_checkpointing, cfg.adam_epsilon, cfg.model) == (5, "on", 1e-6, "m")
     assert (cfg.report_to, cfg.run_name, cfg.attn_implementation) == ("tensorboard", "r", "flash_attn")
     assert TrainConfig.from_dict({**BASE, "bf16": False}).precision == "fp32"
     assert TrainConfig.from_dict({**BASE, "lr_scheduler_type": "constant_with_warmup"}).lr_scheduler == "constant"
@@ -60,20 +83,30 @@ def test_an_hf_training_yaml():
     assert (cfg.model, cfg.eval_fraction, cfg.attn_implementation, cfg.project) == ("m", 0.02, "flash_attn", "p")
 
 
+def test_lora_switches():
+    assert (TrainConfig.from_dict({**BASE, "use_peft": True}).lora_r, TrainConfig.from_dict(
+        {**BASE, "use_peft": True, "lora_r": 4}).lora_r) == (16, 4)  # TRL's default rank, or the one given
+    assert TrainConfig.from_dict({**BASE, "finetuning_type": "lora"}).lora_r == 8  # LLaMA-Factory's default
+    cfg = TrainConfig.from_dict({**BASE, "lora_r": 8})
+    assert cfg.use_peft is True and TrainConfig.from_dict({**BASE, "lora_r": 0}).use_peft is False
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # round trip
+
+
 @pytest.mark.parametrize("d, message", [
     ({"learnig_rate": 1}, "learnig_rate: unknown key; did you mean 'learning_rate'?"),
     ({"gradient_acumulation_steps": 1}, "did you mean 'gradient_accumulation_steps'?"),
-    ({"lr": 1, "learning_rate": 2}, "learning_rate: sets `lr` (= 2), which lr already sets to 1; keep one"),
+    ({"lr": 1, "learning_rate": 2}, "learning_rate: sets `learning_rate` (= 2), which lr already sets to 1; keep one"),
     ({"bf16": True, "precision": "fp32"}, "precision: sets `precision`"),
     ({"fp16": True}, "fp16: fp16 training is not supported"),
     ({"per_device_train_batch_size": 8}, "per_device_train_batch_size: sftdata_train batches by tokens"),
-    ({"max_seq_length": 2048}, "max_seq_length: a data option"),
+    ({"max_seq_length": 2048}, "max_seq_length: use `max_length`, a data option: sftdata prepare --max-length"),
     ({"lr_scheduler_type": "polynomial"}, "'polynomial' has no equivalent"),
     ({"optim": "adafactor"}, "'adafactor' is not available"),
     ({"eval_strategy": "epoch"}, "only 'steps' is supported (got 'epoch'): set eval_steps"),
     ({"report_to": "all"}, "'all' is not accepted: name the trackers"),
     ({"report_to": "tensorbaord"}, "did you mean 'tensorboard'?"),
     ({"adapter": "lora"}, "adapter: turns LoRA on: set lora_r (the rank; there is no default)"),
+    ({"use_peft": False, "lora_r": 8}, "use_peft: full fine-tuning, but lora_r sets lora_r = 8; keep one"),
     ({"val_set_size": 100}, "only a fraction in [0, 1) is supported"),
 ])
 def test_errors_name_the_key_and_what_to_do(d, message):
@@ -92,9 +125,15 @@ def test_hf_flag_spellings(tmp_path):
     cfg = parse_args(["--data", "d", "--output-dir", "o", "--learning_rate", "3e-4", "--num-train-epochs", "2",
                       "--gradient_accumulation_steps", "4", "--gradient_checkpointing", "--report-to", "none"])
     assert (cfg.lr, cfg.num_epochs, cfg.grad_accum, cfg.activation_checkpointing) == (3e-4, 2.0, 4, "on")
-    cfg = parse_args(["--data", "d", "--output-dir", "o", "--gradient_checkpointing", "false"])
-    assert cfg.activation_checkpointing == "off"
+    cfg = parse_args(["--data", "d", "--output-dir", "o", "--gradient_checkpointing", "false", "--bf16", "false"])
+    assert cfg.activation_checkpointing == "off" and cfg.precision == "fp32"
+    cfg = parse_args(["--data", "d", "--output_dir", "o", "--report_to", "tensorboard", "wandb"][:-1])
+    assert cfg.report_to == "tensorboard"
     y = tmp_path / "trl.yaml"
     y.write_text("data: d\noutput_dir: o\nlearning_rate: 2.0e-5\nnum_train_epochs: 1\nbf16: true\n")
     cfg = parse_args(["--config", str(y), "--lr", "1e-3"])
     assert cfg.lr == 1e-3 and cfg.precision == "bf16-mixed"
+    cfg = parse_args(["--config", str(y), "--use_peft"])
+    assert (cfg.use_peft, cfg.lora_r) == (True, 16)
+    y.write_text("data: d\noutput_dir: o\nlora_r: 4\n")
+    assert parse_args(["--config", str(y), "--use_peft"]).lora_r == 4  # the file's rank, switched on by the flag

@@ -14,11 +14,16 @@ from sftdata_train.config import TrainConfig, as_config, build_arg_parser, parse
 from sftdata_train.optim import build_scheduler, lr_factor, param_groups
 
 
-def test_every_key_is_a_flag():
-    parser = build_arg_parser()
-    flags = {a.dest for a in parser._actions}
+def test_every_key_is_a_flag_in_both_spellings():
+    help_text = build_arg_parser().format_help()
     for name in TrainConfig.__dataclass_fields__:
-        assert name in flags, name
+        assert f"--{name} " in help_text or f"--{name}," in help_text, name
+        assert f"--{name.replace('_', '-')}" in help_text, name
+    # every field given as --field_name on the command line reaches the config
+    cfg = parse_args(["--data", "d", "--output_dir", "o", "--max_steps", "7", "--save_total_limit", "2",
+                      "--warmup_steps", "3", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj"])
+    assert (cfg.max_steps, cfg.save_total_limit, cfg.warmup_steps, cfg.lora_r) == (7, 2, 3, 4)
+    assert cfg.lora_target_modules == "q_proj,v_proj" and cfg.use_peft is True
 
 
 def test_yaml_then_flags(tmp_path):
@@ -29,6 +34,7 @@ def test_yaml_then_flags(tmp_path):
     cfg = parse_args(["--config", str(y), "--padding-free", "--resume"])
     assert cfg.padding_free is True and cfg.resume == "latest"
     cfg = parse_args(["--data", "d", "--output-dir", "o", "--resume", "ckpt/x", "--warmup-steps", "none"])
+    assert cfg.resume_from_checkpoint == "ckpt/x"
     assert cfg.resume == "ckpt/x" and cfg.warmup_steps is None
     assert cfg.model is None and cfg.precision == "auto"  # embedded default; bf16-mixed on CUDA, fp32 on CPU
     assert (cfg.compile, cfg.activation_checkpointing) == ("auto", "auto")
@@ -39,15 +45,28 @@ def test_yaml_then_flags(tmp_path):
     assert (cfg.compile, cfg.activation_checkpointing) == ("on", "off")
 
 
+def test_env_section_sets_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("SFTDATA_TEST_ENV", raising=False)
+    y = tmp_path / "train.yaml"
+    y.write_text("data: d\noutput_dir: o\nenv:\n  SFTDATA_TEST_ENV: '1'\n")
+    parse_args(["--config", str(y)])
+    import os
+
+    assert os.environ["SFTDATA_TEST_ENV"] == "1"
+
+
 def test_validation_errors(tmp_path):
-    with pytest.raises(ConfigError, match="data"):
+    with pytest.raises(ConfigError, match="data: required"):
         parse_args(["--output-dir", "o"])
     with pytest.raises(ConfigError, match="learnig_rate: unknown key; did you mean 'learning_rate'"):
         TrainConfig.from_dict({"data": "d", "output_dir": "o", "learnig_rate": 1})
-    with pytest.raises(ConfigError, match="grad_accum"):
+    with pytest.raises(ConfigError, match="gradient_accumulation_steps: must be >= 1, got 0"):
         as_config({"data": "d", "output_dir": "o", "grad_accum": 0})
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="argument --precision: invalid choice: 'fp16'"):
         parse_args(["--data", "d", "--output-dir", "o", "--precision", "fp16"])
+    with pytest.raises(ConfigError) as info:  # every bad value at once
+        as_config({"data": "d", "output_dir": "o", "max_steps": 0, "warmup_ratio": 2.0, "precision": "x"})
+    assert str(info.value).count("\n  ") == 3
     assert as_config({"data": "d", "output_dir": "o", "model": "embedded", "resume": True}).model is None
     assert as_config({"data": "d", "output_dir": "o", "resume": True}).resume == "latest"
 
@@ -56,7 +75,8 @@ def test_help_shows_an_example():
     out = subprocess.run(
         [sys.executable, "-m", "sftdata_train", "--help"], capture_output=True, text=True, timeout=120, check=True
     ).stdout
-    assert "--output-dir" in out and "--max-steps" in out and "--model" in out
+    assert "--output-dir" in out and "--max-steps" in out and "--model" in out and "--learning_rate" in out
+    assert "--lr " in out and "(default: 2e-05)" in out
     assert "example" in out and "sftdata-train --data" in out and "torchrun" in out
 
 

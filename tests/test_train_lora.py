@@ -505,7 +505,7 @@ def test_pipeline_train_section_takes_the_lora_keys(tmp_path, monkeypatch):
     merged model; a misspelt LoRA key is reported with its path before anything runs."""
     from pathlib import Path
 
-    from sftdata.pipeline import load_config, run_pipeline
+    from sftdata_train.pipeline import load_config, run_pipeline
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)  # the example's dataset paths are relative to the repository root

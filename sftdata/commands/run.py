@@ -41,9 +41,20 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def load_pipeline_config(path: str, overrides: list[str]):
+    """The whole pipeline config, ``train:`` included (checked by ``sftdata_train.pipeline``, imported here)."""
+    from sftdata_train.pipeline import load_config
+
+    return load_config(path, overrides)
+
+
 def run_config(args: argparse.Namespace, *, until: str, prog: str) -> int:
-    """Run the pipeline of ``args.config`` up to ``until``; prints errors as ``<prog>: error: …``."""
-    from ..pipeline import run_pipeline
+    """Run the pipeline of ``args.config`` up to ``until``; prints errors as ``<prog>: error: …``.
+
+    The one place where the ``sftdata`` command line reaches the trainer: ``sftdata_train.pipeline``
+    (imported here, when the command runs) checks and runs the ``train:`` section.
+    """
+    from sftdata_train.pipeline import run_pipeline
 
     progress = not getattr(args, "no_progress", False)
     if not progress:

@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.config:
-            from ..pipeline import load_config
+            from .run import load_pipeline_config
 
-            cfg = load_config(args.config, args.overrides)
+            cfg = load_pipeline_config(args.config, args.overrides)
             args.data = args.data or str(cfg.mixed_dir)
             args.tokenizer = args.tokenizer or cfg.tokenizer
             if not Path(args.data).is_dir():

@@ -10,12 +10,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 import yaml
 
 from ..encoder import EncodeOptions
 from ..errors import ConfigError
+
+
+class TrainStage(Protocol):
+    """What checks and runs a pipeline's ``train:`` section. The data package does not import the trainer:
+    :data:`sftdata_train.pipeline.TRAINER` is passed in by ``sftdata_train.pipeline`` (and ``sftdata run``)."""
+
+    def key_hint(self, key: str) -> str | None:
+        """The message for ``key`` written at the top level when it is a training key, else None."""
+
+    def check(self, section: Any, top: Mapping[str, Any], errors: list) -> dict[str, Any] | None:
+        """The resolved training keys of ``section`` (``top``: output_dir, seed, tokenizer), appending
+        ``"train.<key>: <reason>"`` to ``errors``; None when it has errors."""
+
+    def run(self, runner: Any, data_fp: str) -> Any:
+        """Run the train stage with ``runner`` (a :class:`sftdata.pipeline.runner.StageRunner`)."""
 
 
 @dataclass
@@ -62,8 +77,9 @@ class PipelineConfig:
     on_error: str = "skip"
     num_proc: int = 1
     pack: PackSpec | None = None
-    train: dict[str, Any] | None = None  # TrainConfig keys (canonical names), all of them but `data`
+    train: dict[str, Any] | None = None  # the trainer's resolved keys, all of them but `data`
     path: str | None = field(default=None, compare=False)  # the file it was read from
+    trainer: TrainStage | None = field(default=None, compare=False, repr=False)  # checks and runs `train`
 
     # ---------------------------------------------------------------- layout
     @property
@@ -95,7 +111,7 @@ class PipelineConfig:
         return self.packed_dir if self.pack else self.mixed_dir
 
     def train_config(self) -> dict[str, Any]:
-        """The ``sftdata_train`` config of the train stage (``data`` = :attr:`data_dir`)."""
+        """The trainer's keys of the train stage (``data`` = :attr:`data_dir`)."""
         if not self.train:
             raise ConfigError("the config has no `train:` section")
         return {**self.train, "data": str(self.data_dir)}

@@ -10,7 +10,7 @@ output depends on:
 * mix: the prepare fingerprints, weights/num_rows and the seed;
 * pack: the mix (or prepare) fingerprint, the pack options and the seed;
 * train: the data fingerprint and the training keys, except those that change neither the
-  weights nor the metrics (:data:`VOLATILE_TRAIN_KEYS`).
+  weights nor the metrics (``sftdata_train.pipeline.VOLATILE_TRAIN_KEYS``).
 
 ``num_proc`` is not part of any fingerprint: the outputs do not depend on it.
 """
@@ -23,13 +23,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
-
-#: Training keys left out of the train fingerprint (where outputs go, logging, resuming).
-VOLATILE_TRAIN_KEYS = frozenset(
-    {"output_dir", "resume", "stop_at_step", "progress_bar", "report_to", "tensorboard", "project", "run_name",
-     "log_steps", "num_workers"}
-)
-
 
 def digest(obj: Any) -> str:
     """SHA-256 (16 hex digits) of ``obj`` as canonical JSON."""

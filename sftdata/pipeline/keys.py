@@ -22,44 +22,73 @@ TOP_KEYS = ("output_dir", "datasets", "tokenizer", "chat_template", "seed", "on_
             *ENCODE_KEYS)
 PACK_KEYS = ("max_length", "strategy", "truncation", "shuffle")
 
-_TRAIN = "a training option: put it under `train:`"
-#: Keys other tools use at the top level → where they go in sftdata's pipeline config.
-TOP_HINTS = {
-    "dataset_name": "list datasets under `datasets:` (- path: NAME)",
-    "dataset": "list datasets under `datasets:` (- path: NAME)",
-    "dataset_config": "give the config per dataset: `datasets: [{path: ..., name: CONFIG}]`",
-    "dataset_config_name": "give the config per dataset: `datasets: [{path: ..., name: CONFIG}]`",
-    "dataset_train_split": "give the split per dataset: `datasets: [{path: ..., split: train}]`",
-    "dataset_dir": "give each dataset's path under `datasets:`",
-    "max_seq_length": "use `max_length`",
-    "sequence_len": "use `max_length`",
-    "cutoff_len": "use `max_length`",
-    "max_seq_len": "use `max_length`",
-    "packing": "use `pack: L` (packed row length in tokens)",
-    "sample_packing": "use `pack: L` (packed row length in tokens)",
-    "template": "use `chat_template` (a jinja file or the template text) or the tokenizer's own",
-    "chat_template_path": "use `chat_template`",
-    "model": "use `train.model` (and `tokenizer` here if it differs)",
-    "model_name_or_path": "use `train.model` (and `tokenizer` here if it differs)",
-    "base_model": "use `train.model` (and `tokenizer` here if it differs)",
-    "dataset_num_proc": "use `num_proc`",
-    "preprocessing_num_workers": "use `num_proc`",
-    "assistant_only_loss": "sftdata always trains only what the model generates: see `turn_policy` and `train_roles`",
-    "completion_only_loss": "sftdata always trains only what the model generates: see `turn_policy` and `train_roles`",
-    "train_on_inputs": "sftdata trains only what the model generates: see `train_roles`",
-    "train_on_prompt": "sftdata trains only what the model generates: see `train_roles`",
-    "mask_history": "use `turn_policy: last` (only the last assistant turn trained)",
-    "dataset_streaming": "give `streaming` per dataset (load_dataset inputs stream by default)",
-    "streaming": "give `streaming` per dataset (load_dataset inputs stream by default)",
-    "dataset_test_split": "hold out rows with `train.eval_fraction`",
-    "max_samples": "give `num_rows` per dataset",
-    "mix_strategy": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows`",
-    "interleave_probs": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows`",
-    "neat_packing": "use `pack: L`: packed sequences never attend to each other in sftdata",
-    "dataset_prepared_path": "the prepared data goes under `output_dir`",
-    "truncation_mode": "use `truncation: drop|turns`",
+#: The message for a training key written at the top level of a pipeline config.
+TRAIN_KEY_HINT = "a training option: put it under `train:`"
+
+_PREP = "sftdata prepare --{flag}; in a pipeline config: `{key}:` at the top level or per dataset"
+_TOP = "sftdata prepare --{flag}; in a pipeline config: `{key}:` at the top level"
+_PACK = ("packing is its own stage: `sftdata pack DATA --max-length L` (or `sftdata prepare --pack L`); in a pipeline "
+         "config: `pack: L` at the top level")
+_MASK = ("sftdata always trains exactly what the model generates (the assistant turns): remove it; which turns: "
+         "`turn_policy` and `train_roles` (" + _PREP.format(flag="turn-policy / --train-roles", key="turn_policy") + ")")
+_DATASETS = ("data is prepared before training: `sftdata prepare PATH_OR_HUB_ID`; in a pipeline config: list it "
+             "under `datasets:` (- path: NAME)")
+_MAX_LENGTH = "use `max_length`, a data option: " + _PREP.format(flag="max-length", key="max_length")
+
+#: Keys of the data stages, and other tools' names for them → ONE message each, the same wherever the key is
+#: written: the top level of a pipeline config, its ``train:`` section, ``sftdata-train``'s flags or YAML.
+DATA_KEY_HINTS = {
+    "dataset_name": _DATASETS, "dataset": _DATASETS, "datasets": _DATASETS, "dataset_dir": _DATASETS,
+    "dataset_config": "the Hub dataset's config: sftdata prepare --dataset-config NAME; in a pipeline config: "
+                      "`datasets: [{path: ..., name: CONFIG}]`",
+    "dataset_config_name": "the Hub dataset's config: sftdata prepare --dataset-config NAME; in a pipeline config: "
+                           "`datasets: [{path: ..., name: CONFIG}]`",
+    "dataset_train_split": "sftdata prepare --split NAME; in a pipeline config: `datasets: [{path: ..., split: train}]`",
+    "dataset_test_split": "hold out rows with the training option eval_fraction, or prepare the test split and "
+                          "give it as eval_data",
+    "max_length": "a data option: " + _PREP.format(flag="max-length", key="max_length")
+                  + "; packed rows: `sftdata pack --max-length L` (`pack: L`)",
+    "max_seq_length": _MAX_LENGTH, "sequence_len": _MAX_LENGTH, "cutoff_len": _MAX_LENGTH, "max_seq_len": _MAX_LENGTH,
+    "packing": _PACK, "sample_packing": _PACK, "packing_strategy": _PACK, "eval_packing": _PACK, "pack": _PACK,
+    "neat_packing": _PACK + " (packed sequences never attend to each other in sftdata)",
+    "pad_to_sequence_len": _PACK + " (packed rows are filled up to L); batch shapes in training: pad_to_multiple_of",
+    "template": "use `chat_template`, a data option (a jinja file or the template text; default: the tokenizer's): "
+                + _TOP.format(flag="chat-template", key="chat_template"),
+    "chat_template_path": "use `chat_template`, a data option: " + _TOP.format(flag="chat-template", key="chat_template"),
+    "chat_template": "a data option (the rows are rendered when prepared): "
+                     + _TOP.format(flag="chat-template", key="chat_template"),
+    "dataset_text_field": "sftdata reads conversations: name the column holding them with `messages_field`, or "
+                          "`format: text` for plain text (" + _PREP.format(flag="messages-field / --format",
+                                                                           key="messages_field") + ")",
+    "eos_token": "the stop token comes from the chat template; to name it: `stop_tokens` ("
+                 + _PREP.format(flag="stop-tokens", key="stop_tokens") + ")",
+    "pad_token": "padding never reaches the loss (labels -100) and the pad id is the tokenizer's: remove it",
+    "assistant_only_loss": _MASK, "completion_only_loss": _MASK, "train_on_inputs": _MASK,
+    "train_on_prompt": _MASK, "train_on_responses_only": _MASK,
+    "mask_history": "use `turn_policy: last` (only the last assistant turn trained; "
+                    + _PREP.format(flag="turn-policy", key="turn_policy") + ")",
+    "dataset_num_proc": "use `num_proc`: " + _TOP.format(flag="num-proc", key="num_proc"),
+    "preprocessing_num_workers": "use `num_proc`: " + _TOP.format(flag="num-proc", key="num_proc"),
+    "dataset_streaming": "give `streaming` per dataset in a pipeline config (load_dataset inputs stream by default)",
+    "streaming": "give `streaming` per dataset in a pipeline config (load_dataset inputs stream by default)",
+    "dataset_kwargs": "give `load_kwargs` per dataset in a pipeline config",
+    "max_samples": "give `num_rows` per dataset in a pipeline config",
+    "mix_strategy": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows` in a pipeline config",
+    "interleave_probs": "give each dataset a `weight` (fraction or multiple of its rows) or `num_rows` in a pipeline "
+                        "config",
+    "dataset_prepared_path": "the prepared data goes under the pipeline config's `output_dir`",
+    "truncation_mode": "use `truncation: drop|turns`, a data option: " + _PREP.format(flag="truncation", key="truncation"),
+    "shuffle_dataset": "the data order follows the training seed (and `shuffle`): remove it",
     "overwrite_cache": "stages re-run when their inputs change (fingerprints); `sftdata run --force` re-runs all",
 }
+for _key in ENCODE_KEYS + ("on_error", "num_proc", "tools_file"):  # sftdata's own data options, outside their place
+    DATA_KEY_HINTS.setdefault(_key, f"a data option: sftdata prepare --{_key.replace('_', '-')}; in a pipeline "
+                                    f"config: `{_key}:` at the top level" + ("" if _key in ("on_error", "num_proc")
+                                                                             else " or per dataset"))
+#: Keys only the top level of a pipeline config gets a hint for (valid under ``train:``).
+TOP_HINTS = {k: "use `train.model` (and `tokenizer` at the top level if it differs)"
+             for k in ("model", "model_name_or_path", "base_model")}
+
 #: Keys other tools use in a dataset entry → their sftdata name.
 DATASET_HINTS = {
     "type": "use `format` (openai, sharegpt, parts, prompt_completion, alpaca, text; omit to detect)",

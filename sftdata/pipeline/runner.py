@@ -6,9 +6,10 @@ stage runs when that record is missing, incomplete or has another fingerprint
 (:mod:`sftdata.pipeline.fingerprint`), or with ``force``; otherwise it is skipped. A train stage
 with the same fingerprint that did not finish resumes from its newest checkpoint.
 
-The stages call the public APIs: :func:`sftdata.prepare`, :func:`sftdata.pipeline.mix.mix_datasets`,
-:func:`sftdata.packing.pack_dataset` and :func:`sftdata_train.train`. The pipeline is the one
-place of ``sftdata`` that imports ``sftdata_train`` (it drives every stage).
+The stages call the public APIs: :func:`sftdata.prepare`, :func:`sftdata.pipeline.mix.mix_datasets`
+and :func:`sftdata.packing.pack_dataset`. The train stage is the trainer's
+(:meth:`PipelineConfig.trainer.run <sftdata.pipeline.config.TrainStage.run>`, which
+``sftdata_train.pipeline`` supplies): ``sftdata`` never imports ``sftdata_train``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..errors import ConfigError, RowError
 from ..output import MIX_STATS_FILE, STATS_FILE
 from .config import DatasetEntry, PipelineConfig
 from .validate import load_config, read_tools_file
-from .fingerprint import VOLATILE_TRAIN_KEYS, ContentHasher, digest, source_identity, tokenizer_identity
+from .fingerprint import ContentHasher, digest, source_identity, tokenizer_identity
 
 STAGE_FILE = "sftdata_stage.json"
 CONFIG_FILE = "sftdata_pipeline.yaml"
@@ -95,7 +96,9 @@ def build_source(entry: DatasetEntry) -> Any:
     return source
 
 
-class _Runner:
+class StageRunner:
+    """Runs the stages of one config: decides, runs and records each (``record``, ``results``, ``log``)."""
+
     def __init__(self, cfg: PipelineConfig, *, force: bool, dry_run: bool, progress: bool,
                  log: Callable[[str], None]) -> None:
         from ..tokenizer import load_tokenizer
@@ -125,7 +128,7 @@ class _Runner:
             return True, "previous run incomplete"
         return False, "up to date"
 
-    def _record(self, out: Path, stage: str, fp: str, *, completed: bool, seconds: float, extra: Mapping = {}) -> None:
+    def record(self, out: Path, stage: str, fp: str, *, completed: bool, seconds: float, extra: Mapping = {}) -> None:
         from .. import __version__
 
         self.cfg.to_yaml(out / CONFIG_FILE)
@@ -148,7 +151,7 @@ class _Runner:
             t0 = time.perf_counter()
             summary = work()
             seconds = time.perf_counter() - t0
-            self._record(out, name, fp, completed=True, seconds=seconds)
+            self.record(out, name, fp, completed=True, seconds=seconds)
             res = StageResult(name, out, fp, "ran", reason, seconds, summary)
         self.results.append(res)
         self.log(f"{res.stage}: {res.status} ({res.reason}){' - ' + res.summary if res.summary else ''} -> {out}")
@@ -226,57 +229,6 @@ class _Runner:
         self._stage("pack", cfg.packed_dir, fp, work)
         return fp
 
-    def train(self, data_fp: str):
-        cfg = self.cfg
-        out = cfg.train_dir
-        assert out is not None
-        train_keys = {k: v for k, v in cfg.train.items() if k not in VOLATILE_TRAIN_KEYS}
-        fp = digest({"stage": "train", "data": data_fp, "train": train_keys, "version": _version()})
-        rec = read_stage(out)
-        tcfg = cfg.train_config()
-        tcfg["progress_bar"] = bool(tcfg.get("progress_bar", True)) and self.progress
-        run, fresh, status = True, True, "ran"
-        if self.force:
-            reason = "forced"
-        elif rec is None:
-            if out.exists() and any(out.iterdir()):
-                raise ConfigError(f"{out} exists but was not written by `sftdata run` (no {STAGE_FILE}): "
-                                  "remove it, pass --force to replace it, or set train.output_dir to a new dir")
-            reason = "no previous run"
-        elif rec.get("fingerprint") != fp:
-            reason = (f"{out} holds a training run of another config (fingerprint {rec.get('fingerprint')}, now "
-                      f"{fp}): pass --force to replace it, or set train.output_dir to a new dir")
-            if not self.dry_run:
-                raise ConfigError(reason)
-            run, status = False, "blocked"
-        elif rec.get("completed"):
-            run, fresh, reason, status = False, False, "up to date", "skipped"
-        else:
-            fresh, reason, status = False, "previous run incomplete: resuming its newest checkpoint", "resumed"
-            if tcfg.get("resume") is None:
-                tcfg["resume"] = "auto"
-        if self.dry_run or not run:
-            shown = status if status == "blocked" else ("would run" if run else "would skip") if self.dry_run else status
-            res = StageResult("train", out, fp, shown, reason)
-            self.results.append(res)
-            self.log(f"train: {res.status} ({reason}) -> {out}")
-            return None
-        from sftdata_train import train
-
-        if fresh and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        self._record(out, "train", fp, completed=False, seconds=0.0)
-        t0 = time.perf_counter()
-        result = train(tcfg)
-        seconds = time.perf_counter() - t0
-        self._record(out, "train", fp, completed=bool(result.completed), seconds=seconds, extra={"step": result.step})
-        last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
-        summary = f"step {result.step}{last}; model in {result.final_model_dir or result.last_checkpoint}"
-        self.results.append(StageResult("train", out, fp, status, reason, seconds, summary))
-        self.log(f"train: {status} ({reason}) - {summary} -> {out}")
-        return result
-
 
 def _version() -> str:
     from .. import __version__
@@ -293,6 +245,7 @@ def run_pipeline(
     overrides: Sequence[str] = (),
     progress: bool = False,
     log: Callable[[str], None] = print,
+    trainer: Any = None,
 ) -> PipelineResult:
     """Run the stages of a pipeline config up to ``until``.
 
@@ -305,6 +258,8 @@ def run_pipeline(
         overrides: ``key.path=value`` strings applied to a path/mapping config.
         progress: progress bars for prepare.
         log: receives one line per stage.
+        trainer: what checks and runs ``train:`` (see :func:`load_config`); ``sftdata_train.pipeline.run_pipeline``
+            passes it.
 
     Returns:
         A :class:`PipelineResult`.
@@ -315,8 +270,8 @@ def run_pipeline(
     """
     if until not in UNTIL:
         raise ConfigError(f"until must be one of {', '.join(UNTIL)}, got {until!r}")
-    cfg = config if isinstance(config, PipelineConfig) else load_config(config, overrides)
-    runner = _Runner(cfg, force=force, dry_run=dry_run, progress=progress, log=log)
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config, overrides, trainer=trainer)
+    runner = StageRunner(cfg, force=force, dry_run=dry_run, progress=progress, log=log)
     if not dry_run:
         cfg.root.mkdir(parents=True, exist_ok=True)
         cfg.to_yaml(cfg.root / CONFIG_FILE)
@@ -326,5 +281,7 @@ def run_pipeline(
     if cfg.pack is not None and until in ("pack", "train"):
         data_fp = runner.pack(data_fp)
     if cfg.train is not None and until == "train":
-        result.train_result = runner.train(data_fp)
+        if cfg.trainer is None:
+            raise ConfigError("the config has a `train:` section but no trainer: use sftdata_train.pipeline.run_pipeline")
+        result.train_result = cfg.trainer.run(runner, data_fp)
     return result

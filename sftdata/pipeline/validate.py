@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import fields
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
@@ -21,7 +19,7 @@ from ..encoder import EncodeOptions
 from ..errors import ConfigError, RowError
 from ..suggest import did_you_mean
 from . import keys as K
-from .config import DatasetEntry, PackSpec, PipelineConfig, options_dict
+from .config import DatasetEntry, PackSpec, PipelineConfig, TrainStage, options_dict
 
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -71,12 +69,16 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     return data
 
 
-def load_config(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()) -> PipelineConfig:
+def load_config(source: str | os.PathLike | Mapping, overrides: Sequence[str] = (), *,
+                trainer: TrainStage | None = None) -> PipelineConfig:
     """Read and validate a pipeline config.
 
     Args:
         source: a YAML file path or a mapping of config keys.
         overrides: ``key.path=value`` strings applied first (``train.max_steps=5``).
+        trainer: what checks and runs the ``train:`` section (:data:`sftdata_train.pipeline.TRAINER`;
+            :func:`sftdata_train.pipeline.load_config` passes it). Without it a ``train:`` section is an
+            error: the data package does not import the trainer.
 
     Returns:
         The resolved :class:`PipelineConfig`.
@@ -92,17 +94,9 @@ def load_config(source: str | os.PathLike | Mapping, overrides: Sequence[str] = 
     else:
         data, where = read_yaml(source), str(source)
     data = apply_overrides(data, overrides)
-    cfg = _build(data, where)
+    cfg = _build(data, where, trainer)
     cfg.path = None if isinstance(source, Mapping) else str(source)
     return cfg
-
-
-def _train_names() -> tuple[list[str], list[str]]:
-    from sftdata_train.aliases import known_keys  # the pipeline drives every stage, training included
-    from sftdata_train.config import TrainConfig
-
-    names = [f.name for f in fields(TrainConfig)]
-    return names, known_keys(names)
 
 
 def _check_encode(d: Mapping, prefix: str, errors: K.Errors) -> dict[str, Any]:
@@ -252,47 +246,10 @@ def _check_pack(value: Any, max_length: int | None, truncation: str, errors: K.E
     return PackSpec(**spec) if ok else None
 
 
-def _check_train(value: Any, top: dict[str, Any], errors: K.Errors) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        errors.add("train", f"expected a mapping of training keys, got {type(value).__name__}")
-        return None
-    from sftdata_train.aliases import canonical_keys
-    from sftdata_train.config import TrainConfig
-
-    names, _ = _train_names()
-    vals, errs = canonical_keys(value, names, prefix="train.")
-    errors.extend(errs)
-    if "data" in vals:
-        errors.add("train.data", "set by the pipeline (the packed or mixed dataset): remove it")
-        vals.pop("data")
-    vals.setdefault("output_dir", str(Path(top["output_dir"]) / "train") if top.get("output_dir") else None)
-    vals.setdefault("seed", top.get("seed", 0))
-    if top.get("tokenizer") is not None:
-        if vals.get("tokenizer") not in (None, top["tokenizer"]):
-            errors.add("train.tokenizer", f"differs from `tokenizer` ({top['tokenizer']!r}) that the data is encoded with")
-        vals["tokenizer"] = top["tokenizer"]
-    if errs:
-        return None
-    try:
-        cfg = TrainConfig(**vals, data="<pipeline>").validate()
-    except ConfigError as e:
-        errors.add("train", str(e))
-        return None
-    except TypeError as e:
-        errors.add("train", str(e))
-        return None
-    out = cfg.to_dict()
-    out.pop("data")
-    return out
-
-
-def _build(data: dict, where: str) -> PipelineConfig:
+def _build(data: dict, where: str, trainer: TrainStage | None) -> PipelineConfig:
     errors = K.Errors()
-    names, train_keys = _train_names()
-    train_hint = {k: K._TRAIN for k in train_keys if k not in K.TOP_KEYS}
-    K.check_keys(data, K.TOP_KEYS, "", errors, K.TOP_HINTS, also=train_hint)
+    train_hint = {k: h for k in data if k not in K.TOP_KEYS and trainer and (h := trainer.key_hint(str(k)))}
+    K.check_keys(data, K.TOP_KEYS, "", errors, {**K.DATA_KEY_HINTS, **K.TOP_HINTS}, also=train_hint)
     K.check(data.get("output_dir"), lambda v: isinstance(v, str) and v.strip() != "",
             "a directory (required: the stages write under it)", "output_dir", errors)
     for key in ("tokenizer", "chat_template"):
@@ -330,12 +287,17 @@ def _build(data: dict, where: str) -> PipelineConfig:
                 entries.append(entry)
     _assign_labels(entries, errors)
     pack = _check_pack(data.get("pack"), defaults["max_length"], defaults["truncation"], errors)
-    train_cfg = _check_train(train, top, errors)
+    train_cfg = None
+    if train is not None and trainer is None:
+        errors.add("train", "training runs in sftdata_train: use `sftdata run FILE` or "
+                            "sftdata_train.pipeline.load_config/run_pipeline")
+    elif train is not None:
+        train_cfg = trainer.check(train, top, errors)
     errors.raise_if_any(where)
     return PipelineConfig(
         output_dir=data["output_dir"], datasets=entries, defaults=defaults, tokenizer=top["tokenizer"],
         chat_template=data.get("chat_template"), seed=data.get("seed", 0), on_error=data.get("on_error", "skip"),
-        num_proc=data.get("num_proc", 1), pack=pack, train=train_cfg,
+        num_proc=data.get("num_proc", 1), pack=pack, train=train_cfg, trainer=trainer,
     )
 
 
