@@ -120,6 +120,16 @@ class _Meter:
                 raise Unknown(type(e).__name__) from None
 
 
+def str_size(x: Any, limit: int) -> int:
+    """``len(str(x))`` without building it.
+
+    Raises:
+        TooBig: over ``limit`` characters.
+        Unknown: ``str(x)`` raises.
+    """
+    return _Meter(limit).measure(x, "s")
+
+
 # ----------------------------------------------------------------------------------
 # printf-style: fmt % args (CPython's PyUnicode_Format, followed step by step)
 # ----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import jinja2
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
-from .format_size import TooBig, Unknown, format_size, percent_size
+from .format_size import TooBig, Unknown, format_size, percent_size, str_size
 
 
 @dataclass(frozen=True)
@@ -271,8 +271,18 @@ def limited_filters(filters: dict, limit_of: Callable[[], int | None]) -> dict:
                         if isinstance(v, int) and not isinstance(v, bool):
                             lines = str(value).count("\n") + 1 if name == "indent" else 1
                             _too_big(v * lines, limit, f"the {name} filter")
-                elif name == "format":  # do_format: value % (kwargs or args)
-                    check_percent(value, kwargs or tuple(plain[1:]), limit, "the format filter's")
+                elif name == "format":  # do_format: str(value) % (kwargs or args)
+                    fmt = value
+                    if not isinstance(value, str) and value is not None:
+                        try:
+                            str_size(value, limit)
+                        except TooBig:
+                            raise RenderLimitExceeded(f"the format filter's value is over {limit:,} characters as text (render size limit)") from None
+                        except Unknown:
+                            pass
+                        else:
+                            fmt = str(value)
+                    check_percent(fmt, kwargs or tuple(plain[1:]), limit, "the format filter's")
                 elif name == "join" and isinstance(value, (list, tuple)):
                     sep = rest[0] if rest and isinstance(rest[0], str) else ""
                     _too_big(_join_size(value, sep), limit, "the join filter")

@@ -28,6 +28,7 @@ LIMIT = 100_000
 DOUBLING = {
     "format_filter": "'%s%s'|format(ns.s, ns.s)",
     "format_filter_keywords": "'%(a)s%(a)s'|format(a=ns.s)",
+    "format_filter_on_a_list": "['%s%s']|format(ns.s, ns.s)",
     "percent_tuple": "'%s%s' % (ns.s, ns.s)",
     "percent_mapping": "'%(a)s%(a)s' % {'a': ns.s}",
     "percent_repr": "'%r%r' % (ns.s, ns.s)",
