@@ -24,6 +24,9 @@ from .errors import ConfigError
 GENERIC_FAST_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
 def _generic_fast_dir(path: Path) -> bool:
     """A local tokenizer dir AutoTokenizer would load as the generic fast class: a
     ``tokenizer.json``, a ``tokenizer_config.json`` naming a generic class, no ``auto_map``
@@ -65,8 +68,9 @@ def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str
 
     Raises:
         ConfigError: if the tokenizer is not a fast tokenizer, cannot be loaded (a path
-            that does not exist is named as such), or has no chat template (and none is
-            given).
+            that does not exist is named as such; a Hub id with the Hub unreachable and not
+            in the local cache fails within seconds, :mod:`sftdata.hub_access`), or has no chat
+            template (and none is given).
     """
     if name_or_path is None:
         from .assets import default_tokenizer_path
@@ -77,6 +81,10 @@ def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str
         raise ConfigError(f"tokenizer path {str(name_or_path)!r} does not exist")
     if path.is_file():
         raise ConfigError(f"tokenizer {str(name_or_path)!r} is a file: pass the directory holding tokenizer.json and tokenizer_config.json")
+    from .hub_access import hub_kwargs
+
+    # a Hub id with the Hub unreachable: the local cache, or one error now (not a minute of retries)
+    hub = {} if path.is_dir() else hub_kwargs(name_or_path, what="tokenizer", files=_TOKENIZER_FILES)
     try:
         if path.is_dir() and _generic_fast_dir(path):
             from transformers import PreTrainedTokenizerFast
@@ -85,7 +93,7 @@ def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str
         else:
             from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(str(name_or_path))
+            tok = AutoTokenizer.from_pretrained(str(name_or_path), **hub)
     except Exception as e:  # noqa: BLE001 - transformers raises many types here
         where = "local directory" if path.is_dir() else "not a local path; tried as a Hub id"
         raise ConfigError(f"cannot load tokenizer {str(name_or_path)!r} ({where}): {type(e).__name__}: {e}") from e

@@ -43,8 +43,11 @@ def load_tokenizer(name_or_path: str | None):
         from sftdata.assets import default_tokenizer_path
 
         name_or_path = str(default_tokenizer_path())
+    from sftdata.hub_access import hub_kwargs
+
+    hub = hub_kwargs(name_or_path, what="tokenizer", files=("tokenizer_config.json", "tokenizer.json"))
     try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path))
+        tok = AutoTokenizer.from_pretrained(str(name_or_path), **hub)
     except Exception as e:  # noqa: BLE001 - transformers raises many types here
         raise ConfigError(f"cannot load tokenizer {name_or_path!r}: {type(e).__name__}: {e}") from e
     if tok.pad_token_id is None:
@@ -122,9 +125,12 @@ def load_model(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     else:
+        from sftdata.hub_access import hub_kwargs
+
+        hub = hub_kwargs(name_or_path, what="model")  # Hub unreachable: the cache or one error, in seconds
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                str(name_or_path), dtype=dtype, attn_implementation=attn_implementation
+                str(name_or_path), dtype=dtype, attn_implementation=attn_implementation, **hub
             )
         except OSError as e:
             raise ConfigError(f"cannot load model {name_or_path!r}: {e}") from e
@@ -146,8 +152,11 @@ def model_config(name_or_path: str | None, tokenizer=None):
         return default_model_config(tokenizer)
     from transformers import AutoConfig
 
+    from sftdata.hub_access import hub_kwargs
+
+    hub = hub_kwargs(name_or_path, what="model")
     try:
-        return AutoConfig.from_pretrained(str(name_or_path))
+        return AutoConfig.from_pretrained(str(name_or_path), **hub)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load the config of model {name_or_path!r}: {e}") from e
 
