@@ -82,6 +82,9 @@ class EncodeStats:
     paths: int = 0
     truncated_examples: int = 0
     dropped_examples: dict = field(default_factory=dict)  # reason -> count
+    split_rows: int = 0  # tree rows over max_length split into several rows (sftdata.tree_fit)
+    trained_tokens_over_length: int = 0  # trained tokens of rows over max_length (written or not)
+    trained_tokens_cut: int = 0  # of those, trained tokens lost to max_length
 
 
 def add_stats(total, part) -> None:
@@ -114,9 +117,10 @@ class ConversationEncoder:
         policy: the turn policy.
         layout: ``tree`` or ``linear``.
         max_length: maximum tokens per row (``None``: no limit).
-        truncation: ``drop`` (a longer row is dropped, counted ``too_long``) or ``turns`` (keep
-            the first turns that fit: whole branches are dropped, a single path is cut after its
-            last whole trained turn; dropped with ``no_trained_token_after_truncation`` if none).
+        truncation: for a row longer than ``max_length`` (:func:`sftdata.tree_fit.fit_tree`: a
+            tree is split into sub-trees that fit): ``drop`` keeps the sequences that fit whole
+            (none: dropped, ``too_long``), ``turns`` every turn whose own sequence fits (none:
+            dropped, ``no_trained_token_after_truncation``).
         marked: texts carry the plain-text markers of ``special_tokens_in_content="text"``.
         keep_rendering: store the whole rendering ``F`` even when it trains no turn of its own
             (``trim_trailing=False``: the user asked for the untrained trailing messages).
@@ -331,17 +335,15 @@ class ConversationEncoder:
                                row.linear_length, row.num_paths, truncated)]
 
     def _fit(self, row: TreeRow, seqs: list[_Seq], stats: EncodeStats) -> list[EncodedExample]:
-        """Apply ``max_length`` (see the class doc); raises ``RowError`` when nothing fits."""
-        rows = self._rows(row)
+        """Apply ``max_length`` with :func:`sftdata.tree_fit.fit_tree` (the rule ``sftdata pack``
+        applies too): a tree over the limit is split into sub-trees that fit, every turn whose
+        own sequence fits is kept (``drop``: every sequence that fits whole), only sequences
+        that do not fit are cut turn-wise. Raises ``RowError`` when nothing fits."""
         limit = self.max_length
-        if limit is None or all(len(x.input_ids) <= limit for x in rows):
-            return rows
-        if self.truncation == "drop":
-            kept = [x for x in rows if len(x.input_ids) <= limit]
-            dropped, reason = len(rows) - len(kept), Reason.TOO_LONG.value
-        else:
-            kept, dropped = self._truncate_turns(rows, seqs, stats)
-            reason = Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
+        if limit is None or len(row.input_ids) <= limit:
+            return self._rows(row)
+        kept, dropped = self._truncate_turns(row, stats)
+        reason = Reason.TOO_LONG.value if self.truncation == "drop" else Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
         if dropped:
             stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + dropped
         if not kept:
@@ -355,33 +357,35 @@ class ConversationEncoder:
             )
         return kept
 
-    def _truncate_turns(self, rows: list[EncodedExample], seqs: list[_Seq], stats: EncodeStats) -> tuple[list[EncodedExample], int]:
-        """``(rows, dropped)`` under ``truncation="turns"``; ``rows``: the row's examples in its layout."""
+    def _truncate_turns(self, row: TreeRow, stats: EncodeStats) -> tuple[list[EncodedExample], int]:
+        """``(examples, dropped)`` of a row over ``max_length``, under ``self.truncation``.
+
+        Tree layout: the sub-trees of :func:`~sftdata.tree_fit.fit_tree`. Linear layout: every
+        root-to-leaf path (:func:`~sftdata.tree.unroll`) fitted on its own by the same function.
+        ``dropped`` counts examples with nothing left."""
+        from .tree_fit import fit_tree
+
         limit = self.max_length
         assert limit is not None
-        if self.layout == "linear":
-            out, dropped = [], 0
-            for x in rows:
-                if len(x.input_ids) <= limit:
-                    out.append(x)
-                    continue
-                cut = _last_turn_end(x.labels, limit)
-                if cut:
-                    stats.truncated_examples += 1
-                    out.append(EncodedExample(x.input_ids[:cut], x.labels[:cut], x.kind, [], [], cut, 1, True))
-                else:
-                    dropped += 1
-            return out, dropped
-        # tree: the first turns whose sequences fit together (later branches dropped whole)
-        for j in range(len(seqs), 0, -1):
-            b = TrieBuilder()
-            for s in seqs[:j]:
-                b.add(s.ids, s.labels, trained_from=s.prompt_len)
-            cand = b.build()
-            if len(cand.input_ids) <= limit:
-                stats.truncated_examples += 1
-                return self._rows(cand, truncated=True), 0
-        return [], 1
+        rule = "turns" if self.truncation == "turns" else "drop"
+        if self.layout == "linear" and row.parent:
+            parts = [fit_tree(i, l, [], limit, rule) for i, l in unroll(row) if any(y != IGNORE_INDEX for y in l)]
+        else:
+            parts = [fit_tree(row.input_ids, row.labels, row.parent, limit, rule)]
+        out: list[EncodedExample] = []
+        dropped = 0
+        for res in parts:
+            stats.trained_tokens_over_length += res.trained_in
+            stats.trained_tokens_cut += res.trained_in - res.trained_kept
+            if res.dropped:
+                dropped += 1
+                continue
+            stats.split_rows += res.split
+            cut = res.trained_kept < res.trained_in or res.leaves_cut > 0
+            stats.truncated_examples += cut
+            for piece in res.rows:
+                out.extend(self._rows(piece, truncated=cut))
+        return out, dropped
 
     # -- plain text ---------------------------------------------------------------
     def encode_text(self, example: TextExample) -> EncodedExample:
@@ -412,12 +416,3 @@ class ConversationEncoder:
         stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + 1
         raise RowError(reason, f"the example has {len(ex.input_ids)} tokens, more than max_length={self.max_length}",
                        stage="truncate", length=len(ex.input_ids))
-
-
-def _last_turn_end(labels: Sequence[int], limit: int) -> int:
-    """End of the last trained run that ends at or before ``limit`` (0 if none)."""
-    best = 0
-    for i in range(1, min(limit, len(labels)) + 1):
-        if labels[i - 1] != IGNORE_INDEX and (i == len(labels) or labels[i] == IGNORE_INDEX):
-            best = i
-    return best

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sftdata.testing.tree_strategies import linear_rows, tree_rows
-from sftdata.tree import IGNORE_INDEX, TrieBuilder, check_tree, depths
+from sftdata.tree import IGNORE_INDEX, TrieBuilder, check_tree, depths, unroll
 from sftdata.tree_fit import FIT_RULES, fit_tree
 
 
@@ -148,3 +148,27 @@ def test_fit_tree_counts(row, L, rule):
     assert res.trained_kept <= res.trained_in
     if len(row["input_ids"]) <= L and res.trained_in:
         assert res.leaves_cut == 0 and res.tokens_out == len(row["input_ids"])
+
+
+def test_prepare_splits_a_tree_like_pack():
+    """prepare's max_length applies the same fit_tree: a tree over the limit comes back as sub-trees."""
+    from sftdata import Conversation, Encoder, Message
+    from sftdata.encode import EncodeStats
+    from sftdata.testing.tokenizers import build_tokenizer
+
+    qwen3 = build_tokenizer("qwen3")
+    msgs = []
+    for i in range(4):
+        msgs += [Message("user", f"question {i} " * 4), Message("assistant", f"answer {i} " * 4)]
+    conv = Conversation(tuple(msgs))
+    (full,) = Encoder(qwen3).encode(conv)
+    assert full.num_paths == 4
+    longest = max(len(ids) for ids, _ in unroll(full))
+    limit = longest  # every sequence fits, the tree does not
+    assert len(full.input_ids) > limit
+    cut = Encoder(qwen3, max_length=limit, truncation="turns").encode(conv)
+    want = fit_tree(full.input_ids, full.labels, full.parent, limit, "turns")
+    assert [(r.input_ids, r.labels, r.parent) for r in cut] == [(r.input_ids, r.labels, r.parent) for r in want.rows]
+    assert len(cut) > 1 and all(len(r.input_ids) <= limit for r in cut)
+    assert want.trained_kept == want.trained_in  # nothing trained is lost: the tree was split
+    assert sum(sum(1 for y in r.labels if y != IGNORE_INDEX) for r in cut) == sum(1 for y in full.labels if y != IGNORE_INDEX)

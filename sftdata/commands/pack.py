@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.output)
         if not src.is_dir():
             raise ConfigError(f"{src} is not a directory (expected `sftdata prepare` output)")
-        if out.exists() and any(out.iterdir()):
+        replace = out.exists() and any(out.iterdir())
+        if replace:
             if not args.overwrite:
                 raise ConfigError(f"{out} exists and is not empty (use --overwrite)")
             if out.resolve() == src.resolve():
                 raise ConfigError("--output must differ from the input dir")
-            shutil.rmtree(out)
         if (src / "dataset_dict.json").is_file():
             if not (src / "train").is_dir():
                 raise ConfigError(f"{src} holds a DatasetDict without a 'train' split")
@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
             shard_size=args.shard_size,
             num_proc=args.num_proc,
         )
+        if report.nothing_fits():
+            raise ConfigError(report.nothing_fits())
+        if replace:  # only once packing succeeded: an error leaves OUT as it was
+            shutil.rmtree(out)
         save_packed(packed, report, out)
         stats = src / "stats.json"
         if stats.is_file():

@@ -156,6 +156,9 @@ def pack_dataset(
     missing = [c for c in ("input_ids", "labels") if c not in dataset.column_names]
     if missing:
         raise ConfigError(f"dataset lacks columns {missing}; expected `sftdata prepare` output")
+    if "seq_lengths" in dataset.column_names:
+        raise ConfigError("the input is already packed (it has a `seq_lengths` column): pack the `sftdata prepare` "
+                          "output instead, with the --max-length you want")
     L = int(max_length)
     if getattr(dataset, "_indices", None) is not None:
         dataset = dataset.flatten_indices()
@@ -166,6 +169,7 @@ def pack_dataset(
     if truncation not in TRUNCATION:
         raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
     rows_in = int(table.num_rows)
+    shortest = _shortest(table)
     table, fit = fit_long_trees(table, L, truncation)
     scan = scan_rows(table, L, truncation)
     kept = np.flatnonzero(scan.keep > 0)
@@ -198,6 +202,7 @@ def pack_dataset(
         report.dropped[fit.dropped_reason] = report.dropped.get(fit.dropped_reason, 0) + fit.dropped
     # the sub-trees of fitted rows (fit.tokens_out tokens, all kept) stand in for fit.rows rows
     report.rows_in = rows_in
+    report.shortest_row = shortest
     report.sequences_out = int(kept.size)
     report.bins = plan.num_bins
     report.tokens_in = int(scan.lengths.sum()) - fit.tokens_out + fit.tokens_in
@@ -227,6 +232,15 @@ def pack_dataset(
     report.strategy_info = dict(plan.info)
     report.check()
     return packed, report
+
+
+def _shortest(table) -> int:
+    """Tokens of the shortest non-empty row (0 if none)."""
+    import pyarrow.compute as pc
+
+    n = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
+    n = n[n > 0]
+    return int(n.min()) if n.size else 0
 
 
 def _fingerprint(dataset, *params) -> str:

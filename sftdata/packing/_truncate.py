@@ -228,6 +228,15 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
                     f"row {int(bad[0]) + start}: a tree row needs parent and position_ids of the length of input_ids "
                     f"({int(ln[bad[0]])}), got {int(plen[bad[0]])} and {int(pos_len[bad[0]])}"
                 )
+            rows_of = np.repeat(np.arange(ln.size), plen)
+            at = np.arange(par.size) - np.repeat(par_off[:-1], plen)  # index in its row
+            bad_par = (par >= at) | (par < -1) | ((at == 0) & (par != -1))
+            if bad_par.any():
+                j = int(np.argmax(bad_par))
+                raise ConfigError(
+                    f"row {int(rows_of[j]) + start}: parent[{int(at[j])}] = {int(par[j])} is not a tree row's parent "
+                    "(-1 at the first token, an earlier index elsewhere; docs/trees.md): re-run `sftdata prepare`"
+                )
             tr -= trained_roots(mask, off, par, par_off)
             is_tree[sl] = tree
             if "linear_length" in table.column_names:

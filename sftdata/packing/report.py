@@ -72,6 +72,7 @@ class PackReport:
         trained_tokens_keepable: trained tokens at a position ``< max_length`` of their own
             sequence (what any truncation could keep).
         tokens_repeated: context tokens that split trees repeat in several sub-trees.
+        shortest_row: tokens of the shortest non-empty input row.
         split_rows: tree rows longer than ``max_length`` split into sub-trees (docs/trees.md).
         sequences_from_splits: sequences the splits added (``rows_in + sequences_from_splits
             == sequences_out + rows_dropped``).
@@ -105,6 +106,7 @@ class PackReport:
     truncated_rows: int = 0
     trained_tokens_keepable: int = 0
     tokens_repeated: int = 0
+    shortest_row: int = 0
     split_rows: int = 0
     sequences_from_splits: int = 0
     tree_rows: int = 0
@@ -132,6 +134,14 @@ class PackReport:
         ), self
         assert self.rows_in + self.sequences_from_splits == self.sequences_out + self.rows_dropped, self
         assert self.bins >= self.lower_bound_l2 >= self.lower_bound or self.bins == 0, self
+
+    def nothing_fits(self) -> str | None:
+        """One line when input rows there were but none fits ``max_length`` (else ``None``)."""
+        if self.sequences_out or not self.shortest_row:
+            return None
+        hint = "raise --max-length" + ("" if self.truncation == "turns" else " or use --truncation turns")
+        return (f"no row fits max_length={self.max_length:,} with truncation={self.truncation!r} (the shortest row has "
+                f"{self.shortest_row:,} tokens): nothing to write; {hint}")
 
     def warning(self, share: float = 0.01) -> str | None:
         """One line when more than ``share`` of the trained tokens were dropped or truncated."""
