@@ -261,6 +261,7 @@ class TrainConfig:
         from .lora import validate_config
 
         validate_config(self)
+        self.__dict__["_validated"] = True  # bookkeeping, not a key: as_config does not check it again
         return self
 
     def trackers(self) -> list[str]:
@@ -448,9 +449,13 @@ def _file_keys(path: str) -> dict[str, Any]:
 
 
 def as_config(config: "TrainConfig | Mapping | str | os.PathLike") -> TrainConfig:
-    """A :class:`TrainConfig`, a mapping of keys, or a YAML path → a validated config (a new object)."""
+    """A :class:`TrainConfig`, a mapping of keys, or a YAML path → a validated config (a new object; a
+    config that :meth:`TrainConfig.validate` already passed is copied, not checked again)."""
     if isinstance(config, TrainConfig):
         cfg = dataclasses.replace(config)
+        if config.__dict__.get("_validated"):  # parse_args validated it: once is enough
+            cfg.__dict__["_validated"] = True
+            return cfg
     elif isinstance(config, Mapping):
         cfg = TrainConfig.from_dict(config)
     elif isinstance(config, (str, os.PathLike)):

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sftdata.errors import ConfigError
 from sftdata_train.config import TrainConfig, as_config, build_arg_parser, parse_args
@@ -121,3 +123,30 @@ def test_lr_schedule_shapes():
         opt.step()
         sched.step()
     assert seen == pytest.approx([f(s) for s in range(10)])
+
+
+_KEYS = st.fixed_dictionaries({}, optional={
+    "lr": st.floats(0, 1), "grad_accum": st.integers(1, 8), "num_train_epochs": st.floats(0.1, 3),
+    "max_steps": st.sampled_from([-1, 1, 10]), "warmup_steps": st.none() | st.integers(0, 5),
+    "warmup_ratio": st.floats(0, 1), "lr_scheduler_type": st.sampled_from(["cosine", "linear", "constant_with_warmup"]),
+    "gradient_checkpointing": st.sampled_from([True, False, "auto", "on"]), "compile": st.sampled_from([True, "off"]),
+    "resume": st.sampled_from([True, False, None, "ckpt"]), "model": st.sampled_from(["", "embedded", "m", None]),
+    "report_to": st.sampled_from(["none", ["none"], [], None]), "bf16": st.booleans(),
+    "lora_target_modules": st.none(), "use_peft": st.booleans(),
+})
+
+
+@given(keys=_KEYS)
+def test_validation_changes_nothing_and_runs_once(keys):
+    cfg = TrainConfig.from_dict({"data": "d", "output_dir": "o", **keys})
+    before = cfg.to_dict()
+    assert cfg.validate() is cfg and cfg.to_dict() == before
+    assert TrainConfig.from_dict(before) == cfg  # the resolved keys read back as the same config
+    calls = []
+    original = TrainConfig.problems
+    TrainConfig.problems = lambda self: calls.append(1) or original(self)
+    try:
+        copy = as_config(cfg)
+    finally:
+        TrainConfig.problems = original
+    assert copy == cfg and copy is not cfg and calls == []
