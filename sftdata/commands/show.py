@@ -1,7 +1,11 @@
-"""``sftdata show DIR --index I [--html FILE]``: one example with trained tokens highlighted.
+"""``sftdata show DIR --index I [--path N] [--html FILE]``: one example with trained tokens highlighted.
 
-A prefix-tree row (see ``docs/trees.md``) is shown path by path: every root-to-leaf path is
-one sequence the model sees, with the tokens that path trains highlighted.
+A prefix-tree row (see ``docs/trees.md``) holds several sequences the model sees (its
+root-to-leaf paths). ``show`` prints a summary (paths, tokens shared by every path, length,
+shared, own and trained tokens per path), then path 1 whole and every later path from where
+it branches: its shared prefix is folded into one line naming the path that holds it
+(``--unfold`` prints every path whole, ``--path N`` only path ``N``, whole). The HTML page
+folds the shared prefixes into ``<details>``.
 """
 
 from __future__ import annotations
@@ -20,17 +24,11 @@ def add_parser(sub) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer (default: the one recorded in stats.json, else the embedded one)")
     p.add_argument("--html", default=None, metavar="FILE", help="write an HTML page instead")
     p.add_argument("--no-color", action="store_true", help="mark trained runs with ⟦ ⟧ instead of colours")
+    p.add_argument("--path", type=int, default=None, metavar="N",
+                   help="a prefix-tree row: print only its path N (1-based, as in the summary), whole")
+    p.add_argument("--unfold", action="store_true", help="a prefix-tree row: print every path whole (shared prefixes repeated)")
     add_config_arguments(p, "a pipeline config: show its prepared (mixed) data with its tokenizer")
     p.set_defaults(func=run)
-
-
-def _paths(row: dict) -> list[tuple[list[int], list[int]]]:
-    """The row's sequences: itself, or every root-to-leaf path of a tree row."""
-    from ..tree import unroll
-
-    if row.get("parent"):
-        return unroll({"input_ids": row["input_ids"], "labels": row["labels"], "parent": row["parent"]})
-    return [(row["input_ids"], row["labels"])]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,21 +67,61 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"sftdata show: error: {e}", file=sys.stderr)
         return 2
-    row = ds[args.index]
-    paths = _paths(row)
+    return _show(args, tok, ds[args.index])
+
+
+def _show(args: argparse.Namespace, tok, row: dict) -> int:
+    from ..show import path_tokens, render_html, render_terminal, render_tree_html, tree_paths
+
+    ids, labels, parent = row["input_ids"], row["labels"], row.get("parent") or []
+    paths = tree_paths(labels, parent)
     title = f"row {args.index} (source_index {row.get('source_index')})"
-    if len(paths) > 1:
-        title += f": a prefix tree of {len(paths)} sequences, {len(row['input_ids'])} tokens stored"
+    color = not args.no_color and sys.stdout.isatty()
+    if args.path is not None:
+        if not 1 <= args.path <= len(paths):
+            print(f"sftdata show: error: --path {args.path} out of range: row {args.index} has {len(paths)} path(s) "
+                  f"(1..{len(paths)})", file=sys.stderr)
+            return 2
+        p = paths[args.path - 1]
+        idx = path_tokens(parent, p)
+        # the path as the model sees it: trained only where this path trains (its own tokens)
+        p_ids = [ids[i] for i in idx]
+        p_lab = [labels[i] if i >= p.start else -100 for i in idx]
+        head = f"{title}, path {p.number}/{len(paths)}: {p.length:,} tokens, {p.trained:,} trained here"
+        if args.html:
+            Path(args.html).write_text(render_html(tok, p_ids, p_lab, title=head), encoding="utf-8")
+            print(f"wrote {args.html}")
+            return 0
+        print(head)
+        print(render_terminal(tok, p_ids, p_lab, color=color))
+        return 0
     if args.html:
-        pages = [render_html(tok, ids, labels, title=title + (f" — sequence {i + 1}/{len(paths)}" if len(paths) > 1 else ""))
-                 for i, (ids, labels) in enumerate(paths)]
-        Path(args.html).write_text("\n".join(pages), encoding="utf-8")
+        page = (render_tree_html(tok, ids, labels, parent, title=title) if len(paths) > 1
+                else render_html(tok, ids, labels, title=title))
+        Path(args.html).write_text(page, encoding="utf-8")
         print(f"wrote {args.html}")
         return 0
-    n_tr = sum(1 for x in row["labels"] if x != -100)
-    print(f"{title}: {len(row['input_ids'])} tokens, {n_tr} trained")
-    for i, (ids, labels) in enumerate(paths):
-        if len(paths) > 1:
-            print(f"--- sequence {i + 1}/{len(paths)}: {len(ids)} tokens, {sum(1 for x in labels if x != -100)} trained here")
-        print(render_terminal(tok, ids, labels, color=not args.no_color and sys.stdout.isatty()))
+    n_tr = sum(p.trained for p in paths)
+    if len(paths) == 1:
+        print(f"{title}: {len(ids)} tokens, {n_tr} trained")
+        print(render_terminal(tok, ids, labels, color=color))
+        return 0
+    common = min(p.shared for p in paths[1:])
+    print(f"{title}: a prefix tree of {len(paths)} sequences (paths); {len(ids):,} tokens stored for "
+          f"{sum(p.length for p in paths):,} as linear rows; {common:,} tokens shared by every path; {n_tr:,} trained")
+    print(f"{'path':>5} {'length':>8} {'shared':>8} {'own':>7} {'trained':>8}  branches from")
+    for p in paths:
+        print(f"{p.number:>5} {p.length:>8,} {p.shared:>8,} {p.end - p.start:>7,} {p.trained:>8,}  "
+              f"{('path ' + str(p.shares_with)) if p.shares_with else '-'}")
+    for p in paths:
+        print(f"--- path {p.number}/{len(paths)}: {p.length:,} tokens, {p.trained:,} trained here")
+        lo = 0 if args.unfold else p.start
+        idx = [i for i in path_tokens(parent, p) if i >= lo] if args.unfold else list(range(p.start, p.end))
+        if not args.unfold and p.shared:
+            tail = tok.backend_tokenizer.decode([ids[i] for i in path_tokens(parent, p)[max(p.shared - 8, 0) : p.shared]],
+                                                skip_special_tokens=False)
+            print(f"[{p.shared:,} tokens shared with path {p.shares_with} folded (--path {p.number} prints this path whole), "
+                  f"ending {tail!r}]")
+        p_lab = [labels[i] if i >= p.start else -100 for i in idx]
+        print(render_terminal(tok, [ids[i] for i in idx], p_lab, color=color))
     return 0
