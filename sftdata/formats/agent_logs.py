@@ -66,9 +66,11 @@ def is_mini_swe_agent(row: Mapping) -> bool:
 
 
 def is_toolbench(row: Mapping) -> bool:
-    """A ToolBench answer: ``answer_generation`` holding ``train_messages``."""
+    """A ToolBench answer: ``answer_generation`` holding ``train_messages`` or ``valid_data``
+    (ToolBench's invalid answers may come without ``train_messages``: they are ToolBench rows
+    all the same, rejected ``invalid_trace``)."""
     ag = row.get("answer_generation")
-    return isinstance(ag, Mapping) and "train_messages" in ag
+    return isinstance(ag, Mapping) and ("train_messages" in ag or "valid_data" in ag)
 
 
 def _parse_all(items: list, field: str, convert) -> list[Message]:

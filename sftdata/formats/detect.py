@@ -47,7 +47,7 @@ def detect_format(row: Mapping, messages_field: str | None = None) -> str:
 
     1. ``messages_field`` given → the chat format of that list (see :func:`sniff_messages`).
     2. agent-framework logs (:mod:`sftdata.formats.agent_logs`): ``answer_generation``
-       with ``train_messages`` → ``toolbench``; ``history`` holding message objects →
+       with ``train_messages`` or ``valid_data`` → ``toolbench``; ``history`` holding message objects →
        ``swe_agent``; ``trajectory_format`` naming mini-swe-agent, or ``messages`` ending
        with an ``exit`` message → ``mini_swe_agent``.
     3. ``prompt`` and ``completion`` → ``prompt_completion``.

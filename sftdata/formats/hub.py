@@ -5,9 +5,14 @@
 * a local ``.jsonl``/``.json``/``.parquet`` file or a ``save_to_disk`` dir: the path itself (read by
   sftdata's own readers, which keep JSON rows exactly as written);
 * a glob of such files (``data/*.jsonl``): the sorted list of matching paths;
+* a local directory holding JSON input files (``.jsonl``/``.json``/``.traj``, at any depth; not a
+  ``save_to_disk`` dir): the path itself, read by sftdata's reader exactly as the Python
+  ``sftdata.prepare(DIR)`` reads it (:func:`sftdata.formats.reader.directory_files`: SWE-agent
+  ``*.traj`` only when there are some, else every input file), never through ``load_dataset``
+  (whose Arrow schema unification adds ``null`` for keys other rows have, or fails to cast);
 * anything else ``datasets.load_dataset`` accepts: a :class:`LoadDatasetSource`, an iterable of
-  row dicts. That is a Hub id (``HuggingFaceH4/ultrachat_200k``), a local dir of data files that
-  is not a ``save_to_disk`` dir, a glob or file of another type (``*.csv``, ``*.arrow``), a builder
+  row dicts. That is a Hub id (``HuggingFaceH4/ultrachat_200k``), a local dir of parquet (or
+  other non-JSON) data files (split by file name), a glob or file of another type (``*.csv``, ``*.arrow``), a builder
   name with ``data_files`` (``parquet`` + ``data/*.parquet``), a loading script (``datasets`` < 4
   only; later versions refuse scripts), each with ``name``/``split``/``revision``/….
 
@@ -36,6 +41,7 @@ READER_SUFFIXES = _DATA_SUFFIXES
 #: Other data-file suffixes → the ``datasets`` packaged builder that reads them.
 BUILDER_SUFFIXES = {".csv": "csv", ".arrow": "arrow", ".txt": "text"}
 _GLOB_CHARS = "*?["
+_PARQUET = (".parquet",)
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,17 @@ def resolve_source(
                 return str(local / split)
             if given:
                 raise ConfigError(f"{text}: a save_to_disk dir; {', '.join(given)} does not apply (pass <dir>/<split>)")
+            return text
+        from .reader import directory_files
+
+        files = directory_files(local)
+        if any(_suffix_of(str(f)) not in _PARQUET for f in files):
+            # JSON files (SWE-agent *.traj, one-conversation .json, .jsonl): sftdata's reader, as
+            # sftdata.prepare(DIR) reads them, never load_dataset's Arrow schema unification
+            if given:
+                raise ConfigError(
+                    f"{text}: a directory of JSON files is read whole by sftdata's reader (as sftdata.prepare(DIR) "
+                    f"does); {', '.join(given)} does not apply: select files with a glob ({text}/**/train-*.jsonl)")
             return text
         return source
     if looks_local(text):
