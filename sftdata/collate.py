@@ -24,11 +24,14 @@ How transformers (5.x) keeps packed sequences apart:
   So the padding-free batch carries ``use_cache=False`` (``disable_cache=True``) and never an
   ``attention_mask``. ``tests/test_equivalence.py`` checks both on tiny Qwen3/Llama models.
 
-Prefix-tree rows (``parent``/``position_ids`` = depth, see docs/trees.md) are accepted by both
-collators, alone, packed or mixed with linear rows. A batch holding a tree carries what a
-tree mask needs (:class:`PaddingFreeCollator`: ``subtree_end`` and ``shift_labels``;
-:class:`PaddingCollator`: a dense ``(B, 1, T, T)`` bool ``attention_mask`` and
-``shift_labels``); a batch without one is exactly what it was before trees existed.
+Prefix-tree rows (``parent``/``position_ids`` = depth, see docs/trees.md) are accepted by
+:class:`PaddingFreeCollator`, alone, packed or mixed with linear rows: a batch holding a tree
+carries ``subtree_end`` and ``shift_labels`` (memory linear in the tokens), and with
+``trained_logits_only=True`` the ``logits_to_keep`` that keeps a model's own loss from making
+``(T, vocab)`` logits (for HF ``Trainer`` and plain loops). :class:`PaddingCollator` takes
+them only when asked for a dense ``(B, 1, T, T)`` bool ``attention_mask``
+(``dense_tree_mask=True``; ``B * T * T`` bytes). A batch without a tree is exactly what it was
+before trees existed.
 
 Label convention: labels are unshifted; the model's loss compares ``logits[:, i]`` with
 ``labels[:, i + 1]``. In a flattened batch the first token of sequence ``k + 1`` would be
@@ -46,7 +49,8 @@ import numpy as np
 import torch
 
 from .tree import depths, shift_labels
-from .tree_collate import dense_tree_mask, row_parent, tree_arrays, unit_lengths
+from .tree_collate import dense_tree_mask as _dense_tree_mask
+from .tree_collate import row_parent, tree_arrays, unit_lengths
 
 IGNORE_INDEX = -100
 
@@ -137,6 +141,8 @@ class PaddingCollator:
         pad_to_multiple_of: round ``T`` up to a multiple of this (tensor-core friendly shapes).
         label_pad_id: label at padding positions (``-100``: ignored by the loss).
         max_length: keep only the first ``max_length`` tokens of longer rows (``None``: keep all).
+        dense_tree_mask: accept tree rows and give them a dense ``(B, 1, T, T)`` mask (opt-in,
+            see below; default ``False``: a tree row is an error).
 
     Returns (``__call__``), all ``torch.int64`` of shape ``(B, T)`` with ``T`` the longest row
     (after ``max_length``) rounded up to ``pad_to_multiple_of``:
@@ -149,16 +155,24 @@ class PaddingCollator:
     Packed rows (several sequences per row) are refused: in a padded batch the attention mask
     would let them attend to each other. Use :class:`PaddingFreeCollator` for those.
 
-    Tree rows (``parent`` non-empty, or tree depths in ``position_ids``): when a batch holds one,
-    ``attention_mask`` is instead a dense ``(B, 1, T, T)`` bool mask (True where query ``q``
+    Tree rows (``parent`` non-empty, or tree depths in ``position_ids``) are refused unless
+    ``dense_tree_mask=True``: a padded batch can only carry a tree as a dense mask, which costs
+    ``B * T * T`` bytes (a 16k-token tree: 256 MiB per row, before the attention copies it).
+    For trees use :class:`PaddingFreeCollator` with ``attn_implementation="sftdata_tree"``,
+    whose memory grows with the tokens. With ``dense_tree_mask=True`` (for a consumer that
+    needs a mask tensor, e.g. short trees through transformers' ``sdpa``), a batch holding a
+    tree gets as ``attention_mask`` a dense ``(B, 1, T, T)`` bool mask (True where query ``q``
     may attend key ``k``: ``k`` is an ancestor of ``q`` or ``q`` itself; a padding query sees
     only itself), ``position_ids`` are the depths (``0..n-1`` on linear rows), the ``labels``
     of every root are ``-100``, and ``shift_labels`` ``(B, T)`` int64 gives the target of
     each position (``-100`` none). transformers passes a 4-D mask to the attention function
     as is: this works with ``attn_implementation="sdpa"`` (which takes a bool mask), **not**
     with ``eager`` (which adds the mask to the scores). ``max_length`` keeps the first tokens
-    in DFS order, which is still a valid tree. The mask costs ``B * T * T`` bytes: for long
-    trees use :class:`PaddingFreeCollator` and a tree attention (``sftdata_train``).
+    in DFS order, which is still a valid tree.
+
+    Raises:
+        ValueError: a packed row; a tree row without ``dense_tree_mask=True`` (naming the row
+            and the fix); malformed ``parent``/``position_ids``/``labels``.
     """
 
     def __init__(
@@ -168,6 +182,7 @@ class PaddingCollator:
         pad_to_multiple_of: int | None = None,
         label_pad_id: int = IGNORE_INDEX,
         max_length: int | None = None,
+        dense_tree_mask: bool = False,
     ) -> None:
         if pad_token_id is None:
             raise ValueError("pad_token_id is required (use the tokenizer's pad or eos id)")
@@ -179,6 +194,7 @@ class PaddingCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
         self.label_pad_id = int(label_pad_id)
         self.max_length = max_length
+        self.dense_tree_mask = bool(dense_tree_mask)
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:
@@ -187,6 +203,12 @@ class PaddingCollator:
         for i, row in enumerate(features):
             ids, labels = _ids_and_labels(row)
             par = _row_tree(row, ids.size, i)
+            if par is not None and not self.dense_tree_mask:
+                raise ValueError(
+                    f"row {i} is a prefix tree: a padded batch would need a dense (T, T) mask per row "
+                    "(B*T*T bytes); use PaddingFreeCollator with attn_implementation='sftdata_tree', "
+                    "or PaddingCollator(dense_tree_mask=True) for short trees"
+                )
             n_seqs = _row_seq_lengths(row, ids.size, use_position_ids=par is None).size
             if n_seqs > 1:
                 raise ValueError(
@@ -228,7 +250,7 @@ class PaddingCollator:
                 par = np.arange(n, dtype=np.int64) - 1
                 par[:1] = -1
             labels[b, :n][par < 0] = IGNORE_INDEX
-            mask[b, 0] = dense_tree_mask(par, T)
+            mask[b, 0] = _dense_tree_mask(par, T)
             position_ids[b, :n] = depths(par)
             try:
                 shift[b, :n] = shift_labels(input_ids[b, :n], labels[b, :n], par)
@@ -256,6 +278,15 @@ class PaddingFreeCollator:
         disable_cache: add ``use_cache=False`` to the batch (see the module docstring: with a
             cache, transformers' sdpa/eager paths ignore the sequence boundaries).
         return_flash_kwargs: return ``cu_seq_lens_q/k`` and ``max_length_q/k``.
+        trained_logits_only: for a model whose own forward computes the loss (HF ``Trainer``, a
+            plain loop calling ``model(**batch).loss``): also return ``logits_to_keep``, so the
+            LM head and transformers' loss see only the ``K`` positions that predict a trained
+            token, and ``shift_labels`` of those positions only. Without it transformers makes
+            ``(T, vocab)`` fp32 logits (and as much again in the loss and its gradient):
+            ``T * vocab * 4`` bytes each, 9.5 GB for a 15.6k-token row with Qwen3's vocabulary.
+            The loss is the same sum over the same targets; ``model(**batch).logits`` is then
+            ``(K, vocab)``. Leave it off for ``sftdata_train`` (its loss selects the trained
+            positions itself and reads ``(1, T)`` ``shift_labels``).
 
     Returns (``__call__``), with ``T`` the total tokens (plus padding) and ``n`` the number of
     sequences (plus one padding segment if any):
@@ -267,7 +298,10 @@ class PaddingFreeCollator:
       (``[0, l0, l0+l1, ..., T]``; the same tensor);
     * ``max_length_q``, ``max_length_k``: python ``int``, the longest sequence;
     * ``seq_idx``: ``(1, T)`` int32 sequence number of each token (``return_seq_idx``);
-    * ``use_cache``: ``False`` (``disable_cache``).
+    * ``use_cache``: ``False`` (``disable_cache``);
+    * ``logits_to_keep``: ``(1, T)`` bool, True at the ``K`` positions whose target is not
+      ``-100``, and ``shift_labels``: ``(1, K)`` int64, their targets in order
+      (``trained_logits_only``; linear and tree batches alike).
 
     Rows may be single sequences or packed rows (``seq_lengths``; if absent, sequence starts
     are read from ``position_ids``); every sequence of every row becomes one segment.
@@ -289,6 +323,15 @@ class PaddingFreeCollator:
     A batch without a tree is unchanged (no ``subtree_end``/``shift_labels``). The attention
     must read ``subtree_end`` (``sftdata_train``'s ``sftdata_varlen``/``sftdata_tree``);
     transformers' own implementations ignore it and would attend across branches.
+    ``sftdata_tree`` never builds a ``(T, T)`` mask for a row over
+    ``sftdata_train.attention.DENSE_MASK_MAX_TOKENS`` tokens (one SDPA call per run of the
+    tree on CPU, a block-sparse flex ``BlockMask`` on CUDA), so with ``trained_logits_only``
+    the memory of a forward grows with ``T`` and ``K``, not ``T**2`` or ``T * vocab``
+    (``bench/tree_memory.py``). For HF ``Trainer``/a plain loop::
+
+        import sftdata_train.tree_attention  # registers "sftdata_tree"
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sftdata_tree")
+        collator = PaddingFreeCollator(trained_logits_only=True)
     """
 
     def __init__(
@@ -299,9 +342,11 @@ class PaddingFreeCollator:
         pad_token_id: int = 0,
         disable_cache: bool = True,
         return_flash_kwargs: bool = True,
+        trained_logits_only: bool = False,
     ) -> None:
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise ValueError("pad_to_multiple_of must be >= 1")
+        self.trained_logits_only = bool(trained_logits_only)
         self.return_seq_idx = return_seq_idx
         self.pad_to_multiple_of = pad_to_multiple_of
         self.pad_token_id = int(pad_token_id)
@@ -361,4 +406,12 @@ class PaddingFreeCollator:
             out["seq_idx"] = torch.from_numpy(seq_idx).view(1, -1)
         if self.disable_cache:
             out["use_cache"] = False
+        if self.trained_logits_only:
+            if tree is not None:
+                target = tree["shift_labels"]
+            else:  # labels are -100 at every sequence start: nothing is predicted across a boundary
+                target = np.append(labels[1:], IGNORE_INDEX)
+            keep = target != IGNORE_INDEX
+            out["logits_to_keep"] = torch.from_numpy(keep).view(1, -1)
+            out["shift_labels"] = torch.from_numpy(np.ascontiguousarray(target[keep])).view(1, -1)
         return out

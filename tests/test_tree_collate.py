@@ -113,7 +113,7 @@ def test_docstring_example():
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.one_of(tree_rows(), linear_rows()), min_size=1, max_size=4))
 def test_padding_collator_dense_tree_mask(rows):
-    batch = PaddingCollator(0, pad_to_multiple_of=8)(rows)
+    batch = PaddingCollator(0, pad_to_multiple_of=8, dense_tree_mask=True)(rows)
     if not any(r.get("parent") for r in rows):
         assert batch["attention_mask"].dim() == 2 and "shift_labels" not in batch
         return

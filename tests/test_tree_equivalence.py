@@ -217,7 +217,7 @@ def test_packed_padded_and_hf_loss_equal_linear(arch, monkeypatch):
     monkeypatch.setattr(attention, "DENSE_MASK_MAX_TOKENS", 16)
     assert_equivalent(tree_step(model, PaddingFreeCollator()(rows)), lin, f"{arch} trees, per-run sdpa")
     # the padded collator's dense (B, 1, T, T) mask through transformers' own sdpa
-    pad = PaddingCollator(0, pad_to_multiple_of=8)(rows)
+    pad = PaddingCollator(0, pad_to_multiple_of=8, dense_tree_mask=True)(rows)
     assert_equivalent(tree_step(model, pad, attn="sdpa"), lin, f"{arch} padded dense tree mask")
     # transformers' own loss reads shift_labels
     model.set_attn_implementation("sftdata_tree")
