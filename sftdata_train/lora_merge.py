@@ -23,8 +23,10 @@ import torch.nn as nn
 from .lora import Adapter, _peft_model, _quiet_peft
 
 
-def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, info, cfg, tokenizer):
+def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, info, cfg, tokenizer,
+                 merge: bool = True):
     """The merged HF model on rank 0's CPU (None on other ranks); collective under FSDP2.
+    ``merge=False``: the base model alone (peft's ``unload``: the LoRA layers removed, nothing merged).
 
     LoRA: the trained model's full state (frozen weights + adapters, gathered under FSDP2) is
     loaded into a meta-built copy with the same adapters, then ``merge_and_unload``. QLoRA:
@@ -54,7 +56,7 @@ def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, i
         pm = _peft_model(base, adapter.config_kwargs)
         _load_keeping_ties(base, full)
     with _quiet_peft():
-        return pm.merge_and_unload()
+        return pm.merge_and_unload() if merge else pm.unload()
 
 
 def _load_keeping_ties(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -74,21 +76,67 @@ def _load_keeping_ties(model: nn.Module, state: dict[str, torch.Tensor]) -> None
 def export(path: str | Path, *, adapter: Adapter, wrapper: nn.Module, hf_model: nn.Module, tokenizer, info, cfg,
            dtype: torch.dtype | None) -> Path:
     """Write ``final/`` atomically (all ranks must call): with ``merge_lora`` the full HF model with the
-    adapter merged (``AutoModelForCausalLM.from_pretrained`` loads it), else the adapter
-    (``PeftModel.from_pretrained(base, path)``), each in ``dtype``, with the tokenizer."""
+    adapter merged (``AutoModelForCausalLM.from_pretrained`` loads it), else the adapter, each in
+    ``dtype``, with the tokenizer.
+
+    The adapter's ``adapter_config.json`` names a base that loads offline
+    (``AutoPeftModelForCausalLM.from_pretrained(path)``, or ``AutoModelForCausalLM`` with peft
+    installed): the Hub id as given, a local model dir as an absolute path, and for the embedded
+    default (which exists nowhere else) the base model itself, written to ``final/base/``
+    (``base_model_name_or_path`` is then the absolute path of ``final/base``: after moving the
+    folder, load the base from its new place and ``PeftModel.from_pretrained(base, path)``).
+    """
     from .checkpoint import _write_hf, write_dir_atomic
 
     if cfg.merge_lora:
         merged = merged_model(adapter, wrapper=wrapper, hf_model=hf_model, info=info, cfg=cfg, tokenizer=tokenizer)
         return write_dir_atomic(path, info, lambda tmp: _write_hf(tmp, merged, tokenizer, merged.state_dict(), dtype))
+    base = None
+    if cfg.model is None:  # the embedded default: the base exists only in this run
+        base = merged_model(adapter, wrapper=wrapper, hf_model=hf_model, info=info, cfg=cfg, tokenizer=tokenizer,
+                            merge=False)
     state = adapter.trainable_state(wrapper, info)  # collective under FSDP2
+    final = Path(path).resolve()
 
     def write(tmp: Path) -> None:
         adapter.save(tmp, state, dtype)
+        if base is not None:
+            _write_hf(tmp / BASE_DIR, base, tokenizer, base.state_dict(), dtype)
+        _set_base_reference(tmp, base_reference(cfg.model, final))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
 
     return write_dir_atomic(path, info, write)
 
 
-__all__ = ["export", "merged_model"]
+BASE_DIR = "base"  # final/base: the embedded default base model of a LoRA adapter
+
+
+def base_reference(model: str | None, final: Path) -> str:
+    """What ``adapter_config.json`` names as the base: ``final/base`` (absolute) for the embedded
+    default, an existing local dir as its absolute path, else the Hub id as given."""
+    if model is None:
+        return str(Path(final).resolve() / BASE_DIR)
+    local = Path(model).expanduser()
+    return str(local.resolve()) if local.exists() else model
+
+
+def _set_base_reference(path: Path, ref: str) -> None:
+    import json
+
+    f = path / "adapter_config.json"
+    conf = json.loads(f.read_text(encoding="utf-8"))
+    conf["base_model_name_or_path"] = ref
+    f.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_hint(final: str | Path) -> str:
+    """The Python line that loads ``final`` (a run's ``final/``): ``AutoPeftModelForCausalLM`` for
+    an adapter, ``AutoModelForCausalLM`` for a full model."""
+    final = Path(final)
+    if (final / "adapter_config.json").is_file():
+        return f"from peft import AutoPeftModelForCausalLM; AutoPeftModelForCausalLM.from_pretrained({str(final)!r})"
+    return f"from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained({str(final)!r})"
+
+
+__all__ = ["BASE_DIR", "base_reference", "export", "load_hint", "merged_model"]
