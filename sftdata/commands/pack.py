@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
         help="pack prepared rows into fixed-length rows (conversation boundaries kept)",
         description="Pack a `sftdata prepare` output dir globally into rows of at most L tokens. Each row keeps "
         "seq_lengths and position_ids (restarting at 0) so the padding-free collator gives attention no way across "
-        "sequence boundaries. A prefix-tree row (docs/trees.md) is one unit, never split; its parent and depths are "
-        "kept. Writes the packed rows (datasets.save_to_disk) and pack_stats.json.",
+        "sequence boundaries. A prefix-tree row (docs/trees.md) is one unit; its parent and depths are kept, and a "
+        "tree longer than L is split into sub-trees that fit (each repeats the context its branches need). Writes the packed rows (datasets.save_to_disk) and pack_stats.json.",
         epilog="example: sftdata pack out/data --max-length 4096 --output out/packed",
     )
     p.add_argument("input", nargs="?", help="a `sftdata prepare` output dir (datasets.save_to_disk)")
@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
                    help=f"packing strategy (default {DEFAULT_STRATEGY}; bfd = best-fit decreasing)")
     p.add_argument("--truncation", choices=TRUNCATION, default="drop",
                    help="sequences longer than L: drop, keep the first L tokens, or cut at the last whole "
-                   "trained turn (trees: drop whole branches) (default drop; all counted in pack_stats.json)")
+                   "trained turn (trees: split into sub-trees that fit, then the same rule per sequence) (default drop; all "
+                   "counted in pack_stats.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-shuffle", action="store_true", help="keep the planner's row order")
     p.add_argument("--shard-size", type=int, default=None, help="plan shards of this many rows (default: global)")
