@@ -63,6 +63,7 @@ class Spec:
     stop_source: str
     template_kwargs: dict = field(default_factory=dict)
     notes: str = ""
+    draw: dict = field(default_factory=dict)  # extra conversations_for keywords (e.g. no empty content)
 
 
 _DS_BOS, _DS_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
@@ -147,7 +148,8 @@ SPECS: dict[str, Spec] = {
         TemplateCaps(multi_system=True, call_content=True),
         ("</s>",), "guess: Mistral's EOS </s>",
         notes="Reasoning only as 'thinking' content blocks (not a message field): reasoning=False; long default system "
-        "prompt.",
+        "prompt; an assistant message with empty content and no calls raises (drawn without empty content).",
+        draw={"empty_content": False},
     ),
     "upstage-Solar-Open-100B": Spec(
         "upstage/Solar-Open-100B",
@@ -155,14 +157,17 @@ SPECS: dict[str, Spec] = {
                                       "<|calls|>", "<|tool_response|>", "<|tools:begin|>", "<|tools:end|>", "<|tool:begin|>",
                                       "<|tool:end|>", "<|tool_call:begin|>", "<|tool_call:name|>", "<|tool_call:args|>",
                                       "<|tool_call:end|>", "<|tool_response:begin|>", "<|tool_response:id|>",
-                                      "<|tool_response:name|>", "<|tool_response:result|>", "<|tool_response:end|>"),
+                                      "<|tool_response:name|>", "<|tool_response:result|>", "<|tool_response:end|>", "<|flush|>"),
                       bos_token="<s>", eos_token="</s>"),
         TemplateCaps(reasoning=True, multi_system=True),
-        ("<|end|>", "<|calls|>"), "guess: the template closes content blocks with <|end|> and tool-call blocks with <|calls|>",
+        ("<|flush|>", "<|calls|>"),
+        "guess from llama.cpp's Solar parser (common/chat.cpp at 7b7ae857): the model writes '<|think|>R<|end|><|begin|>assistant"
+        "<|content|>C' in one generation (so <|end|> is not a stop) and ends with <|flush|>, which the prompt rewrites as "
+        "<|end|>; tool-call blocks end with <|calls|>",
         notes="Harmony-like: an assistant message is written as two blocks, '<|begin|>assistant<|think|>R<|end|>' (reasoning, "
         "after the last user turn only) then '<|begin|>assistant<|content|>C<|end|>' or '<|begin|>assistant<|tool_calls|>"
         "...<|calls|>'; the generation prompt is '<|begin|>assistant'. Reads message.reasoning; date via strftime_now. "
-        "<|end|> as a stop token splits a reasoning turn in two (turn_split): the real stop set is unknown here.",
+        "The template never writes <|flush|>: an answer turn renders with no stop token (history form).",
     ),
     "Apriel-1.6-15b-Thinker-fixed": Spec(
         "ServiceNow-AI/Apriel-1.6-15b-Thinker",
@@ -178,7 +183,9 @@ SPECS: dict[str, Spec] = {
         "ai-sage/GigaChat3-10B-A1.8B",
         TokenizerSpec(special_tokens=("<s>", "</s>", "<|role_sep|>", "<|message_sep|>"), bos_token="<s>", eos_token="</s>"),
         TemplateCaps(parallel_calls=False, multi_system=False),
-        ("<|message_sep|>", "</s>"), "guess: the template's end of message <|message_sep|>, plus </s>",
+        ("</s>",), "guess: the tokenizer EOS </s>; NOT <|message_sep|>: llama.cpp's GigaChat V3 parser (common/chat.cpp at "
+        "a8304b4d) reads a tool call the model writes after '<|message_sep|>\\n\\nfunction call<|role_sep|>\\n', so "
+        "generation goes on past <|message_sep|>",
         notes="Role names as plain text before <|role_sep|>; one function call per message (only tool_calls[0] rendered).",
     ),
     "meetkai-functionary-medium-v3.2": Spec(
@@ -221,8 +228,8 @@ def served(conv, caps):
     return conv
 
 
-def generated(caps, n: int, seed: int) -> list:
-    """``n`` conversations drawn (seeded) from ``conversations_for(caps, ends_with="assistant")``."""
+def generated(caps, n: int, seed: int, **draw) -> list:
+    """``n`` conversations drawn (seeded) from ``conversations_for(caps, ends_with="assistant", **draw)``."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
@@ -232,7 +239,7 @@ def generated(caps, n: int, seed: int) -> list:
 
     @hseed(seed)
     @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(conversations_for(caps, ends_with="assistant", max_turns=3))
+    @given(conversations_for(caps, **{"ends_with": "assistant", "max_turns": 3, **draw}))
     def collect(conv):
         out.append(conv)
 
@@ -273,6 +280,7 @@ class Tally:
     unjustified: int = 0
     oracle_fail: int = 0
     crashed: int = 0
+    past_stop: int = 0
     modes: Counter = field(default_factory=Counter)
     first: str = ""
     failures: list = field(default_factory=list)
@@ -281,6 +289,19 @@ class Tally:
         self.first = self.first or msg
         if len(self.failures) < keep:
             self.failures.append((msg, conv))
+
+
+def _stop_inside(tok, rows, stops) -> str:
+    """A trained run holding a stop token before its last token (the oracle's prefix mode does not
+    look for one): issue 15 ends a turn at its *first* stop token. Returns the run's text or ''."""
+    from sftdata.testing.oracle import trained_runs
+
+    ids = {tok.convert_tokens_to_ids(s) for s in stops}
+    for r in rows:
+        for _, run in trained_runs(r):
+            if any(i in ids for i in run[:-1]):
+                return repr(tok.decode(run)[:200])
+    return ""
 
 
 def _transformers_view(tok, conv, tk) -> str:
@@ -327,6 +348,10 @@ def run_one(name: str, tok, encoders, convs, tally_by_policy, keep: int) -> None
                 t.fail(f"crash: {type(e).__name__}: {e} @ {traceback.extract_tb(e.__traceback__)[-1].name}", conv, keep)
                 continue
             t.written += 1
+            inner = _stop_inside(tok, rows, enc.stop.tokens)
+            if inner:
+                t.past_stop += 1
+                t.fail(f"trained past a stop token: {inner}", conv, keep)
             try:
                 rep = check_rows(tok, conv, rows, enc.stop.tokens, trained=trained, template_kwargs=tk)
                 t.modes.update(rep.modes)
@@ -359,7 +384,7 @@ def main(argv=None) -> int:
     names = [n for n in SPECS if not args.only or any(o.lower() in n.lower() for o in args.only)]
     real = real_traces(args.rows) if any(d in args.data for d in ("tau", "rtu")) and SHARED.is_dir() else {}
     hdr = (f"{'template':<42} {'data':<4} {'policy':<5} {'rows':>5} {'written':>7} {'unjust':>6} {'oracle':>6} {'crash':>5} "
-           f"{'prefix':>6} {'mism':>5} {'rewr':>5} {'nostop':>6} {'sec':>5}  rejected by reason | first failure")
+           f"{'>stop':>5} {'prefix':>6} {'mism':>5} {'rewr':>5} {'nostop':>6} {'sec':>5}  rejected by reason | first failure")
     print(hdr)
     print("-" * len(hdr))
     totals = Counter()
@@ -370,7 +395,7 @@ def main(argv=None) -> int:
                     for p in args.policies}
         for data in args.data:
             if data == "gen":
-                convs = [served(c, s.caps) for c in generated(s.caps, args.examples, args.seed)]
+                convs = [served(c, s.caps) for c in generated(s.caps, args.examples, args.seed, **s.draw)]
             elif data in real:
                 convs = [c if not hasattr(c, "messages") else served(c, s.caps) for c in real[data]]
             else:
@@ -382,15 +407,16 @@ def main(argv=None) -> int:
             for p, t in tallies.items():
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.rejected.items())) or "-"
                 print(f"{name:<42} {data:<4} {p:<5} {t.rows:>5} {t.written:>7} {t.unjustified:>6} {t.oracle_fail:>6} {t.crashed:>5} "
-                      f"{t.modes['prefix']:>6} {t.modes['prompt_mismatch']:>5} {t.modes['history_rewritten']:>5} "
+                      f"{t.past_stop:>5} {t.modes['prefix']:>6} {t.modes['prompt_mismatch']:>5} {t.modes['history_rewritten']:>5} "
                       f"{t.modes['no_stop']:>6} {sec:>5.0f}  {reasons}" + (f" | {t.first[:300]}" if t.first else ""), flush=True)
-                totals.update(rows=t.rows, written=t.written, unjustified=t.unjustified, oracle=t.oracle_fail, crash=t.crashed,
+                totals.update(rows=t.rows, written=t.written, unjustified=t.unjustified, oracle=t.oracle_fail, crash=t.crashed, past_stop=t.past_stop,
                               mism=t.modes["prompt_mismatch"], rewr=t.modes["history_rewritten"])
                 for msg, conv in t.failures:
                     print(f"    FAIL {msg}\n    CONV {json.dumps(conv.to_dict() if hasattr(conv, 'to_dict') else str(conv), ensure_ascii=False)[:3000]}")
     print(f"\ntotal: {dict(totals)}")
     print("unjust: refusals transformers' rendering does not justify (oracle.justified_refusal); oracle: written rows failing")
-    print("oracle.check_rows; crash: other exceptions from Encoder.encode. prefix/mism/rewr: trained turns matched by the oracle")
+    print("oracle.check_rows; crash: other exceptions from Encoder.encode; >stop: rows with a trained run that holds a stop token")
+    print("before its end (trained past the turn's first stop). prefix/mism/rewr: trained turns matched by the oracle")
     print("as P_k + turn / prompt_mismatch / history_rewritten; nostop: turns trained without a stop token. sec: CPU seconds.")
     return 0
 
