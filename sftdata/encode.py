@@ -381,7 +381,7 @@ class ConversationEncoder:
                 dropped += 1
                 continue
             stats.split_rows += res.split
-            cut = res.trained_kept < res.trained_in or res.leaves_cut > 0
+            cut = res.trained_kept < res.trained_in
             stats.truncated_examples += cut
             for piece in res.rows:
                 out.extend(self._rows(piece, truncated=cut))
