@@ -140,3 +140,74 @@ def test_padding_collator_refuses_trees_without_opt_in():
     lin = [{"input_ids": [7, 8], "labels": [7, 8]}]
     a, b = PaddingCollator(0)(lin), PaddingCollator(0, dense_tree_mask=True)(lin)
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+# ----------------------------------------------------------------------------- SFTLossTrainer
+def _trainer(model, tmp_path, collator, rows, cls=None, **kw):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, report_to=[],
+                             save_strategy="no", use_cpu=True, logging_steps=1, disable_tqdm=True, seed=0,
+                             learning_rate=1e-3, **kw)
+    return (cls or Trainer)(model=model, args=args, train_dataset=Dataset.from_list(rows), data_collator=collator)
+
+
+TREE_ROWS = [
+    {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, -100, 4, 5, 6], "parent": [-1, 0, 1, 2, 1, 4],
+     "position_ids": [0, 1, 2, 3, 2, 3]},
+    {"input_ids": [7, 8, 9, 10, 11], "labels": [-100, -100, 9, 10, 11], "parent": [-1, 0, 1, 0, 3],
+     "position_ids": [0, 1, 2, 1, 2]},
+    {"input_ids": [12, 13, 14], "labels": [-100, 13, 14], "parent": [], "position_ids": []},
+    {"input_ids": [15, 16, 17, 18], "labels": [-100, 16, -100, 18], "parent": [-1, 0, 1, 1],
+     "position_ids": [0, 1, 2, 2]},
+]
+
+
+def test_sft_loss_trainer_equals_trainer_with_trained_logits(tmp_path):
+    """SFTLossTrainer's compute_loss (chunked, no logits tensor) gives transformers' loss and
+    gradients on the same tree batch; a batch made for transformers' loss is refused."""
+    from sftdata_train.hf_trainer import SFTLossTrainer
+
+    model = make_model()
+    model.set_attn_implementation("sftdata_tree")
+    ours = _trainer(model, tmp_path, PaddingFreeCollator(), TREE_ROWS, SFTLossTrainer)
+    ours.loss_chunk_size = 3  # several chunks over the batch's trained tokens
+    batch = PaddingFreeCollator()(TREE_ROWS)
+    hf_batch = PaddingFreeCollator(trained_logits_only=True)(TREE_ROWS)
+    n = torch.tensor(num_trained_tokens(batch))
+    for num_items in (None, n, n + 3):
+        model.zero_grad(set_to_none=True)
+        loss = ours.compute_loss(model, dict(batch), num_items_in_batch=num_items)
+        loss.backward()
+        g = {k: p.grad.clone() for k, p in model.named_parameters()}
+        model.zero_grad(set_to_none=True)
+        ref = model(**hf_batch, **({} if num_items is None else {"num_items_in_batch": num_items})).loss
+        ref.backward()
+        assert abs(float(loss.detach()) - float(ref.detach())) / float(ref.detach()) < REL
+        for k, p in model.named_parameters():
+            assert_close(g[k], p.grad, f"grad {k}")
+    with pytest.raises(ValueError, match="trained_logits_only"):
+        ours.compute_loss(model, dict(hf_batch))
+
+
+def test_sft_loss_trainer_trains_like_trainer(tmp_path):
+    """Two optimizer steps through Trainer.train: the same logged losses and final weights as the
+    plain Trainer with trained_logits_only (same seed, same batches)."""
+    from sftdata_train.hf_trainer import SFTLossTrainer
+
+    runs = {}
+    for name, cls, col in (("hf", None, PaddingFreeCollator(trained_logits_only=True)),
+                           ("ours", SFTLossTrainer, PaddingFreeCollator())):
+        model = make_model()
+        model.set_attn_implementation("sftdata_tree")
+        tr = _trainer(model, tmp_path / name, col, TREE_ROWS, cls, optim="sgd")  # Adam would amplify 1e-9 noise
+        tr.train()
+        losses = [h["loss"] for h in tr.state.log_history if "loss" in h]
+        runs[name] = (losses, {k: p.detach().clone() for k, p in model.named_parameters()})
+    (l_hf, w_hf), (l_ours, w_ours) = runs["hf"], runs["ours"]
+    assert len(l_hf) == len(l_ours) == 2
+    for a, b in zip(l_ours, l_hf):
+        assert abs(float(a) - float(b)) / abs(float(b)) < 1e-4  # Trainer logs rounded figures
+    for k in w_hf:
+        assert_close(w_ours[k], w_hf[k], f"weight {k}")
