@@ -9,12 +9,18 @@ Per L, one ``pack_dataset(..., truncation=--truncation)`` run prints: packed row
 Martello-Toth L2 lower bound on the same unit lengths and how far above it the plan is, fill,
 rows split, trained tokens kept / keepable (trained tokens at a position < L of their own
 sequence), and conversations kept / conversations with a turn that fits.
+
+``--verify`` also checks, per L, that masks stay exact after the split: every trained token of
+every packed sequence has, in its source row, a trained token with the same label and the same
+root path (compared by a hash chained over the path's tokens), none is trained twice, every
+tree sequence passes ``check_tree`` and holds a trained token.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +42,42 @@ def conversations_with_a_fitting_turn(ds, L: int, rule: str) -> int:
     return n
 
 
+def _path_hashes(ids, par) -> list[int]:
+    h: list[int] = []
+    for i, t in enumerate(ids):
+        p = par[i] if par else i - 1
+        h.append(hash((h[p] if p >= 0 else 0, t)))
+    return h
+
+
+def _trained_paths(ids, labels, par, source) -> Counter:
+    h = _path_hashes(ids, par)
+    out: Counter = Counter()
+    for i, y in enumerate(labels):
+        if y != -100 and (par[i] if par else i - 1) >= 0:
+            out[(source, h[i], y)] += 1
+    return out
+
+
+def verify(ds, packed) -> str:
+    from sftdata.packing import unpack_row
+    from sftdata.tree import check_tree
+
+    want: Counter = Counter()
+    for r in ds:
+        want += _trained_paths(r["input_ids"], r["labels"], r["parent"], r["source_index"])
+    got: Counter = Counter()
+    for row in packed:
+        for s in unpack_row(row):
+            if s["parent"]:
+                check_tree(s["input_ids"], s["labels"], s["parent"], s["position_ids"])
+            c = _trained_paths(s["input_ids"], s["labels"], s["parent"], s["source_index"])
+            assert c, "a packed sequence without a trained token"
+            got += c
+    bad = sum((got - want).values())
+    return f"verify: {sum(got.values()):,} packed trained tokens, {bad} without the same path and label in the input"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -43,6 +85,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--truncation", default="turns", choices=["drop", "truncate", "turns"])
     ap.add_argument("--strategy", default="mbs")
+    ap.add_argument("--verify", action="store_true", help="check the packed masks against the input (slower)")
     args = ap.parse_args()
 
     ds = load_output(args.data)
@@ -64,6 +107,8 @@ def main() -> None:
               f"{rep.fill:>6.1%} | {rep.split_rows:>5} | {rep.trained_tokens_out:>12,} | {rep.trained_tokens_keepable:>8,} | "
               f"{rep.trained_tokens_out / rep.trained_tokens_keepable:>13.2%} | {rep.trained_tokens_in:>10,} | "
               f"{convs:>4} of {fits:>3}")
+        if args.verify:
+            print("       " + verify(ds, packed))
 
 
 if __name__ == "__main__":
