@@ -162,12 +162,15 @@ class PackReport:
     def summary(self) -> str:
         """A few human lines."""
         lines = [
-            f"packed {self.sequences_out:,} of {self.rows_in:,} sequences into {self.bins:,} rows of "
-            f"{self.max_length:,} tokens (strategy {self.strategy})",
+            f"packed {self.rows_in - self.rows_dropped:,} of {self.rows_in:,} sequences"
+            + (f" as {self.sequences_out:,} ({self.sequences_from_splits:,} more from split trees)"
+               if self.sequences_from_splits else "")
+            + f" into {self.bins:,} rows of {self.max_length:,} tokens (strategy {self.strategy})",
             f"fill {self.fill:.2%}; lower bound {self.lower_bound:,} rows (L2 {self.lower_bound_l2:,}), "
             f"{self.bins_over_lower_bound:+.2%} over it",
-            f"tokens in {self.tokens_in:,} = out {self.tokens_out:,} + dropped {self.tokens_dropped:,} "
-            f"+ truncated {self.tokens_truncated:,}",
+            f"tokens in {self.tokens_in:,}"
+            + (f" + repeated context {self.tokens_repeated:,}" if self.tokens_repeated else "")
+            + f" = out {self.tokens_out:,} + dropped {self.tokens_dropped:,} + truncated {self.tokens_truncated:,}",
             f"trained tokens in {self.trained_tokens_in:,} = out {self.trained_tokens_out:,} + dropped "
             f"{self.trained_tokens_dropped:,} + truncated {self.trained_tokens_truncated:,}",
         ]
