@@ -115,8 +115,11 @@ def resolve_resume(resume: str | None, output_dir: str) -> Path | None:
 def _sha256(path: Path) -> str:
     import hashlib
 
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:  # hashlib.file_digest is Python 3.11+
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_manifest(path: Path) -> None:

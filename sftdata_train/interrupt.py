@@ -27,8 +27,9 @@ EXIT_CODE = 130  # the shell's code for "terminated by SIGINT"
 _RESUME_FLAGS = ("--resume", "--resume_from_checkpoint", "--resume-from-checkpoint")
 
 
-class Interrupted(Exception):
-    """Training stopped by SIGINT/SIGTERM.
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT/SIGTERM (a ``KeyboardInterrupt``: code that stops on Ctrl-C
+    still does).
 
     Attributes: ``step`` (optimizer steps done), ``checkpoint`` (the newest complete checkpoint
     dir, or None when none was written yet), ``output_dir``, ``signal_name``.
@@ -48,12 +49,22 @@ class Interrupted(Exception):
                 f"resume with: {resume_command(argv)}")
 
 
+def _launched_as_sftdata_train() -> bool:
+    prog = sys.argv[0] if sys.argv else ""
+    return Path(prog).name == "sftdata-train" or prog.replace("\\", "/").endswith(
+        ("sftdata_train/__main__.py", "sftdata_train/cli.py"))
+
+
 def resume_command(argv: list[str] | None = None) -> str:
     """``sftdata-train`` with ``argv`` (default ``sys.argv[1:]``) minus any resume flag, plus
     ``--resume latest``. Under torchrun (``WORLD_SIZE > 1``) the launcher is not known here: the
-    same launch command plus ``--resume latest``."""
+    same launch command plus ``--resume latest``; from another program (``sftdata run``, the
+    Python API) with no ``argv``: what to set instead."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "the same torchrun command plus --resume latest"
+    if argv is None and not _launched_as_sftdata_train():
+        return ("the same command (sftdata run resumes the newest checkpoint by itself; "
+                "from Python: train(..., resume_from_checkpoint='latest'))")
     args = list(sys.argv[1:] if argv is None else argv)
     kept: list[str] = []
     i = 0

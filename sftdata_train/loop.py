@@ -477,6 +477,8 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> TrainResult:
             trainer = Trainer(cfg)
             trainer.stop_request = stop
             return trainer.fit()
+        except Interrupted:
+            raise
         except KeyboardInterrupt:  # a signal outside the loop, or a second one: keep the newest complete checkpoint
             out = Path(cfg.output_dir)
             last = ckpt.latest_checkpoint(out)

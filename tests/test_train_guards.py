@@ -116,7 +116,7 @@ def test_torch_feature_floor(monkeypatch):
         compat.require_torch()
     # pyproject.toml declares the same floor
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert re.search(r'"torch>=([\d.]+)"', text).group(1) == compat.MIN_TORCH
+    assert re.search(r'"torch>=([\d.]+)[,"]', text).group(1) == compat.MIN_TORCH
 
 
 # --------------------------------------------------------------------------- non-finite gradients

@@ -47,6 +47,11 @@ def test_resume_command_replaces_resume_flags(monkeypatch):
     for extra in ([], ["--resume"], ["--resume", "checkpoint-3"], ["--resume_from_checkpoint=latest"]):
         cmd = resume_command(base + extra)
         assert shlex.split(cmd) == ["sftdata-train", *base, "--resume", "latest"], cmd
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/sftdata-train", *base])
+    assert resume_command() == shlex.join(["sftdata-train", *base, "--resume", "latest"])
+    # another program (sftdata run, the Python API): not a sftdata-train command line
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/sftdata", "run", "p.yaml"])
+    assert "sftdata run resumes the newest checkpoint by itself" in resume_command()
 
 
 # --------------------------------------------------------------------------- prepare

@@ -60,7 +60,6 @@ def _base(seed=3):
 def test_only_adapters_train_and_the_loss_falls(data_dir, tmp_path):
     t = Trainer(_cfg(data_dir, tmp_path / "run", max_steps=8))
     hf = t.hf_model
-    assert hf.config._attn_implementation == attention.ATTN_NAME  # peft left the trainer's routing alone
     trainable = {n: p for n, p in t.wrapper.named_parameters() if p.requires_grad}
     assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
     targets = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable}
@@ -69,7 +68,16 @@ def test_only_adapters_train_and_the_loss_falls(data_dir, tmp_path):
     assert in_optimizer == {id(p) for p in trainable.values()}
     frozen = {n: p.detach().clone() for n, p in t.wrapper.named_parameters() if not p.requires_grad}
     adapters = {n: p.detach().clone() for n, p in trainable.items()}
-    before = t.evaluate()
+    # peft left the trainer's routing alone: the forward runs sftdata's attention function
+    from transformers import AttentionInterface
+
+    routed, calls = AttentionInterface()[attention.ATTN_NAME], []
+    AttentionInterface.register(attention.ATTN_NAME, lambda *a, **k: calls.append(1) or routed(*a, **k))
+    try:
+        before = t.evaluate()
+    finally:
+        AttentionInterface.register(attention.ATTN_NAME, routed)
+    assert calls and len(calls) % hf.config.num_hidden_layers == 0
 
     res = t.fit()
 
