@@ -133,7 +133,7 @@ def measure(cmd: list[str], cap_gb: float) -> None:
     err = proc.stderr.read().decode(errors="replace").strip().splitlines()
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"rc": proc.returncode, "capped": capped, "peak_kb": peak_kb,
-                      "wall_s": time.perf_counter() - t0, "err": err[-1] if err and proc.returncode else ""}))
+                      "wall_s": time.perf_counter() - t0, "err": err[-1] if err and proc.returncode and not capped else ""}))
 
 
 def main(argv=None) -> int:

@@ -114,7 +114,10 @@ def tree_arrays(input_ids: np.ndarray, labels: np.ndarray, seq_lens: np.ndarray,
 def dense_tree_mask(parent: np.ndarray, size: int) -> np.ndarray:
     """``(size, size)`` bool: query ``q`` may attend key ``k`` iff ``k`` is an ancestor of ``q`` or
     ``q`` itself (``k <= q < subtree_end[k]``), for the ``n = parent.size`` real tokens; a padding
-    query attends only to itself (no fully masked row, whose softmax would be NaN)."""
+    query attends only to itself (no fully masked row, whose softmax would be NaN).
+
+    ``size * size`` bytes: only for ``PaddingCollator(dense_tree_mask=True)`` (an explicit opt-in);
+    padding-free tree batches carry ``subtree_end`` instead (memory linear in the tokens)."""
     n = parent.size
     end = subtree_end(parent) if n else np.zeros(0, dtype=np.int64)
     q = np.arange(n)[:, None]
