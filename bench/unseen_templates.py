@@ -281,6 +281,7 @@ class Tally:
     oracle_fail: int = 0
     crashed: int = 0
     past_stop: int = 0
+    repeats: int = 0
     modes: Counter = field(default_factory=Counter)
     first: str = ""
     failures: list = field(default_factory=list)
@@ -301,6 +302,21 @@ def _stop_inside(tok, rows, stops) -> str:
         for _, run in trained_runs(r):
             if any(i in ids for i in run[:-1]):
                 return repr(tok.decode(run)[:200])
+    return ""
+
+
+def _repeats_prompt(tok, rows) -> str:
+    """A trained run whose first token is the control token its context ends with, e.g. DeepSeek-V3.2's
+    generation prompt '<｜Assistant｜><think></think>' followed by a trained '</think>' (its history writes
+    '<｜Assistant｜></think>'): the model never generates a second '</think>' there. The oracle's
+    history_rewritten mode accepts such a run (its text is in F_k). Returns the run's text or ''."""
+    from sftdata.testing.oracle import trained_runs
+
+    control = set(tok.added_tokens_decoder)
+    for r in rows:
+        for ctx, run in trained_runs(r):
+            if ctx and run and run[0] == ctx[-1] and run[0] in control:
+                return f"context ends {tok.decode(ctx[-3:])!r}, run {tok.decode(run)[:120]!r}"
     return ""
 
 
@@ -352,6 +368,10 @@ def run_one(name: str, tok, encoders, convs, tally_by_policy, keep: int) -> None
             if inner:
                 t.past_stop += 1
                 t.fail(f"trained past a stop token: {inner}", conv, keep)
+            dup = _repeats_prompt(tok, rows)
+            if dup:
+                t.repeats += 1
+                t.fail(f"trained run repeats the prompt's last control token: {dup}", conv, keep)
             try:
                 rep = check_rows(tok, conv, rows, enc.stop.tokens, trained=trained, template_kwargs=tk)
                 t.modes.update(rep.modes)
@@ -384,7 +404,7 @@ def main(argv=None) -> int:
     names = [n for n in SPECS if not args.only or any(o.lower() in n.lower() for o in args.only)]
     real = real_traces(args.rows) if any(d in args.data for d in ("tau", "rtu")) and SHARED.is_dir() else {}
     hdr = (f"{'template':<42} {'data':<4} {'policy':<5} {'rows':>5} {'written':>7} {'unjust':>6} {'oracle':>6} {'crash':>5} "
-           f"{'>stop':>5} {'prefix':>6} {'mism':>5} {'rewr':>5} {'nostop':>6} {'sec':>5}  rejected by reason | first failure")
+           f"{'>stop':>5} {'dup':>4} {'prefix':>6} {'mism':>5} {'rewr':>5} {'nostop':>6} {'sec':>5}  rejected by reason | first failure")
     print(hdr)
     print("-" * len(hdr))
     totals = Counter()
@@ -407,16 +427,17 @@ def main(argv=None) -> int:
             for p, t in tallies.items():
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.rejected.items())) or "-"
                 print(f"{name:<42} {data:<4} {p:<5} {t.rows:>5} {t.written:>7} {t.unjustified:>6} {t.oracle_fail:>6} {t.crashed:>5} "
-                      f"{t.past_stop:>5} {t.modes['prefix']:>6} {t.modes['prompt_mismatch']:>5} {t.modes['history_rewritten']:>5} "
+                      f"{t.past_stop:>5} {t.repeats:>4} {t.modes['prefix']:>6} {t.modes['prompt_mismatch']:>5} {t.modes['history_rewritten']:>5} "
                       f"{t.modes['no_stop']:>6} {sec:>5.0f}  {reasons}" + (f" | {t.first[:300]}" if t.first else ""), flush=True)
-                totals.update(rows=t.rows, written=t.written, unjustified=t.unjustified, oracle=t.oracle_fail, crash=t.crashed, past_stop=t.past_stop,
+                totals.update(rows=t.rows, written=t.written, unjustified=t.unjustified, oracle=t.oracle_fail, crash=t.crashed, past_stop=t.past_stop, dup=t.repeats,
                               mism=t.modes["prompt_mismatch"], rewr=t.modes["history_rewritten"])
                 for msg, conv in t.failures:
                     print(f"    FAIL {msg}\n    CONV {json.dumps(conv.to_dict() if hasattr(conv, 'to_dict') else str(conv), ensure_ascii=False)[:3000]}")
     print(f"\ntotal: {dict(totals)}")
     print("unjust: refusals transformers' rendering does not justify (oracle.justified_refusal); oracle: written rows failing")
     print("oracle.check_rows; crash: other exceptions from Encoder.encode; >stop: rows with a trained run that holds a stop token")
-    print("before its end (trained past the turn's first stop). prefix/mism/rewr: trained turns matched by the oracle")
+    print("before its end (trained past the turn's first stop); dup: rows with a trained run that starts with the control token")
+    print("its context ends with (the prompt's last token trained again). prefix/mism/rewr: trained turns matched by the oracle")
     print("as P_k + turn / prompt_mismatch / history_rewritten; nostop: turns trained without a stop token. sec: CPU seconds.")
     return 0
 
