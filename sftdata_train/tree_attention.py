@@ -10,7 +10,8 @@ equal those of the linear layout (Tree Training, arXiv 2511.00413).
 Backends (per call, :func:`resolve_tree_backend`):
 
 * ``flex``: ``flex_attention`` with ``mask_mod = (kv <= q) & (subtree_end[kv] > q)``; the
-  ``BlockMask`` is built once per batch and shared by all layers (block-sparse: blocks no
+  ``BlockMask`` is built once per batch from ``subtree_end`` block by block (no ``(T, T)``
+  mask, :func:`flex_tree_block_mask`) and shared by all layers (block-sparse: blocks no
   query of which sees any key are skipped, so the cost follows the tree), compiled on CUDA;
 * ``sdpa``: ``scaled_dot_product_attention`` with a dense ``(1, 1, T, T)`` bool mask for rows
   up to :data:`attention.DENSE_MASK_MAX_TOKENS` tokens; longer rows run one call per *run* (a
@@ -73,17 +74,43 @@ def dense_tree_mask(subtree_end: torch.Tensor, start: int = 0, stop: int | None 
     return mask[None, None]
 
 
-def flex_tree_block_mask(subtree_end: torch.Tensor):
-    """``BlockMask`` of the tree rule over ``(T,)`` ``subtree_end`` (``create_block_mask``)."""
-    from torch.nn.attention.flex_attention import create_block_mask
+def flex_tree_block_mask(subtree_end: torch.Tensor, block_size: int = 128):
+    """``BlockMask`` of the tree rule over ``(T,)`` ``subtree_end``, built block by block.
+
+    No ``(T, T)`` mask is made (``create_block_mask`` would evaluate the rule on every pair):
+    the keys ``k`` of a key block ``[k0, k1)`` are seen by the queries ``[k0, max end[k])`` (each
+    ``[k, end[k])`` contains ``k``, so their union has no gap), and by every query of a query
+    block ``[q0, q1)`` iff ``k1 - 1 <= q0`` and ``q1 <= min end[k]`` (a full block: no mask there).
+    Memory: ``O(T + (T / block_size)^2)``; the ``mask_mod`` decides inside partial blocks.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
 
     end = subtree_end.reshape(-1).to(torch.int32)
     total = end.numel()
+    nb = max(-(-total // block_size), 1)
+    e = end.to(torch.int64)
+    pad = nb * block_size - total
+    max_end = F.pad(e, (0, pad), value=-1).view(nb, block_size).amax(1)
+    min_end = F.pad(e, (0, pad), value=total + 1).view(nb, block_size).amin(1)
+    start = torch.arange(nb, device=end.device, dtype=torch.int64) * block_size
+    stop = torch.clamp(start + block_size, max=total)  # q1 of each query block, k1 of each key block
+    q0, q1 = start[:, None], stop[:, None]
+    seen = (q0 < max_end[None, :]) & (q1 > start[None, :])  # (query block, key block): some pair allowed
+    full = (stop[None, :] - 1 <= q0) & (q1 <= min_end[None, :])  # every pair allowed
+    partial = seen & ~full
+
+    def ordered(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = blocks.sum(-1, dtype=torch.int32)
+        idx = torch.argsort((~blocks).to(torch.int8), dim=-1, stable=True).to(torch.int32)
+        return counts[None, None], idx[None, None]
 
     def ancestor_or_self(b, h, q_idx, kv_idx):
         return (kv_idx <= q_idx) & (end[kv_idx] > q_idx)
 
-    return create_block_mask(ancestor_or_self, None, None, total, total, device=end.device)
+    kv_num, kv_idx = ordered(partial)
+    full_num, full_idx = ordered(full)
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block_size,
+                                    mask_mod=ancestor_or_self, seq_lengths=(total, total))
 
 
 def run_plan(subtree_end: torch.Tensor) -> list[tuple[int, int, torch.Tensor | None]]:
