@@ -356,9 +356,6 @@ class Renderer(TurnLocation):
             history = (self._safe(k) or "") if k else ""
             mode = "prompt_mismatch" if full_k.startswith(history) else "history_rewritten"
             start = self._generation_start(k, prompt, history, full_k)
-            if start == len(full_k):  # the template renders nothing of the message
-                stats.turns_not_rendered += 1
-                return None
             if mode == "prompt_mismatch":
                 stats.prompt_mismatch += 1
             else:

@@ -70,6 +70,21 @@ def _perturbed(message: dict) -> dict:
     return out
 
 
+def _next_probe(message: dict) -> dict:
+    """The message that follows ``message`` when the conversation goes on: the result of its first
+    tool call (a turn ending in tool calls is followed by their results), else a user message."""
+    calls = message.get("tool_calls") or ()
+    if calls:
+        fn = calls[0].get("function") or {}
+        out = {"role": "tool", "content": _PROBE}
+        if calls[0].get("id") is not None:
+            out["tool_call_id"] = calls[0]["id"]
+        if isinstance(fn.get("name"), str):
+            out["name"] = fn["name"]
+        return out
+    return {"role": "user", "content": _PROBE}
+
+
 def _own_texts(message: dict) -> list[str]:
     """Text of a message's own fields (content, reasoning, tool-call names and arguments)."""
     out = [message.get(k) for k in ("content",) + REASONING_KEYS]
@@ -150,45 +165,72 @@ class TurnLocation:
         """Start of turn ``k``'s generated text in ``full_k`` when ``full_k`` does not start with
         the prompt ``P_k`` (see the module doc of :mod:`sftdata.render`).
 
-        The model saw ``P_k`` = the history + the generation prompt ``gp``, and generates what the
-        template renders for message ``k`` after ``gp``. In ``full_k`` the turn is: a header that
-        is ``gp`` or a prefix of it (cut after a control token or a newline: a separator before
-        it, as ``"\n<|im_start|>"``, is not part of it), then template text the model generates
-        (``<tool_call>``, ``</think>``), then the message's own fields. So the turn starts at the
-        end of the header occurrence closest before the first character rendered from the
-        message's own fields; between the two there may be no stop token (else the header found
-        belongs to an earlier message). When the history agrees and no header is rendered, the
-        turn starts right after the history.
+        The model saw ``P_k`` = the history + the generation prompt ``gp`` (``P_k`` after
+        ``render(m[:k])``; for a template that writes ``gp`` at the end of every rendering, ``P_k``
+        after its last stop token), and generates what the template renders for message ``k``
+        after ``gp``. In ``full_k`` the turn is: a header that is a piece of ``gp`` between two of
+        its cut points (its start, its end, and after each control token or newline: a separator
+        or suffix around it, as ``"\n<|im_start|>"``, is not part of the header; ``<think>\n``
+        after it may be missing), then template text the model generates (``<tool_call>``,
+        ``</think>``), then the message's own fields. The header is the longest such piece found
+        after the shared history and before the first character rendered from the message's own
+        fields with no stop token in between (else it belongs to an earlier message); of equal
+        pieces the closest. When the history agrees and no header is rendered, the turn starts
+        right after the history.
 
         Raises:
-            RowError: ``turn_not_isolated`` when no such header is found.
+            RowError: ``turn_not_isolated`` when no header is found.
         """
         first = self._first_own(k, full_k)
-        gp = prompt[len(history):] if prompt.startswith(history) else None
-        if not gp:  # no generation prompt marks the turn: the history's closing markup does
-            if gp is None or not k:
+        if prompt.startswith(history) and len(prompt) > len(history):
+            gp = prompt[len(history):]
+        else:  # a generation prompt written at the end of every rendering: what P_k and F_k both end with
+            last = max((i + len(t) for t in self.stops if (i := _rfind_unmarked(prompt, t, len(prompt), self.marked)) >= 0), default=-1)
+            gp = prompt[last:] if last >= 0 and full_k.endswith(prompt[last:]) else ""
+        if not gp.strip():  # no generation prompt marks the turn: the history's closing markup does
+            if not k or not prompt.startswith(history):
                 raise self._not_isolated(k)
             return self._isolate(k, history, "", full_k)
+        if history.endswith(gp) and len(prompt) <= len(history):
+            history = history[: len(history) - len(gp)]  # the history proper, without the prompt it always ends with
         agrees = full_k.startswith(history)
-        lo = len(history) if agrees else 0
+        # the header lies after everything the history and full_k share: in a rewritten history,
+        # a header before the first rewritten character belongs to an earlier message (a template
+        # that merges consecutive messages into one block writes no header of its own for turn k)
+        lo = len(history) if agrees else len(commonprefix([history, full_k]))
         hi = first if first >= 0 else len(full_k)
-        # the history agrees: with no header of its own the turn follows the history directly
-        # (a block left open, as Apertus continues an assistant block after tool outputs)
-        best, at = (lo, lo) if agrees and k else (-1, -1)
-        for cut in _header_cuts(gp, self.control):
-            pos = _rfind_unmarked(full_k, gp[:cut], hi, self.marked)
-            if pos >= lo and pos + cut > best:
-                best, at = pos + cut, pos
-        if best >= 0 and at + len(commonprefix([gp, full_k[at:]])) == len(full_k):
-            return len(full_k)  # the rendering ends inside the header: nothing is generated
-        if best < 0 or (0 <= first < len(full_k) and _first_stop(full_k[best:first], self.stops, 0, self.marked) >= 0):
+        own = 0 <= first < len(full_k)
+        cuts = _header_cuts(gp, self.control)
+        # a header starts where gp does, or at gp's first control token (after a suffix or separator
+        # the template writes before it), and holds that token: "<think>\n" alone is no header
+        c0 = min((i for t in self.control if (i := gp.find(t)) >= 0), default=-1)
+        starts = [0] if c0 <= 0 else [0, c0]
+        best: tuple[int, int, int, int] | None = None  # (length, end, start in full_k, start in gp)
+        for a in starts:
+            for b in cuts:
+                if b <= a or (best is not None and b - a < best[0]) or not gp[a:b].strip() or (c0 >= 0 and b <= c0):
+                    continue  # a header has visible text and holds gp's first control token
+                pos = _rfind_unmarked(full_k, gp[a:b], hi, self.marked)
+                if pos < lo:
+                    continue
+                end = pos + b - a
+                if own and _first_stop(full_k[end:first], self.stops, 0, self.marked) >= 0:
+                    continue
+                if best is None or (b - a, end) > best[:2]:
+                    best = (b - a, end, pos, a)
+        if best is None:
+            if agrees and k:  # the turn follows the history directly (a block left open, as Apertus'
+                return lo     # assistant block after tool outputs)
             raise RowError(
                 Reason.TURN_NOT_ISOLATED,
-                "the chat template does not render this turn after (a prefix of) its generation prompt "
+                "the chat template does not render this turn after (a piece of) its generation prompt "
                 f"{gp[:60]!r}, so where the model's generation starts cannot be told",
                 field=f"messages[{k}]",
             )
-        return best
+        _, end, pos, a = best
+        if pos + len(commonprefix([gp[a:], full_k[pos:]])) == len(full_k):
+            return len(full_k)  # the rendering ends inside the header: nothing is generated
+        return end
 
     def _stop_after(self, k: int, full_k: str, start: int) -> tuple[str, str] | None:
         """The stop token the template writes right after turn ``k`` when the conversation goes on.
@@ -204,13 +246,18 @@ class TurnLocation:
         """
         msgs = self._messages
         if k + 1 < len(msgs):
-            nxt, limit = self._safe(k + 2), None
-        else:
-            try:
-                nxt = self.template.render(msgs[: k + 1] + [{"role": "user", "content": _PROBE}], self._tools, prepared=True)
-            except RowError:
-                nxt = None
-            limit = nxt.rfind(_PROBE) if nxt is not None else -1
+            found = self._stop_in(self._safe(k + 2), None, full_k, start)
+            if found is not None:
+                return found
+        try:  # the next message as a probe, whose own text marks where it starts
+            nxt = self.template.render(msgs[: k + 1] + [_next_probe(msgs[k])], self._tools, prepared=True)
+        except RowError:
+            return None
+        return self._stop_in(nxt, nxt.rfind(_PROBE), full_k, start)
+
+    def _stop_in(self, nxt: str | None, limit: int | None, full_k: str, start: int) -> tuple[str, str] | None:
+        """The stop token right after turn ``k`` in ``nxt``, the rendering with the next message
+        (``limit``: where a probe next message's own text starts, if known); see :meth:`_stop_after`."""
         if nxt is None:
             return None
         if nxt.startswith(full_k):
@@ -229,7 +276,16 @@ class TurnLocation:
                 if n >= need > 0 and (best is None or n > best[0]):
                     best = (n, t)
                 i = nxt.rfind(t, 0, i)
-        return (best[1], base) if best else None
+        if best:
+            return best[1], base
+        if limit is not None and limit > 0:
+            # the next message rewrites the whole turn (reasoning dropped before a user message, and no
+            # content left to find): the stop token is the one that opens the probe message
+            lo = len(commonprefix([nxt, full_k]))  # the token may share its first characters with the turn
+            opens = [(i, t) for t in self.stops if (i := nxt.rfind(t, 0, limit)) >= 0 and i + len(t) > lo]
+            if opens:
+                return max(opens)[1], full_k
+        return None
 
     def _isolate(self, k: int, history: str, header: str, full_k: str) -> int:
         """Start of turn ``k``'s generated text in ``full_k`` when adding it rewrites the history.

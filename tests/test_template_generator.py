@@ -9,7 +9,7 @@ followed by ``tokens(generated text)``, nothing else is trained, and a row is re
 where the generated text is not determined, with that reason.
 
 Behaviours that fail on the current core are listed in :data:`KNOWN_FAILING` (each with a
-minimal template and conversation in :data:`KNOWN_EXAMPLES`): their cases are marked
+minimal template and conversation in :data:`FOUND_EXAMPLES`): their cases are marked
 ``xfail(strict=False)`` and the other tests draw templates without them, so that each
 failure is named by its behaviour. Remove an entry once the core handles it.
 """
@@ -33,17 +33,8 @@ from sftdata.testing.template_gen import (
     template_specs,
 )
 
-#: behaviour -> why it fails on the current core (issue 15); see KNOWN_EXAMPLES
-KNOWN_FAILING: dict[str, str] = {
-    "reasoning_opener": "issue 15: reasoning_opener (with always_gen: turn_not_isolated/turn_split; with a separator: "
-                        "<tool_call>\\n left out of the turn; content shared by two messages: turn_not_isolated)",
-    "merged_assistant_messages": "issue 15: merged_assistant_messages (the turn is trained with the previous message's "
-                                 "text instead of a turn_not_isolated reject)",
-    "stop_from_next_message": "issue 15: stop_from_next_message (a final tool call gets <|user|>; a branched turn gets "
-                              "no stop token; an empty turn after a reasoning opener is dropped)",
-    "empty_think_block": "issue 15: empty_think_block (with a separator and analysis dropped after a final answer, "
-                         "the template's empty <think></think> is left out of the turn)",
-}
+#: behaviour -> why it fails on the current core (issue 15); see FOUND_EXAMPLES
+KNOWN_FAILING: dict[str, str] = {}  # every behaviour the generator found failing is fixed (see FOUND_EXAMPLES)
 AVOID = tuple(KNOWN_FAILING)
 
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -186,8 +177,8 @@ FIXED_EXAMPLES = {
         {"type": "function", "function": {"name": "f", "description": "", "parameters": {"type": "object"}}},))),
 }
 
-#: minimal failures the generator found on the current core (spec, conversation)
-KNOWN_EXAMPLES = {
+#: minimal failures the generator found (spec, conversation), each fixed in the core since: regressions
+FOUND_EXAMPLES = {
     "always_gen+reasoning_opener": (TemplateSpec(gen_think=True, always_gen=True, tools=False),
                                     Conversation((_U("hi"), _A("one"), _A("two")))),
     "separator+reasoning_opener+tool_call_without_content": (
@@ -214,10 +205,9 @@ def test_fixed_examples(name):
     assert report.rejected is None and report.turns >= 1
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=f"issue 15: {n}"))
-                                  for n in sorted(KNOWN_EXAMPLES)])
-def test_known_failure_examples(name):
-    spec, conv = KNOWN_EXAMPLES[name]
+@pytest.mark.parametrize("name", sorted(FOUND_EXAMPLES))
+def test_examples_the_generator_found(name):
+    spec, conv = FOUND_EXAMPLES[name]
     _check(spec, conv)
 
 
