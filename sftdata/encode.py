@@ -190,6 +190,8 @@ class ConversationEncoder:
             except RowError as e:
                 for reason, n in row_stats.dropped_examples.items():  # what a rejected row dropped
                     stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + n
+                stats.trained_tokens_over_length += row_stats.trained_tokens_over_length
+                stats.trained_tokens_cut += row_stats.trained_tokens_cut
                 out.append(e)
         return out
 

@@ -111,8 +111,8 @@ class EncodeOptions:
             RenderLimits(self.render_timeout, self.render_max_chars)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if self.clock is not None:
-            parse_clock(self.clock)
+        if self.clock is not None:  # one spelling (YAML reads a bare timestamp as a datetime)
+            self.clock = parse_clock(self.clock).isoformat()
 
     def now(self) -> datetime:
         """The clock reading given to templates (:attr:`clock`, else the current time)."""
@@ -122,12 +122,14 @@ class EncodeOptions:
         return asdict(self)
 
 
-def parse_clock(value: str) -> datetime:
+def parse_clock(value: str | datetime) -> datetime:
     """An ISO 8601 date or datetime (``2026-01-31`` or ``2026-01-31T09:00:00``).
 
     Raises:
         ConfigError: naming the value.
     """
+    if isinstance(value, datetime):
+        return value
     try:
         return datetime.fromisoformat(str(value))
     except ValueError:

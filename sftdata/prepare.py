@@ -34,7 +34,7 @@ from .errors import ConfigError, RowError
 from .merge import shard_of
 from .output import STATS_FILE
 from .runner import CHUNK_ROWS, chunked, ordered_map
-from .stats import ContentHasher, StatsPart, build_stats, no_schema_warning, summary
+from .stats import ContentHasher, StatsPart, build_stats, length_loss_warning, no_schema_warning, summary
 
 #: Default size of one output file (bytes); a file is closed at the first chunk past it.
 DEFAULT_SHARD_BYTES = 256 << 20
@@ -114,9 +114,10 @@ def _check_templates(tokenizer: Any, chat_template: Any) -> str:
 
 def _warn_about(stats: dict) -> None:
     """One warning line per thing in the output a user would want to know before training."""
-    line = no_schema_warning(stats) if stats else None
-    if line:
-        warnings.warn(line, stacklevel=3)
+    for check in (no_schema_warning, length_loss_warning):
+        line = check(stats) if stats else None
+        if line:
+            warnings.warn(line, stacklevel=3)
 
 
 def _reads_clock(tokenizer: Any) -> bool:

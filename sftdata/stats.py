@@ -317,6 +317,19 @@ def no_schema_warning(stats: Mapping[str, Any]) -> str | None:
             "the row: the model learns to call tools it never sees (pass the schemas with --tools-file or a tools field)")
 
 
+def length_loss_warning(stats: Mapping[str, Any], share: float = 0.01) -> str | None:
+    """One line when ``max_length`` cost more than ``share`` of the trained tokens (rows written
+    plus what was cut), else ``None``."""
+    encode = stats.get("encode") or {}
+    lost = int(encode.get("trained_tokens_cut", 0))
+    total = int(stats.get("tokens_trained", 0)) + lost
+    if not total or lost <= share * total:
+        return None
+    max_length = (stats.get("options") or {}).get("max_length")
+    return (f"{lost:,} of {total:,} trained tokens ({lost / total:.1%}) did not fit max_length={max_length:,}"
+            f" (truncation={(stats.get('options') or {}).get('truncation')!r}); a larger --max-length keeps more")
+
+
 def summary(stats: Mapping[str, Any]) -> str:
     """A few human lines for stdout."""
     lines = [
@@ -325,6 +338,7 @@ def summary(stats: Mapping[str, Any]) -> str:
         f"examples: {stats['examples_out']} ({', '.join(f'{k}: {v}' for k, v in stats['examples_by_kind'].items())}), "
         f"turns: {stats['turns_trained_in_place']} in place, {stats['turns_branched']} branched "
         f"({stats['tree_rows']} tree rows), truncated: {stats['truncated_examples']}"
+        + (f", split to fit: {stats['encode']['split_rows']}" if (stats.get("encode") or {}).get("split_rows") else "")
         + (f", dropped: {stats['dropped_examples']}" if stats["dropped_examples"] else ""),
         f"tokens written: {stats['tokens_total']:,} = {stats['written_per_rendering'] or 0:.3f}x one rendering "
         f"({stats['tokens_one_rendering']:,}); the linear layout would write {stats['tokens_linear_layout']:,}",

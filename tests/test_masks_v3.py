@@ -353,3 +353,40 @@ def test_a_row_breaking_the_definition_is_rejected(monkeypatch):
     with pytest.raises(Exception) as ei:
         _encode(SUFFIX)
     assert ei.value.reason.value == "mask_check_failed" and "belong to no turn" in str(ei.value)
+
+
+def test_clock_on_the_command_line_and_in_a_pipeline(tmp_path):
+    """``--clock`` (CLI) and ``clock:`` (pipeline YAML, where a bare timestamp reads as a datetime)."""
+    import json
+
+    from sftdata.cli import main as cli_main
+    from sftdata.pipeline.keys import ENCODE_CHECKS
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"messages": [m.to_template() for m in _conv().messages]}) + "\n")
+    tmpl = tmp_path / "clock.jinja"
+    tmpl.write_text(CLOCK)
+    out = tmp_path / "out"
+    assert cli_main(["prepare", str(src), "--output", str(out), "--chat-template", str(tmpl), "--clock", "2026-01-31T09:00:00"]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["options"]["clock"] == "2026-01-31T09:00:00"
+    from datetime import datetime
+
+    ok, _ = ENCODE_CHECKS["clock"]
+    assert ok(datetime(2026, 1, 31, 9)) and ok("2026-01-31") and not ok(5)
+    assert EncodeOptions(clock=datetime(2026, 1, 31, 9)).clock == "2026-01-31T09:00:00"
+
+
+def test_prepare_warns_when_max_length_costs_trained_tokens(recwarn):
+    import sftdata
+
+    tok = _tok(SUFFIX)
+    long = {"messages": [{"role": "user", "content": "x " * 300}, {"role": "assistant", "content": "y " * 50},
+                         {"role": "user", "content": "z"}, {"role": "assistant", "content": "w " * 200}]}
+    ds = sftdata.prepare([long], tok, stop_tokens=_CHATML_STOP, max_length=400, truncation="turns")
+    st = ds.sftdata_stats
+    assert st["encode"]["trained_tokens_cut"] > 0
+    (w,) = [w for w in recwarn if "did not fit max_length=400" in str(w.message)]
+    recwarn.clear()
+    sftdata.prepare([long], tok, stop_tokens=_CHATML_STOP)
+    assert not [w for w in recwarn if "did not fit" in str(w.message)]

@@ -91,6 +91,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tool-arguments", choices=("auto", "dict", "json"), default="auto",
                    help="tool-call arguments: as the data gives them (auto, default), always objects, or always JSON text")
     p.add_argument("--render-timeout", type=float, default=10.0, metavar="SECONDS", help="wall-time limit of one template render; the row is rejected render_limit beyond it (default 10)")
+    p.add_argument("--clock", default=None, metavar="ISO8601", help="the time a template's strftime_now reads, e.g. 2026-01-31T09:00:00 (default: the clock is read once when the run starts and recorded in stats.json)")
     p.add_argument("--render-max-chars", type=int, default=16_000_000, metavar="N", help="output-size limit of one template render, characters (default 16,000,000)")
     p.add_argument("--num-proc", type=int, default=1)
     p.add_argument("--num-shards", type=int, default=1, help="split the input into N disjoint parts (by row index) for a job array")
@@ -140,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             tools_field=args.tools_field,
             render_timeout=args.render_timeout,
             render_max_chars=args.render_max_chars,
+            clock=args.clock,
         )
         result = run_prepare(
             inputs,

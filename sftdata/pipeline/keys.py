@@ -6,6 +6,7 @@ that one run of :func:`sftdata.pipeline.load_config` reports every problem of th
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any, Callable, Iterable, Mapping
 
 from ..encoder import EncodeOptions
@@ -177,6 +178,7 @@ ENCODE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stop_tokens": (lambda v: v is None or isinstance(v, str) or is_str_list(v), "a list of tokens or null"),
     "render_timeout": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), "seconds or null"),
     "render_max_chars": (lambda v: v is None or (is_int(v) and v >= 1), "a positive integer or null"),
+    "clock": (lambda v: v is None or isinstance(v, (str, datetime, date)), "an ISO 8601 date-time (2026-01-31T09:00:00) or null"),
     "train_roles": (lambda v: isinstance(v, str) or is_str_list(v), "a list of roles or 'a,b'"),
     "train_reasoning": (lambda v: isinstance(v, bool), "true or false"),
     "trim_trailing": (lambda v: isinstance(v, bool), "true or false"),
