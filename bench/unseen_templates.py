@@ -17,9 +17,12 @@ over
 Every written row is checked with :func:`sftdata.testing.oracle.check_rows` (transformers'
 ``apply_chat_template`` alone), every refusal with :func:`sftdata.testing.oracle.justified_refusal`.
 Printed per template x data x policy: rows, written, rejected by reason, unjustified refusals,
-oracle failures, other exceptions, how the oracle matched the trained turns (``prefix`` = the path
-is exactly tokens(P_k) + the turn; ``mism`` = prompt_mismatch and ``rewr`` = history_rewritten,
-both accepted by the oracle but outside issue 15's definition), and the first failure's message.
+oracle failures, other exceptions, two checks the oracle does not make (``>stop``: a trained run
+holds a stop token before its end; ``dup``: a trained run starts with the control token its
+prompt ends with, e.g. '</think>' trained after a prompt ending '<think></think>'), how the oracle
+matched the trained turns (``prefix`` = the path is exactly tokens(P_k) + the turn; ``mism`` =
+prompt_mismatch and ``rewr`` = history_rewritten, both accepted by the oracle with weaker checks),
+and the first failure's message.
 
 Usage::
 
