@@ -239,6 +239,8 @@ class Renderer(TurnLocation):
         if self.policy is TurnPolicy.LAST:
             trained = trained[-1:]
         end = trained[-1] + 1 if self.trim_trailing else len(conv.messages)
+        if self.template.budget is not None:
+            self.template.budget.start(messages=len(conv.messages))
         stats.trimmed_trailing_messages += len(conv.messages) - end
         unknown = _calls_without_schema(conv, end)
         stats.tool_calls_without_schema += unknown

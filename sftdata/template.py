@@ -95,6 +95,8 @@ class ChatTemplate:
         self.now = now if now is not None else datetime.now()
         self._globals["strftime_now"] = self.now.strftime
         self.has_generation_markers = _uses_generation_tag(source)
+        #: a per-row budget charged with every render's characters (:class:`~sftdata.row_budget.RowBudget`)
+        self.budget: Any = None
         self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
 
     def _tojson(self, x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
@@ -203,7 +205,7 @@ class ChatTemplate:
                     },
                     shared=True,
                 )
-                return collect(self._template.root_render_func(context), self.limits.max_chars)
+                out = collect(self._template.root_render_func(context), self.limits.max_chars)
         except RenderLimitExceeded as e:
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
         except (OverflowError, RecursionError, MemoryError) as e:
@@ -214,6 +216,9 @@ class ChatTemplate:
             raise RowError(
                 Reason.TEMPLATE_ERROR, f"chat template failed on the conversation: {type(e).__name__}: {e}", field="messages"
             ) from None
+        if self.budget is not None:  # the row's budget over all its renders (a RowError of its own)
+            self.budget.charge(len(out))
+        return out
 
 
 def check_template(source: str, origin: str) -> None:

@@ -90,7 +90,9 @@ def _own_texts(message: dict) -> list[str]:
     out = [message.get(k) for k in ("content",) + REASONING_KEYS]
     for c in message.get("tool_calls") or ():
         fn = c.get("function") or {}
-        out += [fn.get("name"), fn.get("arguments") if isinstance(fn.get("arguments"), str) else json.dumps(fn.get("arguments"))]
+        args = fn.get("arguments")
+        out += [fn.get("name")] + ([args] if isinstance(args, str) else
+                                   [json.dumps(args, ensure_ascii=a, separators=sep) for a in (True, False) for sep in (None, (",", ":"))])
     return [t.strip() for t in out if isinstance(t, str) and t.strip()]
 
 
@@ -211,9 +213,9 @@ class TurnLocation:
                 if b <= a or (best is not None and b - a < best[0]) or not gp[a:b].strip() or (c0 >= 0 and b <= c0):
                     continue  # a header has visible text and holds gp's first control token
                 pos = _rfind_unmarked(full_k, gp[a:b], hi, self.marked)
-                if pos < lo:
-                    continue
                 end = pos + b - a
+                if pos < 0 or end <= lo:  # ends inside the shared history (which may end inside a token)
+                    continue
                 if own and _first_stop(full_k[end:first], self.stops, 0, self.marked) >= 0:
                     continue
                 if best is None or (b - a, end) > best[:2]:
@@ -227,9 +229,16 @@ class TurnLocation:
                 f"{gp[:60]!r}, so where the model's generation starts cannot be told",
                 field=f"messages[{k}]",
             )
-        _, end, pos, a = best
+        length, end, pos, a = best
         if pos + len(commonprefix([gp[a:], full_k[pos:]])) == len(full_k):
             return len(full_k)  # the rendering ends inside the header: nothing is generated
+        # the rest of gp the header did not match may end with control text the turn repeats (the
+        # prompt ends "<think></think>", the history form writes "</think>"): the model saw it, so
+        # it does not generate it
+        rest = gp[a + length :]
+        for i in sorted({j for t in self.control for j in _find_all(rest, t)}):
+            if full_k.startswith(rest[i:], end) and (not own or end + len(rest) - i <= first):
+                return end + len(rest) - i
         return end
 
     def _stop_after(self, k: int, full_k: str, start: int) -> tuple[str, str] | None:

@@ -390,3 +390,56 @@ def test_prepare_warns_when_max_length_costs_trained_tokens(recwarn):
     recwarn.clear()
     sftdata.prepare([long], tok, stop_tokens=_CHATML_STOP)
     assert not [w for w in recwarn if "did not fit" in str(w.message)]
+
+
+def test_per_row_budget_rejects_with_the_limit_named(tmp_path):
+    """Issue 16: the per-row budget (sftdata.row_budget) is wired into every render of a row."""
+    from sftdata.errors import RowError as _RowError
+
+    long = Conversation(tuple(Message("user" if i % 2 == 0 else "assistant", f"message {i} " * 5) for i in range(40)))
+    for kw, words in (({"max_messages": 39}, "40 messages"), ({"row_render_max_chars": 2_000}, "characters")):
+        enc = Encoder(_tok(SUFFIX), EncodeOptions(stop_tokens=_CHATML_STOP, **kw))
+        with pytest.raises(_RowError) as ei:
+            enc.encode(long)
+        assert ei.value.reason.value == "render_limit" and words in str(ei.value)
+        assert ("--max-messages" if "max_messages" in kw else "--row-render-max-chars") in str(ei.value)
+    # within the limits, and with a limit turned off, the row is written
+    assert Encoder(_tok(SUFFIX), EncodeOptions(stop_tokens=_CHATML_STOP, max_messages=None)).encode(long)
+    with pytest.raises(ConfigError):
+        EncodeOptions(row_timeout=0)
+    from sftdata.cli import main as cli_main
+    import json
+
+    src = tmp_path / "in.jsonl"
+    short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    src.write_text(json.dumps({"messages": [m.to_template() for m in long.messages]}) + "\n" + json.dumps({"messages": short}) + "\n")
+    tmpl = tmp_path / "t.jinja"
+    tmpl.write_text(SUFFIX)
+    out = tmp_path / "out"
+    assert cli_main(["prepare", str(src), "-o", str(out), "--chat-template", str(tmpl), "--max-messages", "10"]) == 0
+    assert json.loads((out / "stats.json").read_text())["rejected_by_reason"] == {"render_limit": 1}
+
+
+#: the generation prompt ends "<think></think>", the history form of a turn writes "</think>" (DeepSeek-V3.2)
+CLOSED_THINK = (_LOOP + "{%- if m.role == 'user' %}{{ '<|im_start|>user\\n' + m.content + '<|im_end|>' }}{%- else %}"
+                "{{ '<|im_start|>assistant\\n</think>' + m.content + '<|im_end|>' }}{%- endif %}{%- endfor %}"
+                "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think></think>' }}{%- endif %}")
+#: a fixed system turn written after the last message (command-r-plus tool_use)
+TRAILING_SYSTEM = (_LOOP + "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>' }}{%- endfor %}"
+                   "{{ '<|im_start|>system\\nAnswer briefly.<|im_end|>' }}" + _GEN)
+
+
+def test_text_repeating_the_end_of_the_prompt_is_not_trained():
+    tok = _tok(CLOSED_THINK)
+    tok.add_tokens(["<think>", "</think>"])
+    enc = Encoder(tok, EncodeOptions(stop_tokens=_CHATML_STOP))
+    conv = _conv()
+    rows = enc.encode(conv)
+    assert sorted(_trained_texts(tok, rows)) == ["hi friend<|im_end|>", "sure thing<|im_end|>"]
+    check_rows(tok, conv, rows, _CHATML_STOP)
+
+
+def test_a_constant_turn_after_the_last_message_rewrites_nothing_the_turn_holds():
+    tok, enc, conv, rows = _encode(TRAILING_SYSTEM)
+    assert sorted(_trained_texts(tok, rows)) == ["hi friend<|im_end|>", "sure thing<|im_end|>"]
+    check_rows(tok, conv, rows, _CHATML_STOP)

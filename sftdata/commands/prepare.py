@@ -91,6 +91,10 @@ def add_parser(sub) -> None:
     p.add_argument("--tool-arguments", choices=("auto", "dict", "json"), default="auto",
                    help="tool-call arguments: as the data gives them (auto, default), always objects, or always JSON text")
     p.add_argument("--render-timeout", type=float, default=10.0, metavar="SECONDS", help="wall-time limit of one template render; the row is rejected render_limit beyond it (default 10)")
+    p.add_argument("--max-messages", type=_optional_positive(int), default=100_000, metavar="N", help="per-row budget: messages of one row; a longer row is rejected render_limit (default 100,000; 'none' turns it off)")
+    p.add_argument("--row-render-max-chars", type=_optional_positive(int), default=None, metavar="N", help="per-row budget: characters all renders of one row may produce (default: no limit)")
+    p.add_argument("--row-timeout", type=_optional_positive(float), default=1800.0, metavar="SECONDS", help="per-row budget: wall seconds to render one row (default 1800)")
+    p.add_argument("--row-max-memory-mb", type=_optional_positive(float), default=16_384, metavar="MIB", help="per-row budget: growth of the process's resident memory while one row renders (default 16384)")
     p.add_argument("--clock", default=None, metavar="ISO8601", help="the time a template's strftime_now reads, e.g. 2026-01-31T09:00:00 (default: the clock is read once when the run starts and recorded in stats.json)")
     p.add_argument("--render-max-chars", type=int, default=16_000_000, metavar="N", help="output-size limit of one template render, characters (default 16,000,000)")
     p.add_argument("--num-proc", type=int, default=1)
@@ -142,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
             render_timeout=args.render_timeout,
             render_max_chars=args.render_max_chars,
             clock=args.clock,
+            max_messages=args.max_messages,
+            row_render_max_chars=args.row_render_max_chars,
+            row_timeout=args.row_timeout,
+            row_max_memory_mb=args.row_max_memory_mb,
         )
         result = run_prepare(
             inputs,
@@ -218,3 +226,18 @@ def _pack_in_place(args: argparse.Namespace) -> None:
     del ds, packed
     publish(tmp, out)
     print(report.summary())
+
+
+def _optional_positive(kind):
+    """argparse type: a positive ``kind`` number, or ``none`` for no limit."""
+
+    def parse(text: str):
+        if text.strip().lower() in ("none", "null", "off"):
+            return None
+        value = kind(text)
+        if not value > 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse

@@ -214,8 +214,9 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
                       control_pattern=None, template_kwargs: dict | None = None, trained: Sequence[int] | None = None) -> bool:
     """Whether transformers' own rendering agrees with sftdata's refusal of ``conv``.
 
-    * ``template_error``: ``apply_chat_template`` raises on the conversation (or on one of the
-      prefixes sftdata renders);
+    * ``template_error`` and ``render_limit``: ``apply_chat_template`` raises on the conversation
+      (or on one of the prefixes sftdata renders); a ``render_limit`` that transformers renders
+      through is a refusal the oracle cannot justify;
     * ``turn_not_isolated``: adding the turn changes how the earlier turns render;
     * ``turn_split``: ``F_k`` holds text after the turn's first stop token;
     * ``turn_rewritten``: the turn's prompt + generation is not a prefix of the rendering;
@@ -229,7 +230,7 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
     kw = dict(template_kwargs or {})
     reason = error.reason.value
     msgs, tools = conv.template_messages(), conv.template_tools()
-    if reason == "template_error":
+    if reason in ("template_error", "render_limit"):  # transformers fails too (a render that recurses forever)
         for n in range(1, len(msgs) + 1):
             for gen in (False, True):
                 try:
