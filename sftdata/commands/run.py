@@ -69,6 +69,10 @@ def run_config(args: argparse.Namespace, *, until: str, prog: str) -> int:
     except SftDataError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: one line, no traceback (training names its checkpoint)
+        what = str(e) or "interrupted; the stages already finished are kept: rerun the same command to continue"
+        print(f"{prog}: {what}", file=sys.stderr)
+        return 130
     print(f"data: {result.config.data_dir if until != 'prepare' else result.config.mixed_dir}")
     if result.config.train_dir is not None and until == "train":
         print(f"train: {result.config.train_dir}")
