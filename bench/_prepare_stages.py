@@ -77,6 +77,7 @@ STAGES = [
     ("tokenize", "tokenize: pieces, cache, Rust encode (SegmentEncoder.encode/layouts/encode_prefixes)"),
     ("sequence", "turn sequences, token cut, decode check (ConversationEncoder._sequence)"),
     ("tree", "prefix tree (TrieBuilder.add + build)"),
+    ("check", "the definition checked on every row (turn_check.check_turn_paths)"),
     ("fit", "fit max_length, layout (ConversationEncoder._fit)"),
     ("collect", "chunk -> Arrow record batch + accumulators (ChunkEncoder)"),
     ("fingerprint", "content fingerprint (ContentHasher.update)"),
@@ -135,6 +136,8 @@ def instrument(timers: StageTimers):
     patch(encode_mod.ConversationEncoder, "_sequence", "sequence")
     patch(tree_mod.TrieBuilder, "add", "tree")
     patch(tree_mod.TrieBuilder, "build", "tree")
+    if hasattr(encode_mod, "check_turn_paths"):  # the prepare-time check of the definition (Masks v3)
+        patch(encode_mod, "check_turn_paths", "check")
     patch(encode_mod.ConversationEncoder, "_fit", "fit")
     patch(chunks_mod.ChunkEncoder, "__call__", "collect")
     patch(stats_mod.ContentHasher, "update", "fingerprint")
