@@ -36,7 +36,7 @@ from .errors import Reason, RowError
 from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
 from .segments import SegmentEncoder, _metaspace_first, component_spec
-from .tree import IGNORE_INDEX, TreeRow, TrieBuilder, common_prefix_len, unroll
+from .tree import IGNORE_INDEX, TreeRow, TrieBuilder, unroll
 from .turn_check import check_turn_paths
 
 LAYOUTS = ("tree", "linear")
