@@ -108,10 +108,7 @@ def test_ground_truth_is_what_transformers_renders_after_the_turn_header(data):
     msgs = [{k: v for k, v in m.items() if v is not None} for m in conv.template_messages(spec.served_arguments())]
     render = lambda n: tok.apply_chat_template(msgs[:n], tools=conv.template_tools(), tokenize=False)  # noqa: E731
     after = {"stop": "", "stop_nl": "\n", "nl_stop": "\n", "next": ""}[spec.end] + spec.suffix
-    if spec.always_gen:
-        after += ("\n" if spec.sep_before and spec.sep_before_gen else "") + {
-            "chatml": "<|im_start|>assistant\n", "llama": "<|start_header_id|>assistant<|end_header_id|>\n\n",
-            "roletok": "<|assistant|>\n"}[spec.header] + ("<think>\n" if spec.gen_think else "")
+    after += spec.after_last_message()  # a trailing system turn, a generation prompt always written
     for t in spec.expected(conv):
         if t.reject:
             continue

@@ -136,6 +136,11 @@ class TemplateSpec:
             ``string`` (concatenated as given text; a dict raises) or ``auto`` (text as is,
             else ``tojson``). ``xml``/``python`` iterate a dict.
         clock: the system header reads the clock, ``strftime_now("%Y-%m-%d %H:%M:%S")``.
+        closed_think: the generation prompt ends with a closed, empty reasoning block
+            ``<think></think>`` and the history writes ``</think>`` before every assistant
+            message (DeepSeek-V3.2 without thinking): the model generates what follows it.
+        trailing_turn: a fixed system turn after the last message (command-r-plus tool use):
+            text after a turn's end that is no part of the turn.
     """
 
     header: str = "chatml"
@@ -157,6 +162,8 @@ class TemplateSpec:
     tool_format: str = "json"
     args: str = "dict"
     clock: bool = False
+    closed_think: bool = False
+    trailing_turn: bool = False
 
     def __post_init__(self) -> None:
         problems = _incompatible(asdict(self))
@@ -203,6 +210,17 @@ class TemplateSpec:
         end = {"stop": stop, "stop_nl": f"{stop}\n", "nl_stop": f"\n{stop}\n", "next": ""}[self.end]
         return _lit(end + self.suffix)
 
+    def after_last_message(self) -> str:
+        """The constant text the template writes after the last message's end (and suffix): the
+        trailing system turn, then the generation prompt when it is always written."""
+        out = ""
+        if self.trailing_turn:
+            sep = "\n" if self.sep_before else ""
+            head = _ROLE_TOKENS["system"] + "\n" if self.header == "roletok" else _HEADERS[self.header][0].format(role="system")
+            end = {"stop": self.stop, "stop_nl": f"{self.stop}\n", "nl_stop": f"\n{self.stop}\n", "next": ""}[self.end]
+            out += sep + head + "Answer briefly." + end + self.suffix
+        return out + (self._gen_prompt() if self.always_gen else "")
+
     def _gen_prompt(self) -> str:
         sep = "\n" if self.sep_before and self.sep_before_gen else ""
         if self.header == "roletok":
@@ -210,7 +228,7 @@ class TemplateSpec:
         else:
             before, after = _HEADERS[self.header][0].split("{role}")
             head = before + "assistant" + after
-        return sep + head + (THINK_OPEN if self.gen_think else "")
+        return sep + head + (THINK_OPEN if self.gen_think else "") + ("<think></think>" if self.closed_think else "")
 
     def _calls_jinja(self, c: str = "c") -> str:
         """Jinja statements setting ``ns.calls`` to message ``m``'s tool calls (after content ``c``)."""
@@ -297,7 +315,7 @@ class TemplateSpec:
                 s.append(f"{{%- elif {keep} %}}{{%- set ns.think = '<think>\\n\\n</think>\\n\\n' %}}")
             s.append("{%- endif %}")
         s.append(self._calls_jinja())
-        head = self._header("'assistant'")
+        head = self._header("'assistant'") + (" + '</think>'" if self.closed_think else "")
         if self.split:
             s.append("{%- if c and ns.calls %}")
             s.append("{%- set c2 = '' %}")
@@ -313,6 +331,8 @@ class TemplateSpec:
         if self.split:
             s.append("{%- endif %}")
         s.append("{%- endif %}{%- endfor %}")
+        if self.trailing_turn:
+            s.append("{{- " + self._header("'system'") + " + 'Answer briefly.' + " + end + " }}")
         gen = "{{- " + _lit(self._gen_prompt()) + " }}"
         s.append(gen if self.always_gen else "{%- if add_generation_prompt %}" + gen + "{%- endif %}")
         return "\n".join(s)
@@ -442,6 +462,8 @@ _VALUES: dict[str, tuple] = {
     "merge": ("none", "tools", "assistant"),
     "split": (False, True),
     "clock": (False, True),
+    "closed_think": (False, True),
+    "trailing_turn": (False, True),
 }
 
 
@@ -461,6 +483,10 @@ def _compatible(field_name: str, value: Any, so_far: Mapping[str, Any]) -> bool:
         return g("reasoning") == "think"
     if field_name == "drop" and value != "none":
         return g("reasoning") == "think"
+    if field_name == "closed_think" and value:
+        return not g("gen_think") and g("reasoning") == "none"
+    if field_name == "trailing_turn" and value:
+        return not nxt
     if field_name == "args" and value != "dict":
         return g("tools") and g("tool_format") == "json"
     if field_name == "tool_format" and value != "json":
@@ -539,6 +565,10 @@ BEHAVIOURS: dict[str, Behaviour] = {
                                   "message.reasoning"),
     "reasoning_key_thinking": _B({**_THINK, "reasoning_key": ("thinking",)}, {}, "message.thinking"),
     "trim": _B({"trim": (True,)}, {}, "content and reasoning |trim"),
+    "closed_empty_think_prompt": _B({"gen_think": (False,), "reasoning": ("none",), "closed_think": (True,)}, {"closed_think": (False,)},
+                                    "DeepSeek-V3.2: the prompt ends <think></think>, history writes </think> before each turn"),
+    "trailing_system_turn": _B({**_EXPLICIT, "trailing_turn": (True,)}, {"trailing_turn": (False,)},
+                               "command-r-plus: a fixed system turn after the last message"),
 }
 
 
