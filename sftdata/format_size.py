@@ -137,6 +137,17 @@ def str_size(x: Any, limit: int) -> int:
 _NUMERIC = frozenset("diuoxXeEfFgGc")
 
 
+
+def _star_or_digits(fmt: str, i: int) -> tuple[str | None, int]:
+    """A ``%`` width or precision at ``fmt[i]``: ``"*"``, ASCII digits, or ``None`` when absent;
+    and the index after it."""
+    if i < len(fmt) and fmt[i] == "*":
+        return "*", i + 1
+    s = i
+    while i < len(fmt) and fmt[i].isdigit() and fmt[i].isascii():
+        i += 1
+    return fmt[s:i] or None, i
+
 def _percent_fields(fmt: str):
     """Yields ``("lit", n)`` and ``("field", key, flags, width, prec, conv)`` as CPython reads
     them; raises :class:`Unknown` where it raises ``ValueError`` (incomplete format)."""
@@ -168,24 +179,11 @@ def _percent_fields(fmt: str):
         while i < n and fmt[i] in "-+ #0":
             i += 1
         flags = fmt[s:i]
-        width: str | None = None
-        if i < n and fmt[i] == "*":
-            width, i = "*", i + 1
-        else:
-            s = i
-            while i < n and fmt[i].isdigit() and fmt[i].isascii():
-                i += 1
-            width = fmt[s:i] or None
+        width, i = _star_or_digits(fmt, i)
         prec: str | None = None
         if i < n and fmt[i] == ".":
-            i += 1
-            if i < n and fmt[i] == "*":
-                prec, i = "*", i + 1
-            else:
-                s = i
-                while i < n and fmt[i].isdigit() and fmt[i].isascii():
-                    i += 1
-                prec = fmt[s:i] or "0"
+            prec, i = _star_or_digits(fmt, i + 1)
+            prec = prec or "0"
         if i < n and fmt[i] in "hlL":
             i += 1
         if i >= n:
