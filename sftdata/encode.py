@@ -37,6 +37,7 @@ from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
 from .segments import SegmentEncoder, _metaspace_first, component_spec
 from .tree import IGNORE_INDEX, TreeRow, TrieBuilder, unroll
+from .stats import add_stats
 from .turn_check import check_turn_paths
 
 LAYOUTS = ("tree", "linear")
@@ -85,19 +86,6 @@ class EncodeStats:
     split_rows: int = 0  # tree rows over max_length split into several rows (sftdata.tree_fit)
     trained_tokens_over_length: int = 0  # trained tokens of rows over max_length (written or not)
     trained_tokens_cut: int = 0  # of those, trained tokens lost to max_length
-
-
-def add_stats(total, part) -> None:
-    """Add the counters of dataclass ``part`` into ``total`` of the same class, in place (ints
-    add; dicts of ints add per key)."""
-    into = total.__dict__
-    for name, value in part.__dict__.items():
-        if type(value) is dict:
-            sub = into[name]
-            for key, n in value.items():
-                sub[key] = sub.get(key, 0) + n
-        elif value:
-            into[name] += value
 
 
 @dataclass(slots=True)

@@ -17,13 +17,14 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from .control_tokens import check_no_control_tokens, mark_control_tokens
-from .encode import LAYOUTS, ConversationEncoder, EncodedExample, EncodeStats, add_stats
+from .encode import LAYOUTS, ConversationEncoder, EncodedExample, EncodeStats
 from .errors import ConfigError, RowError
 from .render import Renderer, RenderStats, TurnPolicy
 from .schema import Conversation, TextExample
 from .stop_tokens import resolve_stop_tokens
 from .render_limits import RenderLimits
 from .row_budget import RowBudget
+from .stats import add_stats
 from .template import ChatTemplate, check_template_kwargs
 from .tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
 

@@ -52,6 +52,20 @@ def add_counters(total: dict, part: Any) -> dict:
     return total
 
 
+def add_stats(total, part) -> None:
+    """Add the counters of dataclass ``part`` into ``total`` of the same class, in place (ints
+    add; dicts of ints add per key): :func:`add_counters` for counter objects, without the dict
+    round trip (it runs once per row)."""
+    into = total.__dict__
+    for name, value in part.__dict__.items():
+        if type(value) is dict:
+            sub = into[name]
+            for key, n in value.items():
+                sub[key] = sub.get(key, 0) + n
+        elif value:
+            into[name] += value
+
+
 def length_histogram(lengths: np.ndarray) -> dict[str, int]:
     """Counts of examples per length bin, keys like ``"<=512"`` and ``">32768"``."""
     edges = np.asarray(LENGTH_BIN_EDGES)
