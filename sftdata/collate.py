@@ -49,10 +49,9 @@ import numpy as np
 import torch
 
 from .tree import depths, shift_labels
+from .tree_arrays import IGNORE_INDEX
 from .tree_collate import dense_tree_mask as _dense_tree_mask
 from .tree_collate import row_parent, tree_arrays, unit_lengths
-
-IGNORE_INDEX = -100
 
 __all__ = [
     "IGNORE_INDEX",
@@ -126,8 +125,13 @@ def _row_tree(row: Mapping, n: int, index: int) -> np.ndarray | None:
 
 
 def num_trained_tokens(batch: Mapping[str, torch.Tensor]) -> int:
-    """Tokens that contribute to the loss of a collated batch: ``shift_labels != -100`` when the
-    batch has them (tree batches), else ``labels[..., 1:] != -100``."""
+    """Trained tokens of a collated batch (an ``int``): ``shift_labels != IGNORE_INDEX`` when the
+    batch has them (tree batches), else ``labels[..., 1:] != IGNORE_INDEX``.
+
+    The batch form of :func:`sftdata.tree_arrays.count_trained` (the one definition): the
+    padding-free collator sets the first label of every sequence to ``IGNORE_INDEX``, so both
+    count the rows' labels ``!= IGNORE_INDEX`` that some position predicts.
+    """
     if batch.get("shift_labels") is not None:
         return int((batch["shift_labels"] != IGNORE_INDEX).sum())
     return int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())

@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from .tree_arrays import IGNORE_INDEX, trained_mask
+
 _TRAINED = "\x1b[42;30m"  # green background
 _UNTRAINED = "\x1b[2m"  # dim
 _RESET = "\x1b[0m"
@@ -78,7 +79,7 @@ def _page(title: str, body: str) -> str:
 
 def render_html(tokenizer, input_ids: Sequence[int], labels: Sequence[int], *, title: str = "sftdata example") -> str:
     """A standalone HTML page of one example (hover a token for its position and id)."""
-    n_tr = sum(1 for x in labels if x != IGNORE_INDEX)
+    n_tr = int(trained_mask(labels).sum())  # labels != IGNORE_INDEX after position 0
     body = f"<h3>{html.escape(title)}: {len(input_ids)} tokens, {n_tr} trained</h3>"
     return _page(title, body + _spans(token_pieces(tokenizer, input_ids), input_ids, labels))
 
@@ -114,7 +115,7 @@ def tree_paths(labels: Sequence[int], parent: Sequence[int]) -> list[PathInfo]:
     n = lab.size
     par = np.asarray(parent, dtype=np.int64) if len(parent) else np.arange(n, dtype=np.int64) - 1
     dep = depths(par) if len(parent) else np.arange(n, dtype=np.int64)
-    trained = (lab != IGNORE_INDEX) & (par >= 0)
+    trained = trained_mask(lab, par)
     cs = np.concatenate([[0], np.cumsum(trained)])
     leaves = np.flatnonzero(np.append(par[1:], -2) != np.arange(n)).tolist()
     out: list[PathInfo] = []

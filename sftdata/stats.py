@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .tree_arrays import IGNORE_INDEX
+from .tree_arrays import count_trained
 
 #: Upper edges (tokens) of the length histogram bins; the last bin is open-ended.
 LENGTH_BIN_EDGES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -118,16 +118,31 @@ class StatsPart:
         return self
 
     def add_examples(self, lengths: np.ndarray, labels_flat: np.ndarray, kinds: Iterable[str], truncated: Iterable[bool],
-                     linear_lengths: np.ndarray | None = None) -> None:
-        """Count a batch of output examples: ``lengths`` ``(n,)`` tokens, ``labels_flat`` all labels,
-        ``linear_lengths`` ``(n,)`` tokens of the same examples as linear rows (default: ``lengths``)."""
+                     linear_lengths: np.ndarray | None = None, parent: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Count a batch of ``n`` output examples.
+
+        Args:
+            lengths: ``(n,)`` int tokens per example.
+            labels_flat: ``(sum(lengths),)`` the examples' labels, concatenated (unshifted).
+            kinds, truncated: ``n`` example kinds and truncation flags.
+            linear_lengths: ``(n,)`` tokens of the same examples as linear rows (default: ``lengths``).
+            parent: ``(values, offsets)`` of the examples' ``parent`` column (an empty list for
+                a linear row); without it every example is counted as a single path.
+
+        ``tokens_trained`` adds the trained tokens of :func:`sftdata.tree_arrays.count_trained`
+        (labels ``!= IGNORE_INDEX`` that a position predicts), the rule ``sftdata pack`` and the
+        trainer count by.
+        """
         n = len(lengths)
         if not n:
             return
         self.examples_out += n
         self.tokens_total += int(lengths.sum())
         self.tokens_linear += int((lengths if linear_lengths is None else linear_lengths).sum())
-        self.tokens_trained += int(np.count_nonzero(labels_flat != IGNORE_INDEX))
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        par, par_off = parent if parent is not None else (None, None)
+        self.tokens_trained += int(count_trained(labels_flat, offsets, par, par_off).sum())
         self.truncated_examples += int(sum(bool(t) for t in truncated))
         for k, v in Counter(kinds).items():
             self.examples_by_kind[k] = self.examples_by_kind.get(k, 0) + v

@@ -1,5 +1,10 @@
 """Array views of prefix-tree rows (see :mod:`sftdata.tree` for the layout): depths, subtree
-ends, the target of each position, the root-to-leaf paths, and the validity check.
+ends, the target of each position, the trained tokens, the root-to-leaf paths, and the
+validity check.
+
+:data:`IGNORE_INDEX` and :func:`trained_mask` / :func:`count_trained` are the one definition
+of "not trained" and "trained token" in sftdata (stats, packing, show and the collators use
+them; the trainer imports ``IGNORE_INDEX`` from here).
 
 All work on a DFS-ordered ``parent`` array (``-1`` at roots; empty for a single path) with numpy
 over the tokens and a Python step per *run* (a maximal chain ``parent[i] = i - 1``; a row has as
@@ -12,7 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+#: Label of a position that is not trained: PyTorch's ``cross_entropy(ignore_index=-100)``
+#: default, which Hugging Face ``transformers`` losses use too.
 IGNORE_INDEX = -100
+
 
 def _run_starts(par: np.ndarray) -> np.ndarray:
     """Start of every run (roots and branch starts): where ``parent[i] != i - 1``, plus 0."""
@@ -160,6 +168,60 @@ def shift_labels(input_ids: Sequence[int] | np.ndarray, labels: Sequence[int] | 
         raise ValueError("a position has two trained children: the tree row is not valid")
     out[src] = lab[idx]
     return out
+
+
+def trained_mask(labels: Sequence[int] | np.ndarray, parent: Sequence[int] | np.ndarray = ()) -> np.ndarray:
+    """``bool (n,)``: which tokens of one row are *trained tokens*.
+
+    A trained token is a token whose label is not :data:`IGNORE_INDEX` **and** that some
+    position predicts, i.e. that has a predecessor: its position is ``>= 1`` in a linear row
+    (empty ``parent``), it has a parent (``parent[i] >= 0``) in a tree row. Equivalently, the
+    trained tokens are the targets ``!= IGNORE_INDEX`` of :func:`shift_labels`, the positions a
+    causal-LM loss sums over (``labels[..., 1:] != -100`` in Hugging Face ``transformers``). A
+    label at position 0 (or at any root) is never a target: nothing is predicted before it.
+
+    Args:
+        labels: ``(n,)`` unshifted labels (any integer dtype).
+        parent: ``(n,)`` a tree row's parents, or empty for a linear row.
+    """
+    mask = np.asarray(labels) != IGNORE_INDEX
+    par = np.asarray(parent, dtype=np.int64)
+    if par.size:
+        return mask & (par >= 0)
+    if mask.size:
+        mask[0] = False
+    return mask
+
+
+def count_trained(labels: np.ndarray, offsets: np.ndarray, parent: np.ndarray | None = None,
+                  parent_offsets: np.ndarray | None = None) -> np.ndarray:
+    """``int64 (rows,)`` trained tokens per row (:func:`trained_mask`) of flat list columns.
+
+    Args:
+        labels: ``(tokens,)`` the flat ``labels`` column (unshifted, any integer dtype).
+        offsets: ``(rows + 1,)`` int row offsets into ``labels`` (``offsets[0] == 0``).
+        parent, parent_offsets: the flat ``parent`` column and its ``(rows + 1,)`` offsets
+            (an empty list for a linear row), or ``None`` when every row is linear.
+
+    Cost: one cumulative sum over the tokens (plus one pass over the roots of tree rows).
+    """
+    mask = np.asarray(labels) != IGNORE_INDEX
+    off = np.asarray(offsets, dtype=np.int64)
+    cs = np.zeros(mask.size + 1, dtype=np.int32 if mask.size < 2**31 else np.int64)
+    np.cumsum(mask, out=cs[1:])
+    counts = cs[off[1:]].astype(np.int64) - cs[off[:-1]]
+    nonempty = off[:-1] < off[1:]
+    counts[nonempty] -= mask[off[:-1][nonempty]]  # position 0 of every row: nothing predicts it
+    if parent is None or np.asarray(parent).size == 0:
+        return counts
+    par = np.asarray(parent, dtype=np.int64)
+    par_off = np.asarray(parent_offsets, dtype=np.int64)
+    plen = np.diff(par_off)
+    row_of = np.repeat(np.arange(plen.size), plen)
+    pos_in_row = np.arange(par.size) - np.repeat(par_off[:-1], plen)
+    at = (par == -1) & (pos_in_row > 0)  # roots after position 0 (a forest, a packed row)
+    hit = mask[off[:-1][row_of[at]] + pos_in_row[at]]
+    return counts - np.bincount(row_of[at][hit], minlength=plen.size).astype(np.int64)
 
 
 def unroll(row: Any) -> list[tuple[list[int], list[int]]]:

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace, tok, row: dict) -> int:
     from ..show import path_tokens, render_html, render_terminal, render_tree_html, tree_paths
+    from ..tree_arrays import IGNORE_INDEX
 
     ids, labels, parent = row["input_ids"], row["labels"], row.get("parent") or []
     paths = tree_paths(labels, parent)
@@ -86,7 +87,7 @@ def _show(args: argparse.Namespace, tok, row: dict) -> int:
         idx = path_tokens(parent, p)
         # the path as the model sees it: trained only where this path trains (its own tokens)
         p_ids = [ids[i] for i in idx]
-        p_lab = [labels[i] if i >= p.start else -100 for i in idx]
+        p_lab = [labels[i] if i >= p.start else IGNORE_INDEX for i in idx]
         head = f"{title}, path {p.number}/{len(paths)}: {p.length:,} tokens, {p.trained:,} trained here"
         if args.html:
             Path(args.html).write_text(render_html(tok, p_ids, p_lab, title=head), encoding="utf-8")
@@ -122,6 +123,6 @@ def _show(args: argparse.Namespace, tok, row: dict) -> int:
                                                 skip_special_tokens=False)
             print(f"[{p.shared:,} tokens shared with path {p.shares_with} folded (--path {p.number} prints this path whole), "
                   f"ending {tail!r}]")
-        p_lab = [labels[i] if i >= p.start else -100 for i in idx]
+        p_lab = [labels[i] if i >= p.start else IGNORE_INDEX for i in idx]
         print(render_terminal(tok, [ids[i] for i in idx], p_lab, color=color))
     return 0

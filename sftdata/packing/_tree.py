@@ -6,33 +6,14 @@ tokens by :func:`sftdata.packing._truncate.fit_long_trees` (:mod:`sftdata.tree_f
 sub-tree repeats the context its branches need, only sequences that do not fit are cut, and
 root-to-leaf paths whose leaf is cut are counted (``PackReport.tree_paths_dropped``).
 
-Trained tokens of a tree are its labels ``!= -100`` that have a parent (a root predicts
-nothing), which for a single path is the linear rule (position 0 excluded).
+Trained tokens of a tree are its labels ``!= IGNORE_INDEX`` that have a parent (a root predicts
+nothing), which for a single path is the linear rule (position 0 excluded): one definition,
+:func:`sftdata.tree_arrays.count_trained`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-IGNORE = -100
-
-
-def trained_roots(mask: np.ndarray, lab_off: np.ndarray, par: np.ndarray, par_off: np.ndarray) -> np.ndarray:
-    """Per row: trained labels at roots (``parent == -1``) other than position 0, for tree rows.
-
-    Args:
-        mask: flat ``labels != -100`` of the chunk; lab_off: its row offsets ``(rows + 1,)``.
-        par, par_off: the flat ``parent`` column and its row offsets (empty lists for linear rows).
-    """
-    rows = lab_off.size - 1
-    plen = np.diff(par_off)
-    if par.size == 0:
-        return np.zeros(rows, dtype=np.int64)
-    row_of = np.repeat(np.arange(rows), plen)
-    pos_in_row = np.arange(par.size) - np.repeat(par_off[:-1], plen)
-    at = (par == -1) & (pos_in_row > 0)
-    hit = mask[lab_off[:-1][row_of[at]] + pos_in_row[at]]
-    return np.bincount(row_of[at][hit], minlength=rows).astype(np.int64)
 
 
 def tree_columns(rows_par: np.ndarray, rows_pos: np.ndarray, is_tree: np.ndarray, keep: np.ndarray,

@@ -12,13 +12,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError, Reason
+from ..tree_arrays import IGNORE_INDEX, count_trained
 from ..tree_fit import fit_tree
-from ._tree import trained_roots
 
 #: over-length policies: ``drop`` the row; ``truncate`` to the first ``L`` tokens; ``turns``:
 #: cut at the end of the last trained span that fits (never inside an assistant turn)
 TRUNCATION = ("drop", "truncate", "turns")
-IGNORE = -100
 
 
 @dataclass
@@ -27,7 +26,8 @@ class RowScan:
 
     Attributes:
         lengths: tokens per row.
-        trained: trained tokens per row (labels ``!= -100`` at positions ``>= 1``).
+        trained: trained tokens per row (:func:`sftdata.tree_arrays.count_trained`: labels
+            ``!= IGNORE_INDEX`` at positions ``>= 1``; in a tree row, at tokens with a parent).
         keep: tokens kept per row (``0``: dropped).
         trained_kept: trained tokens among the kept ones.
         reason: per-row drop reason (``""`` if kept), an object array.
@@ -37,7 +37,6 @@ class RowScan:
             could keep).
 
     Tree rows longer than ``L`` must have gone through :func:`fit_long_trees` first.
-    For tree rows, a trained token is a label ``!= -100`` with a parent (roots predict nothing).
     """
 
     lengths: np.ndarray
@@ -151,16 +150,6 @@ def _flat(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return values[offsets[0] : offsets[-1]], offsets - offsets[0]
 
 
-def _segment_counts(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Trained flags per row, position 0 of every row excluded (one cumulative sum)."""
-    cs = np.zeros(mask.size + 1, dtype=np.int32 if mask.size < 2**31 else np.int64)
-    np.cumsum(mask, out=cs[1:])
-    counts = cs[offsets[1:]].astype(np.int64) - cs[offsets[:-1]]
-    nonempty = offsets[:-1] < offsets[1:]
-    counts[nonempty] -= mask[offsets[:-1][nonempty]]
-    return counts
-
-
 def _row_chunks(table: pa.Table, chunk_tokens: int) -> list[tuple[int, int]]:
     """Row ranges holding about ``chunk_tokens`` tokens each (small temporaries stay in the heap)."""
     import pyarrow.compute as pc
@@ -214,8 +203,7 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
             bad = int(np.flatnonzero(np.diff(id_off) != np.diff(off))[0]) + start
             raise ConfigError(f"row {bad}: input_ids and labels have different lengths")
         ln = np.diff(off)
-        mask = lab != IGNORE
-        tr = _segment_counts(mask, off)
+        mask = lab != IGNORE_INDEX
         sl = slice(start, start + ln.size)
         if trees:
             par, par_off = _flat(part.column("parent"))
@@ -237,7 +225,7 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
                     f"row {int(rows_of[j]) + start}: parent[{int(at[j])}] = {int(par[j])} is not a tree row's parent "
                     "(-1 at the first token, an earlier index elsewhere; docs/trees.md): re-run `sftdata prepare`"
                 )
-            tr -= trained_roots(mask, off, par, par_off)
+            tr = count_trained(lab, off, par, par_off)
             is_tree[sl] = tree
             if "linear_length" in table.column_names:
                 ll = np.asarray(part.column("linear_length").to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -248,6 +236,7 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
                 linear_kept[sl] = [linear_length(par[par_off[i] : par_off[i + 1]], int(ln[i])) for i in range(ln.size)]
         else:
             tree = np.zeros(ln.size, dtype=bool)
+            tr = count_trained(lab, off)
         lengths[sl], trained[sl] = ln, tr
         keepable[sl] = tr
         k = ln.copy()
