@@ -21,7 +21,8 @@ from typing import Iterator
 
 from .errors import ConfigError
 from .output import STATS_FILE, check_listed_files
-from .stats import ContentHasher, StatsPart, build_stats
+from .hashing import ContentHasher
+from .stats import StatsPart, build_stats
 
 
 def _load_stats(d: Path) -> dict:

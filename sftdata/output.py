@@ -37,8 +37,8 @@ def file_schema(path: Path) -> Any:
 
 
 def fingerprint_files(files: list[Path], schema: Any = None) -> str:
-    """The content fingerprint (:class:`~sftdata.stats.ContentHasher`) of Arrow stream files."""
-    from .stats import ContentHasher
+    """The content fingerprint (:class:`~sftdata.hashing.ContentHasher`) of Arrow stream files."""
+    from .hashing import ContentHasher
 
     if schema is None:
         if not files:

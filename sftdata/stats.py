@@ -8,7 +8,8 @@ recomputed from the output; and the content fingerprint of the output.
   (every dataclass field: ints add, dicts add per key, nested dataclasses recurse), so new
   counters need no change here.
 * :class:`ContentHasher` — sha256 over every output column, fed record batch by record
-  batch: the value does not depend on how the rows are split into batches or files.
+  batch: the value does not depend on how the rows are split into batches or files
+  (defined in :mod:`sftdata.hashing`, with every other digest; imported here too).
 
 Accounting invariant, checked by :func:`build_stats`: ``rows_in == rows_out + rows_rejected``
 where a row is *out* when it produced at least one training example.
@@ -16,7 +17,6 @@ where a row is *out* when it produced at least one training example.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .hashing import ContentHasher, content_fingerprint  # noqa: F401 - public here too
 from .tree_arrays import count_trained
 
 #: Upper edges (tokens) of the length histogram bins; the last bin is open-ended.
@@ -191,75 +192,6 @@ class StatsPart:
             too_long_min_length=stats.get("too_long_min_length"),
             counters=counters,
         )
-
-
-class ContentHasher:
-    """sha256 of every column of the output, fed with Arrow record batches.
-
-    Per column (in schema order), two streams are hashed: the row-level values and, for
-    list columns, the list lengths; values are hashed as little-endian bytes of their Arrow
-    type (strings as UTF-8 with their lengths). Concatenating batches never changes the
-    bytes hashed, so the digest depends only on the rows, not on batch or file boundaries.
-    The final value is the sha256 of ``name|type|digests`` of every column.
-    """
-
-    def __init__(self, schema: Any) -> None:
-        self.schema = schema
-        self._h = {f.name: (hashlib.sha256(), hashlib.sha256()) for f in schema}
-        self.rows = 0
-
-    def update(self, batch: Any) -> None:
-        """Add one ``pyarrow.RecordBatch`` (or ``Table``) with this hasher's schema."""
-        self.rows += batch.num_rows
-        for f in self.schema:
-            col = batch.column(batch.schema.get_field_index(f.name))
-            chunks = col.chunks if hasattr(col, "chunks") else [col]
-            values_h, lengths_h = self._h[f.name]
-            for arr in chunks:
-                _hash_array(arr, values_h, lengths_h)
-
-    def hexdigest(self) -> str:
-        top = hashlib.sha256()
-        for f in self.schema:
-            values_h, lengths_h = self._h[f.name]
-            top.update(f"{f.name}|{f.type}|".encode())
-            top.update(values_h.digest())
-            top.update(lengths_h.digest())
-        return top.hexdigest()
-
-
-def _hash_array(arr: Any, values_h: Any, lengths_h: Any) -> None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    t = arr.type
-    if arr.null_count:  # nulls: hash where they are, then treat them as zero / empty
-        lengths_h.update(b"validity")
-        lengths_h.update(np.asarray(arr.is_valid(), dtype=np.uint8).tobytes())
-        if pa.types.is_primitive(t) and not pa.types.is_boolean(t):
-            arr = arr.fill_null(pa.scalar(0, t))
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        lengths_h.update(np.asarray(pc.list_value_length(arr).fill_null(0), dtype=np.int64).tobytes())
-        _hash_array(arr.flatten(), values_h, lengths_h)
-    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        lengths_h.update(np.asarray(pc.binary_length(arr).fill_null(0), dtype=np.int64).tobytes())
-        for v in arr.to_pylist():
-            values_h.update(v.encode() if isinstance(v, str) else (v or b""))
-    elif pa.types.is_boolean(t):
-        values_h.update(np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes())
-    elif pa.types.is_primitive(t):
-        values_h.update(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)).astype(arr.type.to_pandas_dtype(), copy=False).tobytes())
-    else:  # any other type: its canonical JSON, row by row
-        for v in arr.to_pylist():
-            values_h.update(json.dumps(v, sort_keys=True, default=str).encode())
-            values_h.update(b"\n")
-
-
-def content_fingerprint(table: Any) -> str:
-    """:class:`ContentHasher` digest of a ``pyarrow.Table`` (or record batch)."""
-    h = ContentHasher(table.schema)
-    h.update(table)
-    return h.hexdigest()
 
 
 def build_stats(

@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Iterable
 
 from .errors import ConfigError
+from .hashing import short_digest
 
 #: ``tokenizer_class`` values loaded without ``AutoTokenizer`` (which imports torch through
 #: transformers' model configuration code): the generic fast tokenizer classes.
@@ -154,7 +154,7 @@ def fingerprint(tokenizer, template: str) -> dict[str, str]:
     """Short content hashes identifying the tokenizer vocabulary and the chat template."""
     vocab = tokenizer.backend_tokenizer.to_str().encode("utf-8")
     return {
-        "tokenizer_sha256": hashlib.sha256(vocab).hexdigest()[:16],
-        "chat_template_sha256": hashlib.sha256(template.encode("utf-8")).hexdigest()[:16],
+        "tokenizer_sha256": short_digest(vocab),
+        "chat_template_sha256": short_digest(template.encode("utf-8")),
         "tokenizer_name": str(getattr(tokenizer, "name_or_path", "")),
     }

@@ -244,10 +244,10 @@ def _shortest(table) -> int:
 
 
 def _fingerprint(dataset, *params) -> str:
-    import hashlib
+    from ..hashing import short_digest
 
     base = getattr(dataset, "_fingerprint", None) or f"{len(dataset)}-{dataset.column_names}"
-    return hashlib.sha256(repr((base, "sftdata.pack", *params)).encode()).hexdigest()[:16]
+    return short_digest(repr((base, "sftdata.pack", *params)))
 
 
 def save_packed(packed, report: PackReport, out_dir: str | os.PathLike) -> Path:

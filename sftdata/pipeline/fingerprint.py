@@ -12,68 +12,26 @@ output depends on:
 * train: the data fingerprint and the training keys, except those that change neither the
   weights nor the metrics (``sftdata_train.pipeline.VOLATILE_TRAIN_KEYS``).
 
-``num_proc`` is not part of any fingerprint: the outputs do not depend on it.
+``num_proc`` is not part of any fingerprint: the outputs do not depend on it. The digests
+are :mod:`sftdata.hashing`'s (:func:`~sftdata.hashing.json_digest`,
+:class:`~sftdata.hashing.FileHasher`).
 """
 
 from __future__ import annotations
 
-import glob as globlib
-import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any, Mapping
 
-def digest(obj: Any) -> str:
-    """SHA-256 (16 hex digits) of ``obj`` as canonical JSON."""
-    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+from ..hashing import FileHasher, json_digest
+
+#: Canonical-JSON digest of the stage documents (:func:`sftdata.hashing.json_digest`).
+digest = json_digest
+
+#: Former name of :class:`sftdata.hashing.FileHasher` (content of local files and dirs).
+ContentHasher = FileHasher
 
 
-class ContentHasher:
-    """Content digests of local files and dirs, each computed once per run."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, str] = {}
-
-    def file(self, path: str | os.PathLike) -> str:
-        key = os.path.realpath(path)
-        if key not in self._cache:
-            h = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            self._cache[key] = h.hexdigest()[:16]
-        return self._cache[key]
-
-    def path(self, path: str | os.PathLike) -> str:
-        """Digest of a file, or of a dir's files (relative names and contents, sorted)."""
-        p = Path(path)
-        if p.is_file():
-            return self.file(p)
-        items = []
-        for f in sorted(x for x in p.rglob("*") if x.is_file()):
-            items.append((f.relative_to(p).as_posix(), self.file(f)))
-        return digest(items)
-
-    def local(self, spec: Any) -> Any:
-        """Digests of the local files a path, glob, list or mapping of them names (None when none exist)."""
-        if spec is None:
-            return None
-        if isinstance(spec, Mapping):
-            return {str(k): self.local(v) for k, v in spec.items()}
-        if isinstance(spec, (list, tuple)):
-            return [self.local(v) for v in spec]
-        text = os.path.expanduser(str(spec))
-        if os.path.exists(text):
-            return self.path(text)
-        if any(c in text for c in "*?["):
-            matches = sorted(m for m in globlib.glob(text, recursive=True) if os.path.isfile(m))
-            return [(m, self.file(m)) for m in matches] or None
-        return None
-
-
-def source_identity(source: Mapping[str, Any], hasher: ContentHasher) -> dict[str, Any]:
+def source_identity(source: Mapping[str, Any], hasher: FileHasher) -> dict[str, Any]:
     """What identifies one dataset's rows: the load arguments and the content of every local file among them."""
     return {
         "spec": dict(source),
