@@ -15,6 +15,7 @@ from multiprocessing import get_context
 from typing import Any, Callable, Iterable, Iterator
 
 from .chunks import ChunkResult
+from .invariants import InvariantError
 
 #: Input rows per work item (also the tokenizer batch inside a worker).
 CHUNK_ROWS = 64
@@ -42,7 +43,9 @@ def _init_worker(fn: Callable) -> None:
 
 
 def _work(chunk: list[tuple[int, Any]]) -> ChunkResult:
-    assert _WORKER is not None
+    """Run the worker function of this pool process (set by :func:`_init_worker`) on ``chunk``."""
+    if _WORKER is None:
+        raise InvariantError("a pool worker runs chunks only after _init_worker set its function")
     return _WORKER(chunk)
 
 

@@ -11,8 +11,9 @@ recomputed from the output; and the content fingerprint of the output.
   batch: the value does not depend on how the rows are split into batches or files
   (defined in :mod:`sftdata.hashing`, with every other digest; imported here too).
 
-Accounting invariant, checked by :func:`build_stats`: ``rows_in == rows_out + rows_rejected``
-where a row is *out* when it produced at least one training example.
+Accounting invariant, checked by :func:`check_row_accounting` (in :func:`build_stats`):
+``rows_in == rows_out + rows_rejected`` where a row is *out* when it produced at least one
+training example.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .hashing import ContentHasher, content_fingerprint  # noqa: F401 - public here too
+from .invariants import InvariantError
 from .tree_arrays import count_trained
 
 #: Upper edges (tokens) of the length histogram bins; the last bin is open-ended.
@@ -194,6 +196,18 @@ class StatsPart:
         )
 
 
+def check_row_accounting(part: StatsPart) -> None:
+    """The accounting invariant: every input row is out (it produced at least one training
+    example) or rejected, never both or neither.
+
+    Raises:
+        InvariantError: ``rows_in != rows_out + rows_rejected``.
+    """
+    if part.rows_in != part.rows_out + part.rows_rejected:
+        raise InvariantError("rows_in == rows_out + rows_rejected",
+                             f"{part.rows_in} in, {part.rows_out} out, {part.rows_rejected} rejected")
+
+
 def build_stats(
     *,
     part: StatsPart,
@@ -207,10 +221,10 @@ def build_stats(
     """Assemble the report from the accumulators of the whole job.
 
     Raises:
-        AssertionError: rows in ≠ rows out + rows rejected.
+        InvariantError: rows in ≠ rows out + rows rejected (:func:`check_row_accounting`).
     """
     p = part
-    assert p.rows_in == p.rows_out + p.rows_rejected, f"row accounting broken: {p.rows_in} in, {p.rows_out} out, {p.rows_rejected} rejected"
+    check_row_accounting(p)
     counters = {k: dict(v) if isinstance(v, Mapping) else v for k, v in p.counters.items()}
     render = dict(counters.pop("render", {}))
     encode = dict(counters.pop("encode", {}))

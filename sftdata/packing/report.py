@@ -4,9 +4,11 @@ Written next to the packed dataset as ``pack_stats.json`` (see :func:`sftdata.pa
 Token accounting is exact: ``tokens_in + tokens_repeated == tokens_out + tokens_dropped +
 tokens_truncated`` (``tokens_repeated``: context that split trees repeat) and
 ``trained_tokens_in == trained_tokens_out + trained_tokens_dropped + trained_tokens_truncated``,
-so nothing is lost without being counted.
+so nothing is lost without being counted (:meth:`PackReport.check` raises
+:class:`~sftdata.invariants.InvariantError` otherwise).
 
-A *trained token* is a label ``!= -100`` at position ``>= 1`` of its sequence: with unshifted
+A *trained token* (:func:`sftdata.tree_arrays.count_trained`, the one definition) is a label
+``!= IGNORE_INDEX`` at position ``>= 1`` of its sequence (in a tree, a token with a parent): with unshifted
 labels the label at position ``i`` is predicted from position ``i - 1``, so a label at a
 sequence's first position is never trained (nothing precedes it; in a packed row the
 collators mask it so it is not predicted from the previous sequence).
@@ -19,6 +21,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from ..invariants import InvariantError
 
 
 def lower_bound_l1(total_tokens: int, capacity: int) -> int:
@@ -126,14 +130,26 @@ class PackReport:
         return self.bins / self.lower_bound - 1.0 if self.lower_bound else 0.0
 
     def check(self) -> None:
-        """Raise ``AssertionError`` if the token accounting does not balance."""
-        assert self.tokens_in + self.tokens_repeated == self.tokens_out + self.tokens_dropped + self.tokens_truncated, self
-        assert (
-            self.trained_tokens_in
-            == self.trained_tokens_out + self.trained_tokens_dropped + self.trained_tokens_truncated
-        ), self
-        assert self.rows_in + self.sequences_from_splits == self.sequences_out + self.rows_dropped, self
-        assert self.bins >= self.lower_bound_l2 >= self.lower_bound or self.bins == 0, self
+        """Check that the token, trained-token, row and bin accounting balances.
+
+        Raises:
+            InvariantError: naming the identity that does not hold, with its numbers.
+        """
+        checks = (
+            ("tokens_in + tokens_repeated == tokens_out + tokens_dropped + tokens_truncated",
+             self.tokens_in + self.tokens_repeated, self.tokens_out + self.tokens_dropped + self.tokens_truncated),
+            ("trained_tokens_in == trained_tokens_out + trained_tokens_dropped + trained_tokens_truncated",
+             self.trained_tokens_in,
+             self.trained_tokens_out + self.trained_tokens_dropped + self.trained_tokens_truncated),
+            ("rows_in + sequences_from_splits == sequences_out + rows_dropped",
+             self.rows_in + self.sequences_from_splits, self.sequences_out + self.rows_dropped),
+        )
+        for invariant, left, right in checks:
+            if left != right:
+                raise InvariantError(invariant, f"{left} != {right}")
+        if self.bins and not self.bins >= self.lower_bound_l2 >= self.lower_bound:
+            raise InvariantError("bins >= lower_bound_l2 >= lower_bound",
+                                 f"{self.bins}, {self.lower_bound_l2}, {self.lower_bound}")
 
     def nothing_fits(self) -> str | None:
         """One line when input rows there were but none fits ``max_length`` (else ``None``)."""
