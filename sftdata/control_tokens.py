@@ -15,8 +15,9 @@ from .errors import Reason, RowError
 from .schema import Conversation, TextExample
 
 
-def _strings(example: Conversation | TextExample) -> Iterator[tuple[str, str]]:
-    """Yield ``(field_path, text)`` for every user-supplied string of an example."""
+def user_strings(example: Conversation | TextExample) -> Iterator[tuple[str, str]]:
+    """Yield ``(field_path, text)`` for every user-supplied string of an example (field paths like
+    ``messages[2].content``, ``segments[0]``): the strings checked for control tokens."""
     if isinstance(example, TextExample):
         for i, (s, _) in enumerate(example.segments):
             yield f"segments[{i}]", s
@@ -44,7 +45,7 @@ def check_no_control_tokens(example: Conversation | TextExample, pattern: re.Pat
     """
     if pattern is None:
         return
-    for path, text in _strings(example):
+    for path, text in user_strings(example):
         m = pattern.search(text)
         if m:
             raise RowError(

@@ -16,17 +16,21 @@ RawItem = tuple[int, "RawRow | dict | RowError"]
 #: ``keep(row_index) -> bool``: rows for which it is false are skipped (their index is used).
 Keep = Callable[[int], bool] | None
 
-_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
-_JSON_SUFFIXES = (".json", ".json.gz")
-_TRAJ_SUFFIXES = (".traj",)  # SWE-agent: one JSON object per file
-_PARQUET_SUFFIXES = (".parquet", ".pq")
-_DATA_SUFFIXES = _JSONL_SUFFIXES + _JSON_SUFFIXES + _TRAJ_SUFFIXES + _PARQUET_SUFFIXES
+#: File name endings (lower case) of the files read as JSON Lines, JSON, SWE-agent ``.traj``
+#: (one JSON object per file) and Parquet; ``DATA_SUFFIXES``: all of them (what a directory
+#: input reads).
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+JSON_SUFFIXES = (".json", ".json.gz")
+TRAJ_SUFFIXES = (".traj",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+DATA_SUFFIXES = JSONL_SUFFIXES + JSON_SUFFIXES + TRAJ_SUFFIXES + PARQUET_SUFFIXES
 #: Keys of a row (never of a wrapper around the row list); an object holding one is one row.
 _ROW_KEYS = frozenset(
     {"messages", "conversations", "traj", "prompt", "completion", "tools", "history", "text", "trajectory", "answer_generation"}
 )
 
-def _read_error(reason: Reason, message: str, index: int) -> RowError:
+def read_error(reason: Reason, message: str, index: int) -> RowError:
+    """The :class:`~sftdata.errors.RowError` of row ``index`` that could not be read (stage ``read``)."""
     return RowError(reason, message, row=index, stage="read")
 
 
@@ -40,8 +44,10 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _iter_jsonl(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
-    """One :class:`RawRow` per non-blank line; lines of skipped rows are not even decoded."""
+def iter_jsonl(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
+    """A JSON Lines file (``.gz`` too): one :class:`RawRow` per non-blank line, numbered from
+    ``start``; lines of skipped rows (``keep``) are not even decoded. A line that is not UTF-8
+    yields a ``malformed_json`` :class:`~sftdata.errors.RowError`. Returns the next row index."""
     index = start
     with _open_binary(path) as fh:
         for lineno, raw in enumerate(fh, 1):
@@ -53,7 +59,7 @@ def _iter_jsonl(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, 
                 try:
                     text = raw.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as e:
-                    yield index, _read_error(Reason.MALFORMED_JSON, f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})", index)
+                    yield index, read_error(Reason.MALFORMED_JSON, f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})", index)
                 else:
                     yield index, RawRow(text, f"{path}:{lineno}")
             index += 1
@@ -84,7 +90,7 @@ def _iter_json_object(path: Path, text: str, start: int, keep: Keep) -> Generato
     try:
         top, dup = loads_marking(text)
     except RecursionError:
-        yield start, _read_error(Reason.MALFORMED_JSON, f"{path}: JSON nested too deeply; no row read", start)
+        yield start, read_error(Reason.MALFORMED_JSON, f"{path}: JSON nested too deeply; no row read", start)
         return start + 1
     except json.JSONDecodeError as e:
         first = next((line for line in text.splitlines() if line.strip()), "")
@@ -93,8 +99,8 @@ def _iter_json_object(path: Path, text: str, start: int, keep: Keep) -> Generato
         except (json.JSONDecodeError, RecursionError):
             looks_jsonl = False
         if looks_jsonl:  # a JSON Lines file named .json: read it line by line
-            return (yield from _iter_jsonl(path, start, keep))
-        yield start, _read_error(
+            return (yield from iter_jsonl(path, start, keep))
+        yield start, read_error(
             Reason.MALFORMED_JSON,
             f"{path}:{e.lineno}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
             "the file is one JSON document, so no row of it could be read",
@@ -115,8 +121,10 @@ def _iter_json_object(path: Path, text: str, start: int, keep: Keep) -> Generato
     return start + len(rows)
 
 
-def _iter_json(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
-    """A ``.json`` / ``.traj`` file: a top-level array (streamed), one object, or JSON Lines."""
+def iter_json(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
+    """A ``.json`` / ``.traj`` file: a top-level array (streamed), one object, or JSON Lines;
+    rows numbered from ``start``, unreadable content yielded as ``RowError``s. Returns the next
+    row index."""
     try:
         fh = _open_text(path)
         with fh:
@@ -127,13 +135,13 @@ def _iter_json(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, i
                 return (yield from _iter_json_array(path, fh, start, keep))
             rest = head + fh.read()
     except UnicodeDecodeError as e:
-        yield start, _read_error(Reason.MALFORMED_JSON, f"{path}: not valid UTF-8 ({e.reason}); reading stopped there", start)
+        yield start, read_error(Reason.MALFORMED_JSON, f"{path}: not valid UTF-8 ({e.reason}); reading stopped there", start)
         return start + 1
     if head == "{":
         return (yield from _iter_json_object(path, rest, start, keep))
     if not head:
         return start  # an empty file has no rows
-    yield start, _read_error(Reason.MALFORMED_JSON, f"{path}: expected a JSON array or object, got {head!r}; no row read", start)
+    yield start, read_error(Reason.MALFORMED_JSON, f"{path}: expected a JSON array or object, got {head!r}; no row read", start)
     return start + 1
 
 
@@ -152,14 +160,14 @@ def _iter_json_array(path: Path, fh, start: int, keep: Keep) -> Generator[RawIte
                 yield index, RawRow(item.text, f"{path}: item {item.index} (line {item.line})")
             index += 1
     except ArrayError as e:
-        yield index, _read_error(
+        yield index, read_error(
             Reason.MALFORMED_JSON,
             f"{path}:{e.line}: invalid JSON ({e} at line {e.line} column {e.col}); the items from here on could not be read",
             index,
         )
         return index + 1
     except UnicodeDecodeError as e:
-        yield index, _read_error(Reason.MALFORMED_JSON, f"{path}: not valid UTF-8 ({e.reason}); reading stopped there", index)
+        yield index, read_error(Reason.MALFORMED_JSON, f"{path}: not valid UTF-8 ({e.reason}); reading stopped there", index)
         return index + 1
     return index
 

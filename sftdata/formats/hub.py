@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..errors import ConfigError
-from ._json_files import _DATA_SUFFIXES
+from ._json_files import DATA_SUFFIXES
 
 #: Suffixes read by sftdata's own readers (:mod:`sftdata.formats.reader`).
-READER_SUFFIXES = _DATA_SUFFIXES
+READER_SUFFIXES = DATA_SUFFIXES
 #: Other data-file suffixes → the ``datasets`` packaged builder that reads them.
 BUILDER_SUFFIXES = {".csv": "csv", ".arrow": "arrow", ".txt": "text"}
 _GLOB_CHARS = "*?["

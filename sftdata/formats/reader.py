@@ -27,7 +27,7 @@ from ..errors import ConfigError, Reason, RowError
 from ..schema import Conversation, TextExample
 from ._common import type_name
 from ._json import RawRow, parse_row
-from ._json_files import Keep, RawItem, _DATA_SUFFIXES, _JSON_SUFFIXES, _JSONL_SUFFIXES, _PARQUET_SUFFIXES, _TRAJ_SUFFIXES, _iter_json, _iter_jsonl, _read_error
+from ._json_files import Keep, RawItem, DATA_SUFFIXES, JSON_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES, TRAJ_SUFFIXES, iter_json, iter_jsonl, read_error
 from .hub import is_save_to_disk_dir
 from .normalize import check_format, normalize
 
@@ -164,7 +164,7 @@ def _iter_objects(items: Iterable, start: int, what: str, keep: Keep) -> Generat
             elif isinstance(row, RowError):  # a wrapped reader's unreadable row, passed on as is
                 yield index, RowError(row.reason, row.message, field=row.field, row=index, stage=row.stage or "read")
             else:
-                yield index, _read_error(Reason.BAD_TYPE, f"{what} item {k} is not an object ({type_name(row)})", index)
+                yield index, read_error(Reason.BAD_TYPE, f"{what} item {k} is not an object ({type_name(row)})", index)
         index += 1
     return index
 
@@ -178,10 +178,10 @@ def directory_files(path: Path) -> list[Path]:
     Files are sorted by their path relative to the directory.
     """
     files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
-    traj = [p for p in files if p.name.lower().endswith(_TRAJ_SUFFIXES)]
+    traj = [p for p in files if p.name.lower().endswith(TRAJ_SUFFIXES)]
     if traj:
         return traj
-    return [p for p in files if p.name.lower().endswith(_DATA_SUFFIXES) and not p.name.startswith(".")]
+    return [p for p in files if p.name.lower().endswith(DATA_SUFFIXES) and not p.name.startswith(".")]
 
 
 def _iter_path(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, int]:
@@ -204,11 +204,11 @@ def _iter_path(path: Path, start: int, keep: Keep) -> Generator[RawItem, None, i
         return index
     if not path.exists():
         raise ConfigError(f"input not found: {path}")
-    if name.endswith(_JSONL_SUFFIXES):
-        return (yield from _iter_jsonl(path, start, keep))
-    if name.endswith(_JSON_SUFFIXES + _TRAJ_SUFFIXES):
-        return (yield from _iter_json(path, start, keep))
-    if name.endswith(_PARQUET_SUFFIXES):
+    if name.endswith(JSONL_SUFFIXES):
+        return (yield from iter_jsonl(path, start, keep))
+    if name.endswith(JSON_SUFFIXES + TRAJ_SUFFIXES):
+        return (yield from iter_json(path, start, keep))
+    if name.endswith(PARQUET_SUFFIXES):
         return (yield from _iter_parquet(path, start, keep))
     raise ConfigError(f"{path}: unsupported input type; expected .jsonl, .json, .traj, .parquet or a directory")
 

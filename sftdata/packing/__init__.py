@@ -52,6 +52,7 @@ __all__ = [
     "lower_bound_l1",
     "lower_bound_l2",
     "pack_dataset",
+    "plan_bfd",
     "plan_bins",
     "position_ids_for",
     "save_packed",

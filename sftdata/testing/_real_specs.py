@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tokenizers import _GEMMA_SPEC, _LLAMA3_SPEC, _QWEN3_SPEC, _QWEN25_SPEC, _THINK_TAGS, _TOOL_TAGS, TemplateCaps, TokenizerSpec
-from .trl_templates import _GLM_SPEC, _GPTOSS_SPEC, _PHI3_SPEC
+from .tokenizers import GEMMA_SPEC, LLAMA3_SPEC, QWEN3_SPEC, QWEN25_SPEC, THINK_TAGS, TOOL_TAGS, TemplateCaps, TokenizerSpec
+from .trl_templates import GLM_SPEC, GPTOSS_SPEC, PHI3_SPEC
 
 #: The fork of ggml-org/llama.cpp the files were copied from, and its snapshot.
 FORK = "Anemll/anemll-flash-llama.cpp"
@@ -64,8 +64,8 @@ _LLAMA_STOP_SOURCE = (
     "(quoted in public code for meta-llama/Llama-3.1-8B-Instruct and the tied-embedding 3.2 models)"
 )
 _HERMES_SPEC = TokenizerSpec(  # Llama 3 vocabulary, ChatML tokens in reserved slots, Hermes tool tags
-    special_tokens=_LLAMA3_SPEC.special_tokens + ("<|im_start|>", "<|im_end|>"),
-    added_tokens=("<tools>", "</tools>") + _TOOL_TAGS,
+    special_tokens=LLAMA3_SPEC.special_tokens + ("<|im_start|>", "<|im_end|>"),
+    added_tokens=("<tools>", "</tools>") + TOOL_TAGS,
     bos_token="<|begin_of_text|>",
     eos_token="<|im_end|>",
     add_bos=True,
@@ -117,7 +117,7 @@ _GLM_NOTES_TOKENS = (
 )
 _NEMOTRON3_SPEC = TokenizerSpec(
     special_tokens=("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"),
-    added_tokens=_TOOL_TAGS + _THINK_TAGS,
+    added_tokens=TOOL_TAGS + THINK_TAGS,
     bos_token="<s>",
     eos_token="<|im_end|>",
     unk_token="<unk>",
@@ -167,14 +167,14 @@ def _add(name: str, entry: Entry) -> None:
 # ---- Qwen -----------------------------------------------------------------------------------
 
 _add("Qwen-Qwen3-0.6B", Entry(
-    "Qwen/Qwen3-0.6B", _QWEN3_SPEC, TemplateCaps(reasoning=True, none_content=False, multi_system=True),
+    "Qwen/Qwen3-0.6B", QWEN3_SPEC, TemplateCaps(reasoning=True, none_content=False, multi_system=True),
     _QWEN_STOPS, _QWEN_STOP_SOURCE, _C["qwen3"], plain_markers=("<tools>", "</tools>"),
     notes="Tokens as in sftdata.testing.qwen3 (from Qwen3's tokenizer.json). Reasoning rendered only after the last "
     "real user query (history rewritten when a user turn follows); a final assistant turn always gets a think "
     "block; content=None beside calls raises (message.content undefined once transformers drops None keys).",
 ))
 _add("Qwen-QwQ-32B", Entry(
-    "Qwen/QwQ-32B", _QWEN3_SPEC, TemplateCaps(none_content=False, multi_system=True),
+    "Qwen/QwQ-32B", QWEN3_SPEC, TemplateCaps(none_content=False, multi_system=True),
     _QWEN_STOPS, "unverified: assumed the Qwen family's " + _QWEN_STOP_SOURCE, _C["qwq"],
     plain_markers=("<tools>", "</tools>"),
     notes="Added tokens assumed as in Qwen3 (QwQ's <think>/<tool_response> tokens: unverified). Never renders "
@@ -183,7 +183,7 @@ _add("Qwen-QwQ-32B", Entry(
     edited_by=f"{_C['autoparser']} (adds an enable_thinking branch to the generation prompt)",
 ))
 _add("Qwen3-Coder", Entry(
-    "Qwen/Qwen3-Coder-30B-A3B-Instruct", _QWEN3_SPEC, TemplateCaps(multi_system=True),
+    "Qwen/Qwen3-Coder-30B-A3B-Instruct", QWEN3_SPEC, TemplateCaps(multi_system=True),
     _QWEN_STOPS, "unverified: assumed the Qwen family's " + _QWEN_STOP_SOURCE, _C["xml"],
     notes="XML tool calls (<function=...><parameter=...>), argument values written raw (strings) or as JSON; content "
     "beside calls trimmed; no reasoning. Added tokens assumed as in Qwen3 (unverified for the Coder tokenizer); "
@@ -193,7 +193,7 @@ _add("Qwen3-Coder", Entry(
     edited_by=f"{_C['autoparser']} (rewords the tool instructions)",
 ))
 _add("Qwen-Qwen2.5-7B-Instruct", Entry(
-    "Qwen/Qwen2.5-7B-Instruct", _QWEN25_SPEC, TemplateCaps(multi_system=True),
+    "Qwen/Qwen2.5-7B-Instruct", QWEN25_SPEC, TemplateCaps(multi_system=True),
     _QWEN_STOPS, "generation_config.json eos_token_id [151645, 151643] (quoted in public code with Qwen2.5's "
     "sampling defaults)", _C["tools"],
     notes="Default system prompt when none is given; reasoning dropped. As in the real Qwen2.5 vocabulary "
@@ -277,7 +277,7 @@ _add("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", Entry(
 
 _add("deepseek-ai-DeepSeek-V3.1", Entry(
     "deepseek-ai/DeepSeek-V3.1",
-    TokenizerSpec(special_tokens=(_DS_BOS, _DS_EOS), added_tokens=("<｜User｜>", "<｜Assistant｜>") + _THINK_TAGS + _DS_TOOL,
+    TokenizerSpec(special_tokens=(_DS_BOS, _DS_EOS), added_tokens=("<｜User｜>", "<｜Assistant｜>") + THINK_TAGS + _DS_TOOL,
                   bos_token=_DS_BOS, eos_token=_DS_EOS, add_bos=True),
     TemplateCaps(none_content=False, string_arguments=True), (_DS_EOS,),
     "unverified: tokenizer EOS <｜end▁of▁sentence｜> (id 1); generation_config.json not found quoted", _C["dsv31"],
@@ -293,7 +293,7 @@ _add("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", Entry(
     TokenizerSpec(
         special_tokens=(_DS_EOS, _DS_BOS, "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
                         "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"),
-        added_tokens=("<｜User｜>", "<｜Assistant｜>", "<|EOT|>") + _THINK_TAGS + ("<tool_call>", "</tool_call>"),
+        added_tokens=("<｜User｜>", "<｜Assistant｜>", "<|EOT|>") + THINK_TAGS + ("<tool_call>", "</tool_call>"),
         bos_token=_DS_BOS, eos_token=_DS_EOS, pad_token=_DS_EOS, add_bos=True,
     ),
     TemplateCaps(tools=False, parallel_calls=False, call_content=False, none_content=False), (_DS_EOS,),
@@ -310,7 +310,7 @@ _add("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", Entry(
 # ---- OpenAI, Swiss AI, Zhipu, MiniMax, Moonshot ------------------------------------------------
 
 _add("openai-gpt-oss-120b", Entry(
-    "openai/gpt-oss-120b", _GPTOSS_SPEC,
+    "openai/gpt-oss-120b", GPTOSS_SPEC,
     TemplateCaps(reasoning=True, parallel_calls=False, call_content=False, reasoning_field="thinking"),
     ("<|return|>", "<|endoftext|>", "<|call|>"),
     "generation_config.json eos_token_id [200002, 199999, 200012] = <|return|>, <|endoftext|>, <|call|> (quoted "
@@ -342,7 +342,7 @@ _add("Apertus-8B-Instruct", Entry(
     edited_by=f"{_C['autoparser']} (reads tool.function.*, tojson on arguments)",
 ))
 _add("GLM-4.6", Entry(
-    "zai-org/GLM-4.6", _GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), _GLM_STOPS,
+    "zai-org/GLM-4.6", GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), _GLM_STOPS,
     "config eos_token_id [151329, 151336, 151338] = <|endoftext|>, <|user|>, <|observation|> (quoted in public "
     "code for the GLM-4.5/4.6 MoE config)", _C["xml"],
     notes="Starts with '[gMASK]<sop>'. Reasoning only after the last user turn; a turn is closed by the next role "
@@ -351,7 +351,7 @@ _add("GLM-4.6", Entry(
     plain_markers=("<tools>", "</tools>"),
 ))
 _add("GLM-4.7-Flash", Entry(
-    "zai-org/GLM-4.7-Flash", _GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), _GLM_STOPS,
+    "zai-org/GLM-4.7-Flash", GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), _GLM_STOPS,
     "unverified for 4.7-Flash: assumed GLM-4.6's eos_token_id [151329, 151336, 151338]", _C["autoparser"],
     notes="As GLM-4.6 without newlines around tags; history turns get '</think>' alone; clear_thinking=False keeps "
     "old reasoning. Added to llama.cpp in its autoparser commit (no earlier copy to compare). " + _GLM_NOTES_TOKENS,
@@ -392,7 +392,7 @@ _add("Kimi-K2-Thinking", Entry(
 # ---- Meta, Google, Microsoft, IBM, ByteDance, Cohere, StepFun --------------------------------
 
 _add("meta-llama-Llama-3.1-8B-Instruct", Entry(
-    "meta-llama/Llama-3.1-8B-Instruct", _LLAMA3_SPEC,
+    "meta-llama/Llama-3.1-8B-Instruct", LLAMA3_SPEC,
     TemplateCaps(parallel_calls=False, call_content=False, multi_system=True), _LLAMA_STOPS, _LLAMA_STOP_SOURCE,
     _C["tools"],
     notes="One tool call per message (raises otherwise); content beside calls dropped; tools go into the first user "
@@ -400,7 +400,7 @@ _add("meta-llama-Llama-3.1-8B-Instruct", Entry(
     "trimmed; 'Environment: ipython' header with tools; builtin_tools write <|python_tag|>/<|eom_id|>.",
 ))
 _add("meta-llama-Llama-3.2-3B-Instruct", Entry(
-    "meta-llama/Llama-3.2-3B-Instruct", _LLAMA3_SPEC,
+    "meta-llama/Llama-3.2-3B-Instruct", LLAMA3_SPEC,
     TemplateCaps(parallel_calls=False, call_content=False, multi_system=True), _LLAMA_STOPS, _LLAMA_STOP_SOURCE,
     _C["tools"],
     notes="As Llama 3.1 (single call, content beside calls dropped, tools in the first user message); today's date "
@@ -408,7 +408,7 @@ _add("meta-llama-Llama-3.2-3B-Instruct", Entry(
     template_kwargs={"date_string": "26 Jul 2024"},
 ))
 _add("google-gemma-2-2b-it", Entry(
-    "google/gemma-2-2b-it", _GEMMA_SPEC,
+    "google/gemma-2-2b-it", GEMMA_SPEC,
     TemplateCaps(system=False, tools=False, parallel_calls=False, call_content=False, none_content=False,
                  alternating=True),
     ("<eos>", "<end_of_turn>"),
@@ -417,7 +417,7 @@ _add("google-gemma-2-2b-it", Entry(
     notes="No system role (raises), strict user/model alternation, no tools; content trimmed.",
 ))
 _add("microsoft-Phi-3.5-mini-instruct", Entry(
-    "microsoft/Phi-3.5-mini-instruct", _PHI3_SPEC,
+    "microsoft/Phi-3.5-mini-instruct", PHI3_SPEC,
     TemplateCaps(tools=False, parallel_calls=False, call_content=False, none_content=False, multi_system=True),
     ("<|end|>", "<|assistant|>", "<|endoftext|>"),
     "generation_config.json eos_token_id [32007, 32001, 32000] = <|end|>, <|assistant|>, <|endoftext|> (quoted in "
@@ -467,7 +467,7 @@ _add("CohereForAI-c4ai-command-r7b-12-2024-tool_use", Entry(
 ))
 _add("StepFun3.5-Flash", Entry(
     "stepfun-ai/Step-3.5-Flash",
-    TokenizerSpec(special_tokens=("<s>", "</s>", "<|im_start|>", "<|im_end|>"), added_tokens=_TOOL_TAGS + _THINK_TAGS,
+    TokenizerSpec(special_tokens=("<s>", "</s>", "<|im_start|>", "<|im_end|>"), added_tokens=TOOL_TAGS + THINK_TAGS,
                   bos_token="<s>", eos_token="<|im_end|>"),
     TemplateCaps(reasoning=True, multi_system=True), ("<|im_end|>",),
     "unverified: Step-3.5-Flash's tokenizer_config.json / generation_config.json not found quoted; <|im_end|> is "

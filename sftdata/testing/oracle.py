@@ -225,7 +225,7 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
     * ``no_trained_turn``: the template renders nothing for any of the ``trained`` turns
       (default: every assistant turn not marked ``train=False``).
     """
-    from ..control_tokens import _strings
+    from ..control_tokens import user_strings
 
     kw = dict(template_kwargs or {})
     reason = error.reason.value
@@ -239,7 +239,7 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
                     return True
         return False
     if reason == "special_token_in_content":
-        return control_pattern is not None and any(control_pattern.search(t) for _, t in _strings(conv))
+        return control_pattern is not None and any(control_pattern.search(t) for _, t in user_strings(conv))
     if reason == "mask_check_failed":
         return not lossless
     if reason == "no_trained_turn":

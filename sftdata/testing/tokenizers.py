@@ -227,22 +227,25 @@ _QWEN_VISION = (
     "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>",
     "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
 )
-_TOOL_TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
-_THINK_TAGS = ("<think>", "</think>")
+#: Tool-call / tool-result and reasoning tags, added (non-special) tokens in the Qwen families.
+TOOL_TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+THINK_TAGS = ("<think>", "</think>")
 
-_QWEN25_SPEC = TokenizerSpec(  # like Qwen2.5: <tool_call> is an added token, <tool_response> is plain text
+#: Token layouts of real families (special/added tokens, BOS/EOS/pad, whether BOS is added),
+#: shared by the template suites (:mod:`sftdata.testing.trl_templates`, ``real_templates``).
+QWEN25_SPEC = TokenizerSpec(  # like Qwen2.5: <tool_call> is an added token, <tool_response> is plain text
     special_tokens=_QWEN_CONTROL + _QWEN_VISION,
     added_tokens=("<tool_call>", "</tool_call>"),
     eos_token="<|im_end|>",
     pad_token="<|endoftext|>",
 )
-_QWEN3_SPEC = TokenizerSpec(
+QWEN3_SPEC = TokenizerSpec(
     special_tokens=_QWEN_CONTROL + _QWEN_VISION,
-    added_tokens=_TOOL_TAGS + _THINK_TAGS,
+    added_tokens=TOOL_TAGS + THINK_TAGS,
     eos_token="<|im_end|>",
     pad_token="<|endoftext|>",
 )
-_LLAMA3_SPEC = TokenizerSpec(
+LLAMA3_SPEC = TokenizerSpec(
     special_tokens=(
         "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
         "<|eom_id|>", "<|python_tag|>", "<|finetune_right_pad_id|>",
@@ -251,7 +254,7 @@ _LLAMA3_SPEC = TokenizerSpec(
     eos_token="<|eot_id|>",
     add_bos=True,
 )
-_MISTRAL_SPEC = TokenizerSpec(
+MISTRAL_SPEC = TokenizerSpec(
     special_tokens=(
         "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
         "[TOOL_RESULTS]", "[/TOOL_RESULTS]",
@@ -261,7 +264,7 @@ _MISTRAL_SPEC = TokenizerSpec(
     unk_token="<unk>",
     add_bos=True,
 )
-_GEMMA_SPEC = TokenizerSpec(
+GEMMA_SPEC = TokenizerSpec(
     special_tokens=("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"),
     bos_token="<bos>",
     eos_token="<eos>",
@@ -270,20 +273,23 @@ _GEMMA_SPEC = TokenizerSpec(
     add_bos=True,
 )
 
+# former private names, still imported by bench/unseen_templates.py
+_QWEN3_SPEC, _LLAMA3_SPEC = QWEN3_SPEC, LLAMA3_SPEC
+
 _FAMILY_SPECS: dict[str, TokenizerSpec] = {
     # the chatml family's template emits <tool_response>, so (unlike real Qwen2.5) it is an added token here
     "chatml": TokenizerSpec(
-        special_tokens=_QWEN_CONTROL, added_tokens=_TOOL_TAGS, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        special_tokens=_QWEN_CONTROL, added_tokens=TOOL_TAGS, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     ),
     "qwen3": TokenizerSpec(
         special_tokens=_QWEN_CONTROL,
-        added_tokens=_TOOL_TAGS + _THINK_TAGS,
+        added_tokens=TOOL_TAGS + THINK_TAGS,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
     ),
-    "llama3": _LLAMA3_SPEC,
-    "mistral": _MISTRAL_SPEC,
-    "gemma": _GEMMA_SPEC,
+    "llama3": LLAMA3_SPEC,
+    "mistral": MISTRAL_SPEC,
+    "gemma": GEMMA_SPEC,
 }
 
 _FAMILY_CAPS: dict[str, TemplateCaps] = {

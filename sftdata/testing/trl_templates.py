@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .tokenizers import _GEMMA_SPEC, _LLAMA3_SPEC, _QWEN3_SPEC, _QWEN25_SPEC, _THINK_TAGS, _TOOL_TAGS, TemplateCaps, TokenizerSpec, make_tokenizer
+from .tokenizers import GEMMA_SPEC, LLAMA3_SPEC, QWEN3_SPEC, QWEN25_SPEC, THINK_TAGS, TOOL_TAGS, TemplateCaps, TokenizerSpec, make_tokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
@@ -123,7 +123,7 @@ def is_prefix_preserving(tokenizer, caps: TemplateCaps, conv: "Conversation | No
 
 
 _PHI3_ROLE_TOKENS = ("<|assistant|>", "<|end|>", "<|system|>", "<|user|>")
-_PHI3_SPEC = TokenizerSpec(
+PHI3_SPEC = TokenizerSpec(
     special_tokens=("<unk>", "<s>", "</s>", "<|endoftext|>") + _PHI3_ROLE_TOKENS,
     bos_token="<s>",
     eos_token="<|endoftext|>",
@@ -149,22 +149,22 @@ _DEEPSEEK_SPEC = TokenizerSpec(
         "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
         "<｜tool▁sep｜>",
     ),
-    added_tokens=_THINK_TAGS,
+    added_tokens=THINK_TAGS,
     bos_token="<｜begin▁of▁sentence｜>",
     eos_token="<｜end▁of▁sentence｜>",
     pad_token="<｜end▁of▁sentence｜>",
     add_bos=True,
 )
-_GLM_SPEC = TokenizerSpec(
+GLM_SPEC = TokenizerSpec(
     special_tokens=(
         "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
         "<|assistant|>", "<|observation|>",
     ),
-    added_tokens=_TOOL_TAGS + _THINK_TAGS + ("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"),
+    added_tokens=TOOL_TAGS + THINK_TAGS + ("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"),
     eos_token="<|endoftext|>",
     pad_token="<|endoftext|>",
 )
-_GPTOSS_SPEC = TokenizerSpec(
+GPTOSS_SPEC = TokenizerSpec(
     special_tokens=(
         "<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>",
         "<|constrain|>", "<|return|>", "<|call|>",
@@ -174,7 +174,7 @@ _GPTOSS_SPEC = TokenizerSpec(
     pad_token="<|endoftext|>",
 )
 _GEMMA3_SPEC = TokenizerSpec(
-    special_tokens=_GEMMA_SPEC.special_tokens + ("<start_of_image>", "<end_of_image>"),
+    special_tokens=GEMMA_SPEC.special_tokens + ("<start_of_image>", "<end_of_image>"),
     bos_token="<bos>",
     eos_token="<eos>",
     pad_token="<pad>",
@@ -199,14 +199,14 @@ _LFM2_SPEC = TokenizerSpec(
         "<|tool_list_end|>", "<|tool_call_start|>", "<|tool_call_end|>", "<|tool_response_start|>",
         "<|tool_response_end|>", "<image>",
     ),
-    added_tokens=_THINK_TAGS,
+    added_tokens=THINK_TAGS,
     bos_token="<|startoftext|>",
     eos_token="<|im_end|>",
     pad_token="<|pad|>",
 )
 _NEMOTRON_SPEC = TokenizerSpec(
     special_tokens=("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"),
-    added_tokens=_TOOL_TAGS + _THINK_TAGS,
+    added_tokens=TOOL_TAGS + THINK_TAGS,
     bos_token="<s>",
     eos_token="<|im_end|>",
     unk_token="<unk>",
@@ -285,20 +285,20 @@ def _register(stems: tuple[str, ...], spec: TokenizerSpec, caps: TemplateCaps) -
         _TRL_SPECS[stem] = (spec, caps)
 
 
-_register(("qwen2_5",), _QWEN25_SPEC, TemplateCaps(multi_system=True))
-_register(("qwen2_5_vl",), _QWEN25_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
-_register(("qwen3",), _QWEN3_SPEC, TemplateCaps(reasoning=True, multi_system=True))
-_register(("qwen3_5_think", "qwen3_5_nothink", "qwen3_6", "qwen3_8"), _QWEN3_SPEC, TemplateCaps(reasoning=True))
-_register(("qwen3_instruct_2507",), _QWEN3_SPEC, TemplateCaps(multi_system=True))
-_register(("qwen3_vl",), _QWEN3_SPEC, TemplateCaps())
-_register(("llama3",), _LLAMA3_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
+_register(("qwen2_5",), QWEN25_SPEC, TemplateCaps(multi_system=True))
+_register(("qwen2_5_vl",), QWEN25_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
+_register(("qwen3",), QWEN3_SPEC, TemplateCaps(reasoning=True, multi_system=True))
+_register(("qwen3_5_think", "qwen3_5_nothink", "qwen3_6", "qwen3_8"), QWEN3_SPEC, TemplateCaps(reasoning=True))
+_register(("qwen3_instruct_2507",), QWEN3_SPEC, TemplateCaps(multi_system=True))
+_register(("qwen3_vl",), QWEN3_SPEC, TemplateCaps())
+_register(("llama3",), LLAMA3_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
 _register(
     ("llama3_1", "llama3_2"),
-    _LLAMA3_SPEC,
+    LLAMA3_SPEC,
     TemplateCaps(parallel_calls=False, call_content=False, multi_system=True),
 )
-_register(("phi3", "phi3_5"), _PHI3_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
-_register(("gemma",), _GEMMA_SPEC, TemplateCaps(system=False, tools=False, parallel_calls=False, alternating=True))
+_register(("phi3", "phi3_5"), PHI3_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
+_register(("gemma",), GEMMA_SPEC, TemplateCaps(system=False, tools=False, parallel_calls=False, alternating=True))
 _register(("gemma3",), _GEMMA3_SPEC, TemplateCaps(tools=False, parallel_calls=False, alternating=True))
 _register(("cohere",), _COHERE_SPEC, TemplateCaps(tools=False, parallel_calls=False, alternating=True))
 _register(
@@ -309,8 +309,8 @@ _register(
     _DEEPSEEK_SPEC,
     TemplateCaps(tools=False, parallel_calls=False, none_content=False),
 )
-_register(("glm4moe",), _GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True))
-_register(("gptoss",), _GPTOSS_SPEC, TemplateCaps(reasoning=True, parallel_calls=False, call_content=False))
+_register(("glm4moe",), GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True))
+_register(("gptoss",), GPTOSS_SPEC, TemplateCaps(reasoning=True, parallel_calls=False, call_content=False))
 _register(("lfm2",), _LFM2_SPEC, TemplateCaps(tools=False, parallel_calls=False, multi_system=True))
 _register(("lfm2_v2",), _LFM2_SPEC, TemplateCaps(multi_system=True))
 _register(("lfm2_2_5", "lfm2_2_5_v2", "lfm2_2_5_vl"), _LFM2_SPEC, TemplateCaps(reasoning=True, multi_system=True))
