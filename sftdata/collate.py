@@ -48,10 +48,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .collate_rows import as_int64, ids_and_labels, round_up, row_seq_lengths, row_tree, seq_lengths_from_position_ids
 from .tree import depths, shift_labels
 from .tree_arrays import IGNORE_INDEX
 from .tree_collate import dense_tree_mask as _dense_tree_mask
-from .tree_collate import row_parent, tree_arrays, unit_lengths
+from .tree_collate import tree_arrays, unit_lengths
 
 __all__ = [
     "IGNORE_INDEX",
@@ -60,68 +61,6 @@ __all__ = [
     "num_trained_tokens",
     "seq_lengths_from_position_ids",
 ]
-
-
-def _arr(x: Any) -> np.ndarray:
-    """A 1-D int64 numpy view/copy of a list, numpy array or tensor."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy().astype(np.int64, copy=False).reshape(-1)
-    return np.asarray(x, dtype=np.int64).reshape(-1)
-
-
-def _round_up(n: int, multiple: int | None) -> int:
-    if not multiple:
-        return n
-    return -(-n // multiple) * multiple
-
-
-def seq_lengths_from_position_ids(position_ids) -> np.ndarray:
-    """Sequence lengths of one packed row from its ``position_ids`` (a new sequence starts at each 0).
-
-    Args:
-        position_ids: ``(T,)`` ints, ``0, 1, ...`` restarting at 0 for each sequence.
-
-    Returns:
-        ``int64 (n_seqs,)``.
-    """
-    pos = _arr(position_ids)
-    if pos.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(pos == 0)
-    if starts.size == 0 or starts[0] != 0:
-        raise ValueError("position_ids of a packed row must start at 0")
-    return np.diff(np.append(starts, pos.size))
-
-
-def _row_seq_lengths(row: Mapping, n_tokens: int, *, use_position_ids: bool = True) -> np.ndarray:
-    """Sequence lengths of a row: ``seq_lengths``, else ``position_ids`` restarts, else one sequence.
-
-    Empty ``position_ids`` (a prepared single-path row) mean one sequence. Tree rows get their
-    units from :func:`sftdata.tree_collate.unit_lengths` instead."""
-    if row.get("seq_lengths") is not None:
-        lens = _arr(row["seq_lengths"])
-    elif use_position_ids and row.get("position_ids") is not None and len(row["position_ids"]):
-        lens = seq_lengths_from_position_ids(row["position_ids"])  # (empty: a tree row's single path)
-    else:
-        return np.array([n_tokens], dtype=np.int64) if n_tokens else np.zeros(0, dtype=np.int64)
-    if int(lens.sum()) != n_tokens or (lens.size and lens.min() < 1):
-        raise ValueError(f"seq_lengths {lens.tolist()} do not add up to the row's {n_tokens} tokens")
-    return lens
-
-
-def _ids_and_labels(row: Mapping) -> tuple[np.ndarray, np.ndarray]:
-    ids = _arr(row["input_ids"])
-    labels = _arr(row["labels"]) if row.get("labels") is not None else ids.copy()
-    if labels.size != ids.size:
-        raise ValueError(f"labels has {labels.size} entries but input_ids has {ids.size}")
-    return ids, labels
-
-
-def _row_tree(row: Mapping, n: int, index: int) -> np.ndarray | None:
-    """Row-local ``parent`` of a row holding a tree, else None (see :mod:`sftdata.tree_collate`)."""
-    par = row.get("parent")
-    pos = row.get("position_ids")
-    return row_parent(None if par is None else _arr(par), None if pos is None else _arr(pos), n, index)
 
 
 def num_trained_tokens(batch: Mapping[str, torch.Tensor]) -> int:
@@ -205,15 +144,15 @@ class PaddingCollator:
             raise ValueError("empty batch")
         ids_list, lab_list, par_list = [], [], []
         for i, row in enumerate(features):
-            ids, labels = _ids_and_labels(row)
-            par = _row_tree(row, ids.size, i)
+            ids, labels = ids_and_labels(row)
+            par = row_tree(row, ids.size, i)
             if par is not None and not self.dense_tree_mask:
                 raise ValueError(
                     f"row {i} is a prefix tree: a padded batch would need a dense (T, T) mask per row "
                     "(B*T*T bytes); use PaddingFreeCollator with attn_implementation='sftdata_tree', "
                     "or PaddingCollator(dense_tree_mask=True) for short trees"
                 )
-            n_seqs = _row_seq_lengths(row, ids.size, use_position_ids=par is None).size
+            n_seqs = row_seq_lengths(row, ids.size, use_position_ids=par is None).size
             if n_seqs > 1:
                 raise ValueError(
                     f"row {i} is a packed row ({n_seqs} sequences): a padded batch "
@@ -226,7 +165,7 @@ class PaddingCollator:
             lab_list.append(labels)
             par_list.append(par)
         lens = np.fromiter((x.size for x in ids_list), dtype=np.int64, count=len(ids_list))
-        B, T = lens.size, _round_up(int(lens.max()), self.pad_to_multiple_of)
+        B, T = lens.size, round_up(int(lens.max()), self.pad_to_multiple_of)
         mask = np.arange(T)[None, :] < lens[:, None]
         input_ids = np.full((B, T), self.pad_token_id, dtype=np.int64)
         labels = np.full((B, T), self.label_pad_id, dtype=np.int64)
@@ -362,21 +301,21 @@ class PaddingFreeCollator:
             raise ValueError("empty batch")
         ids_list, lab_list, len_list, par_list = [], [], [], []
         for i, row in enumerate(features):
-            ids, labels = _ids_and_labels(row)
-            par = _row_tree(row, ids.size, i)
+            ids, labels = ids_and_labels(row)
+            par = row_tree(row, ids.size, i)
             ids_list.append(ids)
             lab_list.append(labels)
             par_list.append(par)
             if par is None:
-                len_list.append(_row_seq_lengths(row, ids.size))
+                len_list.append(row_seq_lengths(row, ids.size))
             else:
                 lens = row.get("seq_lengths")
-                len_list.append(unit_lengths(par, None if lens is None else _arr(lens), i))
+                len_list.append(unit_lengths(par, None if lens is None else as_int64(lens), i))
         input_ids = np.concatenate(ids_list)
         labels = np.concatenate(lab_list)  # a fresh array: safe to edit
         seq_lens = np.concatenate(len_list)
         total = int(input_ids.size)
-        pad = _round_up(total, self.pad_to_multiple_of) - total
+        pad = round_up(total, self.pad_to_multiple_of) - total
         if pad:
             input_ids = np.concatenate([input_ids, np.full(pad, self.pad_token_id, dtype=np.int64)])
             labels = np.concatenate([labels, np.full(pad, IGNORE_INDEX, dtype=np.int64)])
