@@ -143,7 +143,7 @@ def test_fixed_length_call_ids(pair):
 
 
 def test_fixed_length_call_ids_bounds():
-    from sftdata.testing.strategies import _fixed_length_id
+    from sftdata.testing.tool_strategies import _fixed_length_id
 
     draw = lambda strategy: ""  # noqa: E731 - the random head is not needed here
     assert _fixed_length_id(draw, 3, 35) == "00z"

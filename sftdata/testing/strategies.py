@@ -4,7 +4,8 @@ Needs ``hypothesis`` (the ``sftdata[test]`` extra). The main entry point is
 :func:`conversations` (or :func:`conversations_for`, which takes a template's
 :class:`~sftdata.testing.tokenizers.TemplateCaps`); the building blocks (:func:`texts`,
 :func:`json_values`, :func:`tool_schemas`, :func:`tool_calls`, :func:`messages`, ...) are
-exported too. Example::
+exported too (the tool ones are defined in :mod:`sftdata.testing.tool_strategies`, the text
+ones in :mod:`sftdata.testing.text_strategies`). Example::
 
     from hypothesis import given
     from sftdata.testing.strategies import conversations
@@ -38,25 +39,19 @@ those strings are mixed in (to test the "content looks like a control token" pat
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any, Iterable, Literal
 
 from hypothesis import strategies as st
 
-from ..schema import Conversation, Message, ToolCall
+from ..schema import Conversation, Message
 from .text_strategies import (  # re-exported
     SPECIAL_STRINGS,
     Whitespace,
     json_values,
     texts,
 )
-
-_LOWER_IDENT = st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True)
-_ID_CHARS = st.from_regex(r"[A-Za-z0-9]{4,12}", fullmatch=True)
-_TOOL_NAMES = st.sampled_from(
-    ("get_weather", "search", "run_python", "read_file", "calculator", "lookup_user", "send_email", "f")
-) | st.from_regex(r"[a-z][a-z0-9_]{0,23}", fullmatch=True)
+from .tool_strategies import arguments, tool_calls, tool_names, tool_schemas  # re-exported
 
 EndsWith = Literal["any", "assistant", "user", "tool"]
 
@@ -73,130 +68,6 @@ __all__ = [
     "tool_names",
     "tool_schemas",
 ]
-
-def tool_names() -> st.SearchStrategy[str]:
-    """Function names: identifiers like ``get_weather`` (letters, digits, underscores; 1-24 chars)."""
-    return _TOOL_NAMES
-
-
-def arguments(
-    param_names: Iterable[str] = (), *, text: st.SearchStrategy[str] | None = None, max_size: int = 4
-) -> st.SearchStrategy[dict[str, Any]]:
-    """Tool-call arguments: a ``dict`` (possibly empty) of JSON-able values.
-
-    Keys are drawn from ``param_names`` when given (the schema's properties), plus arbitrary
-    identifier keys otherwise.
-    """
-    return _arguments(tuple(param_names), text, max_size)
-
-
-@functools.lru_cache(maxsize=1024)
-def _arguments(names: tuple[str, ...], text: st.SearchStrategy[str] | None, max_size: int):
-    key = st.sampled_from(names) if names else _LOWER_IDENT
-    return st.dictionaries(key, json_values(text=text), max_size=max_size)
-
-
-@st.composite
-def tool_schemas(
-    draw, *, min_size: int = 1, max_size: int = 3, text: st.SearchStrategy[str] | None = None
-) -> tuple[dict, ...]:
-    """A tuple of OpenAI-style function schemas with distinct names.
-
-    Each is ``{"type": "function", "function": {"name", "description", "parameters": {"type":
-    "object", "properties": {...}, "required": [...]}}}``.
-    """
-    text = text if text is not None else texts(max_pieces=6, unicode=False)
-    names = draw(st.lists(tool_names(), min_size=min_size, max_size=max_size, unique=True))
-    out = []
-    for name in names:
-        props = draw(
-            st.dictionaries(
-                _LOWER_IDENT,
-                st.fixed_dictionaries(
-                    {"type": st.sampled_from(("string", "integer", "number", "boolean", "array", "object"))},
-                    optional={"description": text},
-                ),
-                max_size=4,
-            )
-        )
-        required = draw(st.lists(st.sampled_from(sorted(props)), unique=True)) if props else []
-        out.append(
-            {
-                "type": "function",
-                "function": {
-                    "name": name,
-                    "description": draw(text),
-                    "parameters": {"type": "object", "properties": props, "required": required},
-                },
-            }
-        )
-    return tuple(out)
-
-
-def _schema_params(schema: dict) -> tuple[str, ...]:
-    return tuple(schema.get("function", {}).get("parameters", {}).get("properties", {}))
-
-
-@st.composite
-def tool_calls(
-    draw,
-    schemas: tuple[dict, ...] | None = None,
-    *,
-    min_size: int = 1,
-    max_size: int = 3,
-    ids: bool = True,
-    id_prefix: str = "call_",
-    id_start: int = 0,
-    text: st.SearchStrategy[str] | None = None,
-    id_length: int | None = None,
-) -> tuple[ToolCall, ...]:
-    """Tool calls (a tuple of :class:`ToolCall`) for functions of ``schemas``.
-
-    Args:
-        schemas: the available tool schemas (default: drawn with :func:`tool_schemas`).
-        min_size, max_size: number of calls (``> 1`` = parallel calls; a name may repeat).
-        ids: give each call an id (``id_prefix`` + random alphanumerics + ``id_start`` + its
-            index, so ids are unique within the tuple); else ``id=None``.
-        id_start: offset of the numeric suffix (to keep ids unique across messages).
-        text: the strategy for string argument values.
-        id_length: when set, every id is exactly this many ASCII letters and digits (as
-            Mistral's templates demand, e.g. 9): random characters followed by the call's
-            number (``id_start`` + index) in base 36, so ids stay unique; ``id_prefix`` is unused.
-    """
-    schemas = schemas if schemas is not None else draw(tool_schemas())
-    n = draw(st.integers(min_value=min_size, max_value=max_size))
-    calls = []
-    for i in range(n):
-        schema = draw(st.sampled_from(schemas))
-        args = draw(arguments(_schema_params(schema), text=text))
-        call_id = None
-        if ids and id_length is not None:
-            call_id = _fixed_length_id(draw, id_length, id_start + i)
-        elif ids:
-            call_id = id_prefix + draw(_ID_CHARS) + f"_{id_start + i}"
-        calls.append(ToolCall(schema["function"]["name"], args, id=call_id))
-    return tuple(calls)
-
-
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def _fixed_length_id(draw, length: int, number: int) -> str:
-    """``length`` ASCII letters/digits: random characters, then ``number`` in base 36 (unique per number)."""
-    if length < 1:
-        raise ValueError(f"id_length must be >= 1, got {length}")
-    digits, rest = "", number
-    while True:
-        rest, r = divmod(rest, 36)
-        digits = _BASE36[r] + digits
-        if rest == 0:
-            break
-    digits = digits.rjust(min(3, length), "0")
-    if len(digits) > length:
-        raise ValueError(f"call number {number} does not fit in {length}-character ids")
-    head = draw(st.text(_ID_ALPHABET, min_size=length - len(digits), max_size=length - len(digits)))
-    return head + digits
 
 
 def messages(
@@ -273,17 +144,42 @@ def conversations(
     Raises:
         ValueError: ``ends_with="tool"`` without tools, or an unknown ``ends_with``/``whitespace``.
     """
+    _check_options(ends_with, whitespace, tools)
+    if long and max_turns == 3:
+        max_turns = 12
+    if not 1 <= min_turns <= max_turns:
+        raise ValueError(f"need 1 <= min_turns <= max_turns, got {min_turns}, {max_turns}")
+    specials = tuple(special_strings)
+    text = _content_text(unicode, special_token_text, specials, whitespace, long, empty_content)
+    short_text = texts(unicode=unicode, special_token_text=special_token_text, special_strings=specials, max_pieces=4,
+                       whitespace=whitespace)
+    beside_calls = ([st.none()] if none_content else []) + [st.just("")] + ([text] if call_content else [])
+    return _conversations(
+        text=text, short_text=short_text, beside_calls=st.one_of(*beside_calls),
+        results=text | json_values(text=short_text, max_leaves=4).map(_dumps),
+        reasoning_text=(st.none() | text) if reasoning else st.none(),
+        schemas=tool_schemas(text=texts(unicode=unicode, max_pieces=5, whitespace=whitespace)) if tools else None,
+        n_turns=st.integers(min_value=min_turns, max_value=max_turns),
+        rounds=st.integers(min_value=0, max_value=max_tool_rounds if tools else 0),
+        system=system, max_calls=max_parallel if parallel_calls else 1, call_ids=call_ids,
+        call_id_length=call_id_length, inline_think=inline_think, ends_with=ends_with,
+    )
+
+
+def _check_options(ends_with: str, whitespace: str, tools: bool) -> None:
+    """Raise ``ValueError`` for an unknown ``ends_with``/``whitespace`` or ``ends_with="tool"``
+    without tools."""
     if ends_with not in ("any", "assistant", "user", "tool"):
         raise ValueError(f"ends_with must be any/assistant/user/tool, got {ends_with!r}")
     if whitespace not in ("any", "stripped"):
         raise ValueError(f"whitespace must be any/stripped, got {whitespace!r}")
     if ends_with == "tool" and not tools:
         raise ValueError('ends_with="tool" needs tools=True')
-    if long and max_turns == 3:
-        max_turns = 12
-    if not 1 <= min_turns <= max_turns:
-        raise ValueError(f"need 1 <= min_turns <= max_turns, got {min_turns}, {max_turns}")
-    specials = tuple(special_strings)
+
+
+def _content_text(unicode: bool, special_token_text: bool, specials: tuple[str, ...], whitespace: Whitespace,
+                  long: bool, empty_content: bool) -> st.SearchStrategy[str]:
+    """The strategy of message contents of :func:`conversations` (its arguments of the same names)."""
     text = texts(
         unicode=unicode,
         special_token_text=special_token_text,
@@ -303,36 +199,8 @@ def conversations(
             text = text.filter(lambda x: not any(tok in x for tok in specials))
     if empty_content:
         # roughly one content in ten is "" (hypothesis favours 0, hence the wide range; shrinks towards "")
-        text = st.tuples(st.integers(min_value=0, max_value=29), text).map(lambda t: "" if t[0] == 0 else t[1])
-    else:
-        text = text.filter(bool)
-    short_text = texts(
-        unicode=unicode,
-        special_token_text=special_token_text,
-        special_strings=specials,
-        max_pieces=4,
-        whitespace=whitespace,
-    )
-    beside_calls = [st.none()] if none_content else []
-    beside_calls.append(st.just(""))
-    if call_content:
-        beside_calls.append(text)
-    return _conversations(
-        text=text,
-        short_text=short_text,
-        beside_calls=st.one_of(*beside_calls),
-        results=text | json_values(text=short_text, max_leaves=4).map(_dumps),
-        reasoning_text=(st.none() | text) if reasoning else st.none(),
-        schemas=tool_schemas(text=texts(unicode=unicode, max_pieces=5, whitespace=whitespace)) if tools else None,
-        n_turns=st.integers(min_value=min_turns, max_value=max_turns),
-        rounds=st.integers(min_value=0, max_value=max_tool_rounds if tools else 0),
-        system=system,
-        max_calls=max_parallel if parallel_calls else 1,
-        call_ids=call_ids,
-        call_id_length=call_id_length,
-        inline_think=inline_think,
-        ends_with=ends_with,
-    )
+        return st.tuples(st.integers(min_value=0, max_value=29), text).map(lambda t: "" if t[0] == 0 else t[1])
+    return text.filter(bool)
 
 
 @st.composite
