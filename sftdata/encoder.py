@@ -7,154 +7,34 @@ This is the per-conversation encode function: ``Encoder.encode`` for one
     >>> enc = Encoder(tokenizer)                       # doctest: +SKIP
     >>> rows = enc.encode(conversation)                # list[EncodedExample]
     >>> ds.map(enc.map_batch, batched=True, remove_columns=ds.column_names)  # doctest: +SKIP
+
+Results are values: :meth:`Encoder.encode_rows` returns an :class:`EncodedBatch`, a
+:class:`RowResult` per input row (its rows, or the :class:`~sftdata.errors.RowError` that rejects
+it) and the batch's :class:`Counters` (which add with ``+``); JSON is made only where rejects are
+written (:func:`output_columns` for ``map_batch``, :mod:`sftdata.chunks` for ``rejects.jsonl``).
+The options are :class:`~sftdata.options.EncodeOptions` (re-exported here, their former home).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from .control_tokens import check_no_control_tokens, mark_control_tokens
-from .encode import LAYOUTS, ConversationEncoder, EncodedExample, EncodeStats
-from .errors import ConfigError, RowError
-from .render import Renderer, RenderStats, TurnPolicy
+from .encode import ConversationEncoder, EncodedExample, EncodeStats
+from .errors import RowError
+from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig, parse_clock  # noqa: F401 - EncodeOptions' home until 0.x
+from .render import Renderer, RenderStats
 from .schema import Conversation, TextExample
 from .stop_tokens import resolve_stop_tokens
-from .render_limits import RenderLimits
-from .row_budget import RowBudget
 from .stats import add_stats
-from .template import ChatTemplate, check_template_kwargs
+from .template import ChatTemplate
 from .tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
 
 #: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping);
 #: the same names, in the same order, as :func:`sftdata.columns.output_schema`.
 OUTPUT_COLUMNS = ("input_ids", "labels", "parent", "position_ids", "length", "linear_length", "source_index")
-
-
-@dataclass
-class EncodeOptions:
-    """Options of the masking path (see ``docs/masking.md``).
-
-    Attributes:
-        turn_policy: ``exact`` | ``all`` | ``last``.
-        layout: ``tree`` (default: one prefix-tree row per conversation, see ``docs/trees.md``)
-            or ``linear`` (every root-to-leaf path its own row).
-        train_roles: roles trained by default.
-        train_reasoning: train the reasoning text of trained turns.
-        trim_trailing: drop untrained messages after the last trained turn.
-        max_length: maximum tokens per example (``None``: no limit).
-        truncation: ``drop`` | ``turns``.
-        template_kwargs: extra template variables, e.g. ``{"enable_thinking": False}``.
-        special_tokens_in_content: ``reject`` (default: such rows are rejected with
-            ``special_token_in_content``), ``text`` (encode it as plain text, never as a
-            control-token id, like transformers' ``sanitize_control_tokens=True``), or
-            ``allow`` (it becomes control-token ids, as a bare tokenizer does; unsafe).
-        stop_tokens: tokens added to the model's stop set (see :mod:`sftdata.stop_tokens`).
-        end_of_turn: deprecated name of ``stop_tokens``.
-        tool_arguments: ``auto`` (render tool-call arguments as the data gives them, JSON
-            text or object, switching to the other form when the template fails on it),
-            ``dict`` or ``json``.
-        format: input format (``None``: auto-detect per row).
-        messages_field / tools_field: keys holding the conversation / the tools.
-        render_timeout: wall-clock limit of one template render, seconds (``None``: none);
-            a row that exceeds it is rejected ``render_limit``.
-        render_max_chars: output-size limit of one template render, characters
-            (``None``: none); see :mod:`sftdata.render_limits`.
-        max_messages, row_render_max_chars, row_timeout, row_max_memory_mb: the per-row
-            budget over all renders of one row (:class:`~sftdata.row_budget.RowBudget`):
-            messages, rendered characters in total, wall seconds, and growth of the process's
-            resident memory (MiB) while the row renders; ``None`` turns a limit off. A row
-            beyond one is rejected ``render_limit`` with the limit named. The defaults admit a
-            10,000-message trace (8.1 GB and about 3 minutes with today's renderer).
-        clock: the time a template's ``strftime_now`` reads, ISO 8601
-            (``2026-01-31T09:00:00``); ``None``: the clock is read once when the run starts
-            (``prepare`` records it in ``stats.json``). Every render of the run gets the same
-            reading; set it for reproducible outputs of templates that read the clock.
-    """
-
-    turn_policy: str = "exact"
-    layout: str = "tree"
-    train_roles: tuple[str, ...] = ("assistant",)
-    train_reasoning: bool = True
-    trim_trailing: bool = True
-    max_length: int | None = None
-    truncation: str = "drop"
-    template_kwargs: dict = field(default_factory=dict)
-    special_tokens_in_content: str = "reject"
-    stop_tokens: tuple[str, ...] | None = None
-    end_of_turn: tuple[str, ...] | None = None
-    tool_arguments: str = "auto"
-    format: str | None = None
-    messages_field: str | None = None
-    tools_field: str | None = None
-    render_timeout: float | None = 10.0
-    render_max_chars: int | None = 16_000_000
-    clock: str | None = None
-    max_messages: int | None = 100_000
-    row_render_max_chars: int | None = None
-    row_timeout: float | None = 1800.0
-    row_max_memory_mb: float | None = 16_384
-
-    def __post_init__(self) -> None:
-        try:
-            TurnPolicy(self.turn_policy)
-        except ValueError:
-            raise ConfigError(f"turn_policy must be one of {[p.value for p in TurnPolicy]}, got {self.turn_policy!r}") from None
-        if self.truncation not in ("drop", "turns"):
-            raise ConfigError(f"truncation must be 'drop' or 'turns', got {self.truncation!r}")
-        if self.special_tokens_in_content not in ("reject", "text", "allow"):
-            raise ConfigError(f"special_tokens_in_content must be 'reject', 'text' or 'allow', got {self.special_tokens_in_content!r}")
-        if self.max_length is not None and self.max_length < 1:
-            raise ConfigError(f"max_length must be positive, got {self.max_length}")
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
-        if self.tool_arguments not in ("auto", "dict", "json"):
-            raise ConfigError(f"tool_arguments must be 'auto', 'dict' or 'json', got {self.tool_arguments!r}")
-        try:
-            check_template_kwargs(self.template_kwargs)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.end_of_turn:
-            self.stop_tokens = tuple(dict.fromkeys(tuple(self.stop_tokens or ()) + tuple(self.end_of_turn)))
-            self.end_of_turn = None
-        try:
-            RenderLimits(self.render_timeout, self.render_max_chars)
-            self.row_budget()
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.clock is not None:  # one spelling (YAML reads a bare timestamp as a datetime)
-            self.clock = parse_clock(self.clock).isoformat()
-
-    def row_budget(self) -> RowBudget:
-        """The per-row budget these options describe.
-
-        Raises:
-            ValueError: a limit that is not positive.
-        """
-        return RowBudget(self.max_messages, self.row_render_max_chars, self.row_timeout, self.row_max_memory_mb)
-
-    def now(self) -> datetime:
-        """The clock reading given to templates (:attr:`clock`, else the current time)."""
-        return parse_clock(self.clock) if self.clock is not None else datetime.now()
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def parse_clock(value: str | datetime) -> datetime:
-    """An ISO 8601 date or datetime (``2026-01-31`` or ``2026-01-31T09:00:00``).
-
-    Raises:
-        ConfigError: naming the value.
-    """
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"clock must be an ISO 8601 date or datetime such as 2026-01-31T09:00:00, got {value!r}") from None
 
 
 def reads_clock(template: str) -> bool:
@@ -164,10 +44,92 @@ def reads_clock(template: str) -> bool:
 
 @dataclass
 class Counters:
-    """All counters of one encoder, merged across processes into ``stats.json``."""
+    """Counters of rendering and encoding (summed into ``stats.json``): a value that adds.
+
+    ``a + b`` is a new :class:`Counters` (ints add, dicts of ints add per key); neither operand
+    changes.
+    """
 
     render: RenderStats = field(default_factory=RenderStats)
     encode: EncodeStats = field(default_factory=EncodeStats)
+
+    def __add__(self, other: "Counters") -> "Counters":
+        if not isinstance(other, Counters):
+            return NotImplemented
+        out = Counters()
+        for total, a, b in ((out.render, self.render, other.render), (out.encode, self.encode, other.encode)):
+            add_stats(total, a)
+            add_stats(total, b)
+        return out
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts (``{"render": {...}, "encode": {...}}``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """What one input row became: its training rows, or the :class:`~sftdata.errors.RowError` that rejects it.
+
+    Attributes:
+        source_index: the input row index (0-based, across all inputs).
+        rows: the row's :class:`~sftdata.encode.EncodedExample` (empty when rejected).
+        error: the reject, with ``row`` (= ``source_index``) and ``stage`` filled in; ``None``
+            when the row was written.
+    """
+
+    source_index: int
+    rows: tuple[EncodedExample, ...] = ()
+    error: RowError | None = None
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """:meth:`Encoder.encode_rows` of a batch: one :class:`RowResult` per input row, in order, and
+    the batch's :class:`Counters` (of written rows; what rejected rows dropped is counted too)."""
+
+    results: list[RowResult]
+    counters: Counters
+
+
+def output_columns(results: Sequence[RowResult], *, rejects: bool = False) -> dict[str, list]:
+    """The row data of ``results`` as columns: :data:`OUTPUT_COLUMNS` plus ``kind`` and ``truncated``.
+
+    Args:
+        results: per input row, in order.
+        rejects: also give each rejected row one placeholder row (empty lists, lengths 0, kind
+            ``""``) and a ``reject`` column (the :class:`RowError` as JSON for those, else
+            ``None``), as :meth:`Encoder.map_batch` returns; without it rejected rows are left out.
+
+    Returns:
+        Column name → list, one entry per written row (``input_ids``/``labels``/``parent``/
+        ``position_ids``: int lists; ``length``/``linear_length``: tokens; ``source_index``).
+    """
+    names = OUTPUT_COLUMNS + ("kind", "truncated") + (("reject",) if rejects else ())
+    out: dict[str, list] = {k: [] for k in names}
+    for res in results:
+        src = res.source_index
+        if res.error is not None:
+            if rejects:
+                for k in OUTPUT_COLUMNS:
+                    out[k].append(src if k == "source_index" else (0 if k in ("length", "linear_length") else []))
+                out["kind"].append("")
+                out["truncated"].append(False)
+                out["reject"].append(json.dumps(res.error.to_dict(), ensure_ascii=False))
+            continue
+        for r in res.rows:
+            out["input_ids"].append(r.input_ids)
+            out["labels"].append(r.labels)
+            out["parent"].append(r.parent)
+            out["position_ids"].append(r.position_ids)
+            out["length"].append(len(r.input_ids))
+            out["linear_length"].append(r.linear_length)
+            out["source_index"].append(src)
+            out["kind"].append(r.kind)
+            out["truncated"].append(r.truncated)
+            if rejects:
+                out["reject"].append(None)
+    return out
 
 
 class Encoder:
@@ -175,7 +137,12 @@ class Encoder:
 
     Args:
         tokenizer: ``PreTrainedTokenizerFast`` with a chat template.
-        options: :class:`EncodeOptions` (or keyword arguments of it).
+        options: :class:`EncodeOptions` (or keyword arguments of it); the encoder reads its
+            stage configs (``options.read``, ``options.render``, ``options.encode``).
+
+    Attributes:
+        counters: the sum of the :class:`Counters` of every row this encoder encoded (each
+            call's own counters are returned as a value by :meth:`encode_rows`).
 
     Raises:
         ConfigError: invalid options or end-of-turn tokens.
@@ -185,32 +152,27 @@ class Encoder:
         self.options = options or EncodeOptions(**kwargs)
         self.tokenizer = tokenizer
         self._templates: dict[bool, tuple[Renderer, Any]] = {}
+        render, encode = self.options.render, self.options.encode
         self.encoder = ConversationEncoder(
             tokenizer,
-            policy=self.options.turn_policy,
-            layout=self.options.layout,
-            max_length=self.options.max_length,
-            truncation=self.options.truncation,
-            marked=self.options.special_tokens_in_content == "text",
-            keep_rendering=not self.options.trim_trailing,
+            policy=render.turn_policy,
+            layout=encode.layout,
+            max_length=encode.max_length,
+            truncation=encode.truncation,
+            marked=render.special_tokens_in_content == "text",
+            keep_rendering=not render.trim_trailing,
         )
-        self.stop = resolve_stop_tokens(tokenizer, self.options.stop_tokens)
-        self.now = self.options.now()  # one clock reading for every render of this encoder
+        self.stop = resolve_stop_tokens(tokenizer, render.stop_tokens)
+        self.now = render.now()  # one clock reading for every render of this encoder
         self.counters = Counters()
 
     def _renderer(self, has_tools: bool) -> tuple[Renderer, Any]:
         """Renderer + control-token pattern for the template transformers would pick."""
         if has_tools not in self._templates:
+            o = self.options.render
             source = template_source(self.tokenizer, [{}] if has_tools else None)
-            tmpl = ChatTemplate(
-                source,
-                special_tokens_map(self.tokenizer),
-                self.options.template_kwargs,
-                limits=RenderLimits(self.options.render_timeout, self.options.render_max_chars),
-                now=self.now,
-            )
-            tmpl.budget = self.options.row_budget()
-            o = self.options
+            tmpl = ChatTemplate(source, special_tokens_map(self.tokenizer), o.template_kwargs, limits=o.limits(), now=self.now)
+            tmpl.budget = o.row_budget()
             control = control_tokens(self.tokenizer, source)
             renderer = Renderer(
                 tmpl,
@@ -238,6 +200,7 @@ class Encoder:
         return state
 
     def template_text(self) -> str:
+        """The chat template (jinja source) used for rows without tools."""
         return template_source(self.tokenizer, None)
 
     def encode(self, example: Conversation | TextExample) -> list[EncodedExample]:
@@ -251,16 +214,17 @@ class Encoder:
             RowError: the example cannot be encoded correctly, or nothing of it fits
                 ``max_length`` (see :class:`~sftdata.errors.Reason`).
         """
-        out = self._finish([self._plan(example)])[0]
-        if isinstance(out, RowError):
-            raise out
-        return out
+        out, counters = self._finish([self._plan(example)])
+        self.counters = self.counters + counters
+        if isinstance(out[0], RowError):
+            raise out[0]
+        return out[0]
 
     def _plan(self, example: Conversation | TextExample):
         """Check or mark control-token text, then render: a TextExample, or a Rendered with the
         row's render counters."""
         renderer, pattern = self._renderer(isinstance(example, Conversation) and bool(example.tools))
-        if self.options.special_tokens_in_content == "text":
+        if self.options.render.special_tokens_in_content == "text":
             example = mark_control_tokens(example, pattern)
         else:
             check_no_control_tokens(example, pattern)
@@ -272,17 +236,19 @@ class Encoder:
         except RowError as e:
             raise e.with_context(stage="render") from None
 
-    def _finish(self, planned: list) -> list[list[EncodedExample] | RowError]:
-        """Tokenize the rendered conversations together, then build, check and fit each row."""
+    def _finish(self, planned: list) -> tuple[list[list[EncodedExample] | RowError], Counters]:
+        """Tokenize the rendered conversations together, then build, check and fit each row;
+        with the counters of the batch."""
+        counters = Counters()
         convs = [i for i, p in enumerate(planned) if not isinstance(p, (TextExample, RowError))]
-        encoded = dict(zip(convs, self.encoder.encode_many([planned[i][0] for i in convs], self.counters.encode)))
+        encoded = dict(zip(convs, self.encoder.encode_many([planned[i][0] for i in convs], counters.encode)))
         out: list[list[EncodedExample] | RowError] = []
         for i, p in enumerate(planned):
             if isinstance(p, RowError):
                 out.append(p)
             elif isinstance(p, TextExample):
                 try:
-                    out.append([self.encoder.fit_text(self.encoder.encode_text(p), self.counters.encode)])
+                    out.append([self.encoder.fit_text(self.encoder.encode_text(p), counters.encode)])
                 except RowError as e:
                     out.append(e)
             else:
@@ -290,9 +256,48 @@ class Encoder:
                 if isinstance(res, RowError):
                     out.append(res.with_context(stage=res.stage or "encode"))
                 else:
-                    add_stats(self.counters.render, p[1])
+                    add_stats(counters.render, p[1])
                     out.append(res)
-        return out
+        return out, counters
+
+    def encode_rows(self, rows: Sequence[Any], source_indices: Sequence[int]) -> EncodedBatch:
+        """Normalise, render and encode a batch of raw rows (their texts tokenized together).
+
+        Args:
+            rows: per input row, the row as a dict (any supported format), or the
+                :class:`~sftdata.errors.RowError` that already rejects it (a reading error).
+            source_indices: the input row index of each row.
+
+        Returns:
+            An :class:`EncodedBatch`: a :class:`RowResult` per row, in order (an error has
+            ``row`` and ``stage`` filled in), and the batch's :class:`Counters` (also added
+            to :attr:`counters`).
+        """
+        from .formats import normalize
+
+        o = self.options.read
+        planned: list[Any] = []
+        for row in rows:
+            try:
+                if isinstance(row, RowError):
+                    raise row
+                try:
+                    example = normalize(row, o.format, messages_field=o.messages_field, tools_field=o.tools_field)
+                except RowError as e:
+                    raise e.with_context(stage="normalize") from None
+                planned.append(self._plan(example))
+            except RowError as e:
+                planned.append(e)
+        done, counters = self._finish(planned)
+        results = []
+        for res, src in zip(done, source_indices):
+            src = int(src)
+            if isinstance(res, RowError):
+                results.append(RowResult(src, error=res.with_context(row=src)))
+            else:
+                results.append(RowResult(src, tuple(res)))
+        self.counters = self.counters + counters
+        return EncodedBatch(results, counters)
 
     def map_batch(self, batch: Mapping[str, Sequence[Any]], indices: Sequence[int] | None = None) -> dict[str, list]:
         """``Dataset.map(batched=True, with_indices=True)`` function over raw rows.
@@ -301,44 +306,7 @@ class Encoder:
         arguments exact, where Arrow structs would fill missing keys with null), or ``rows``
         (the rows already parsed, as dicts), and ``source_index``. Output columns: :data:`OUTPUT_COLUMNS` plus ``kind``,
         ``truncated`` and ``reject`` (JSON of the :class:`RowError` for a rejected row,
-        whose other columns are empty).
+        whose other columns are empty); see :func:`output_columns`.
         """
-        from .formats import normalize
-
-        out: dict[str, list] = {k: [] for k in OUTPUT_COLUMNS + ("kind", "truncated", "reject")}
-        o = self.options
-        planned: list[Any] = []
-        parsed = "rows" in batch
-        for raw in batch["rows"] if parsed else batch["raw"]:
-            try:
-                row = raw if parsed else json.loads(raw)
-                if isinstance(row, dict) and "__reject__" in row:
-                    raise RowError(**row["__reject__"])
-                try:
-                    example = normalize(row, o.format, messages_field=o.messages_field, tools_field=o.tools_field)
-                except RowError as e:
-                    raise e.with_context(stage="normalize") from None
-                planned.append(self._plan(example))
-            except RowError as e:
-                planned.append(e)
-        for res, src in zip(self._finish(planned), batch["source_index"]):
-            if isinstance(res, RowError):
-                res = res.with_context(row=int(src))
-                for k in OUTPUT_COLUMNS:
-                    out[k].append(int(src) if k == "source_index" else (0 if k in ("length", "linear_length") else []))
-                out["kind"].append("")
-                out["truncated"].append(False)
-                out["reject"].append(json.dumps(res.to_dict(), ensure_ascii=False))
-                continue
-            for r in res:
-                out["input_ids"].append(r.input_ids)
-                out["labels"].append(r.labels)
-                out["parent"].append(r.parent)
-                out["position_ids"].append(r.position_ids)
-                out["length"].append(len(r.input_ids))
-                out["linear_length"].append(r.linear_length)
-                out["source_index"].append(int(src))
-                out["kind"].append(r.kind)
-                out["truncated"].append(r.truncated)
-                out["reject"].append(None)
-        return out
+        rows = list(batch["rows"]) if "rows" in batch else [json.loads(raw) for raw in batch["raw"]]
+        return output_columns(self.encode_rows(rows, batch["source_index"]).results, rejects=True)

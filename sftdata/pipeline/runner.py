@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from ..errors import ConfigError, RowError
 from ..output import MIX_STATS_FILE, STATS_FILE
 from .config import DatasetEntry, PipelineConfig
-from .validate import load_config, read_tools_file
+from ..tools_file import read_tools_file
+from .validate import load_config
 from .fingerprint import ContentHasher, digest, source_identity, tokenizer_identity
 
 STAGE_FILE = "sftdata_stage.json"

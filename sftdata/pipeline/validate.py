@@ -8,7 +8,6 @@ key path, with "did you mean" suggestions) and returns a
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Mapping, Sequence
@@ -16,8 +15,9 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ..encoder import EncodeOptions
-from ..errors import ConfigError, RowError
+from ..errors import ConfigError
 from ..suggest import did_you_mean
+from ..tools_file import read_tools_file
 from . import keys as K
 from .config import DatasetEntry, PackSpec, PipelineConfig, TrainStage, options_dict
 
@@ -155,34 +155,14 @@ def _check_source(d: Mapping, prefix: str, errors: K.Errors) -> dict[str, Any] |
 
 
 def _check_tools_file(path: Any, where: str, errors: K.Errors) -> None:
-    from ..formats import normalize_tools
-
     if path is None:
         return
     if not K.check(path, lambda v: isinstance(v, str), "a JSON file path", where, errors):
         return
     try:
-        normalize_tools(read_tools_file(path))
+        read_tools_file(path)
     except ConfigError as e:
         errors.add(where, str(e))
-    except RowError as e:
-        errors.add(where, f"{path}: {e.field}: {e.message}")
-
-
-def read_tools_file(path: str) -> Any:
-    """The tool list of a ``tools_file``: a JSON array, or an object holding it under ``tools``."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    if isinstance(data, dict) and isinstance(data.get("tools"), list):
-        data = data["tools"]
-    if not isinstance(data, list):
-        raise ConfigError(f"{path}: expected a JSON array of tool schemas (or {{\"tools\": [...]}})")
-    return data
 
 
 def _check_dataset(i: int, raw: Any, top: dict[str, Any], errors: K.Errors) -> DatasetEntry | None:
