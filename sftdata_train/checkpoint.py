@@ -1,18 +1,23 @@
-"""Atomic, resumable, sharded checkpoints (PyTorch Distributed Checkpoint), and the final HF export.
+"""Checkpoint directories: names, listing, the manifest that proves them intact, atomic writes.
 
 Layout of ``<output_dir>/checkpoint-<step>/``::
 
     config.json                 # the model's HF config (what to build on resume)
     tokenizer.json  tokenizer_config.json  chat_template.jinja ...
     training_state/
-        state.json              # step, total steps, epoch + micro-batches consumed in it, token
-                                # counters, world size, tokens per micro-batch, the config
+        state.json              # JSON components (version 2): "counters" (step, token counters),
+                                # "schedule" (world size, tokens per micro-batch, grad_accum,
+                                # total steps), "data" (the batch sampler's state: epoch and
+                                # micro-batches consumed in it), plus "config" and "runtime"
         scheduler.json          # LambdaLR state (JSON: no pickle)
         dcp/                    # torch.distributed.checkpoint: .metadata + __<rank>_0.distcp
                                 #   model.*   the model's (sharded) parameters, master dtype
                                 #   optim.*   AdamW state, sharded like the parameters
                                 #   rng.rank<r>  python/numpy/torch/CUDA RNG states of rank r
     manifest.json               # every other file: relative name, size, sha256 (written last)
+
+What goes in there is the run's :mod:`sftdata_train.state` components, saved and loaded by
+:class:`sftdata_train.checkpoint_manager.CheckpointManager`.
 
 A LoRA run (:mod:`sftdata_train.lora`) writes the adapter in peft's format
 (``adapter_config.json``, ``adapter_model.safetensors``) instead of ``config.json``, and its
@@ -32,26 +37,18 @@ never leaves a directory that :func:`latest_checkpoint` would pick. ``manifest.j
 last; resuming checks every file against it (:func:`verify_checkpoint`: missing, truncated or
 altered files, flipped bytes inside the weights included) and refuses a damaged checkpoint with
 one line naming the file and the newest intact checkpoint. Checking hashes reads the whole
-checkpoint once (a few seconds per GB). ``final/``
-(:func:`export_model`) is the only full gather: the model alone in Hugging Face format, in
-``save_dtype``.
+checkpoint once (a few seconds per GB). ``final/`` (:func:`sftdata_train.export.export_model`)
+is the only full gather: the model alone in Hugging Face format, in ``save_dtype``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import random
 import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any, Callable
-
-import torch
-import torch.nn as nn
 
 from sftdata.errors import ConfigError
 
@@ -64,6 +61,7 @@ _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def checkpoint_name(step: int) -> str:
+    """The dir name of the checkpoint after optimizer step ``step``: ``checkpoint-<step>``."""
     return f"checkpoint-{step}"
 
 
@@ -81,6 +79,7 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The complete checkpoint of ``output_dir`` with the highest step, or None (see :func:`list_checkpoints`)."""
     found = list_checkpoints(output_dir)
     return found[-1][1] if found else None
 
@@ -188,67 +187,10 @@ def verify_checkpoint(path: Path) -> None:
     raise ConfigError(f"checkpoint {path} is damaged: {damage}; {hint}")
 
 
-# ----------------------------------------------------------------------------- RNG
-def rng_state() -> dict[str, Any]:
-    """This process's RNG states as tensors and plain Python values (loadable with ``weights_only=True``)."""
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {"python": (version, list(internal), gauss), "torch": torch.get_rng_state()}
-    try:
-        import numpy as np
 
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
-    except ImportError:  # pragma: no cover
-        pass
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(state["torch"])
-    if "numpy" in state:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _rng_bytes() -> io.BytesIO:
-    buf = io.BytesIO()
-    torch.save(rng_state(), buf)
-    buf.seek(0)
-    return buf
-
-
-# ----------------------------------------------------------------------------- DCP
-def _dcp_state(
-    wrapper: nn.Module, optimizer: torch.optim.Optimizer | None, trainable_only: bool = False
-) -> dict[str, Any]:
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
-
-    state: dict[str, Any] = {"model": get_model_state_dict(wrapper)}
-    if trainable_only:  # LoRA: the frozen weights come from their source, never from a checkpoint
-        keep = {n for n, p in wrapper.named_parameters(remove_duplicate=False) if p.requires_grad}
-        state["model"] = {k: v for k, v in state["model"].items() if k in keep}
-    if optimizer is not None:
-        state["optim"] = get_optimizer_state_dict(wrapper, optimizer)
-    return state
-
-
-@contextlib.contextmanager
-def _quiet_dcp():
-    """DCP warns that it assumes a single process when no process group exists: that is intended."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled, unavailable or uninitialized.*")
-        yield
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move the complete dir ``tmp`` to ``final`` (``os.replace``, atomic on POSIX); an existing
+    ``final`` is moved aside first and deleted after."""
     if final.exists():
         trash = final.with_name(f".trash-{final.name}-{os.getpid()}")
         os.replace(final, trash)
@@ -258,182 +200,13 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def save_checkpoint(
-    output_dir: str | os.PathLike,
-    step: int,
-    *,
-    wrapper: nn.Module,
-    hf_model: nn.Module,
-    tokenizer,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    state: dict[str, Any],
-    info: DistInfo,
-    save_total_limit: int | None = None,
-    adapter=None,
-) -> Path:
-    """Write ``checkpoint-<step>`` atomically (all ranks must call); returns its path.
-
-    ``adapter`` (a :class:`sftdata_train.lora.Adapter`, LoRA runs): DCP holds the trainable
-    parameters only and the directory gets the adapter in peft's format
-    (``adapter_config.json``, ``adapter_model.safetensors``) instead of the model's ``config.json``.
-    """
-    import torch.distributed.checkpoint as dcp
-
-    root = Path(output_dir)
-    final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}"
-    if info.is_main and tmp.exists():
-        shutil.rmtree(tmp)
-    barrier(info)
-    (tmp / STATE_DIR).mkdir(parents=True, exist_ok=True)  # every rank, in case its filesystem is its own
-    payload = _dcp_state(wrapper, optimizer, trainable_only=adapter is not None)
-    payload[f"rng.rank{info.rank}"] = _rng_bytes()
-    with _quiet_dcp():
-        dcp.save(payload, checkpoint_id=str(tmp / STATE_DIR / DCP_DIR))  # collective: each rank its shards
-    del payload
-    adapter_state = adapter.trainable_state(wrapper, info) if adapter is not None else None  # collective
-    if info.is_main:
-        if adapter is None:
-            hf_model.config.save_pretrained(str(tmp))
-        else:
-            adapter.save(tmp, adapter_state)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-        (tmp / STATE_DIR / "scheduler.json").write_text(json.dumps(scheduler.state_dict()), encoding="utf-8")
-        with open(tmp / STATE_DIR / "state.json", "w", encoding="utf-8") as fh:
-            json.dump({**state, "manifest": MANIFEST}, fh, indent=2, default=str)
-    barrier(info)
-    if info.is_main:
-        write_manifest(tmp)  # last: sizes and hashes of every file (all ranks' shards written by now)
-        _replace_dir(tmp, final)
-    barrier(info)
-    if not info.is_main and tmp.exists():  # a filesystem of its own: publish this rank's part too
-        _replace_dir(tmp, final)
-    if info.is_main and save_total_limit:
-        for _, old in list_checkpoints(root)[:-save_total_limit]:
-            shutil.rmtree(old, ignore_errors=True)
-    barrier(info)
-    return final
-
-
-def load_checkpoint(
-    path: Path, *, wrapper: nn.Module, optimizer: torch.optim.Optimizer | None, scheduler, info: DistInfo,
-    trainable_only: bool = False,
-) -> None:
-    """Load the model (and optimizer, scheduler, this rank's RNG states) of a checkpoint, in place.
-
-    The model may be sharded (FSDP2) and on any number of ranks; every rank reads its own
-    shards. A rank without its own RNG state in the checkpoint (more ranks than when saved)
-    takes rank 0's. ``trainable_only`` (LoRA): the checkpoint holds the trainable parameters
-    only; the frozen ones are left as built.
-    """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
-
-    where = path / STATE_DIR / DCP_DIR
-    if not (where / ".metadata").is_file():
-        raise ConfigError(f"{path}: no sharded checkpoint in {STATE_DIR}/{DCP_DIR} (written by an older sftdata_train?)")
-    keys = set(dcp.FileSystemReader(str(where)).read_metadata().state_dict_metadata)
-    rng_key = f"rng.rank{info.rank}" if f"rng.rank{info.rank}" in keys else "rng.rank0"
-    payload = _dcp_state(wrapper, optimizer, trainable_only=trainable_only)
-    payload[rng_key] = io.BytesIO()
-    with _quiet_dcp():
-        dcp.load(payload, checkpoint_id=str(where))
-    loaded = set_model_state_dict(wrapper, payload["model"], options=StateDictOptions(strict=not trainable_only))
-    if trainable_only:
-        trainable = {n for n, p in wrapper.named_parameters() if p.requires_grad}
-        missing = sorted(trainable & set(loaded.missing_keys))
-        if missing or loaded.unexpected_keys:
-            raise ConfigError(f"{path}: the checkpoint's adapter does not fit the model (missing {missing[:3]}, "
-                              f"unexpected {list(loaded.unexpected_keys)[:3]})")
-    if optimizer is not None:
-        set_optimizer_state_dict(wrapper, optimizer, optim_state_dict=payload["optim"])
-    if scheduler is not None:
-        scheduler.load_state_dict(json.loads((path / STATE_DIR / "scheduler.json").read_text(encoding="utf-8")))
-    buf = payload[rng_key]
-    buf.seek(0)
-    set_rng_state(torch.load(buf, map_location="cpu", weights_only=True))
-
 
 def load_training_state(path: Path) -> dict[str, Any]:
-    """``state.json`` of a checkpoint (same on every rank)."""
-    with open(path / STATE_DIR / "state.json", encoding="utf-8") as fh:
-        return json.load(fh)
+    """``training_state/state.json`` of checkpoint ``path`` in the current layout (same on every rank;
+    :func:`sftdata_train.checkpoint_manager.read_state`: an older layout is upgraded)."""
+    from .checkpoint_manager import read_state
 
-
-# ----------------------------------------------------------------------------- final export
-def _full_model_state_dict(wrapper: nn.Module, info: DistInfo) -> dict[str, torch.Tensor]:
-    """Full state dict of the wrapped HF model (keys without the wrapper's ``model.`` prefix).
-
-    Sharded (FSDP2) parameters are gathered to rank 0 on CPU; other ranks get ``{}``.
-    """
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    sharded = any(hasattr(p, "full_tensor") for p in wrapper.parameters())
-    if sharded:
-        sd = get_model_state_dict(wrapper, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    else:
-        sd = wrapper.state_dict()
-    prefix = "model."
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
-
-
-def tied_names(model: nn.Module) -> list[list[str]]:
-    """The parameter names of ``model`` grouped by Parameter: a group of several names is a set
-    of tied weights (e.g. input embedding and LM head)."""
-    groups: dict[int, list[str]] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        groups.setdefault(id(p), []).append(name)
-    return list(groups.values())
-
-
-def _write_hf(
-    path: Path, hf_model: nn.Module, tokenizer, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None
-) -> None:
-    # tied parameters (embedding and LM head) under one tensor, so that save_pretrained writes them once
-    # (a gathered or cast state dict holds a copy per name)
-    state_dict = dict(state_dict)
-    for names in tied_names(hf_model):
-        present = [n for n in names if n in state_dict]
-        for n in present[1:]:
-            state_dict[n] = state_dict[present[0]]
-    if dtype is not None:
-        cast: dict[int, torch.Tensor] = {}  # one cast per tensor: tied weights stay one tensor
-        for v in state_dict.values():
-            if id(v) not in cast:
-                cast[id(v)] = v.to(dtype) if v.is_floating_point() else v
-        state_dict = {k: cast[id(v)] for k, v in state_dict.items()}
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside the training bar
-    try:
-        hf_model.save_pretrained(str(path), state_dict=state_dict, safe_serialization=True)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    if dtype is not None:
-        # save_pretrained records the in-memory parameter dtype; record the dtype actually written
-        cfg_file = path / "config.json"
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        cfg["dtype"] = str(dtype).removeprefix("torch.")
-        cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(path))
-
-
-def export_model(
-    path: str | os.PathLike, *, wrapper: nn.Module, hf_model: nn.Module, tokenizer, info: DistInfo,
-    dtype: torch.dtype | None,
-) -> Path:
-    """Write the model alone (HF format, ``dtype``) to ``path`` atomically (all ranks must call)."""
-    sd = _full_model_state_dict(wrapper, info)  # collective when sharded
-    return write_dir_atomic(path, info, lambda tmp: _write_hf(tmp, hf_model, tokenizer, sd, dtype))
+    return read_state(path)
 
 
 def write_dir_atomic(path: str | os.PathLike, info: DistInfo, write: Callable[[Path], None]) -> Path:
@@ -446,25 +219,34 @@ def write_dir_atomic(path: str | os.PathLike, info: DistInfo, write: Callable[[P
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         write(tmp)
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     barrier(info)
     return final
 
 
+def __getattr__(name: str):
+    # the final export moved to sftdata_train.export (it needs torch; this module does not)
+    if name in ("export_model", "tied_names"):
+        from . import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "DCP_DIR",
+    "MANIFEST",
     "STATE_DIR",
     "broadcast_object",
-    "MANIFEST",
     "checkpoint_damage",
     "checkpoint_name",
     "export_model",
-    "tied_names",
     "latest_checkpoint",
     "list_checkpoints",
-    "load_checkpoint",
     "load_training_state",
+    "replace_dir",
     "resolve_resume",
-    "save_checkpoint",
+    "tied_names",
     "verify_checkpoint",
     "write_dir_atomic",
     "write_manifest",

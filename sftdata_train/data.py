@@ -12,10 +12,12 @@ Prefix-tree rows (``sftdata prepare``'s tree layout, or packed trees; docs/trees
 as trees by default: the collator adds ``subtree_end``/``shift_labels`` and the attention
 computes each shared prefix once (:func:`layout_summary` says how much that saves).
 
-Resuming: :class:`MicroBatchStream` counts the micro-batches consumed in the current epoch;
-after a restart it re-creates the epoch's batch order (``set_epoch``) and skips that many index
-lists before collating anything, so the data after resuming is exactly the data an
-uninterrupted run would have seen.
+Resuming: :class:`MicroBatchStream` is the run's data-position component
+(:mod:`sftdata_train.state`): its state is the batch sampler's own ``state_dict`` (epoch, and
+``num_yielded`` = the micro-batches the loop consumed in it, not the ones a ``DataLoader``
+prefetched). Loading it hands that to the sampler's ``load_state_dict``, whose next iterator
+starts at the first micro-batch not yet consumed, without replaying the ones before; so the data
+after resuming is exactly the data an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -163,21 +165,6 @@ def make_batch_sampler(
     )
 
 
-class _Skip:
-    """A batch sampler view that drops the first ``skip`` index lists of its epoch."""
-
-    def __init__(self, sampler, skip: int) -> None:
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for i, batch in enumerate(self.sampler):
-            if i >= self.skip:
-                yield batch
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
-
-
 def _rows(dataset):
     """Drop columns no collator needs (keeps per-row conversion cheap)."""
     keep = [c for c in ("input_ids", "labels", "position_ids", "seq_lengths", "parent") if c in dataset.column_names]
@@ -216,16 +203,28 @@ def layout_summary(data: SFTDataset) -> str:
 class MicroBatchStream:
     """Endless stream of collated micro-batches over epochs, with a resumable position.
 
-    ``state_dict()`` is ``{"epoch", "batch_in_epoch"}``: the epoch being read and how many of its
-    micro-batches were handed out. ``batches_per_epoch`` is the sampler's ``len``.
+    ``epoch`` is the epoch being read and ``batch_in_epoch`` how many of its micro-batches were
+    handed out; ``batches_per_epoch`` is the sampler's ``len``.
+
+    Args:
+        data: the training rows.
+        sampler: a batch sampler with ``set_epoch``, ``state_dict``/``load_state_dict``
+            (:class:`sftdata.samplers.TokenBudgetBatchSampler`).
+        collator: turns a list of rows into a micro-batch dict.
+        num_workers, pin_memory: the ``DataLoader``'s.
+        allow_plan_change: on :meth:`load_state_dict`, accept a position saved by a sampler with
+            another plan (token budget, world size; ``--allow-schedule-change``): keep epoch and
+            micro-batch count, take this sampler's plan.
     """
 
-    def __init__(self, data: SFTDataset, sampler, collator, *, num_workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(self, data: SFTDataset, sampler, collator, *, num_workers: int = 0, pin_memory: bool = False,
+                 allow_plan_change: bool = False) -> None:
         self.data = data
         self.sampler = sampler
         self.collator = collator
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.allow_plan_change = allow_plan_change
         self.epoch = 0
         self.batch_in_epoch = 0
         self._it: Iterator | None = None
@@ -233,14 +232,30 @@ class MicroBatchStream:
 
     @property
     def batches_per_epoch(self) -> int:
+        """Micro-batches per epoch on this rank (the same on every rank)."""
         return len(self.sampler)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+        """The sampler's state (``epoch``, ``num_yielded``, seed and plan fingerprint) at the
+        micro-batches consumed so far (``num_yielded = batch_in_epoch``)."""
+        return {**self.sampler.state_dict(), "epoch": self.epoch, "num_yielded": self.batch_in_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue at ``state``'s position: the next micro-batch is the first one not consumed.
+
+        Raises:
+            ConfigError: the position was saved by a sampler with another plan (size of the data,
+                token budget, world size) and ``allow_plan_change`` is false.
+        """
+        mine = self.sampler.state_dict()
+        if self.allow_plan_change:
+            state = {**state, **{k: v for k, v in mine.items() if k not in ("epoch", "num_yielded")}}
+        try:
+            self.sampler.load_state_dict(state)
+        except ValueError as e:
+            raise ConfigError(f"the checkpoint's data position does not fit this run's batch plan: {e}") from e
         self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.batch_in_epoch = int(state["num_yielded"])
         self._it = None
 
     def _open(self) -> None:
@@ -249,10 +264,10 @@ class MicroBatchStream:
         if self.batch_in_epoch >= self.batches_per_epoch:
             self.epoch += 1
             self.batch_in_epoch = 0
-        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch)  # the same epoch keeps a loaded position: iteration starts there
         loader = DataLoader(
             self._rows,
-            batch_sampler=_Skip(self.sampler, self.batch_in_epoch),
+            batch_sampler=self.sampler,
             collate_fn=self.collator,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

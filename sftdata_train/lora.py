@@ -224,17 +224,23 @@ def config_kwargs(hf: nn.Module, cfg) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _quiet_peft():
+def quiet_peft():
+    """Silence peft's FutureWarning about transformers' ``is_gradient_checkpointing`` (not ours to fix)."""
     with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
 
 
-def _peft_model(hf: nn.Module, kwargs: dict[str, Any]):
+def peft_model(hf: nn.Module, kwargs: dict[str, Any]):
+    """``peft.get_peft_model(hf, LoraConfig(**kwargs))`` under the adapter name :data:`ADAPTER_NAME`.
+
+    Raises:
+        ConfigError: peft refuses the config (e.g. target modules not found in ``hf``).
+    """
     import peft
 
     try:
-        with _quiet_peft():
+        with quiet_peft():
             return peft.get_peft_model(hf, peft.LoraConfig(**copy.deepcopy(kwargs)), adapter_name=ADAPTER_NAME)
     except ValueError as e:  # e.g. "Target modules {...} not found in the base model"
         raise ConfigError(f"LoRA: {e}") from e
@@ -278,7 +284,7 @@ class Adapter:
         ``adapter_model.safetensors`` (plus peft's ``README.md`` card), in ``dtype`` if given."""
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        with _quiet_peft():
+        with quiet_peft():
             self.peft_model.save_pretrained(str(path), state_dict=state, safe_serialization=True)
 
 
@@ -296,7 +302,7 @@ def apply(hf: nn.Module, cfg, *, seed: int) -> Adapter:
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        pm = _peft_model(hf, kwargs)
+        pm = peft_model(hf, kwargs)
     if cfg.lora_init_adapter and not any(p.is_meta for p in pm.parameters()):  # a meta skeleton gets them by broadcast
         from .lora_init import load_init_weights
 
@@ -416,5 +422,5 @@ def describe(adapter: Adapter, wrapper: nn.Module) -> str:
 
 __all__ = [
     "Adapter", "apply", "check_qlora", "check_resume", "check_runtime", "config_kwargs", "describe", "enabled",
-    "flops_params", "load_quantized", "resolve_precision", "target_modules", "validate_config",
+    "flops_params", "load_quantized", "peft_model", "quiet_peft", "resolve_precision", "target_modules", "validate_config",
 ]

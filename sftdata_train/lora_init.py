@@ -15,7 +15,7 @@ import importlib.util
 
 from sftdata.errors import ConfigError
 
-from .lora import ADAPTER_NAME, DEFAULTS, PEFT_PIP, _quiet_peft, names
+from .lora import ADAPTER_NAME, DEFAULTS, PEFT_PIP, quiet_peft, names
 
 def _adapter_config(source: str):
     """``peft.PeftConfig.from_pretrained(source)`` (a dir or a Hub id), checked to be a LoRA adapter
@@ -87,7 +87,7 @@ def load_init_weights(peft_model, source: str) -> None:
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
     state = load_peft_weights(source, device="cpu")
-    with _quiet_peft():
+    with quiet_peft():
         result = set_peft_model_state_dict(peft_model, state, adapter_name=ADAPTER_NAME)
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     missing = sorted(k for k in result.missing_keys if k in trainable)

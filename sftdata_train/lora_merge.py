@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .lora import Adapter, _peft_model, _quiet_peft
+from .lora import Adapter, peft_model, quiet_peft
 
 
 def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, info, cfg, tokenizer,
@@ -34,7 +34,7 @@ def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, i
     layers) and the adapters are merged into it: merging into the 4-bit weights would round
     the result to 4 bits again.
     """
-    from .checkpoint import _full_model_state_dict
+    from .export import full_model_state_dict
     from .model import build_skeleton, load_model
 
     if cfg.load_in_4bit:
@@ -43,26 +43,26 @@ def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, i
             return None
         base = load_model(cfg.model, tokenizer=tokenizer, dtype=hf_model.dtype, attn_implementation="sdpa",
                           seed=cfg.seed)
-        pm = _peft_model(base, adapter.config_kwargs)
+        pm = peft_model(base, adapter.config_kwargs)
         result = pm.load_state_dict(state, strict=False)
         if result.unexpected_keys:
             raise RuntimeError(f"merging the adapter: unexpected keys {result.unexpected_keys[:5]}")
     else:
-        full = _full_model_state_dict(wrapper, info)  # collective when sharded
+        full = full_model_state_dict(wrapper, info)  # collective when sharded
         if not info.is_main:
             return None
         full = {k: v.detach().to("cpu", copy=True) for k, v in full.items()}  # never alias the trained model
         base = build_skeleton(copy.deepcopy(hf_model.config), dtype=torch.float32, attn_implementation="sdpa")
-        pm = _peft_model(base, adapter.config_kwargs)
+        pm = peft_model(base, adapter.config_kwargs)
         _load_keeping_ties(base, full)
-    with _quiet_peft():
+    with quiet_peft():
         return pm.merge_and_unload() if merge else pm.unload()
 
 
 def _load_keeping_ties(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """``load_state_dict(state, assign=True)`` (no second copy of the weights), then every group of
     names that shared one Parameter before (tied embeddings) shares one again."""
-    from .checkpoint import tied_names
+    from .export import tied_names
 
     groups = tied_names(model)
     model.load_state_dict(state, strict=True, assign=True)
@@ -86,11 +86,12 @@ def export(path: str | Path, *, adapter: Adapter, wrapper: nn.Module, hf_model: 
     (``base_model_name_or_path`` is then the absolute path of ``final/base``: after moving the
     folder, load the base from its new place and ``PeftModel.from_pretrained(base, path)``).
     """
-    from .checkpoint import _write_hf, write_dir_atomic
+    from .checkpoint import write_dir_atomic
+    from .export import write_hf
 
     if cfg.merge_lora:
         merged = merged_model(adapter, wrapper=wrapper, hf_model=hf_model, info=info, cfg=cfg, tokenizer=tokenizer)
-        return write_dir_atomic(path, info, lambda tmp: _write_hf(tmp, merged, tokenizer, merged.state_dict(), dtype))
+        return write_dir_atomic(path, info, lambda tmp: write_hf(tmp, merged, tokenizer, merged.state_dict(), dtype))
     base = None
     if cfg.model is None:  # the embedded default: the base exists only in this run
         base = merged_model(adapter, wrapper=wrapper, hf_model=hf_model, info=info, cfg=cfg, tokenizer=tokenizer,
@@ -101,7 +102,7 @@ def export(path: str | Path, *, adapter: Adapter, wrapper: nn.Module, hf_model: 
     def write(tmp: Path) -> None:
         adapter.save(tmp, state, dtype)
         if base is not None:
-            _write_hf(tmp / BASE_DIR, base, tokenizer, base.state_dict(), dtype)
+            write_hf(tmp / BASE_DIR, base, tokenizer, base.state_dict(), dtype)
         _set_base_reference(tmp, base_reference(cfg.model, final))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))

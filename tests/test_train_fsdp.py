@@ -55,7 +55,7 @@ def test_two_process_fsdp2_equals_one_process(tmp_path):
     _torchrun(_args(str(data), out, grad_accum=2, stop_at_step=2), tmp_path)
     assert os.path.isdir(os.path.join(out, "checkpoint-2"))
     state = json.load(open(os.path.join(out, "checkpoint-2", "training_state", "state.json")))
-    assert state["world_size"] == 2
+    assert state["schedule"]["world_size"] == 2
     # sharded: each rank wrote its own shards and RNG state through DCP, nothing was gathered to rank 0
     import torch.distributed.checkpoint as dcp
 

@@ -83,8 +83,9 @@ def test_checkpoint_layout_and_loading(data_dir, tmp_path):
     # no full HF weights and no pickles in a resume checkpoint: sharded DCP + JSON only
     assert not list(last.glob("*.safetensors")) and not list(last.rglob("*.pt"))
     state = json.loads((last / "training_state" / "state.json").read_text())
-    assert state["step"] == 4 and state["world_size"] == 1 and state["config"]["max_steps"] == 4
-    assert state["max_tokens_per_batch"] == 700 and state["grad_accum"] == 2
+    # state.json holds one record per JSON component (sftdata_train.state), version 2
+    assert state["version"] == 2 and state["counters"]["step"] == 4 and state["config"]["max_steps"] == 4
+    assert state["schedule"] == {"world_size": 1, "max_tokens_per_batch": 700, "grad_accum": 2, "total_steps": 4}
 
     # the checkpoint restores exactly the weights the run ended with (= final/, fp32 run)
     trainer_weights = Trainer(_cfg(data_dir, tmp_path / "probe", resume=str(last), max_steps=4)).hf_model.state_dict()
