@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .real_tokens import (
+    COHERE_R7B_SPEC, DEVSTRAL_PROSE, DS_BOS, DS_EOS, DS_TOOL, GLM_NOTES_TOKENS, GLM_STOPS, HERMES_NOTES, HERMES_SPEC,
+    KIMI_NOTES, KIMI_SPEC, KIMI_STOP_SOURCE, LLAMA_STOPS, LLAMA_STOP_SOURCE, MISTRAL_BASE, MISTRAL_STOP_SOURCE,
+    MISTRAL_V11, NEMOTRON3_SPEC, QWEN_STOPS, QWEN_STOP_SOURCE, XML_TOOLS, mistral_spec
+)
 from .tokenizers import GEMMA_SPEC, LLAMA3_SPEC, QWEN3_SPEC, QWEN25_SPEC, THINK_TAGS, TOOL_TAGS, TemplateCaps, TokenizerSpec
-from .trl_templates import GLM_SPEC, GPTOSS_SPEC, PHI3_SPEC
+from .trl_specs import GLM_SPEC, GPTOSS_SPEC, PHI3_SPEC
 
 #: The fork of ggml-org/llama.cpp the files were copied from, and its snapshot.
 FORK = "Anemll/anemll-flash-llama.cpp"
@@ -40,101 +45,6 @@ class Entry:
     plain_markers: tuple[str, ...] = ()
     edited_by: str = ""
 
-
-# ---- token groups ---------------------------------------------------------------------------
-
-_XML_TOOLS = (  # Qwen3-Coder-style tool prompt and calls: plain text in every vocabulary here
-    "<tools>", "</tools>", "<function>", "</function>", "<name>", "</name>", "<description>", "</description>",
-    "<parameters>", "</parameters>", "<parameter>", "</parameter>", "<type>", "</type>", "<IMPORTANT>",
-    "</IMPORTANT>", "<function=", "<parameter=",
-)
-_DEVSTRAL_PROSE = tuple(  # section tags of Devstral's default system prompt (plain text)
-    f"<{c}{t}>" for t in ("ROLE", "EFFICIENCY", "FILE_SYSTEM_GUIDELINES", "CODE_QUALITY", "VERSION_CONTROL",
-                          "PULL_REQUESTS", "PROBLEM_SOLVING_WORKFLOW", "SECURITY", "ENVIRONMENT_SETUP",
-                          "TROUBLESHOOTING") for c in ("", "/")
-)
-_QWEN_STOPS = ("<|im_end|>", "<|endoftext|>")
-_QWEN_STOP_SOURCE = (
-    "generation_config.json eos_token_id [151645, 151643] = <|im_end|>, <|endoftext|> (quoted in public code "
-    "with Qwen3's sampling defaults)"
-)
-_LLAMA_STOPS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")
-_LLAMA_STOP_SOURCE = (
-    "generation_config.json eos_token_id [128001, 128008, 128009] = <|end_of_text|>, <|eom_id|>, <|eot_id|> "
-    "(quoted in public code for meta-llama/Llama-3.1-8B-Instruct and the tied-embedding 3.2 models)"
-)
-_HERMES_SPEC = TokenizerSpec(  # Llama 3 vocabulary, ChatML tokens in reserved slots, Hermes tool tags
-    special_tokens=LLAMA3_SPEC.special_tokens + ("<|im_start|>", "<|im_end|>"),
-    added_tokens=("<tools>", "</tools>") + TOOL_TAGS,
-    bos_token="<|begin_of_text|>",
-    eos_token="<|im_end|>",
-    add_bos=True,
-)
-_HERMES_NOTES = (
-    "ChatML on Llama 3. Per the Hermes-2-Pro-Llama-3-8B model card <tools>, <tool_call>, <tool_response> and "
-    "their closing tags are single tokens (special flag unverified: non-special here). Content beside tool calls is "
-    "dropped; reasoning dropped; tool schemas rendered as Python-style signatures; tool results wrapped in "
-    "<tool_response> inside a 'tool' ChatML turn; raises TypeError without a tools list (the tool_use variant). Same "
-    "file as the Hermes-2-Pro tool_use template."
-)
-_MISTRAL_BASE = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
-                 "[TOOL_RESULTS]", "[/TOOL_RESULTS]")
-_MISTRAL_V11 = _MISTRAL_BASE + ("[IMG]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]", "[CALL_ID]", "[ARGS]")
-
-
-def _mistral(specials: tuple[str, ...]) -> TokenizerSpec:
-    return TokenizerSpec(special_tokens=specials, bos_token="<s>", eos_token="</s>", unk_token="<unk>", add_bos=True)
-
-
-_MISTRAL_STOP_SOURCE = (
-    "unverified: generation_config.json not found quoted; </s> (id 2) is the EOS of Mistral's tekken tokenizers"
-)
-_DS_TOOL = ("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
-            "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
-            "<｜tool▁sep｜>")
-_DS_BOS, _DS_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
-_KIMI_SPECIAL = (
-    "[BOS]", "[EOS]", "<|im_end|>", "<|im_user|>", "<|im_assistant|>", "<|start_header_id|>", "<|end_header_id|>",
-    "[EOT]", "<|im_system|>", "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "<|tool_call_begin|>",
-    "<|tool_call_argument_begin|>", "<|tool_call_end|>", "<|im_middle|>", "<|media_begin|>", "<|media_content|>",
-    "<|media_end|>", "<|media_pad|>", "<think>", "</think>", "[UNK]", "[PAD]",
-)
-_KIMI_SPEC = TokenizerSpec(special_tokens=_KIMI_SPECIAL, bos_token="[BOS]", eos_token="[EOS]", pad_token="[PAD]",
-                           unk_token="[UNK]")
-_KIMI_STOP_SOURCE = (
-    "config.json eos_token_id 163586 = <|im_end|> (quoted in public code for kimi_k2 configs, with Kimi's "
-    "special-token table); generation_config.json assumed to carry the same id (unverified)"
-)
-_KIMI_NOTES = (
-    "Special tokens and ids from public copies of Kimi's tiktoken table (all special); the tokenizer's own "
-    "bos/eos are [BOS]/[EOS], generation stops on <|im_end|>. <|media_start|> (multimodal branch only) is not a "
-    "token of the real vocabulary (it has <|media_begin|>). Tool results render as '## Return of <id>'."
-)
-_GLM_STOPS = ("<|endoftext|>", "<|user|>", "<|observation|>")
-_GLM_NOTES_TOKENS = (
-    "Token flags copied from sftdata.testing.trl_templates' glm4moe spec (role tokens special, tool/think/arg tags "
-    "non-special: unverified); <tools> is plain text."
-)
-_NEMOTRON3_SPEC = TokenizerSpec(
-    special_tokens=("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"),
-    added_tokens=TOOL_TAGS + THINK_TAGS,
-    bos_token="<s>",
-    eos_token="<|im_end|>",
-    unk_token="<unk>",
-)
-_COHERE_R7B_SPEC = TokenizerSpec(
-    special_tokens=(
-        "<PAD>", "<UNK>", "<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>",
-        "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>", "<|START_RESPONSE|>", "<|END_RESPONSE|>",
-        "<|START_THINKING|>", "<|END_THINKING|>", "<|START_ACTION|>", "<|END_ACTION|>", "<|START_TOOL_RESULT|>",
-        "<|END_TOOL_RESULT|>",
-    ),
-    bos_token="<BOS_TOKEN>",
-    eos_token="<|END_OF_TURN_TOKEN|>",
-    pad_token="<PAD>",
-    unk_token="<UNK>",
-    add_bos=True,
-)
 
 _C = {  # llama.cpp commits (ggml-org/llama.cpp history, also in the fork)
     "qwen3": "e121edc4324a640be11b7e567edd39b721b0f8e4",
@@ -168,14 +78,14 @@ def _add(name: str, entry: Entry) -> None:
 
 _add("Qwen-Qwen3-0.6B", Entry(
     "Qwen/Qwen3-0.6B", QWEN3_SPEC, TemplateCaps(reasoning=True, none_content=False, multi_system=True),
-    _QWEN_STOPS, _QWEN_STOP_SOURCE, _C["qwen3"], plain_markers=("<tools>", "</tools>"),
+    QWEN_STOPS, QWEN_STOP_SOURCE, _C["qwen3"], plain_markers=("<tools>", "</tools>"),
     notes="Tokens as in sftdata.testing.qwen3 (from Qwen3's tokenizer.json). Reasoning rendered only after the last "
     "real user query (history rewritten when a user turn follows); a final assistant turn always gets a think "
     "block; content=None beside calls raises (message.content undefined once transformers drops None keys).",
 ))
 _add("Qwen-QwQ-32B", Entry(
     "Qwen/QwQ-32B", QWEN3_SPEC, TemplateCaps(none_content=False, multi_system=True),
-    _QWEN_STOPS, "unverified: assumed the Qwen family's " + _QWEN_STOP_SOURCE, _C["qwq"],
+    QWEN_STOPS, "unverified: assumed the Qwen family's " + QWEN_STOP_SOURCE, _C["qwq"],
     plain_markers=("<tools>", "</tools>"),
     notes="Added tokens assumed as in Qwen3 (QwQ's <think>/<tool_response> tokens: unverified). Never renders "
     "reasoning fields: earlier assistant content is cut after '</think>'; the generation prompt ends with "
@@ -184,17 +94,17 @@ _add("Qwen-QwQ-32B", Entry(
 ))
 _add("Qwen3-Coder", Entry(
     "Qwen/Qwen3-Coder-30B-A3B-Instruct", QWEN3_SPEC, TemplateCaps(multi_system=True),
-    _QWEN_STOPS, "unverified: assumed the Qwen family's " + _QWEN_STOP_SOURCE, _C["xml"],
+    QWEN_STOPS, "unverified: assumed the Qwen family's " + QWEN_STOP_SOURCE, _C["xml"],
     notes="XML tool calls (<function=...><parameter=...>), argument values written raw (strings) or as JSON; content "
     "beside calls trimmed; no reasoning. Added tokens assumed as in Qwen3 (unverified for the Coder tokenizer); "
     "<function=...>, <parameter=...>, <tools> are plain text. Hub repo: the Qwen3-Coder family (llama.cpp's file "
     "has no repo suffix; its text matches Qwen3-Coder-30B-A3B-Instruct / 480B-A35B-Instruct).",
-    plain_markers=_XML_TOOLS,
+    plain_markers=XML_TOOLS,
     edited_by=f"{_C['autoparser']} (rewords the tool instructions)",
 ))
 _add("Qwen-Qwen2.5-7B-Instruct", Entry(
     "Qwen/Qwen2.5-7B-Instruct", QWEN25_SPEC, TemplateCaps(multi_system=True),
-    _QWEN_STOPS, "generation_config.json eos_token_id [151645, 151643] (quoted in public code with Qwen2.5's "
+    QWEN_STOPS, "generation_config.json eos_token_id [151645, 151643] (quoted in public code with Qwen2.5's "
     "sampling defaults)", _C["tools"],
     notes="Default system prompt when none is given; reasoning dropped. As in the real Qwen2.5 vocabulary "
     "(151643-151664, same layout as the R1-Distill-Qwen tokenizer quoted publicly) <tool_call> is an added token "
@@ -205,42 +115,42 @@ _add("Qwen-Qwen2.5-7B-Instruct", Entry(
 # ---- Hermes ---------------------------------------------------------------------------------
 
 _add("NousResearch-Hermes-3-Llama-3.1-8B-tool_use", Entry(
-    "NousResearch/Hermes-3-Llama-3.1-8B", _HERMES_SPEC, TemplateCaps(call_content=False, multi_system=True),
-    ("<|im_end|>",) + _LLAMA_STOPS,
+    "NousResearch/Hermes-3-Llama-3.1-8B", HERMES_SPEC, TemplateCaps(call_content=False, multi_system=True),
+    ("<|im_end|>",) + LLAMA_STOPS,
     "unverified for the 8B: for Hermes-3-Llama-3.2-3B public code quotes config.json eos_token_id 128039 "
     "(<|im_end|>) and generation_config.json [128001, 128008, 128009]; the union is listed by analogy",
-    _C["tools"], notes=_HERMES_NOTES + " Token ids of the 8B's ChatML/tool tokens unverified.",
+    _C["tools"], notes=HERMES_NOTES + " Token ids of the 8B's ChatML/tool tokens unverified.",
 ))
 _add("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", Entry(
-    "NousResearch/Hermes-2-Pro-Llama-3-8B", _HERMES_SPEC, TemplateCaps(call_content=False, multi_system=True),
+    "NousResearch/Hermes-2-Pro-Llama-3-8B", HERMES_SPEC, TemplateCaps(call_content=False, multi_system=True),
     ("<|im_end|>",),
     "unverified: the model card generates with eos_token_id=tokenizer.eos_token_id (<|im_end|>); "
     "generation_config.json not found quoted",
-    _C["tools"], notes=_HERMES_NOTES,
+    _C["tools"], notes=HERMES_NOTES,
 ))
 
 # ---- Mistral --------------------------------------------------------------------------------
 
 _add("Mistral-Small-3.2-24B-Instruct-2506", Entry(
-    "mistralai/Mistral-Small-3.2-24B-Instruct-2506", _mistral(_MISTRAL_V11),
+    "mistralai/Mistral-Small-3.2-24B-Instruct-2506", mistral_spec(MISTRAL_V11),
     TemplateCaps(call_content=False, call_id_length=9, multi_system=True),
-    ("</s>",), _MISTRAL_STOP_SOURCE, _C["small32"],
+    ("</s>",), MISTRAL_STOP_SOURCE, _C["small32"],
     notes="Tool-call ids must be 9 alphanumerics (raises otherwise); content beside calls is dropped; the tool list "
     "is written before the last user message only (history rewritten when a user turn follows); long default "
     "system prompt with today's date (strftime_now: renderings change from day to day); user/assistant "
     "alternation enforced. Token flags: all tekken control tokens special (unverified for [CALL_ID]/[ARGS]).",
 ))
 _add("mistralai-Mistral-Nemo-Instruct-2407", Entry(
-    "mistralai/Mistral-Nemo-Instruct-2407", _mistral(_MISTRAL_BASE),
+    "mistralai/Mistral-Nemo-Instruct-2407", mistral_spec(MISTRAL_BASE),
     TemplateCaps(call_content=False, call_id_length=9),
-    ("</s>",), _MISTRAL_STOP_SOURCE, _C["tools"],
+    ("</s>",), MISTRAL_STOP_SOURCE, _C["tools"],
     notes="Tool-call ids must be 9 alphanumerics; content beside calls dropped; the system prompt and the tool "
     "list are written into the last user message, and the system prompt only when that user message is the last "
     "message (absent from a full rendering that ends with an assistant turn); no generation prompt of its own; a later system message raises (not first -> 'Only user and assistant roles').",
 ))
 _add("unsloth-mistral-Devstral-Small-2507", Entry(
-    "unsloth/Devstral-Small-2507", _mistral(_MISTRAL_V11), TemplateCaps(none_content=False, multi_system=True),
-    ("</s>",), _MISTRAL_STOP_SOURCE, _C["voxtral"], plain_markers=_DEVSTRAL_PROSE,
+    "unsloth/Devstral-Small-2507", mistral_spec(MISTRAL_V11), TemplateCaps(none_content=False, multi_system=True),
+    ("</s>",), MISTRAL_STOP_SOURCE, _C["voxtral"], plain_markers=DEVSTRAL_PROSE,
     notes="Unsloth's edit of mistralai/Devstral-Small-2507's template: long default system prompt; tools listed "
     "once after the system prompt; calls written '[TOOL_CALLS]name[ARGS]{json}' without ids; content=None raises.",
 ))
@@ -263,23 +173,23 @@ _add("NVIDIA-Nemotron-Nano-v2", Entry(
                    "<TOOL_RESPONSE>", "</TOOL_RESPONSE>"),
 ))
 _add("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", Entry(
-    "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", _NEMOTRON3_SPEC,
+    "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", NEMOTRON3_SPEC,
     TemplateCaps(reasoning=True, multi_system=True), ("<|im_end|>",),
     "unverified: tokenizer EOS <|im_end|>; generation_config.json not found quoted", _C["jinja"],
     notes="Token flags copied from sftdata.testing.trl_templates' nemotron spec (unverified); <function=...> and "
     "<parameter=...> plain. Reasoning of assistant turns before the last user turn is dropped "
     "(truncate_history_thinking); every assistant turn gets a '<think></think>' prefix when it has no reasoning. "
     "llama.cpp's first copy (c05aa69f) had CRLF line endings; this LF copy renders identically.",
-    plain_markers=("<enum>", "</enum>", "<required>", "</required>") + _XML_TOOLS,
+    plain_markers=("<enum>", "</enum>", "<required>", "</required>") + XML_TOOLS,
 ))
 
 # ---- DeepSeek -------------------------------------------------------------------------------
 
 _add("deepseek-ai-DeepSeek-V3.1", Entry(
     "deepseek-ai/DeepSeek-V3.1",
-    TokenizerSpec(special_tokens=(_DS_BOS, _DS_EOS), added_tokens=("<｜User｜>", "<｜Assistant｜>") + THINK_TAGS + _DS_TOOL,
-                  bos_token=_DS_BOS, eos_token=_DS_EOS, add_bos=True),
-    TemplateCaps(none_content=False, string_arguments=True), (_DS_EOS,),
+    TokenizerSpec(special_tokens=(DS_BOS, DS_EOS), added_tokens=("<｜User｜>", "<｜Assistant｜>") + THINK_TAGS + DS_TOOL,
+                  bos_token=DS_BOS, eos_token=DS_EOS, add_bos=True),
+    TemplateCaps(none_content=False, string_arguments=True), (DS_EOS,),
     "unverified: tokenizer EOS <｜end▁of▁sentence｜> (id 1); generation_config.json not found quoted", _C["dsv31"],
     notes="Arguments are concatenated as strings (a dict raises TypeError): served with JSON-text arguments. "
     "Non-thinking mode by default (thinking=False): '</think>' opens every answer; reasoning never rendered; all "
@@ -291,19 +201,19 @@ _add("deepseek-ai-DeepSeek-V3.1", Entry(
 _add("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", Entry(
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
     TokenizerSpec(
-        special_tokens=(_DS_EOS, _DS_BOS, "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+        special_tokens=(DS_EOS, DS_BOS, "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
                         "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"),
         added_tokens=("<｜User｜>", "<｜Assistant｜>", "<|EOT|>") + THINK_TAGS + ("<tool_call>", "</tool_call>"),
-        bos_token=_DS_BOS, eos_token=_DS_EOS, pad_token=_DS_EOS, add_bos=True,
+        bos_token=DS_BOS, eos_token=DS_EOS, pad_token=DS_EOS, add_bos=True,
     ),
-    TemplateCaps(tools=False, parallel_calls=False, call_content=False, none_content=False), (_DS_EOS,),
+    TemplateCaps(tools=False, parallel_calls=False, call_content=False, none_content=False), (DS_EOS,),
     "generation_config.json bos 151646, eos_token_id 151643 = <｜end▁of▁sentence｜> (quoted in public code)",
     _C["r1qwen"],
     notes="Tokenizer as quoted publicly for the R1-Distill-Qwen tokenizer_config.json (add_bos_token true; "
     "<｜User｜>/<｜Assistant｜>/<think> non-special). DeepSeek's tool tokens are NOT in this vocabulary (plain "
     "text). Tools unusable: a message with tool calls renders only when content is None, and then the call is "
     "written with arguments concatenated as a string; ns.is_first never resets. Content up to '</think>' is cut.",
-    plain_markers=_DS_TOOL,
+    plain_markers=DS_TOOL,
     edited_by=f"{_C['autoparser']}, {_C['prefill']} (reformats, tool calls with content, tojson, enable_thinking)",
 ))
 
@@ -342,19 +252,19 @@ _add("Apertus-8B-Instruct", Entry(
     edited_by=f"{_C['autoparser']} (reads tool.function.*, tojson on arguments)",
 ))
 _add("GLM-4.6", Entry(
-    "zai-org/GLM-4.6", GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), _GLM_STOPS,
+    "zai-org/GLM-4.6", GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), GLM_STOPS,
     "config eos_token_id [151329, 151336, 151338] = <|endoftext|>, <|user|>, <|observation|> (quoted in public "
     "code for the GLM-4.5/4.6 MoE config)", _C["xml"],
     notes="Starts with '[gMASK]<sop>'. Reasoning only after the last user turn; a turn is closed by the next role "
     "token, not by an end token (generation stops on <|user|> or <|observation|>). Tool calls as "
-    "<arg_key>/<arg_value> pairs (arguments must be a mapping). " + _GLM_NOTES_TOKENS,
+    "<arg_key>/<arg_value> pairs (arguments must be a mapping). " + GLM_NOTES_TOKENS,
     plain_markers=("<tools>", "</tools>"),
 ))
 _add("GLM-4.7-Flash", Entry(
-    "zai-org/GLM-4.7-Flash", GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), _GLM_STOPS,
+    "zai-org/GLM-4.7-Flash", GLM_SPEC, TemplateCaps(reasoning=True, multi_system=True), GLM_STOPS,
     "unverified for 4.7-Flash: assumed GLM-4.6's eos_token_id [151329, 151336, 151338]", _C["autoparser"],
     notes="As GLM-4.6 without newlines around tags; history turns get '</think>' alone; clear_thinking=False keeps "
-    "old reasoning. Added to llama.cpp in its autoparser commit (no earlier copy to compare). " + _GLM_NOTES_TOKENS,
+    "old reasoning. Added to llama.cpp in its autoparser commit (no earlier copy to compare). " + GLM_NOTES_TOKENS,
     plain_markers=("<tools>", "</tools>"),
 ))
 _add("MiniMax-M2", Entry(
@@ -371,18 +281,18 @@ _add("MiniMax-M2", Entry(
                    "<tools>", "</tools>", "<tool>", "</tool>"),
 ))
 _add("moonshotai-Kimi-K2", Entry(
-    "moonshotai/Kimi-K2-Instruct", _KIMI_SPEC, TemplateCaps(multi_system=True), ("<|im_end|>",), _KIMI_STOP_SOURCE,
+    "moonshotai/Kimi-K2-Instruct", KIMI_SPEC, TemplateCaps(multi_system=True), ("<|im_end|>",), KIMI_STOP_SOURCE,
     _C["autoparser"],
     plain_markers=("<|media_start|>",),
-    notes=_KIMI_NOTES + " Call ids are rewritten as functions.<name>:<index in message>; no reasoning. llama.cpp's "
+    notes=KIMI_NOTES + " Call ids are rewritten as functions.<name>:<index in message>; no reasoning. llama.cpp's "
     "first copy (4a4f4269) had CRLF line endings; this LF copy renders identically.",
 ))
 _add("Kimi-K2-Thinking", Entry(
-    "moonshotai/Kimi-K2-Thinking", _KIMI_SPEC,
+    "moonshotai/Kimi-K2-Thinking", KIMI_SPEC,
     TemplateCaps(tools=False, parallel_calls=False, call_content=False, none_content=False, multi_system=True),
     ("<|im_end|>",),
-    _KIMI_STOP_SOURCE, _C["xml"], plain_markers=("<|media_start|>",),
-    notes=_KIMI_NOTES + " Tool calls cannot render under transformers: the template calls list.append, which "
+    KIMI_STOP_SOURCE, _C["xml"], plain_markers=("<|media_start|>",),
+    notes=KIMI_NOTES + " Tool calls cannot render under transformers: the template calls list.append, which "
     "transformers' ImmutableSandboxedEnvironment refuses (SecurityError), hence tools=False. reasoning_content is "
     "rendered only for messages after the first assistant message without calls (the 'last' index is searched "
     "backwards without a break), so a one-turn conversation loses it: reasoning=False.",
@@ -393,7 +303,7 @@ _add("Kimi-K2-Thinking", Entry(
 
 _add("meta-llama-Llama-3.1-8B-Instruct", Entry(
     "meta-llama/Llama-3.1-8B-Instruct", LLAMA3_SPEC,
-    TemplateCaps(parallel_calls=False, call_content=False, multi_system=True), _LLAMA_STOPS, _LLAMA_STOP_SOURCE,
+    TemplateCaps(parallel_calls=False, call_content=False, multi_system=True), LLAMA_STOPS, LLAMA_STOP_SOURCE,
     _C["tools"],
     notes="One tool call per message (raises otherwise); content beside calls dropped; tools go into the first user "
     "message by default (tools_in_user_message); tool results written with tojson when not a string; every content "
@@ -401,7 +311,7 @@ _add("meta-llama-Llama-3.1-8B-Instruct", Entry(
 ))
 _add("meta-llama-Llama-3.2-3B-Instruct", Entry(
     "meta-llama/Llama-3.2-3B-Instruct", LLAMA3_SPEC,
-    TemplateCaps(parallel_calls=False, call_content=False, multi_system=True), _LLAMA_STOPS, _LLAMA_STOP_SOURCE,
+    TemplateCaps(parallel_calls=False, call_content=False, multi_system=True), LLAMA_STOPS, LLAMA_STOP_SOURCE,
     _C["tools"],
     notes="As Llama 3.1 (single call, content beside calls dropped, tools in the first user message); today's date "
     "via strftime_now unless date_string is passed (template_kwargs pins it).",
@@ -454,7 +364,7 @@ _add("ByteDance-Seed-OSS", Entry(
     plain_markers=("<function=", "</function>", "<parameter=", "</parameter>"),
 ))
 _add("CohereForAI-c4ai-command-r7b-12-2024-tool_use", Entry(
-    "CohereForAI/c4ai-command-r7b-12-2024", _COHERE_R7B_SPEC,
+    "CohereForAI/c4ai-command-r7b-12-2024", COHERE_R7B_SPEC,
     TemplateCaps(call_content=False, none_content=True), ("<|END_OF_TURN_TOKEN|>",),
     "unverified: generation_config.json not found quoted; the Cohere tokenizer_config.json's eos_token is "
     "<|END_OF_TURN_TOKEN|> (bos <BOS_TOKEN>, add_bos_token true; quoted in public code)", _C["r7b"],
@@ -475,5 +385,5 @@ _add("StepFun3.5-Flash", Entry(
     notes="Qwen3-style ChatML with {{bos_token}} first, XML tool calls and reasoning after the last user turn. The "
     "whole tokenizer spec is unverified (bos '<s>' is a placeholder). Byte-identical to llama.cpp's "
     "stepfun-ai-Step-3.5-Flash.jinja.",
-    plain_markers=_XML_TOOLS + ("<im_patch>",),
+    plain_markers=XML_TOOLS + ("<im_patch>",),
 ))
