@@ -302,6 +302,7 @@ class LimitedCodeGenerator(CodeGenerator):
     """Compiles ``a ~ b`` (concatenation) through ``environment.checked_size``."""
 
     def visit_Concat(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        """Write ``a ~ b ~ ...`` wrapped in ``environment.checked_size(...)`` (raises when the result is over the limit)."""
         self.write("environment.checked_size(")
         super().visit_Concat(node, frame)
         self.write(")")

@@ -213,6 +213,7 @@ class Conversation:
 
     @property
     def has_tool_calls(self) -> bool:
+        """Whether any message of the conversation calls a tool."""
         return any(m.tool_calls for m in self.messages)
 
     def template_tools(self) -> list[dict] | None:

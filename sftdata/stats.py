@@ -155,16 +155,20 @@ class StatsPart:
         self.histogram = [a + h[k] for a, k in zip(self.histogram, HISTOGRAM_KEYS)]
 
     def add_reject(self, reason: str, length: int | None = None) -> None:
+        """Count one rejected input row under ``reason`` (a :class:`~sftdata.errors.Reason` value); for
+        ``too_long``, ``length`` (tokens of its shortest example) updates ``too_long_min_length``."""
         self.rows_rejected += 1
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
         if reason == "too_long" and length is not None:
             self.too_long_min_length = _min(self.too_long_min_length, int(length))
 
     def to_dict(self) -> dict:
+        """The accumulators as a JSON-able dict (the shard manifests store it; :meth:`from_dict` reads it)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StatsPart":
+        """The part written by :meth:`to_dict` (unknown keys, e.g. from a newer version, are ignored)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -57,6 +57,7 @@ _CRASH_COUNTS: dict[str, int] = {}
 
 
 def partial_dir(out: Path) -> Path:
+    """The hidden working directory ``.<name>.partial`` beside output ``out``, where a job writes until it is published."""
     return out.parent / f".{out.name}.partial"
 
 
@@ -293,6 +294,7 @@ class JobDir:
         return len(self.manifests), next_index, total, seconds
 
     def data_files(self) -> list[Path]:
+        """The Arrow data files written so far in the working directory, in order (``data-*.arrow``)."""
         return sorted(self.partial.glob("data-*.arrow"))
 
     def data_rows(self) -> list[int]:

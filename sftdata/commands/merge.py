@@ -7,6 +7,7 @@ import sys
 
 
 def add_parser(sub) -> None:
+    """Register ``sftdata merge`` on the CLI's sub-parsers ``sub`` (``argparse``), with :func:`run` as its handler."""
     from .prepare import parse_size
 
     p = sub.add_parser(
@@ -24,6 +25,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``sftdata merge`` with the parsed ``args``; returns the exit status (0 done, 2 an sftdata error, printed)."""
     from ..errors import SftDataError
     from ..merge import merge
     from ..stats import summary

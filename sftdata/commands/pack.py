@@ -12,6 +12,7 @@ from .run import add_config_arguments, reject_flags, run_config
 
 
 def add_parser(sub) -> None:
+    """Register ``sftdata pack`` on the CLI's sub-parsers ``sub`` (``argparse``), with :func:`run` as its handler."""
     from ..packing import DEFAULT_STRATEGY, STRATEGIES, TRUNCATION
 
     p = sub.add_parser(
@@ -42,6 +43,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``sftdata pack`` with the parsed ``args`` (``--config``: the pipeline up to its pack stage); returns
+    the exit status (0 done, 2 a configuration or data error, printed)."""
     from ..errors import ConfigError
     from ..packing import pack_dataset, save_packed
     from ..output import load_output

@@ -22,6 +22,7 @@ def add_config_arguments(
 
 
 def add_parser(sub) -> None:
+    """Register ``sftdata run`` on the CLI's sub-parsers ``sub`` (``argparse``), with :func:`run` as its handler."""
     p = sub.add_parser(
         "run",
         help="run a pipeline config: prepare -> mix -> pack -> train, skipping up-to-date stages",
@@ -98,4 +99,6 @@ def reject_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, allo
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``sftdata run`` (:func:`run_config` up to ``--until``); returns the exit status (0, 2 an error, 130
+    interrupted)."""
     return run_config(args, until=args.until, prog="sftdata run")

@@ -18,6 +18,7 @@ from .run import add_config_arguments
 
 
 def add_parser(sub) -> None:
+    """Register ``sftdata show`` on the CLI's sub-parsers ``sub`` (``argparse``), with :func:`run` as its handler."""
     p = sub.add_parser("show", help="show one prepared example with trained tokens highlighted")
     p.add_argument("data", nargs="?", help="a directory written by `sftdata prepare` (or give --config)")
     p.add_argument("--index", "-i", type=int, default=0, help="row index")
@@ -32,6 +33,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``sftdata show`` with the parsed ``args`` (prints the example, or writes ``--html``); returns the exit
+    status (0 done, 2 a bad index, path or configuration, printed)."""
     from ..errors import ConfigError
     from ..output import load_output
     from ..show import render_html, render_terminal

@@ -75,6 +75,7 @@ class LoadDatasetSource:
         }
 
     def describe(self) -> str:
+        """The call as one line of text, e.g. ``load_dataset('org/name', split='train')`` (for messages)."""
         extra = "".join(f", {k}={v!r}" for k, v in self.spec().items() if k != "path" and v not in (None, {}))
         return f"load_dataset({self.path!r}{extra})"
 

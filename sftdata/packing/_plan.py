@@ -33,6 +33,7 @@ class BinPlan:
 
     @property
     def num_bins(self) -> int:
+        """Number of bins (packed rows) of the plan."""
         return int(self.offsets.size - 1)
 
     def bin_lengths(self, lengths: np.ndarray) -> np.ndarray:

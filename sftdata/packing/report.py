@@ -122,6 +122,7 @@ class PackReport:
 
     @property
     def rows_dropped(self) -> int:
+        """Input rows dropped, all reasons together (the sum of ``dropped``)."""
         return int(sum(self.dropped.values()))
 
     @property

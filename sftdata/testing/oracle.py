@@ -49,6 +49,7 @@ class OracleReport:
     not_rendered: int = 0
 
     def add(self, mode: str) -> None:
+        """Count one checked turn under ``mode`` (``prefix``, ``prompt_mismatch`` or ``history_rewritten``)."""
         self.turns += 1
         self.modes[mode] = self.modes.get(mode, 0) + 1
 
