@@ -17,11 +17,11 @@ import heapq
 import json
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import ConfigError
-from .output import STATS_FILE, check_listed_files
 from .hashing import ContentHasher
+from .output import STATS_FILE, check_listed_files
 from .stats import StatsPart, build_stats
 
 
@@ -107,29 +107,15 @@ def merge_slices(sources: list, block: int) -> Iterator[tuple[int, int, int]]:
         b += 1
 
 
-def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool = False, shard_size: int | None = None) -> dict:
-    """Merge shard outputs into ``output`` (see module doc).
-
-    Args:
-        shard_dirs: the output directories of shards ``0..N-1`` (any order).
-        output: the merged directory (written crash-safely, like ``prepare``).
-        overwrite: replace an existing ``output``.
-        shard_size: bytes per output file (default: the shards').
+def _check_shards(dirs: list[Path]) -> tuple[dict[int, tuple[Path, dict]], int, int]:
+    """Read the shards' ``stats.json`` and check they are all the shards of one job.
 
     Returns:
-        The merged ``stats.json`` (a dict).
+        ``(by_index, num_shards, block_rows)``: shard index -> ``(dir, stats)``.
 
     Raises:
-        ConfigError: a directory that is not a complete shard output; shards of different
-            jobs (options, tokenizer, inputs, sharding); a missing or repeated shard index.
+        ConfigError: as :func:`merge` documents.
     """
-    import numpy as np
-
-    from .output import describe_files
-    from .store import JobDir, PartWriter
-
-    t0 = time.perf_counter()
-    dirs = [Path(d) for d in shard_dirs]
     if not dirs:
         raise ConfigError("merge needs at least one shard directory")
     loaded = [(d, _load_stats(d)) for d in dirs]
@@ -153,6 +139,17 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
     missing = sorted(set(range(n)) - set(by_index))
     if missing:
         raise ConfigError(f"shards {missing} of {n} are missing")
+    return by_index, n, block
+
+
+def _shard_rows(by_index: dict[int, tuple[Path, dict]], n: int, block: int) -> tuple[list[list[Path]], Any, list]:
+    """The data files of every shard, the common schema, and each shard's ``source_index``
+    column (``int64 (rows,)``), checked to be shard ``i`` of ``n`` in input order.
+
+    Raises:
+        ConfigError: a shard with other columns, or rows that are not its share.
+    """
+    import numpy as np
 
     from .columns import output_schema
     from .output import file_schema, iter_batches
@@ -169,6 +166,31 @@ def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool =
         if len(src) and (np.any(np.diff(src) < 0) or np.any(shard_of(src, n, block) != i)):
             raise ConfigError(f"{d}: its rows are not shard {i} of {n} in input order")
         sources.append(src)
+    return files_of, schema, sources
+
+
+def merge(shard_dirs: list[str | Path], output: str | Path, *, overwrite: bool = False, shard_size: int | None = None) -> dict:
+    """Merge shard outputs into ``output`` (see module doc).
+
+    Args:
+        shard_dirs: the output directories of shards ``0..N-1`` (any order).
+        output: the merged directory (written crash-safely, like ``prepare``).
+        overwrite: replace an existing ``output``.
+        shard_size: bytes per output file (default: the shards').
+
+    Returns:
+        The merged ``stats.json`` (a dict).
+
+    Raises:
+        ConfigError: a directory that is not a complete shard output; shards of different
+            jobs (options, tokenizer, inputs, sharding); a missing or repeated shard index.
+    """
+    from .output import describe_files, iter_batches
+    from .store import JobDir, PartWriter
+
+    t0 = time.perf_counter()
+    by_index, n, block = _check_shards([Path(d) for d in shard_dirs])
+    files_of, schema, sources = _shard_rows(by_index, n, block)
 
     first = by_index[0][1]
     job = dict(first["job"])
