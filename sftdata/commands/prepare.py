@@ -42,7 +42,10 @@ def parse_size(text: str) -> int:
 
 
 def add_parser(sub) -> None:
+    """Add ``sftdata prepare`` to the subcommand parsers ``sub``."""
     from ..formats import FORMATS
+    from ..options import LAYOUTS, SPECIAL_TOKEN_MODES, TOOL_ARGUMENTS, TRUNCATIONS, TURN_POLICIES
+    from ..prepare_config import ON_ERROR
 
     p = sub.add_parser(
         "prepare",
@@ -73,22 +76,22 @@ def add_parser(sub) -> None:
     p.add_argument("--tools-key", default=None, metavar="FIELD", help="row field whose value selects the list in --tools-file")
     p.add_argument("--chat-template", default=None, help="jinja file replacing the tokenizer's template")
     p.add_argument("--template-kwargs", nargs="*", default=[], metavar="K=V", help="extra template variables")
-    p.add_argument("--turn-policy", choices=("exact", "all", "last"), default="exact",
+    p.add_argument("--turn-policy", choices=TURN_POLICIES, default="exact",
                    help="exact: every trained token as the model generates it (default); all: one rendering, "
                    "rows with a rewritten turn rejected; last: only the final turn (docs/masking.md)")
-    p.add_argument("--layout", choices=("tree", "linear"), default="tree",
+    p.add_argument("--layout", choices=LAYOUTS, default="tree",
                    help="tree: one prefix-tree row per conversation (default, docs/trees.md); linear: one row per "
                    "root-to-leaf path, for trainers without a tree mask")
     p.add_argument("--train-roles", default="assistant", help="comma-separated roles trained by default")
     p.add_argument("--no-train-reasoning", action="store_true", help="mask reasoning tokens")
     p.add_argument("--keep-trailing", action="store_true", help="keep untrained messages after the last trained turn")
     p.add_argument("--max-length", type=int, default=None, help="maximum tokens per example")
-    p.add_argument("--truncation", choices=("drop", "turns"), default="drop")
-    p.add_argument("--special-tokens-in-content", choices=("reject", "text", "allow"), default="reject", help="text spelling a control token: reject the row, encode it as plain text, or allow it to become control ids")
+    p.add_argument("--truncation", choices=TRUNCATIONS, default="drop")
+    p.add_argument("--special-tokens-in-content", choices=SPECIAL_TOKEN_MODES, default="reject", help="text spelling a control token: reject the row, encode it as plain text, or allow it to become control ids")
     p.add_argument("--stop-tokens", default=None, metavar="TOK[,TOK]", help="comma-separated tokens added to the model's stop "
                    "set (default: EOS + generation_config.json beside the tokenizer; see docs/masking.md)")
     p.add_argument("--end-of-turn", default=None, help=argparse.SUPPRESS)  # old name of --stop-tokens
-    p.add_argument("--tool-arguments", choices=("auto", "dict", "json"), default="auto",
+    p.add_argument("--tool-arguments", choices=TOOL_ARGUMENTS, default="auto",
                    help="tool-call arguments: as the data gives them (auto, default), always objects, or always JSON text")
     p.add_argument("--render-timeout", type=float, default=10.0, metavar="SECONDS", help="wall-time limit of one template render; the row is rejected render_limit beyond it (default 10)")
     p.add_argument("--max-messages", type=_optional_positive(int), default=100_000, metavar="N", help="per-row budget: messages of one row; a longer row is rejected render_limit (default 100,000; 'none' turns it off)")
@@ -102,7 +105,7 @@ def add_parser(sub) -> None:
     p.add_argument("--shard-index", type=int, default=0, help="which part this job prepares (0..N-1)")
     p.add_argument("--shard-block", type=int, default=None, help="rows per sharding block (default 1024; the same in every job)")
     p.add_argument("--shard-size", type=parse_size, default=None, metavar="SIZE", help="size of one output file, the unit of --resume (default 256MB)")
-    p.add_argument("--on-error", choices=("skip", "raise"), default="skip")
+    p.add_argument("--on-error", choices=ON_ERROR, default="skip")
     p.add_argument("--allow-empty", action="store_true", help="accept an input without rows or without any example (exit 0)")
     p.add_argument("--pack", type=int, default=None, metavar="L", help="also pack the rows into sequences of L tokens")
     p.add_argument("--no-progress", action="store_true")
@@ -110,10 +113,46 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run, _parser=p)
 
 
+#: ``sftdata prepare`` flags whose value is not the keyword's as given: flag dest → (keyword, conversion).
+#: Every other keyword of ``prepare`` (:data:`sftdata.prepare_config.PREPARE_KEYWORDS`) is the flag of
+#: the same dest; ``tests/test_prepare_config.py`` checks that each has one and that the defaults agree.
+CONVERTED = {
+    "train_roles": ("train_roles", lambda v: tuple(r.strip() for r in v.split(",") if r.strip())),
+    "no_train_reasoning": ("train_reasoning", lambda v: not v),
+    "keep_trailing": ("trim_trailing", lambda v: not v),
+    "template_kwargs": ("template_kwargs", lambda v: _kv(v)),
+    "no_progress": ("progress", lambda v: not v),
+}
+#: Keywords without a flag of their own: ``end_of_turn`` is read by ``--end-of-turn`` into ``stop_tokens``;
+#: ``verbose`` (the CLI always prints the summary).
+NO_FLAG = ("end_of_turn", "verbose")
+
+
+def prepare_keywords(args: argparse.Namespace) -> dict:
+    """The keywords of :func:`sftdata.prepare.run_prepare` that the flags in ``args`` give.
+
+    Raises:
+        ConfigError: a ``--template-kwargs`` item without ``=``.
+    """
+    from ..prepare_config import DEFAULT_SHARD_BLOCK, DEFAULT_SHARD_BYTES, PREPARE_KEYWORDS
+
+    out = {}
+    for dest, (keyword, convert) in CONVERTED.items():
+        out[keyword] = convert(getattr(args, dest))
+    for keyword in PREPARE_KEYWORDS:
+        if keyword not in out and keyword not in NO_FLAG:
+            out[keyword] = getattr(args, keyword)
+    # --stop-tokens, else its old name --end-of-turn (one of them, as before)
+    out["stop_tokens"] = tuple(t for t in (args.stop_tokens or args.end_of_turn or "").split(",") if t) or None
+    out["shard_block"] = args.shard_block or DEFAULT_SHARD_BLOCK
+    out["shard_size"] = args.shard_size or DEFAULT_SHARD_BYTES
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..encoder import EncodeOptions
+    """Run ``sftdata prepare`` (exit status: 0 written, 2 an error, 130 interrupted)."""
     from ..formats.hub import resolve_source
-    from ..prepare import DEFAULT_SHARD_BLOCK, DEFAULT_SHARD_BYTES, run_prepare
+    from ..prepare import run_prepare
     from ..stats import summary
 
     if args.config:
@@ -128,48 +167,7 @@ def run(args: argparse.Namespace) -> int:
         for item in args.inputs:
             source = resolve_source(item, split=args.split, name=args.dataset_config, revision=args.revision)
             inputs.extend(source if isinstance(source, list) else [source])
-        options = EncodeOptions(
-            turn_policy=args.turn_policy,
-            layout=args.layout,
-            train_roles=tuple(r.strip() for r in args.train_roles.split(",") if r.strip()),
-            train_reasoning=not args.no_train_reasoning,
-            trim_trailing=not args.keep_trailing,
-            max_length=args.max_length,
-            truncation=args.truncation,
-            template_kwargs=_kv(args.template_kwargs),
-            special_tokens_in_content=args.special_tokens_in_content,
-            stop_tokens=tuple(t for t in (args.stop_tokens or args.end_of_turn or "").split(",") if t) or None,
-            tool_arguments=args.tool_arguments,
-            format=args.format,
-            messages_field=args.messages_field,
-            tools_field=args.tools_field,
-            render_timeout=args.render_timeout,
-            render_max_chars=args.render_max_chars,
-            clock=args.clock,
-            max_messages=args.max_messages,
-            row_render_max_chars=args.row_render_max_chars,
-            row_timeout=args.row_timeout,
-            row_max_memory_mb=args.row_max_memory_mb,
-        )
-        result = run_prepare(
-            inputs,
-            args.tokenizer,
-            args.output,
-            options=options,
-            chat_template=args.chat_template,
-            num_proc=args.num_proc,
-            on_error=args.on_error,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            num_shards=args.num_shards,
-            shard_index=args.shard_index,
-            shard_block=args.shard_block or DEFAULT_SHARD_BLOCK,
-            shard_size=args.shard_size or DEFAULT_SHARD_BYTES,
-            tools_file=args.tools_file,
-            tools_key=args.tools_key,
-            allow_empty=args.allow_empty,
-        )
+        result = run_prepare(inputs, args.tokenizer, args.output, **prepare_keywords(args))
         stats = result.stats
         if result.already_complete:
             print(f"{args.output} is already complete (same job): nothing to resume")
