@@ -24,6 +24,7 @@ import jinja2
 
 from .errors import ConfigError, Reason, RowError
 from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, time_limit
+from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default, plan
 from .template_env import _MARKER_PAIRS, _tojson, make_environment  # noqa: F401 - make_environment is part of this module's API
 
 
@@ -62,6 +63,11 @@ class ChatTemplate:
             (:class:`~sftdata.render_limits.RenderLimits`).
         now: the clock reading ``strftime_now`` gives every render (default: the time this
             template is built); one reading, so renders of one run never differ by the clock.
+        memo: memoise the iterations of the template's top-level loops within one conversation
+            (:mod:`sftdata.render_memo`; the output is the plain rendering's, character for
+            character). Default: on, unless the environment variable ``SFTDATA_RENDER_MEMO`` is
+            ``0``. Within a conversation (between :meth:`new_conversation` calls) the message dicts
+            and tools passed to :meth:`render` must not be mutated.
 
     Raises:
         jinja2.TemplateSyntaxError: if the template does not compile.
@@ -76,6 +82,7 @@ class ChatTemplate:
         template_kwargs: Mapping[str, Any] | None = None,
         limits: RenderLimits = DEFAULT_LIMITS,
         now: datetime | None = None,
+        memo: bool | None = None,
     ) -> None:
         check_template_kwargs(template_kwargs)
         self.source = source
@@ -85,7 +92,21 @@ class ChatTemplate:
         self._json_memo: dict[Any, tuple[Any, str]] = {}  # id(x) (plain tojson) or (id(x), options) -> (x, text)
         env.filters["tojson"] = self._tojson
         self._env = env
-        self._template = env.from_string(source)
+        self.memo = memo_enabled_by_default() if memo is None else memo
+        #: what the memo decided for each top-level loop (empty when the memo is off)
+        self.loop_plans: list[LoopPlan] = []
+        self._memo: RenderMemo | None = None
+        if self.memo:
+            tree = env.parse(source)
+            self.loop_plans = plan(tree, env)
+            if any(p.memoised for p in self.loop_plans):
+                self._memo = env.render_memo = RenderMemo(limits.max_chars)  # type: ignore[attr-defined]
+                self._template = env.from_string(tree)  # type: ignore[arg-type] - compiles a parsed tree
+            else:
+                self._template = env.from_string(source)
+        else:
+            self._template = env.from_string(source)
+        self._tools_list: tuple[Any, list] | None = None  # (tools, list(tools)) of this conversation
         # the template's globals as one dict, so a render's context is made without merging the
         # ``ChainMap`` of globals again (``Template.new_context(shared=True)``: the vars are the
         # context's parent as given; values set here win over globals, as in ``Template.generate``)
@@ -116,8 +137,23 @@ class ChatTemplate:
         return out
 
     def new_conversation(self) -> None:
-        """Forget memoised serialisations (call between conversations)."""
+        """Forget memoised serialisations and loop iterations (call between conversations)."""
         self._json_memo.clear()
+        self._tools_list = None
+        if self._memo is not None:
+            self._memo.new_conversation()
+
+    def _tools(self, tools: Sequence[Mapping[str, Any]] | None) -> list | None:
+        """``list(tools)``, the same list for every render of a conversation given the same tools
+        object (memoised loop iterations key outer values by identity)."""
+        if tools is None:
+            return None
+        if self._memo is None:
+            return list(tools)
+        held = self._tools_list
+        if held is None or held[0] is not tools:
+            held = self._tools_list = (tools, list(tools))
+        return held[1]
 
     @staticmethod
     def prepare_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -192,20 +228,29 @@ class ChatTemplate:
                 the sandbox's ``range()`` cap, recurses too deeply or runs out of memory.
         """
         msgs = list(messages) if prepared else self.prepare_messages(messages)
+        memo = self._memo
         try:
             with time_limit(self.limits.seconds):
                 context = self._template.new_context(
                     {
                         **self._globals,
                         "messages": msgs,
-                        "tools": list(tools) if tools is not None else None,
+                        "tools": self._tools(tools),
                         "documents": None,
                         "add_generation_prompt": add_generation_prompt,
                         **self.variables,
                     },
                     shared=True,
                 )
-                out = collect(self._template.root_render_func(context), self.limits.max_chars)
+                if memo is None:
+                    out = collect(self._template.root_render_func(context), self.limits.max_chars)
+                else:
+                    memo.start_render(getattr(self._env, "mark_generation", None))
+                    try:
+                        pieces = self._template.root_render_func(context)
+                        out = collect(memo.count(pieces) if self.limits.max_chars is not None else pieces, self.limits.max_chars)
+                    finally:
+                        memo.finish_render()
         except RenderLimitExceeded as e:
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
         except (OverflowError, RecursionError, MemoryError) as e:

@@ -23,12 +23,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from .render_limits import (
     DEFAULT_LIMITS,
-    LimitedCodeGenerator,
     RenderLimitExceeded,
     check_binop,
     check_call,
     limited_filters,
 )
+from .render_memo import MemoCodeGenerator, note_write
 
 
 #: Noncharacters that can wrap ``{% generation %}`` output while its spans are tracked; the
@@ -94,6 +94,7 @@ class _Namespace(jinja2.utils.Namespace):
     def __setitem__(self, name: str, value: Any) -> None:
         _Namespace._check(name)
         jinja2.utils.Namespace.__setitem__(self, name, value)
+        note_write(self, name, value)  # journaled while a memoised loop iteration is recorded
 
     @staticmethod
     def _check(name: Any) -> None:
@@ -165,7 +166,7 @@ class _LimitedSandbox(_CachedSandbox):
     (see :mod:`sftdata.render_limits`); ``max_chars`` is set per template."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
-    code_generator_class = LimitedCodeGenerator
+    code_generator_class = MemoCodeGenerator  # LimitedCodeGenerator + memoised loops (sftdata.render_memo)
     max_chars: int | None = DEFAULT_LIMITS.max_chars
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:

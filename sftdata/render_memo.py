@@ -1,0 +1,753 @@
+"""Memoised loop iterations for chat-template renders of one conversation (issue 16, build item 1).
+
+Masking renders one conversation many times: ``render(m[:k], add_generation_prompt=True)`` and
+``render(m[:k+1])`` for every trained turn ``k``, plus a few variants. Every render runs the
+template's loop over ``messages`` from the start, so one conversation costs O(N²) loop iterations.
+This module lets such a loop skip the iterations whose output is already known: an iteration's
+output and its namespace writes are recorded, keyed on everything the iteration can read, and
+replayed when a later render of the same conversation reaches an iteration with the same key.
+
+Mechanism
+---------
+:func:`plan` rewrites the parsed template (``jinja2.nodes``) before it is compiled:
+
+* **Which loops.** A ``{% for %}`` at the template's top level (its ancestors are only ``{% if %}``
+  blocks) whose body passes the checks below is *memoised*; every other loop, and every loop
+  that fails a check, runs exactly as jinja compiles it (``LoopPlan.reason`` says why).
+* **What an iteration reads.** Every name the body reads is classified (scoping as jinja's:
+  ``{% set %}`` inside the body does not carry from one iteration to the next, so only namespace
+  attribute writes, ``{% set ns.x = … %}``, escape an iteration):
+
+  - *stable key* parts, evaluated at the start of the iteration and compared by value (strings,
+    numbers, ``None``, booleans) or by identity (dicts, lists, tuples that hold only such plain
+    data, and functions): the loop target (the message), ``loop.index0``, ``loop.first``,
+    ``loop.previtem``…, the outer variables the body reads (``tools``, ``add_generation_prompt``,
+    template kwargs, special tokens, ``strftime_now``…), the start value of every name the body
+    assigns and reads (a read before the ``{% set %}`` sees the outer value), and the start value
+    of every namespace attribute the body both writes and reads;
+  - *observations*: reads whose value differs from render to render of one conversation —
+    ``messages`` (a new list each render) and the names assigned from it at top level, the
+    loop attributes that depend on the prefix length (``loop.last``, ``loop.length``,
+    ``loop.revindex``, ``loop.revindex0``, ``loop.nextitem``) and the namespace attributes the body
+    reads but never writes (``ns.last_query_index``). Each is wrapped, together with the largest
+    side-effect-free expression around it that reads nothing the body assigns
+    (``loop.index0 > ns.last_query_index``, ``loop.last or messages[loop.index0 + 1].role != "tool"``),
+    in an :class:`Observe` node. Such an expression has the same value anywhere in the iteration
+    (its inputs do not change during it), so its value at the start of the iteration is the value
+    the body sees.
+
+* **Recording and replay** (:class:`RenderMemo`, installed as ``environment.render_memo``): the
+  iteration runs with its output collected in a buffer, every observation's value is recorded (the
+  first time it is evaluated), and every namespace write (``_Namespace.__setitem__`` reports it to
+  :func:`note_write`) is journaled as (which namespace variable, attribute, value). A later
+  iteration with an equal stable key is a hit when every recorded observation, evaluated now at the
+  start of the iteration, gives the recorded value: its recorded output is emitted and its writes
+  are applied to the current render's namespace objects.
+
+Exactness argument
+------------------
+The body is a deterministic function of what it reads (the sandbox forbids mutating dicts and
+lists; the checks below exclude every stateful construct). Its reads are the loop target and loop
+attributes, outer names, namespace attributes and the objects reached from them; all are either
+stable-key parts, or covered by an observation whose value the body depends on only through that
+expression. When the stable key is equal and every observation made in the recorded run has the
+recorded value, the new run follows the recorded run step by step (by induction on the execution:
+the first point where the two could differ is an observation the recorded run made, whose value was
+checked equal), so it produces the recorded output and the recorded writes. A value that is not
+plain data (a namespace, a macro, a cycler, a loop object, a container holding one) makes the
+iteration uncacheable; an exception while computing a key or an observation makes it a miss; an
+iteration that raises is not recorded. Output size is checked as the plain render checks it
+(:meth:`RenderMemo.buffer` raises the render-size error at the same output character).
+
+Fallback rule (a loop runs plainly when its body has any of): ``{% break %}``/``{% continue %}`` of
+this loop; a call of anything but a method (``x.split(…)``), ``loop.cycle``, ``raise_exception``,
+``namespace``, ``dict``, ``range``, ``strftime_now`` or a ``{% generation %}`` block (so template
+macros, ``caller``, ``cycler``, ``joiner``, ``lipsum`` fall back); ``loop.changed``, ``loop(…)``,
+``loop`` used other than through its attributes; the ``random`` filter; a namespace variable used
+other than ``ns.attr``; a namespace write on a name the body assigns; macros, imports, includes,
+blocks or call blocks other than ``{% generation %}`` inside the body; ``messages`` (or a name
+assigned from it) used whole inside the body, e.g. as an inner loop's iterable (its value is a new
+list every render: the memo would never hit); a recursive loop; a loop inside another loop, a macro,
+a call block, a ``{% set %}`` block, a ``{% filter %}`` block or a ``{% with %}``. A loop whose
+iterations keep missing (the reverse scan ``for m in messages[::-1]``, whose items move with the
+prefix length) stops being looked up for the rest of the conversation (its body still runs plainly).
+
+Contract: within one conversation (between :meth:`RenderMemo.new_conversation` calls) the message
+dicts and the tools passed to renders are not mutated. Disable with ``ChatTemplate(memo=False)`` or
+the environment variable ``SFTDATA_RENDER_MEMO=0``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jinja2
+import jinja2.nodes as nodes
+from jinja2.runtime import LoopContext, Undefined
+from jinja2.utils import Namespace
+from markupsafe import Markup
+
+from .render_limits import LimitedCodeGenerator, RenderLimitExceeded
+
+__all__ = ["LoopPlan", "MemoIteration", "Observe", "RenderMemo", "MemoCodeGenerator", "memo_enabled_by_default", "note_write", "plan"]
+
+
+def memo_enabled_by_default() -> bool:
+    """``False`` when the environment variable ``SFTDATA_RENDER_MEMO`` is ``0``/``false``/``off``/``no``."""
+    return os.environ.get("SFTDATA_RENDER_MEMO", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+# ----------------------------------------------------------------------------------------------
+# AST nodes added by plan()
+# ----------------------------------------------------------------------------------------------
+
+
+def _node_type(name: str, base: type, fields: tuple[str, ...], doc: str) -> type:
+    """A jinja node class. jinja forbids ``class X(nodes.Stmt)`` (its metaclass refuses custom
+    node types, to steer extensions to its own nodes); this builds the class as the metaclass
+    would (fields and attributes inherited, then extended). Only :class:`MemoCodeGenerator`
+    compiles these nodes; jinja's symbol analysis walks them through ``iter_child_nodes``."""
+    namespace = {"fields": base.fields + fields, "attributes": base.attributes, "abstract": False, "__doc__": doc, "__module__": __name__}
+    return type.__new__(nodes.NodeType, name, (base,), namespace)
+
+
+MemoIteration = _node_type(
+    "MemoIteration", nodes.Stmt, ("loop_id", "stable", "observed", "bases", "body"),
+    """The whole body of a memoised loop: ``stable`` (key expressions), ``observed`` (observation
+    expressions, by index), ``bases`` (the namespace variables the body writes), ``body``.""",
+)  # fmt: skip
+Observe = _node_type("Observe", nodes.Expr, ("index", "node"), """``node``'s value, recorded as observation ``index`` of the current iteration.""")
+
+
+# ----------------------------------------------------------------------------------------------
+# static analysis
+# ----------------------------------------------------------------------------------------------
+
+#: loop attributes that are the same in every render reaching that iteration
+_LOOP_STABLE = frozenset({"index0", "index", "first", "previtem", "depth", "depth0"})
+#: loop attributes that depend on the number of items (the prefix length)
+_LOOP_VOLATILE = frozenset({"last", "length", "revindex", "revindex0", "nextitem"})
+#: global functions a body may call (pure, or raising)
+_SAFE_CALLS = frozenset({"raise_exception", "namespace", "dict", "range", "strftime_now"})
+_PURE_EXPR = (
+    nodes.Const, nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Compare, nodes.Operand,
+    nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div,
+    nodes.FloorDiv, nodes.Mod, nodes.Pow, nodes.Concat, nodes.CondExpr, nodes.Test, nodes.Filter,
+    nodes.Tuple, nodes.List, nodes.Dict, nodes.Pair, nodes.Keyword,
+)  # fmt: skip
+_FORBIDDEN_STMTS = (
+    nodes.Macro, nodes.Import, nodes.FromImport, nodes.Include, nodes.Extends, nodes.Block, nodes.Scope,
+    nodes.OverlayScope, nodes.EvalContextModifier, nodes.ScopedEvalContextModifier,
+)  # fmt: skip
+
+
+class _Ineligible(Exception):
+    pass
+
+
+@dataclass
+class LoopPlan:
+    """What :func:`plan` decided for one top-level ``{% for %}`` (line ``lineno``).
+
+    Attributes:
+        memoised: the loop's iterations are memoised.
+        reason: why not (empty when memoised).
+        stable: how many stable key expressions; observed: how many observation expressions.
+    """
+
+    lineno: int
+    memoised: bool
+    reason: str = ""
+    stable: int = 0
+    observed: int = 0
+
+
+def _clone(node: Any) -> Any:
+    """A deep copy of a jinja node (sharing the environment, unlike ``copy.deepcopy``)."""
+    if isinstance(node, list):
+        return [_clone(x) for x in node]
+    if not isinstance(node, nodes.Node):
+        return node
+    new = object.__new__(type(node))
+    for name in node.fields:
+        setattr(new, name, _clone(getattr(node, name, None)))
+    for name in node.attributes:
+        setattr(new, name, getattr(node, name, None))
+    return new
+
+
+def _store_names(node: nodes.Node) -> set[str]:
+    return {n.name for n in node.find_all(nodes.Name) if n.ctx in ("store", "param")}
+
+
+def _template_names(root: nodes.Template) -> tuple[set[str], set[str], set[str]]:
+    """``(namespace names, volatile names, every assigned name)`` of the whole template."""
+    assigns: dict[str, list[nodes.Node]] = {}
+    ns_names: set[str] = set()
+    for node in root.find_all((nodes.Assign, nodes.AssignBlock)):
+        targets = [n.name for n in node.target.find_all(nodes.Name)] if not isinstance(node.target, nodes.Name) else [node.target.name]
+        value = node.node if isinstance(node, nodes.Assign) else node
+        for t in targets:
+            assigns.setdefault(t, []).append(value)
+            if isinstance(node, nodes.Assign) and isinstance(node.node, nodes.Call) and isinstance(node.node.node, nodes.Name) and node.node.node.name == "namespace":
+                ns_names.add(t)
+    volatile = {"messages"}
+    changed = True
+    while changed:
+        changed = False
+        for name, values in assigns.items():
+            if name in volatile:
+                continue
+            if any(n.name in volatile for v in values for n in v.find_all(nodes.Name) if n.ctx == "load"):
+                volatile.add(name)
+                changed = True
+    every = set(assigns) | {n.name for n in root.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    return ns_names, volatile, every
+
+
+class _LoopAnalysis:
+    """Checks one loop body and rewrites it (see the module docstring)."""
+
+    def __init__(self, loop: nodes.For, ns_names: set[str], volatile: set[str], assigned: set[str], filters: set[str], gen_ext: str | None) -> None:
+        self.loop = loop
+        self.targets = {n.name for n in loop.target.find_all(nodes.Name)}
+        self.local = _store_names(nodes.Template(loop.body)) - self.targets
+        self.assigned_anywhere = assigned
+        self.filters = filters
+        self.gen_ext = gen_ext
+        # namespace writes: {% set base.attr = … %}
+        self.written: set[str] = set()
+        self.bases: list[str] = []
+        for body_node in loop.body:
+            for ref in body_node.find_all(nodes.NSRef):
+                if ref.name in self.local or ref.name in self.targets:
+                    raise _Ineligible(f"line {ref.lineno}: namespace write on {ref.name!r}, a name the loop body assigns")
+                self.written.add(ref.attr)
+                if ref.name not in self.bases:
+                    self.bases.append(ref.name)
+        self.ns_names = (ns_names | set(self.bases)) - self.local - self.targets
+        self.volatile_names = volatile - self.local - self.targets - self.ns_names
+        self.stable: dict[str, nodes.Expr] = {}  # a key per distinct expression (by its dump)
+        self.observed: list[nodes.Expr] = []
+        self.loop_used = False
+
+    # -- stable keys ------------------------------------------------------------------------
+    def _stable(self, expr: nodes.Expr) -> None:
+        self.stable.setdefault(repr(expr), _clone(expr))
+
+    # -- checks + classification, scope-aware ------------------------------------------------
+    def check(self, node: nodes.Node, loop_is_ours: bool = True, in_inner: bool = False) -> None:
+        """Raise :class:`_Ineligible` on a construct outside the fallback rule; record stable keys."""
+        if isinstance(node, _FORBIDDEN_STMTS):
+            raise _Ineligible(f"line {node.lineno}: {type(node).__name__} inside the loop body")
+        if isinstance(node, (nodes.Break, nodes.Continue)) and not in_inner:
+            raise _Ineligible(f"line {node.lineno}: {{% {type(node).__name__.lower()} %}} of the memoised loop")
+        if isinstance(node, nodes.For):
+            if node.recursive:
+                raise _Ineligible(f"line {node.lineno}: recursive inner loop")
+            self.check(node.target, loop_is_ours, in_inner)
+            self.check(node.iter, loop_is_ours, in_inner)
+            for child in node.body + node.else_ + ([node.test] if node.test else []):
+                self.check(child, False, True)
+            return
+        if isinstance(node, nodes.CallBlock):
+            if not self._is_generation(node.call):
+                raise _Ineligible(f"line {node.lineno}: call block inside the loop body")
+            for child in node.body:
+                self.check(child, loop_is_ours, in_inner)
+            return
+        if isinstance(node, (nodes.FilterBlock, nodes.Filter)) and node.name == "random":
+            raise _Ineligible(f"line {node.lineno}: the random filter")
+        if isinstance(node, nodes.Filter) and node.name not in self.filters:
+            raise _Ineligible(f"line {node.lineno}: unknown filter {node.name!r}")
+        if isinstance(node, nodes.Call):
+            self._check_call(node, loop_is_ours)
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.ctx == "load":
+            name = node.node.name
+            if name == "loop" and loop_is_ours:
+                self._loop_attr(node.attr, node.lineno)
+                return
+            if name in self.ns_names:
+                if node.attr in self.written:
+                    self._stable(node)
+                return
+        if isinstance(node, nodes.Name) and node.ctx == "load":
+            self._name(node, loop_is_ours)
+            return
+        for child in node.iter_child_nodes():
+            self.check(child, loop_is_ours, in_inner)
+
+    def _is_generation(self, call: nodes.Node) -> bool:
+        return (
+            isinstance(call, nodes.Call)
+            and isinstance(call.node, nodes.ExtensionAttribute)
+            and call.node.identifier == self.gen_ext
+            and call.node.name == "_render"
+            and not call.args and not call.kwargs and call.dyn_args is None and call.dyn_kwargs is None
+        )  # fmt: skip
+
+    def _check_call(self, node: nodes.Call, loop_is_ours: bool) -> None:
+        fn = node.node
+        if isinstance(fn, nodes.Getattr):
+            if isinstance(fn.node, nodes.Name) and fn.node.name == "loop" and loop_is_ours:
+                if fn.attr != "cycle":
+                    raise _Ineligible(f"line {node.lineno}: loop.{fn.attr}(…)")
+                self._stable(nodes.Getattr(nodes.Name("loop", "load"), "index0", "load"))
+            return
+        if isinstance(fn, nodes.Name) and fn.name in _SAFE_CALLS and fn.name not in self.assigned_anywhere:
+            return
+        raise _Ineligible(f"line {node.lineno}: call of {_describe(fn)} inside the loop body")
+
+    def _loop_attr(self, attr: str, lineno: int) -> None:
+        if attr in _LOOP_STABLE:
+            self._stable(nodes.Getattr(nodes.Name("loop", "load"), attr, "load"))
+        elif attr not in _LOOP_VOLATILE and attr != "cycle":
+            raise _Ineligible(f"line {lineno}: loop.{attr}")
+
+    def _name(self, node: nodes.Name, loop_is_ours: bool) -> None:
+        name = node.name
+        if name == "loop" and loop_is_ours:
+            raise _Ineligible(f"line {node.lineno}: the loop variable used whole")
+        if name == "loop":
+            return  # an inner loop's
+        if name in self.ns_names:
+            raise _Ineligible(f"line {node.lineno}: namespace {name!r} used other than as {name}.attr")
+        if name in self.volatile_names:
+            return  # covered by an observation
+        if name in ("caller", "varargs", "kwargs", "self"):
+            raise _Ineligible(f"line {node.lineno}: {name!r} inside the loop body")
+        self._stable(nodes.Name(name, "load"))  # targets, outer names, and assigned names' start values
+
+    # -- hoisting ---------------------------------------------------------------------------
+    def _info(self, node: nodes.Node, loop_is_ours: bool) -> tuple[bool, bool]:
+        """``(hoistable, volatile)``: side-effect free reading nothing the body assigns; reads a
+        value that differs between renders."""
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.ctx == "load":
+            name = node.node.name
+            if name == "loop":
+                if not loop_is_ours:
+                    return False, False
+                return node.attr in _LOOP_STABLE or node.attr in _LOOP_VOLATILE, node.attr in _LOOP_VOLATILE
+            if name in self.ns_names:
+                return node.attr not in self.written, node.attr not in self.written
+        if isinstance(node, nodes.Name):
+            if node.ctx != "load" or node.name in self.local or node.name == "loop" or node.name in self.ns_names:
+                return False, False
+            return True, node.name in self.volatile_names
+        if not isinstance(node, _PURE_EXPR) or (isinstance(node, nodes.Filter) and (node.node is None or node.name == "random")):
+            return False, False
+        hoistable, volatile = True, False
+        for child in node.iter_child_nodes():
+            h, v = self._info(child, loop_is_ours)
+            hoistable &= h
+            volatile |= v
+        return hoistable, volatile
+
+    def rewrite(self, node: nodes.Node, loop_is_ours: bool = True) -> None:
+        """Wrap the largest hoistable expressions that read a volatile value in :class:`Observe`."""
+        for fname in node.fields:
+            value = getattr(node, fname)
+            if isinstance(value, list):
+                for i, child in enumerate(value):
+                    if isinstance(child, nodes.Node):
+                        value[i] = self._rewrite_child(child, node, fname, loop_is_ours)
+            elif isinstance(value, nodes.Node):
+                setattr(node, fname, self._rewrite_child(value, node, fname, loop_is_ours))
+
+    def _rewrite_child(self, child: nodes.Node, parent: nodes.Node, fname: str, loop_is_ours: bool) -> nodes.Node:
+        ours = loop_is_ours and not (isinstance(parent, nodes.For) and fname in ("body", "else_", "test"))
+        if isinstance(child, nodes.Expr):
+            hoistable, volatile = self._info(child, ours)
+            if hoistable and volatile:
+                if isinstance(child, nodes.Name):
+                    raise _Ineligible(f"line {child.lineno}: {child.name!r} (a new value every render) used whole inside the loop body")
+                self.observed.append(_clone(child))
+                return Observe(len(self.observed) - 1, child, lineno=child.lineno)
+            if hoistable:
+                return child
+        self.rewrite(child, ours)
+        return child
+
+
+def _describe(fn: nodes.Node) -> str:
+    if isinstance(fn, nodes.Name):
+        return repr(fn.name)
+    return type(fn).__name__
+
+
+def _top_loops(root: nodes.Template) -> tuple[list[nodes.For], list[nodes.For]]:
+    """``(candidates, others)``: loops whose ancestors are only ``{% if %}`` blocks, and the rest."""
+    top: list[nodes.For] = []
+
+    def walk(stmts: list[nodes.Node]) -> None:
+        for s in stmts:
+            if isinstance(s, nodes.For):
+                top.append(s)
+            elif isinstance(s, nodes.If):
+                walk(s.body)
+                for e in s.elif_:
+                    walk([e])
+                walk(s.else_)
+
+    walk(root.body)
+    ids = {id(f) for f in top}
+    others = [f for f in root.find_all(nodes.For) if id(f) not in ids]
+    return top, others
+
+
+def plan(root: nodes.Template, environment: jinja2.Environment) -> list[LoopPlan]:
+    """Rewrite ``root`` in place so that its eligible top-level loops are memoised.
+
+    Returns:
+        one :class:`LoopPlan` per top-level loop (in source order).
+    """
+    ns_names, volatile, assigned = _template_names(root)
+    gen_ext = next((ext.identifier for ext in environment.extensions.values() if "generation" in getattr(ext, "tags", ())), None)
+    filters = set(environment.filters)
+    loops, _ = _top_loops(root)
+    plans: list[LoopPlan] = []
+    for loop_id, loop in enumerate(loops):
+        try:
+            if loop.recursive:
+                raise _Ineligible("recursive loop")
+            a = _LoopAnalysis(loop, ns_names, volatile, assigned, filters, gen_ext)
+            a.check(nodes.Template(loop.body))
+            for name in a.targets:
+                a._stable(nodes.Name(name, "load"))
+            a._stable(nodes.Getattr(nodes.Name("loop", "load"), "index0", "load"))
+            body = nodes.Template(loop.body)
+            a.rewrite(body)
+        except _Ineligible as e:
+            plans.append(LoopPlan(loop.lineno, False, str(e)))
+            continue
+        stable = list(a.stable.values())
+        bases = [nodes.Name(b, "load") for b in a.bases]
+        for n in stable + a.observed + bases:
+            n.set_lineno(loop.lineno, override=False)
+            n.set_environment(environment)
+        loop.body = [MemoIteration(loop_id, stable, a.observed, bases, body.body, lineno=loop.lineno).set_environment(environment)]
+        plans.append(LoopPlan(loop.lineno, True, "", len(stable), len(a.observed)))
+    return plans
+
+
+# ----------------------------------------------------------------------------------------------
+# code generation
+# ----------------------------------------------------------------------------------------------
+
+
+class MemoCodeGenerator(LimitedCodeGenerator):
+    """Compiles :class:`MemoIteration` and :class:`Observe` (other nodes as jinja does)."""
+
+    def visit_Observe(self, node: Observe, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        self.write(f"environment.render_memo.obs({node.index}, ")
+        self.visit(node.node, frame)
+        self.write(")")
+
+    def visit_MemoIteration(self, node: MemoIteration, frame: Any) -> None:  # noqa: N802
+        key, bases, state, buf = (self.temporary_identifier() for _ in range(4))
+        self.writeline("try:")
+        self.indent()
+        self.writeline(f"{key} = (")
+        for e in node.stable:
+            self.visit(e, frame)
+            self.write(", ")
+        self.write(")")
+        self.writeline(f"{bases} = (")
+        for e in node.bases:
+            self.visit(e, frame)
+            self.write(", ")
+        self.write(")")
+        self.outdent()
+        self.writeline("except Exception:")
+        self.indent()
+        self.writeline(f"{key} = {bases} = None")
+        self.outdent()
+        self.writeline(f"{state} = environment.render_memo.begin({node.loop_id}, {key}, (")
+        for e in node.observed:
+            self.write("lambda: ")
+            self.visit(e, frame)
+            self.write(", ")
+        self.write(f"), {bases})")
+        self.writeline(f"if {state}.out is not None:")
+        self.indent()
+        self.start_write(frame, node)
+        self.write(f"{state}.out")
+        self.end_write(frame)
+        self.outdent()
+        self.writeline("else:")
+        self.indent()
+        self.writeline(f"{buf} = environment.render_memo.buffer()")
+        outer = frame.buffer
+        frame.buffer = buf
+        try:
+            self.blockvisit(node.body, frame)
+        finally:
+            frame.buffer = outer
+        self.start_write(frame, node)
+        self.write(f"environment.render_memo.end({state}, {buf})")
+        self.end_write(frame)
+        self.outdent()
+
+
+# ----------------------------------------------------------------------------------------------
+# runtime
+# ----------------------------------------------------------------------------------------------
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+_ACTIVE = threading.local()
+
+
+def note_write(namespace: Namespace, attr: str, value: Any) -> None:
+    """Called by the template namespace on every attribute write: journal it for the iteration
+    being recorded in this thread, if any."""
+    journal = getattr(_ACTIVE, "journal", None)
+    if journal is not None:
+        journal.append((namespace, attr, value))
+
+
+_PRIMITIVES = frozenset({str, int, float, bool, type(None), Markup})
+_CONTAINERS = frozenset({dict, list, tuple})
+_FUNCTIONS = (type(len), type(_clone), type("".strip), type)
+
+
+class _Iteration:
+    __slots__ = ("loop", "key", "out", "record", "obs", "seen", "bases", "writes", "keep")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.out: str | None = None
+        self.record = False
+
+
+@dataclass
+class _LoopMemo:
+    cache: dict = field(default_factory=dict)
+    lookups: int = 0
+    hits: int = 0
+    render_lookups: int = 0
+    render_hits: int = 0
+    bad: int = 0
+    disabled: bool = False
+
+
+class _Buffer(list):
+    """An iteration's output pieces, raising the render-size error where the plain render would."""
+
+    __slots__ = ("room", "limit")
+
+    def append(self, piece: str) -> None:
+        self.room -= len(piece)
+        if self.room < 0:
+            raise RenderLimitExceeded(_SIZE_MESSAGE.format(self.limit))
+        list.append(self, piece)
+
+    def extend(self, pieces: Any) -> None:
+        for p in pieces:
+            self.append(p)
+
+
+_SIZE_MESSAGE = "the rendering exceeds {:,} characters (render size limit)"
+_MISS_WINDOW = 32  # a render with at least this many lookups of a loop judges its hit rate
+
+
+class RenderMemo:
+    """The per-template memo of loop iterations (``environment.render_memo``).
+
+    Args:
+        max_chars: the render size limit (characters, ``None``: none), checked while an
+            iteration's output is buffered exactly as :func:`~sftdata.render_limits.collect` checks it.
+    """
+
+    def __init__(self, max_chars: int | None) -> None:
+        self.max_chars = max_chars
+        self.enabled = True
+        #: characters emitted so far by the current render (kept by :meth:`count`)
+        self.emitted = 0
+        self.mark: Any = None
+        self.loops: dict[int, _LoopMemo] = {}
+        self._plain: dict[int, tuple[Any, bool]] = {}
+        self.current: _Iteration | None = None
+
+    # -- per conversation / per render ---------------------------------------------------------
+    def new_conversation(self) -> None:
+        """Forget every recorded iteration (call between conversations)."""
+        self.loops.clear()
+        self._plain.clear()
+        self.current = None
+
+    def start_render(self, mark: Any) -> None:
+        """Called before every render (``mark``: the generation-block markers in use, or ``None``)."""
+        self.emitted = 0
+        self.mark = mark
+        self.current = None
+        _ACTIVE.journal = None
+
+    def finish_render(self) -> None:
+        """Called after every render (also a failed one): judge each loop's hit rate."""
+        self.current = None
+        _ACTIVE.journal = None
+        for lm in self.loops.values():
+            if lm.render_lookups >= _MISS_WINDOW:
+                lm.bad = lm.bad + 1 if lm.render_hits * 8 < lm.render_lookups else 0
+                if lm.bad >= 3:
+                    lm.disabled = True
+                    lm.cache.clear()
+            lm.render_lookups = lm.render_hits = 0
+
+    def count(self, pieces: Any) -> Any:
+        """Pass the render's output pieces through, counting their characters."""
+        for p in pieces:
+            self.emitted += len(p)
+            yield p
+
+    def buffer(self) -> list:
+        """A buffer for one iteration's output."""
+        if self.max_chars is None:
+            return []
+        b = _Buffer()
+        b.limit = self.max_chars
+        b.room = self.max_chars - self.emitted
+        return b
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _is_plain(self, x: Any) -> bool:
+        hit = self._plain.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        ok = True
+        stack = [x]
+        while stack and ok:
+            y = stack.pop()
+            t = type(y)
+            if t in _PRIMITIVES:
+                continue
+            if t is dict:
+                stack.extend(y.keys())
+                stack.extend(y.values())
+            elif t is list or t is tuple:
+                stack.extend(y)
+            else:
+                ok = False
+        self._plain[id(x)] = (x, ok)
+        return ok
+
+    def _norm(self, v: Any, out: list) -> None:
+        t = type(v)
+        if t in _PRIMITIVES:
+            out.append(t)
+            out.append(v)
+        elif t in _CONTAINERS:
+            if not self._is_plain(v):
+                raise _Uncacheable
+            out.append(t)
+            out.append(id(v))
+        elif isinstance(v, Undefined):
+            out.append(t)
+            obj = v._undefined_obj
+            out.append((v._undefined_hint, v._undefined_name, type(obj), v._undefined_exception))
+        elif isinstance(v, _FUNCTIONS) or t.__name__ == "_TemplateDict":
+            if isinstance(v, (Namespace, LoopContext)):
+                raise _Uncacheable
+            out.append(t)
+            out.append(id(v))
+        else:
+            raise _Uncacheable
+
+    # -- one iteration ------------------------------------------------------------------------
+    def begin(self, loop_id: int, key_values: tuple | None, observations: tuple[Callable[[], Any], ...], bases: tuple | None) -> _Iteration:
+        """Look the iteration up: a hit carries ``out`` (and its writes are applied); a miss
+        records (unless uncacheable) until :meth:`end`."""
+        lm = self.loops.get(loop_id)
+        if lm is None:
+            lm = self.loops[loop_id] = _LoopMemo()
+        it = _Iteration(lm)
+        _ACTIVE.journal = None
+        self.current = None
+        if not self.enabled or lm.disabled or key_values is None:
+            return it
+        if any(not isinstance(b, Namespace) for b in bases) or len({id(b) for b in bases}) != len(bases):
+            return it
+        flat: list = [self.mark]
+        try:
+            for v in key_values:
+                self._norm(v, flat)
+        except _Uncacheable:
+            return it
+        key = tuple(flat)
+        lm.lookups += 1
+        lm.render_lookups += 1
+        for entry in lm.cache.get(key, ()):
+            if self._valid(entry[0], observations):
+                for base_index, attr, value in entry[1]:
+                    bases[base_index][attr] = value
+                lm.hits += 1
+                lm.render_hits += 1
+                it.out = entry[2]
+                return it
+        it.record = True
+        it.key = key
+        it.obs = []
+        it.seen = set()
+        it.bases = bases
+        it.writes = []
+        it.keep = [key_values]
+        _ACTIVE.journal = it.writes
+        self.current = it
+        return it
+
+    def _valid(self, recorded: tuple, observations: tuple) -> bool:
+        for index, expected in recorded:
+            try:
+                now: list = []
+                self._norm(observations[index](), now)
+            except Exception:
+                return False
+            if tuple(now) != expected:
+                return False
+        return True
+
+    def obs(self, index: int, value: Any) -> Any:
+        """Record observation ``index`` of the iteration being recorded; return ``value``."""
+        it = self.current
+        if it is not None and it.record and index not in it.seen:
+            it.seen.add(index)
+            norm: list = []
+            try:
+                self._norm(value, norm)
+            except _Uncacheable:
+                it.record = False
+            else:
+                it.obs.append((index, tuple(norm)))
+                it.keep.append(value)
+        return value
+
+    def end(self, it: _Iteration, buf: list) -> str:
+        """Store the iteration just run (when recordable) and return its output."""
+        out = "".join(buf)
+        if it.record and self.current is it:
+            self._store(it, out)
+        self.current = None
+        _ACTIVE.journal = None
+        return out
+
+    def _store(self, it: _Iteration, out: str) -> None:
+        writes = []
+        for ns, attr, value in it.writes:
+            index = next((i for i, b in enumerate(it.bases) if b is ns), None)
+            if index is None:
+                return
+            try:
+                self._norm(value, [])
+            except _Uncacheable:
+                return
+            writes.append((index, attr, value))
+        entries = it.loop.cache.setdefault(it.key, [])
+        entries.insert(0, (tuple(it.obs), tuple(writes), out, it.keep))
+        del entries[4:]
