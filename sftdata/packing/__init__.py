@@ -148,6 +148,61 @@ def pack_dataset(
     import datasets
     from datasets.table import InMemoryTable
 
+    _check_input(dataset, max_length, strategy, truncation)
+    L = int(max_length)
+    if getattr(dataset, "_indices", None) is not None:
+        dataset = dataset.flatten_indices()
+    table = dataset.data.table
+    report = PackReport(strategy=strategy, max_length=L, seed=seed, truncation=truncation)
+
+    t0 = time.perf_counter()
+    rows_in = int(table.num_rows)
+    shortest = _shortest(table)
+    table, fit = fit_long_trees(table, L, truncation)
+    scan = scan_rows(table, L, truncation)
+    kept = np.flatnonzero(scan.keep > 0)
+    lengths = scan.keep[kept]
+    plan = plan_bins(lengths, L, strategy=strategy, seed=seed, shard_size=shard_size, **strategy_options)
+    if shuffle and plan.num_bins > 1:
+        plan = plan.permuted(np.random.default_rng(seed).permutation(plan.num_bins))
+    t1 = time.perf_counter()
+
+    out = _build(table, scan, kept, plan, num_proc)
+    # an explicit fingerprint: otherwise datasets hashes (pickles) the whole table
+    fingerprint = _fingerprint(dataset, L, strategy, seed, truncation, shuffle, shard_size, strategy_options)
+    packed = datasets.Dataset(InMemoryTable(out), fingerprint=fingerprint)
+    t2 = time.perf_counter()
+
+    _account(report, scan, fit, plan, kept, rows_in, shortest)
+    report.plan_seconds = round(t1 - t0, 4)
+    report.build_seconds = round(t2 - t1, 4)
+    report.check()
+    return packed, report
+
+
+def _build(table, scan, kept: np.ndarray, plan: BinPlan, num_proc: int | None):
+    """The packed Arrow table of the ``kept`` rows of ``table`` placed by ``plan``
+    (:func:`~sftdata.packing._packed.build_packed_table`); ``source_index`` is the input row
+    number when the input has no such column."""
+    if "source_index" in table.column_names:
+        source = np.asarray(table.column("source_index").combine_chunks().to_numpy(zero_copy_only=False), dtype=np.int64)
+    else:
+        source = np.arange(table.num_rows, dtype=np.int64)
+    trees = scan.is_tree is not None
+    cols = ["input_ids", "labels"] + (["parent", "position_ids"] if trees else [])
+    return build_packed_table(
+        table.select(cols), kept, scan.keep[kept], scan.trained_kept[kept], source[kept], plan,
+        num_threads=num_proc, is_tree=scan.is_tree[kept] if trees else None,
+        linear_kept=scan.linear_kept[kept] if trees else None,
+    )
+
+
+def _check_input(dataset, max_length: int, strategy: str, truncation: str) -> None:
+    """Raise :class:`~sftdata.errors.ConfigError` for what :func:`pack_dataset` cannot pack: a
+    ``DatasetDict``, ``max_length < 1``, an unknown strategy or truncation, missing
+    ``input_ids``/``labels``, or an already packed input."""
+    import datasets
+
     if isinstance(dataset, datasets.DatasetDict):
         raise ConfigError("pack_dataset takes a datasets.Dataset; pack each split of a DatasetDict")
     if int(max_length) < 1:
@@ -160,42 +215,14 @@ def pack_dataset(
     if "seq_lengths" in dataset.column_names:
         raise ConfigError("the input is already packed (it has a `seq_lengths` column): pack the `sftdata prepare` "
                           "output instead, with the --max-length you want")
-    L = int(max_length)
-    if getattr(dataset, "_indices", None) is not None:
-        dataset = dataset.flatten_indices()
-    table = dataset.data.table
-    report = PackReport(strategy=strategy, max_length=L, seed=seed, truncation=truncation)
-
-    t0 = time.perf_counter()
     if truncation not in TRUNCATION:
         raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
-    rows_in = int(table.num_rows)
-    shortest = _shortest(table)
-    table, fit = fit_long_trees(table, L, truncation)
-    scan = scan_rows(table, L, truncation)
-    kept = np.flatnonzero(scan.keep > 0)
+
+
+def _account(report: PackReport, scan, fit, plan: BinPlan, kept: np.ndarray, rows_in: int, shortest: int) -> None:
+    """Fill ``report``'s counts from the row scan, the tree fit and the plan (see :class:`PackReport`)."""
+    L = report.max_length
     lengths = scan.keep[kept]
-    plan = plan_bins(lengths, L, strategy=strategy, seed=seed, shard_size=shard_size, **strategy_options)
-    if shuffle and plan.num_bins > 1:
-        plan = plan.permuted(np.random.default_rng(seed).permutation(plan.num_bins))
-    t1 = time.perf_counter()
-
-    if "source_index" in table.column_names:
-        source = np.asarray(table.column("source_index").combine_chunks().to_numpy(zero_copy_only=False), dtype=np.int64)
-    else:
-        source = np.arange(table.num_rows, dtype=np.int64)
-    trees = scan.is_tree is not None
-    cols = ["input_ids", "labels"] + (["parent", "position_ids"] if trees else [])
-    out = build_packed_table(
-        table.select(cols), kept, lengths, scan.trained_kept[kept], source[kept], plan,
-        num_threads=num_proc, is_tree=scan.is_tree[kept] if trees else None,
-        linear_kept=scan.linear_kept[kept] if trees else None,
-    )
-    # an explicit fingerprint: otherwise datasets hashes (pickles) the whole table
-    fingerprint = _fingerprint(dataset, L, strategy, seed, truncation, shuffle, shard_size, strategy_options)
-    packed = datasets.Dataset(InMemoryTable(out), fingerprint=fingerprint)
-    t2 = time.perf_counter()
-
     dropped_rows = scan.reason != ""
     reasons, counts = np.unique(scan.reason[dropped_rows].astype(str), return_counts=True)
     report.dropped = {str(r): int(c) for r, c in zip(reasons, counts)}
@@ -222,17 +249,13 @@ def pack_dataset(
     report.split_rows = fit.split
     report.sequences_from_splits = fit.sequences_out - (fit.rows - fit.dropped)
     report.linear_tokens_out = int(scan.linear_kept.sum())
-    if trees:
+    if scan.is_tree is not None:
         report.tree_rows = int(scan.is_tree[: rows_in - fit.rows].sum()) + fit.rows  # the input's
         report.tree_paths_dropped = fit.paths_cut
     report.lower_bound = lower_bound_l1(report.tokens_out, L)
     report.lower_bound_l2 = lower_bound_l2(lengths, L)
     report.fill = report.tokens_out / (report.bins * L) if report.bins else 0.0
-    report.plan_seconds = round(t1 - t0, 4)
-    report.build_seconds = round(t2 - t1, 4)
     report.strategy_info = dict(plan.info)
-    report.check()
-    return packed, report
 
 
 def _shortest(table) -> int:
