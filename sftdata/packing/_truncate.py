@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError, Reason
-from ..tree_arrays import IGNORE_INDEX, count_trained
+from ..tree_arrays import count_trained, trained_mask
 from ..tree_fit import fit_tree
 
 #: over-length policies: ``drop`` the row; ``truncate`` to the first ``L`` tokens; ``turns``:
@@ -165,6 +165,82 @@ def _row_chunks(table: pa.Table, chunk_tokens: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _tree_chunk(part: pa.Table, lab: np.ndarray, off: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check the tree columns of a chunk of rows (first row ``start``) and read them.
+
+    Returns:
+        ``(is_tree, trained, linear_length)``, ``(rows,)`` each: rows holding a tree, trained
+        tokens per row (:func:`sftdata.tree_arrays.count_trained`), tokens of the row in the
+        linear layout (the row's length for a linear row).
+
+    Raises:
+        ConfigError: naming the row: ``parent``/``position_ids`` of another length than
+            ``input_ids``, or a ``parent`` entry that is not a tree row's.
+    """
+    ln = np.diff(off)
+    par, par_off = _flat(part.column("parent"))
+    plen = np.diff(par_off)
+    tree = plen > 0
+    pos_len = np.diff(_flat(part.column("position_ids"))[1])
+    bad = np.flatnonzero(tree & ((plen != ln) | (pos_len != ln)))
+    if bad.size:
+        raise ConfigError(
+            f"row {int(bad[0]) + start}: a tree row needs parent and position_ids of the length of input_ids "
+            f"({int(ln[bad[0]])}), got {int(plen[bad[0]])} and {int(pos_len[bad[0]])}"
+        )
+    rows_of = np.repeat(np.arange(ln.size), plen)
+    at = np.arange(par.size) - np.repeat(par_off[:-1], plen)  # index in its row
+    bad_par = (par >= at) | (par < -1) | ((at == 0) & (par != -1))
+    if bad_par.any():
+        j = int(np.argmax(bad_par))
+        raise ConfigError(
+            f"row {int(rows_of[j]) + start}: parent[{int(at[j])}] = {int(par[j])} is not a tree row's parent "
+            "(-1 at the first token, an earlier index elsewhere; docs/trees.md): re-run `sftdata prepare`"
+        )
+    trained = count_trained(lab, off, par, par_off)
+    if "linear_length" in part.column_names:
+        ll = np.asarray(part.column("linear_length").to_numpy(zero_copy_only=False), dtype=np.int64)
+        return tree, trained, np.where(tree, ll, ln)
+    from ..tree import linear_length
+
+    return tree, trained, np.asarray([linear_length(par[par_off[i] : par_off[i + 1]], int(ln[i])) for i in range(ln.size)],
+                                     dtype=np.int64)
+
+
+def _over_length(lab: np.ndarray, off: np.ndarray, trained: np.ndarray, L: int,
+                 truncation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The over-length policy on a chunk of linear rows (see :func:`scan_rows`).
+
+    Returns:
+        ``(keep, trained_kept, reason, keepable)``, ``(rows,)`` each, before dropped rows are
+        zeroed: tokens kept, trained tokens among them, drop reason (``""`` kept), trained
+        tokens at a position ``< L``.
+    """
+    ln = np.diff(off)
+    k = ln.copy()
+    tk = trained.copy()
+    keepable = trained.copy()
+    rs = np.full(ln.size, "", dtype=object)
+    rs[ln == 0] = "empty"
+    long_rows = np.flatnonzero(ln > L)
+    for i in long_rows.tolist():
+        o = int(off[i])
+        m = trained_mask(lab[o : o + L + 1])  # one past L: does a trained span go on?
+        keepable[i] = int(np.count_nonzero(m[:L]))
+        if truncation == "drop":
+            rs[i] = Reason.TOO_LONG.value
+            continue
+        if truncation == "truncate":
+            k[i] = L
+        else:  # turns: cut after the last trained span that ends within L
+            ends = np.flatnonzero(m[:L] & ~m[1 : L + 1])
+            k[i] = int(ends[-1]) + 1 if ends.size else 0
+        tk[i] = int(np.count_nonzero(m[: k[i]]))
+        if tk[i] == 0:
+            rs[i] = Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
+    return k, tk, rs, keepable
+
+
 def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens: int = 1 << 22) -> RowScan:
     """Scan ``table`` (columns ``input_ids``, ``labels``) and apply the over-length policy.
 
@@ -203,71 +279,18 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
             bad = int(np.flatnonzero(np.diff(id_off) != np.diff(off))[0]) + start
             raise ConfigError(f"row {bad}: input_ids and labels have different lengths")
         ln = np.diff(off)
-        mask = lab != IGNORE_INDEX
         sl = slice(start, start + ln.size)
         if trees:
-            par, par_off = _flat(part.column("parent"))
-            plen = np.diff(par_off)
-            tree = plen > 0
-            pos_len = np.diff(_flat(part.column("position_ids"))[1])
-            bad = np.flatnonzero(tree & ((plen != ln) | (pos_len != ln)))
-            if bad.size:
-                raise ConfigError(
-                    f"row {int(bad[0]) + start}: a tree row needs parent and position_ids of the length of input_ids "
-                    f"({int(ln[bad[0]])}), got {int(plen[bad[0]])} and {int(pos_len[bad[0]])}"
-                )
-            rows_of = np.repeat(np.arange(ln.size), plen)
-            at = np.arange(par.size) - np.repeat(par_off[:-1], plen)  # index in its row
-            bad_par = (par >= at) | (par < -1) | ((at == 0) & (par != -1))
-            if bad_par.any():
-                j = int(np.argmax(bad_par))
-                raise ConfigError(
-                    f"row {int(rows_of[j]) + start}: parent[{int(at[j])}] = {int(par[j])} is not a tree row's parent "
-                    "(-1 at the first token, an earlier index elsewhere; docs/trees.md): re-run `sftdata prepare`"
-                )
-            tr = count_trained(lab, off, par, par_off)
+            tree, tr, linear_kept[sl] = _tree_chunk(part, lab, off, start)
             is_tree[sl] = tree
-            if "linear_length" in table.column_names:
-                ll = np.asarray(part.column("linear_length").to_numpy(zero_copy_only=False), dtype=np.int64)
-                linear_kept[sl] = np.where(tree, ll, ln)
-            else:
-                from ..tree import linear_length
-
-                linear_kept[sl] = [linear_length(par[par_off[i] : par_off[i + 1]], int(ln[i])) for i in range(ln.size)]
         else:
             tree = np.zeros(ln.size, dtype=bool)
             tr = count_trained(lab, off)
         lengths[sl], trained[sl] = ln, tr
-        keepable[sl] = tr
-        k = ln.copy()
-        tk = tr.copy()
-        rs = np.full(ln.size, "", dtype=object)
-        rs[ln == 0] = "empty"
-        long_rows = np.flatnonzero(ln > L)
-        if long_rows.size:
-            if trees and tree[long_rows].any():
-                bad = int(long_rows[tree[long_rows]][0]) + start
-                raise ValueError(f"row {bad}: a tree row longer than {L} tokens: call fit_long_trees first")
-            for i in long_rows.tolist():
-                o = int(off[i])
-                m0 = mask[o : o + L].copy()
-                m0[0] = False
-                keepable[start + i] = int(np.count_nonzero(m0))
-            if truncation == "drop":
-                rs[long_rows] = Reason.TOO_LONG.value
-            else:
-                for i in long_rows.tolist():
-                    o = int(off[i])
-                    m = mask[o : o + L + 1].copy()  # one past L: does a trained span go on?
-                    m[0] = False
-                    if truncation == "truncate":
-                        k[i] = L
-                    else:  # turns: cut after the last trained span that ends within L
-                        ends = np.flatnonzero(m[:L] & ~m[1 : L + 1])
-                        k[i] = int(ends[-1]) + 1 if ends.size else 0
-                    tk[i] = int(np.count_nonzero(m[: k[i]]))
-            cut = long_rows[(rs[long_rows] == "") & (tk[long_rows] == 0)]
-            rs[cut] = Reason.NO_TRAINED_TOKEN_AFTER_TRUNCATION.value
+        if trees and (ln[tree] > L).any():
+            bad = int(np.flatnonzero(tree & (ln > L))[0]) + start
+            raise ValueError(f"row {bad}: a tree row longer than {L} tokens: call fit_long_trees first")
+        k, tk, rs, keepable[sl] = _over_length(lab, off, tr, L, truncation)
         dropped = rs != ""
         k[dropped] = 0
         tk[dropped] = 0
