@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from .tree import IGNORE_INDEX, TreeRow
-from .tree_arrays import depths, num_leaves, subtree_end
+from .tree_arrays import depths, num_leaves, subtree_end, trained_mask
 
 #: over-length rules (see the module docstring)
 FIT_RULES = ("drop", "truncate", "turns")
@@ -98,7 +98,7 @@ def kept_trained(labels: np.ndarray, parent: np.ndarray, dep: np.ndarray, max_le
         dep: ``(n,)`` depths; max_length: ``L``; rule: one of :data:`FIT_RULES`.
     """
     n = labels.size
-    trained = (labels != IGNORE_INDEX) & (parent >= 0)
+    trained = trained_mask(labels, parent)  # parent is a full array here (never empty)
     L = int(max_length)
     if rule == "truncate":
         return trained & (dep < L)
@@ -122,6 +122,31 @@ def kept_trained(labels: np.ndarray, parent: np.ndarray, dep: np.ndarray, max_le
         owner = np.minimum.accumulate(owner[::-1])[::-1]  # first leaf at or after i: in i's subtree
         return trained & (dep[owner] < L)
     raise ValueError(f"rule must be one of {FIT_RULES}, got {rule!r}")
+
+
+def _leaf_groups(leaves: np.ndarray, rank: np.ndarray, dep: np.ndarray, L: int) -> list[tuple[int, int]]:
+    """Step 3 of the module docstring: greedy groups ``(first leaf, last leaf)`` of consecutive
+    kept leaves. A group of leaves ``a..b`` holds the path of ``a`` plus the kept nodes in
+    ``(a, b]`` (pre-order: exactly what later leaves add); a group grows while it stays within
+    ``L`` tokens.
+
+    Args:
+        leaves: ``(k,)`` the kept leaves, in DFS order; rank: ``(n,)`` position of each kept
+            node among the kept nodes; dep: ``(n,)`` depths; L: tokens per row.
+    """
+    groups: list[tuple[int, int]] = []
+    first = prev = int(leaves[0])
+    size = int(dep[first]) + 1
+    for b in leaves[1:].tolist():
+        add = int(rank[b] - rank[prev])
+        if size + add > L:
+            groups.append((first, prev))
+            first, size = b, int(dep[b]) + 1
+        else:
+            size += add
+        prev = b
+    groups.append((first, prev))
+    return groups
 
 
 def fit_tree(input_ids: Sequence[int], labels: Sequence[int], parent: Sequence[int], max_length: int,
@@ -153,7 +178,7 @@ def fit_tree(input_ids: Sequence[int], labels: Sequence[int], parent: Sequence[i
     n = ids.size
     par = np.asarray(parent, dtype=np.int64) if len(parent) else np.arange(n, dtype=np.int64) - 1
     dep = depths(par) if len(parent) else np.arange(n, dtype=np.int64)
-    trained = (lab != IGNORE_INDEX) & (par >= 0)
+    trained = trained_mask(lab, par)
     res = FitResult(trained_in=int(trained.sum()), keepable=int((trained & (dep < L)).sum()))
     if n <= L:
         if res.trained_in:
@@ -184,22 +209,8 @@ def fit_tree(input_ids: Sequence[int], labels: Sequence[int], parent: Sequence[i
     # leaves of the kept sub-forest: no kept node right after them is their child
     nxt_par = np.append(par[kept[1:]], -2)
     leaves = kept[nxt_par != kept]
-    # step 3: greedy groups of consecutive leaves; a group of leaves a..b holds the path of a
-    # plus the kept nodes in (a, b] (pre-order: exactly what later leaves add)
-    groups: list[tuple[int, int]] = []  # (first leaf, last leaf)
-    first = prev = int(leaves[0])
-    size = int(dep[first]) + 1
-    for b in leaves[1:].tolist():
-        add = int(rank[b] - rank[prev])
-        if size + add > L:
-            groups.append((first, prev))
-            first, size = b, int(dep[b]) + 1
-        else:
-            size += add
-        prev = b
-    groups.append((first, prev))
     owned_after = -1  # tokens <= this are trained in an earlier group
-    for a, b in groups:
+    for a, b in _leaf_groups(leaves, rank, dep, L):
         # the ancestors of a (all of them: a's path), then the kept nodes in (a, b]
         anc = []
         i = int(par[a])
