@@ -14,7 +14,7 @@ from typing import Any, Mapping, Protocol
 
 import yaml
 
-from ..encoder import EncodeOptions
+from ..options import EncodeOptions
 from ..errors import ConfigError
 
 
@@ -45,6 +45,7 @@ class DatasetEntry:
     num_rows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as resolved-config keys (label, source keys, tools_file, weight, num_rows, options)."""
         return {"label": self.label, **self.source, "tools_file": self.tools_file, "weight": self.weight,
                 "num_rows": self.num_rows, **options_dict(self.options)}
 
@@ -84,25 +85,31 @@ class PipelineConfig:
     # ---------------------------------------------------------------- layout
     @property
     def root(self) -> Path:
+        """``output_dir``, the directory every stage writes under."""
         return Path(self.output_dir)
 
     def prepared_dir(self, entry: DatasetEntry) -> Path:
+        """``<output_dir>/prepared/<label>``: the prepare stage's output for ``entry``."""
         return self.root / "prepared" / entry.label
 
     @property
     def needs_mix(self) -> bool:
+        """Whether a mix stage runs (several datasets, or a ``weight``/``num_rows``)."""
         return len(self.datasets) > 1 or any(d.weight is not None or d.num_rows is not None for d in self.datasets)
 
     @property
     def mixed_dir(self) -> Path:
+        """``<output_dir>/mixed``, or the one prepared dataset when there is no mix."""
         return self.root / "mixed" if self.needs_mix else self.prepared_dir(self.datasets[0])
 
     @property
     def packed_dir(self) -> Path:
+        """``<output_dir>/packed``: the pack stage's output."""
         return self.root / "packed"
 
     @property
     def train_dir(self) -> Path | None:
+        """``train.output_dir``, or ``None`` without a train section."""
         return Path(self.train["output_dir"]) if self.train else None
 
     @property
@@ -134,6 +141,7 @@ class PipelineConfig:
         }
 
     def to_yaml(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` as YAML to ``path`` (with a header comment)."""
         with open(path, "w", encoding="utf-8") as fh:
             fh.write("# resolved sftdata pipeline config: every default filled in (sftdata run FILE re-runs it)\n")
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False, allow_unicode=True)

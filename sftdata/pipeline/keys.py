@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Callable, Iterable, Mapping
 
-from ..encoder import EncodeOptions
 from ..errors import ConfigError
+from ..options import LAYOUTS, OPTION_NAMES, SPECIAL_TOKEN_MODES, TOOL_ARGUMENTS, TRUNCATIONS, TURN_POLICIES
 from ..suggest import did_you_mean
 
-#: Options of the masking path (:class:`~sftdata.encoder.EncodeOptions`): allowed at the top level
+#: Options of the masking path (:class:`~sftdata.options.EncodeOptions`): allowed at the top level
 #: (defaults for every dataset) and in each dataset (overrides).
-ENCODE_KEYS = tuple(EncodeOptions.__dataclass_fields__)
+ENCODE_KEYS = OPTION_NAMES
 #: ``datasets.load_dataset`` arguments of one dataset entry.
 SOURCE_KEYS = ("path", "name", "split", "data_files", "data_dir", "revision", "streaming", "load_kwargs")
 DATASET_KEYS = ("label", *SOURCE_KEYS, "tools_file", "weight", "num_rows", *ENCODE_KEYS)
@@ -111,9 +111,15 @@ class Errors(list):
     """Collected ``"<path>: <reason>"`` messages; :meth:`raise_if_any` raises them as one ConfigError."""
 
     def add(self, path: str, message: str) -> None:
+        """Record ``path: message`` (``path``: the key path, e.g. ``datasets[1].format``)."""
         self.append(f"{path}: {message}")
 
     def raise_if_any(self, where: str) -> None:
+        """Raise every recorded message at once.
+
+        Raises:
+            ConfigError: ``<where>: N errors:`` then one indented line per message (when any).
+        """
         if self:
             n = len(self)
             raise ConfigError(f"{where}: {n} error{'s' if n > 1 else ''}:\n  " + "\n  ".join(self))
@@ -153,14 +159,17 @@ def check(value: Any, ok: Callable[[Any], bool], what: str, path: str, errors: E
 
 
 def is_int(v: Any) -> bool:
+    """Whether ``v`` is an int (``True``/``False`` are not)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def is_number(v: Any) -> bool:
+    """Whether ``v`` is an int or a float (``True``/``False`` are not)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def is_str_list(v: Any) -> bool:
+    """Whether ``v`` is a list or tuple of strings."""
     return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
 
 
@@ -170,11 +179,16 @@ def str_list(v: Any) -> tuple[str, ...]:
     return tuple(s.strip() for s in items if s.strip())
 
 
+def _either(values: tuple[str, ...]) -> str:
+    """``exact, all or last``: the choices of a key, for its error message."""
+    return ", ".join(values[:-1]) + " or " + values[-1]
+
+
 #: Value checks of the encode options: key → (predicate, expected).
 ENCODE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "turn_policy": (lambda v: v in ("exact", "all", "last"), "exact, all or last"),
-    "layout": (lambda v: v in ("tree", "linear"), "tree or linear"),
-    "tool_arguments": (lambda v: v in ("auto", "dict", "json"), "auto, dict or json"),
+    "turn_policy": (lambda v: v in TURN_POLICIES, _either(TURN_POLICIES)),
+    "layout": (lambda v: v in LAYOUTS, _either(LAYOUTS)),
+    "tool_arguments": (lambda v: v in TOOL_ARGUMENTS, _either(TOOL_ARGUMENTS)),
     "stop_tokens": (lambda v: v is None or isinstance(v, str) or is_str_list(v), "a list of tokens or null"),
     "render_timeout": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), "seconds or null"),
     "render_max_chars": (lambda v: v is None or (is_int(v) and v >= 1), "a positive integer or null"),
@@ -187,9 +201,9 @@ ENCODE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train_reasoning": (lambda v: isinstance(v, bool), "true or false"),
     "trim_trailing": (lambda v: isinstance(v, bool), "true or false"),
     "max_length": (lambda v: v is None or (is_int(v) and v >= 1), "a positive integer or null"),
-    "truncation": (lambda v: v in ("drop", "turns"), "drop or turns"),
+    "truncation": (lambda v: v in TRUNCATIONS, _either(TRUNCATIONS)),
     "template_kwargs": (lambda v: isinstance(v, Mapping), "a mapping"),
-    "special_tokens_in_content": (lambda v: v in ("reject", "text", "allow"), "reject, text or allow"),
+    "special_tokens_in_content": (lambda v: v in SPECIAL_TOKEN_MODES, _either(SPECIAL_TOKEN_MODES)),
     "end_of_turn": (lambda v: v is None or isinstance(v, str) or is_str_list(v), "a list of tokens or null"),
     "format": (lambda v: v is None or isinstance(v, str), "a format name or null"),
     "messages_field": (lambda v: v is None or isinstance(v, str), "a key or null"),

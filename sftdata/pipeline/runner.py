@@ -6,7 +6,8 @@ stage runs when that record is missing, incomplete or has another fingerprint
 (:mod:`sftdata.pipeline.fingerprint`), or with ``force``; otherwise it is skipped. A train stage
 with the same fingerprint that did not finish resumes from its newest checkpoint.
 
-The stages call the public APIs: :func:`sftdata.prepare`, :func:`sftdata.pipeline.mix.mix_datasets`
+The stages call the public APIs: :func:`sftdata.prepare.run_prepare` (the dataset's
+:class:`~sftdata.options.EncodeOptions` and a :class:`~sftdata.prepare_config.PrepareConfig`), :func:`sftdata.pipeline.mix.mix_datasets`
 and :func:`sftdata.packing.pack_dataset`. The train stage is the trainer's
 (:meth:`PipelineConfig.trainer.run <sftdata.pipeline.config.TrainStage.run>`, which
 ``sftdata_train.pipeline`` supplies): ``sftdata`` never imports ``sftdata_train``.
@@ -57,6 +58,11 @@ class PipelineResult:
     train_result: Any = None
 
     def stage(self, name: str) -> StageResult:
+        """The result of stage ``name`` (``prepare:<label>``, ``mix``, ``pack``, ``train``).
+
+        Raises:
+            StopIteration: no such stage ran.
+        """
         return next(s for s in self.stages if s.stage == name)
 
 
@@ -130,6 +136,8 @@ class StageRunner:
         return False, "up to date"
 
     def record(self, out: Path, stage: str, fp: str, *, completed: bool, seconds: float, extra: Mapping = {}) -> None:
+        """Write ``out/sftdata_pipeline.yaml`` and then, atomically, ``out/sftdata_stage.json``
+        (stage, fingerprint, completed, seconds, version, ``extra``)."""
         from .. import __version__
 
         self.cfg.to_yaml(out / CONFIG_FILE)
@@ -160,6 +168,11 @@ class StageRunner:
 
     # ------------------------------------------------------------ stages
     def prepare(self, entry: DatasetEntry) -> str:
+        """Run (or skip) the prepare stage of one dataset; returns its fingerprint.
+
+        Raises:
+            ConfigError, RowError: as :func:`sftdata.prepare.run_prepare`.
+        """
         from .config import options_dict
 
         cfg = self.cfg
@@ -171,13 +184,13 @@ class StageRunner:
         })
 
         def work() -> str:
-            from ..prepare import prepare
+            from ..prepare import run_prepare
+            from ..prepare_config import PrepareConfig
 
             out = cfg.prepared_dir(entry)
             out.parent.mkdir(parents=True, exist_ok=True)
-            ds = prepare(build_source(entry), self.tokenizer, out, options=entry.options, num_proc=cfg.num_proc,
-                         on_error=cfg.on_error, progress=self.progress)
-            s = ds.sftdata_stats
+            run = PrepareConfig(num_proc=cfg.num_proc, on_error=cfg.on_error, progress=self.progress)
+            s = run_prepare(build_source(entry), self.tokenizer, out, options=entry.options, config=run).stats
             return (f"{s['rows_in']} rows in, {s['rows_out']} out, {s['rows_rejected']} rejected; "
                     f"{s['examples_out']} examples, {s['tokens_trained']}/{s['tokens_total']} tokens trained")
 
@@ -185,6 +198,8 @@ class StageRunner:
         return fp
 
     def mix(self, prepare_fps: list[str]) -> str:
+        """Run (or skip) the mix stage over the prepared datasets (their fingerprints, in order);
+        returns its fingerprint."""
         cfg = self.cfg
         fp = digest({"stage": "mix", "seed": cfg.seed, "version": _version(), "parts": [
             (e.label, f, e.weight, e.num_rows) for e, f in zip(cfg.datasets, prepare_fps)]})
@@ -211,8 +226,14 @@ class StageRunner:
         return fp
 
     def pack(self, data_fp: str) -> str:
+        """Run (or skip) the pack stage over the data of fingerprint ``data_fp``; returns its fingerprint.
+
+        Raises:
+            ConfigError: the config has no ``pack:`` section.
+        """
         cfg, spec = self.cfg, self.cfg.pack
-        assert spec is not None
+        if spec is None:
+            raise ConfigError("the config has no `pack:` section")
         fp = digest({"stage": "pack", "data": data_fp, "pack": vars(spec), "seed": cfg.seed, "version": _version()})
 
         def work() -> str:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from ..encoder import EncodeOptions
+from ..options import EncodeOptions
 from ..errors import ConfigError
 from ..suggest import did_you_mean
 from ..tools_file import read_tools_file
