@@ -19,6 +19,7 @@ Loading: every rank builds the model with its parameters on the meta device
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -95,6 +96,10 @@ def cleanup() -> None:
         try:
             dist.barrier()
         finally:
+            # free what still holds collective work (tensors of finished gloo work) while the
+            # interpreter is fully alive: released during interpreter shutdown instead, a gloo
+            # worker thread's tensor needs the GIL and the process aborts (pytorch/pytorch#179291)
+            gc.collect()
             dist.destroy_process_group()
 
 
