@@ -31,8 +31,8 @@ def _args(data, out, **kw):
     return base
 
 
-def _torchrun(args, tmp_path):
-    return torchrun(["-m", "sftdata_train", *cli_args(args)], tmp_path)
+def _torchrun(args, tmp_path, fresh=()):
+    return torchrun(["-m", "sftdata_train", *cli_args(args)], tmp_path, fresh=fresh)
 
 
 def _metrics(out):
@@ -52,7 +52,7 @@ def test_two_process_fsdp2_equals_one_process(tmp_path):
     assert len(single.losses) == STEPS
 
     out = str(tmp_path / "fsdp")
-    _torchrun(_args(str(data), out, grad_accum=2, stop_at_step=2), tmp_path)
+    _torchrun(_args(str(data), out, grad_accum=2, stop_at_step=2), tmp_path, fresh=[out])
     assert os.path.isdir(os.path.join(out, "checkpoint-2"))
     state = json.load(open(os.path.join(out, "checkpoint-2", "training_state", "state.json")))
     assert state["schedule"]["world_size"] == 2
@@ -121,7 +121,7 @@ def test_bf16_mixed_from_meta_same_on_one_and_two_processes(tmp_path):
     single = train(_args(str(data), str(tmp_path / "single"), grad_accum=4, **kw))
     out = str(tmp_path / "fsdp")
     (tmp_path / "worker.py").write_text(WORKER)
-    torchrun([str(tmp_path / "worker.py"), json.dumps(_args(str(data), out, grad_accum=2, **kw))], tmp_path)
+    torchrun([str(tmp_path / "worker.py"), json.dumps(_args(str(data), out, grad_accum=2, **kw))], tmp_path, fresh=[out])
     fsdp_losses = [r["loss"] for r in _metrics(out)]
     print("1 process :", single.losses)
     print("2 processes:", fsdp_losses)

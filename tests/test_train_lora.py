@@ -453,8 +453,8 @@ def test_trl_command_line_spellings():
 
 
 # ----------------------------------------------------------------------------- FSDP2
-def _torchrun(args, cwd):
-    torchrun(["-m", "sftdata_train", *cli_args(args)], cwd)
+def _torchrun(args, cwd, fresh=()):
+    torchrun(["-m", "sftdata_train", *cli_args(args)], cwd, fresh=fresh)
 
 
 @pytest.mark.parametrize("use_dora", [False, True], ids=["lora", "dora"])
@@ -471,7 +471,7 @@ def test_two_process_fsdp2_lora_equals_one_process_and_resumes(tmp_path, use_dor
                 progress_bar=False, seed=5, lora_r=4, merge_lora=True, use_dora=use_dora)
     single = train(dict(data=str(data), output_dir=str(tmp_path / "single"), grad_accum=4, **args))
     out = tmp_path / "fsdp"
-    _torchrun(dict(data=str(data), output_dir=str(out), grad_accum=2, stop_at_step=2, **args), tmp_path)
+    _torchrun(dict(data=str(data), output_dir=str(out), grad_accum=2, stop_at_step=2, **args), tmp_path, fresh=[out])
     ck = out / "checkpoint-2"
     assert (ck / "adapter_model.safetensors").is_file()
     assert {"__0_0.distcp", "__1_0.distcp"} <= set(os.listdir(ck / "training_state" / "dcp"))
@@ -501,7 +501,7 @@ def test_two_process_fsdp2_starts_from_the_init_adapter(tmp_path):
     single = train(dict(data=str(data), output_dir=str(tmp_path / "single"), lora_init_adapter=init, max_steps=2,
                         grad_accum=4, **args))
     out = tmp_path / "fsdp"
-    _torchrun(dict(data=str(data), output_dir=str(out), lora_init_adapter=init, max_steps=2, grad_accum=2, **args), tmp_path)
+    _torchrun(dict(data=str(data), output_dir=str(out), lora_init_adapter=init, max_steps=2, grad_accum=2, **args), tmp_path, fresh=[out])
     losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     print("from the init adapter, 1 process:", single.losses, "2 processes:", losses)
     assert losses == pytest.approx(single.losses, abs=1e-5, rel=0)
