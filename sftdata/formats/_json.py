@@ -170,6 +170,71 @@ class ArrayError(Exception):
         self.line, self.col = line, col
 
 
+class _ArrayReader:
+    """A read buffer over ``fh`` with the line and column of every position (for errors)."""
+
+    def __init__(self, fh: TextIO) -> None:
+        self.fh = fh
+        self.buf = ""
+        self.pos = 0
+        self.line_base, self.col_base = 1, 1  # line and column of buf[0]
+        self.eof = False
+
+    def fill(self) -> bool:
+        """Read one more chunk (dropping what lies before ``pos``); False at the end of the file."""
+        if self.eof:
+            return False
+        chunk = self.fh.read(max(_CHUNK, len(self.buf)))
+        if not chunk:
+            self.eof = True
+            return False
+        self.line_base, self.col_base = self.locate(self.pos)
+        self.buf = self.buf[self.pos:] + chunk
+        self.pos = 0
+        return True
+
+    def locate(self, p: int) -> tuple[int, int]:
+        """``(line, column)`` (1-based) of buffer position ``p``."""
+        newlines = self.buf.count("\n", 0, p)
+        if not newlines:
+            return self.line_base, self.col_base + p
+        return self.line_base + newlines, p - self.buf.rfind("\n", 0, p)
+
+    def skip_ws(self) -> str:
+        """Skip whitespace, reading on as needed; the next character, or ``""`` at the end."""
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.fill():
+                return ""
+
+    def where(self) -> tuple[int, int]:
+        """``(line, column)`` of the current position."""
+        return self.locate(self.pos)
+
+    def item_end(self, decoder: json.JSONDecoder) -> int:
+        """End (buffer position) of the JSON value starting at ``pos``, reading on as needed.
+
+        Raises:
+            ArrayError: the value is not valid JSON (or nested too deeply).
+        """
+        while True:
+            try:
+                _, end = decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                # the item may just be cut by the end of the buffer: read on (up to a bound)
+                if len(self.buf) - self.pos < _MAX_ITEM and self.fill():
+                    continue
+                raise ArrayError(f"{e.msg}", *self.locate(e.pos)) from None
+            except RecursionError:
+                raise ArrayError("JSON nested too deeply", *self.where()) from None
+            # a number or literal cut by the chunk boundary decodes too early: read on
+            if end >= len(self.buf) and not self.eof and self.fill():
+                continue
+            return end
+
+
 def iter_array_items(fh: TextIO, first_char_consumed: bool = False) -> Iterator[ArrayItem]:
     """Yield the items of the top-level JSON array read from ``fh``, one at a time.
 
@@ -180,80 +245,32 @@ def iter_array_items(fh: TextIO, first_char_consumed: bool = False) -> Iterator[
         ArrayError: a syntax error; items before it have been yielded.
     """
     decoder = json.JSONDecoder()
-    buf = ""
-    pos = 0
-    line_base, col_base = 1, 1  # line and column of buf[0]
-    eof = False
-
-    def fill() -> bool:
-        nonlocal buf, pos, line_base, col_base, eof
-        if eof:
-            return False
-        chunk = fh.read(max(_CHUNK, len(buf)))
-        if not chunk:
-            eof = True
-            return False
-        line_base, col_base = locate(pos)
-        buf = buf[pos:] + chunk
-        pos = 0
-        return True
-
-    def locate(p: int) -> tuple[int, int]:
-        newlines = buf.count("\n", 0, p)
-        if not newlines:
-            return line_base, col_base + p
-        return line_base + newlines, p - buf.rfind("\n", 0, p)
-
-    def skip_ws() -> str:
-        nonlocal pos
-        while True:
-            pos = _WS.match(buf, pos).end()
-            if pos < len(buf):
-                return buf[pos]
-            if not fill():
-                return ""
-
-    def where() -> tuple[int, int]:
-        return locate(pos)
-
+    r = _ArrayReader(fh)
     if not first_char_consumed:
-        if skip_ws() != "[":
-            raise ArrayError("expected '['", *where())
-        pos += 1
+        if r.skip_ws() != "[":
+            raise ArrayError("expected '['", *r.where())
+        r.pos += 1
     index = 0
-    if skip_ws() == "]":
+    if r.skip_ws() == "]":
         return
     while True:
-        ch = skip_ws()
+        ch = r.skip_ws()
         if ch == "":
-            raise ArrayError("unexpected end of file inside the array", *where())
-        while True:
-            try:
-                _, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError as e:
-                # the item may just be cut by the end of the buffer: read on (up to a bound)
-                if len(buf) - pos < _MAX_ITEM and fill():
-                    continue
-                raise ArrayError(f"{e.msg}", *locate(e.pos)) from None
-            except RecursionError:
-                raise ArrayError("JSON nested too deeply", *where()) from None
-            # a number or literal cut by the chunk boundary decodes too early: read on
-            if end >= len(buf) and not eof and fill():
-                continue
-            break
-        line, _ = where()
-        yield ArrayItem(buf[pos:end], index, line)
+            raise ArrayError("unexpected end of file inside the array", *r.where())
+        end = r.item_end(decoder)
+        line, _ = r.where()
+        yield ArrayItem(r.buf[r.pos:end], index, line)
         index += 1
-        pos = end
-        ch = skip_ws()
+        r.pos = end
+        ch = r.skip_ws()
         if ch == ",":
-            pos += 1
+            r.pos += 1
             continue
         if ch == "]":
-            pos += 1
-            if skip_ws() != "":
-                raise ArrayError("extra data after the closing ']'", *where())
+            r.pos += 1
+            if r.skip_ws() != "":
+                raise ArrayError("extra data after the closing ']'", *r.where())
             return
         if ch == "":
-            raise ArrayError("unexpected end of file: the array is not closed", *where())
-        raise ArrayError(f"expected ',' or ']' after item {index - 1}, got {ch!r}", *where())
+            raise ArrayError("unexpected end of file: the array is not closed", *r.where())
+        raise ArrayError(f"expected ',' or ']' after item {index - 1}, got {ch!r}", *r.where())
