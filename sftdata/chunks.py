@@ -19,7 +19,7 @@ from .errors import RowError
 from .formats._json import RawRow, has_lone_surrogate, row_problem
 from .formats.reader import parse_item
 from .encoder import output_columns
-from .stats import StatsPart
+from .stats import StatsPart, check_row_accounting
 from .tools_file import ToolsSpec, load_tools_file  # noqa: F401 - re-exported (their old home)
 
 #: Reasons that mean "the chat template could not render this row".
@@ -108,7 +108,8 @@ class ChunkEncoder:
         """Encode one chunk of ``(row_index, item)`` pairs.
 
         Raises:
-            RuntimeError: the chunk's rows in ≠ rows out + rows rejected (a bug, never bad data).
+            InvariantError: the chunk's rows in ≠ rows out + rows rejected (a bug, never bad data;
+                :func:`sftdata.stats.check_row_accounting`).
         """
         from .columns import column_array
 
@@ -134,9 +135,7 @@ class ChunkEncoder:
         if cols["length"]:
             _count_examples(part, batch, self.schema, cols)
         part.counters = encoded.counters.to_dict()
-        if part.rows_in != part.rows_out + part.rows_rejected:
-            raise RuntimeError(f"row accounting broken in chunk at row {result.first_index}: "
-                               f"{part.rows_in} in, {part.rows_out} out, {part.rows_rejected} rejected")
+        check_row_accounting(part)
         return result
 
     @staticmethod

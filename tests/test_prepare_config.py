@@ -4,7 +4,7 @@
   ``inspect.signature(prepare)`` lists them: the signature is written once (the dataclass fields);
 * :class:`EncodeOptions` builds one frozen, validated config per stage, with the same one-line errors;
 * :class:`Counters` add as values; every input row becomes exactly one :class:`RowResult`, and a
-  chunk's rows in = rows out + rows rejected holds (a break raises, it is not an ``assert``).
+  chunk's rows in = rows out + rows rejected holds (a break raises InvariantError, it is not an ``assert``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sftdata.encode import LAYOUTS as ENCODE_LAYOUTS
 from sftdata.encode import EncodeStats
 from sftdata.encoder import Counters, EncodedBatch, Encoder, RowResult
 from sftdata.errors import ConfigError, Reason, RowError
+from sftdata.invariants import InvariantError
 from sftdata.options import (LAYOUTS, OPTION_NAMES, SPECIAL_TOKEN_MODES, TOOL_ARGUMENTS, TRUNCATIONS, TURN_POLICIES,
                              EncodeConfig, EncodeOptions, ReadConfig, RenderConfig)
 from sftdata.prepare import run_prepare
@@ -197,12 +198,12 @@ def test_reject_lines_are_the_rejects_jsonl_format():
 
 
 def test_chunk_accounting_raises(monkeypatch):
-    """A result that is neither written nor rejected breaks rows in = out + rejected: RuntimeError, even under -O."""
+    """A result that is neither written nor rejected breaks rows in = out + rejected: InvariantError, even under -O."""
     chunker = ChunkEncoder(Encoder_default())
     items = [(0, ROWS[0]), (1, ROWS[1])]
     ok = chunker(items)
     assert ok.part.rows_in == 2 == ok.part.rows_out + ok.part.rows_rejected
     assert isinstance(ok.first_reject, RowError) and ok.first_reject.row == 1
     monkeypatch.setattr(chunker.encoder, "encode_rows", lambda rows, idx: EncodedBatch([RowResult(i) for i in idx], Counters()))
-    with pytest.raises(RuntimeError, match="row accounting broken"):
+    with pytest.raises(InvariantError, match=r"rows_in == rows_out \+ rows_rejected \(2 in, 0 out, 0 rejected\)"):
         chunker(items)
