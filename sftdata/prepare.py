@@ -294,7 +294,7 @@ class _EncodeFn:
         from .formats import normalize
         from .schema import Conversation, TextExample
 
-        o = self.encoder.options
+        o = self.encoder.options.read
         if not isinstance(example, (Conversation, TextExample)):
             example = normalize(example, o.format, messages_field=o.messages_field, tools_field=o.tools_field)
         rows = self.encoder.encode(example)

@@ -113,6 +113,7 @@ class Job:
 
     @property
     def schema(self) -> Any:
+        """The output ``pyarrow.Schema`` (:func:`sftdata.columns.output_schema`)."""
         return self.chunk_encoder.schema
 
 
