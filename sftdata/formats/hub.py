@@ -162,6 +162,52 @@ def looks_local(path: str) -> bool:
     )
 
 
+def _resolve_glob(text: str, given: list[str], streaming: bool | None) -> list[str] | LoadDatasetSource:
+    """:func:`resolve_source` for a glob: the sorted matching files (read by sftdata) or a
+    ``load_dataset`` builder over them (``given``: the ``load_dataset`` options set).
+
+    Raises:
+        ConfigError: options given with a glob, no match, or files of several kinds.
+    """
+    if given:
+        raise ConfigError(f"{text}: a glob with {', '.join(given)}: name the builder and pass the glob as "
+                          "data_files (path: parquet, data_files: <glob>)")
+    matches = sorted(p for p in globlib.glob(text, recursive=True) if os.path.isfile(p))
+    if not matches:
+        raise ConfigError(f"{text}: the glob matches no file")
+    kinds = {_suffix_of(p) for p in matches}
+    if all(k in READER_SUFFIXES for k in kinds):
+        return matches
+    builders = {BUILDER_SUFFIXES.get(k) for k in kinds}
+    if len(builders) != 1 or None in builders:
+        raise ConfigError(f"{text}: matches files of types {sorted(kinds)}; use one type per input")
+    return LoadDatasetSource(builders.pop(), data_files=matches, streaming=streaming)
+
+
+def _resolve_file(text: str, given: list[str], streaming: bool | None,
+                  source: LoadDatasetSource) -> str | LoadDatasetSource:
+    """:func:`resolve_source` for an existing file: the path (read by sftdata), a builder over
+    it, or ``source`` (the ``load_dataset`` call as given: a script, or options given).
+
+    Raises:
+        ConfigError: ``load_dataset`` options for a file sftdata reads, or an unsupported type.
+    """
+    suffix = _suffix_of(text)
+    if suffix in READER_SUFFIXES:
+        if given:
+            raise ConfigError(
+                f"{text}: {', '.join(given)} applies to datasets.load_dataset inputs; a {suffix} file is read whole "
+                "(select rows with the pipeline's num_rows/weight)"
+            )
+        return text
+    if suffix in BUILDER_SUFFIXES and not given:
+        return LoadDatasetSource(BUILDER_SUFFIXES[suffix], data_files=[text], streaming=streaming)
+    if suffix in BUILDER_SUFFIXES or suffix == ".py":
+        return source
+    raise ConfigError(f"{text}: unsupported file type {suffix or '(none)'}; expected .jsonl, .json, .traj, .parquet, "
+                      f"{', '.join(BUILDER_SUFFIXES)} or a dataset dir")
+
+
 def resolve_source(
     path: str | os.PathLike,
     *,
@@ -196,34 +242,9 @@ def resolve_source(
     source = LoadDatasetSource(text, streaming=streaming, **load_opts)
     local = Path(text)
     if _has_glob(text) and not local.exists():
-        if given:
-            raise ConfigError(f"{text}: a glob with {', '.join(given)}: name the builder and pass the glob as "
-                              "data_files (path: parquet, data_files: <glob>)")
-        matches = sorted(p for p in globlib.glob(text, recursive=True) if os.path.isfile(p))
-        if not matches:
-            raise ConfigError(f"{text}: the glob matches no file")
-        kinds = {_suffix_of(p) for p in matches}
-        if all(k in READER_SUFFIXES for k in kinds):
-            return matches
-        builders = {BUILDER_SUFFIXES.get(k) for k in kinds}
-        if len(builders) != 1 or None in builders:
-            raise ConfigError(f"{text}: matches files of types {sorted(kinds)}; use one type per input")
-        return LoadDatasetSource(builders.pop(), data_files=matches, streaming=streaming)
+        return _resolve_glob(text, given, streaming)
     if local.is_file():
-        suffix = _suffix_of(text)
-        if suffix in READER_SUFFIXES:
-            if given:
-                raise ConfigError(
-                    f"{text}: {', '.join(given)} applies to datasets.load_dataset inputs; a {suffix} file is read whole "
-                    "(select rows with the pipeline's num_rows/weight)"
-                )
-            return text
-        if suffix in BUILDER_SUFFIXES and not given:
-            return LoadDatasetSource(BUILDER_SUFFIXES[suffix], data_files=[text], streaming=streaming)
-        if suffix in BUILDER_SUFFIXES or suffix == ".py":
-            return source
-        raise ConfigError(f"{text}: unsupported file type {suffix or '(none)'}; expected .jsonl, .json, .traj, .parquet, "
-                          f"{', '.join(BUILDER_SUFFIXES)} or a dataset dir")
+        return _resolve_file(text, given, streaming, source)
     if local.is_dir():
         if is_save_to_disk_dir(local):
             if split is not None and (local / "dataset_dict.json").is_file() and (local / split).is_dir():
