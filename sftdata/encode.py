@@ -36,7 +36,7 @@ from .errors import Reason, RowError
 from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
 from .segments import SegmentEncoder, _metaspace_first, component_spec
-from .tree import IGNORE_INDEX, TreeRow, TrieBuilder, unroll
+from .tree import IGNORE_INDEX, Joined, TreeRow, TrieBuilder, common_prefix_len, unroll
 from .stats import add_stats
 from .turn_check import check_turn_paths
 
@@ -90,8 +90,11 @@ class EncodeStats:
 
 @dataclass(slots=True)
 class _Seq:
-    ids: list[int]
-    labels: list[int]
+    """A turn's sequence ``tokens(P_k) + tokens(G_k)``, held as ``F``'s first ``shared`` tokens
+    (a reference) plus its own tail: ``ids = Joined(f_ids, shared, tail)``."""
+
+    ids: Joined
+    labels: Joined
     message: int
     prompt_len: int = 0
     shared_with_f: int = 0  # leading tokens known to equal the training rendering's
@@ -140,40 +143,31 @@ class ConversationEncoder:
     def encode_many(self, rendered: Sequence[Rendered], stats: EncodeStats) -> list[list[EncodedExample] | RowError]:
         """Encode conversations (their texts tokenized together, in one batch).
 
+        Every prompt is tokenized against its conversation's training rendering ``F``: the part
+        it shares with ``F`` reuses ``F``'s tokens (:meth:`SegmentEncoder.encode_branches`), only
+        the rest is encoded, and the sequence keeps a reference to ``F``'s tokens plus its own
+        tail, so a conversation's memory grows with what its turns do not share with ``F``.
+
         Returns, per conversation, its rows or the :class:`RowError` that rejects it.
         """
         self.segments.next_batch()  # the piece cache keeps what the previous chunk used
-        # 1. the training renderings, with their piece structure
         layouts = self.segments.layouts([r.text for r in rendered])
-        ids: dict[str, list[int]] = {}
-        for r, lay in zip(rendered, layouts):
+        f_ids: list[list[int]] = []
+        jobs, where = [], []  # prompts against a layout: (layout, shared chars, tail), (row, turn)
+        for i, (r, lay) in enumerate(zip(rendered, layouts)):
+            f_ids.append(lay.ids if lay is not None else self.segments.encode([r.text])[0])
             if lay is not None:
-                ids[r.text] = lay.ids
-        # 2. prompts that are prefixes of their conversation's rendering reuse its pieces;
-        #    every other text is encoded piece by piece (cached)
-        prefix_jobs, shared = [], {}
-        texts: list[str] = []
-        for r, lay in zip(rendered, layouts):
-            if r.text not in ids:
-                texts.append(r.text)
-            for t in r.turns:
-                if lay is not None and t.prompt not in shared and r.text.startswith(t.prompt):
-                    shared[t.prompt] = len(prefix_jobs)
-                    prefix_jobs.append((lay, t.prompt))
-                elif lay is None or not r.text.startswith(t.prompt):
-                    texts.append(t.prompt)
-                texts.append(t.generated)
-        prefixed = self.segments.encode_prefixes(prefix_jobs) if prefix_jobs else []
-        for (_, prompt), (p_ids, n) in zip(prefix_jobs, prefixed):
-            ids[prompt] = p_ids
-            shared[prompt] = n
-        unique = [t for t in dict.fromkeys(texts) if t not in ids]
-        ids.update(zip(unique, self.segments.encode(unique)))
+                for j, t in enumerate(r.turns):
+                    jobs.append((lay, t.prompt_shared, t.prompt_tail))
+                    where.append((i, j))
+        prompts: dict[tuple[int, int], tuple[int, list[int]]] = dict(zip(where, self.segments.encode_branches(jobs))) if jobs else {}
+        generated = [t.generated for r in rendered for t in r.turns]
+        gen_ids = dict(zip(dict.fromkeys(generated), self.segments.encode(list(dict.fromkeys(generated)))))
         out: list[list[EncodedExample] | RowError] = []
-        for r in rendered:
+        for i, r in enumerate(rendered):
+            row_stats = EncodeStats()  # counted only if the row is written
             try:
-                row_stats = EncodeStats()  # counted only if the row is written
-                out.append(self._encode_one(r, ids, shared, row_stats))
+                out.append(self._encode_one(r, i, f_ids[i], prompts, gen_ids, row_stats))
                 add_stats(stats, row_stats)
             except RowError as e:
                 for reason, n in row_stats.dropped_examples.items():  # what a rejected row dropped
@@ -183,58 +177,66 @@ class ConversationEncoder:
                 out.append(e)
         return out
 
-    def _encode_one(self, r: Rendered, ids: dict[str, list[int]], shared: dict[str, int], stats: EncodeStats) -> list[EncodedExample]:
-        """One conversation's rows. ``shared``: prompt -> leading tokens of its ids known to equal
-        those of a rendering that starts with the prompt's text (whole pieces before its last
-        added-token split), so they hold for ``r`` only when ``r.text`` starts with the prompt
-        (another conversation of the batch may share the prompt text but not the rendering)."""
-        f_ids = ids[r.text]
-        seqs = [s for s in (self._sequence(t, ids, shared.get(t.prompt, 0) if r.text.startswith(t.prompt) else 0)
-                            for t in r.turns) if s is not None]
+    def _prompt_ids(self, t: Turn, f_ids: list[int]) -> tuple[int, list[int]]:
+        """``(shared, tail)`` with ``tokens(P_k) = f_ids[:shared] + tail``, for a conversation
+        whose rendering has no piece layout (the prompt is encoded whole, then compared)."""
+        ids = self.segments.encode([t.prompt])[0]
+        shared = common_prefix_len(ids, f_ids)
+        return shared, ids[shared:]
+
+    def _encode_one(self, r: Rendered, row: int, f_ids: list[int], prompts: dict, gen_ids: dict[str, list[int]],
+                    stats: EncodeStats) -> list[EncodedExample]:
+        """One conversation's rows. ``prompts[(row, turn)]``: ``(shared, tail)``, the prompt's
+        tokens as ``f_ids[:shared] + tail`` (``shared`` tokens known to equal ``F``'s)."""
+        seqs = []
+        for j, t in enumerate(r.turns):
+            shared, tail = prompts.get((row, j)) or self._prompt_ids(t, f_ids)
+            s = self._sequence(t, f_ids, shared, tail, gen_ids)
+            if s is not None:
+                seqs.append(s)
         stats.turns_not_rendered += len(r.turns) - len(seqs)
         if not seqs:
             raise RowError(Reason.NO_TRAINED_TURN, "the chat template renders nothing the model generates for any trained turn", field="messages")
         stats.tokens_one_rendering += len(f_ids)
         if self.policy is TurnPolicy.ALL:
-            row = self._all_row(r, f_ids, seqs, stats)
+            tree = self._all_row(r, f_ids, seqs, stats)
         else:
-            row = self._tree(f_ids, seqs, stats)
+            tree = self._tree(f_ids, seqs, stats)
         if r.generation_spans is None:  # the definition, checked on the row as built
-            problem = check_turn_paths(row, [(s.ids, s.labels, s.prompt_len) for s in seqs])
+            problem = check_turn_paths(tree, [(s.ids, s.labels, s.prompt_len) for s in seqs])
             if problem is not None:
                 raise RowError(Reason.MASK_CHECK_FAILED, f"the row breaks the definition of a trained turn: {problem}",
                                field="messages", stage="check")
-        rows = self._fit(row, seqs, stats)
+        rows = self._fit(tree, seqs, stats)
         for x in rows:
             stats.paths += x.num_paths
             stats.tree_rows += int(x.num_paths > 1)
         return rows
 
-    def _sequence(self, t: Turn, ids: dict[str, list[int]], known: int = 0) -> _Seq | None:
+    def _sequence(self, t: Turn, f_ids: list[int], shared: int, tail: list[int], gen_ids: dict[str, list[int]]) -> _Seq | None:
         """``tokens(P_k) + tokens(G_k)`` with labels on the generated tokens, checked; ``None``
         when the template renders nothing for the turn beyond its prompt (an empty message)."""
-        prompt_ids = ids[t.prompt]
         generated = t.generated
-        gen_ids = self._generated_ids(t.prompt, prompt_ids, generated, ids)
-        gen_start = t.start
-        if not gen_ids:
+        n = shared + len(tail)
+        gen = self._generated_ids(t, f_ids, shared, tail, generated, gen_ids)
+        if not gen:
             return None
-        self._check(prompt_ids, gen_ids, generated, t.message)
-        labels = list(gen_ids)
+        self._check(f_ids[shared - 1 : shared] if not tail else tail, gen, generated, t.message)
+        labels = list(gen)
         for a, b in t.masked:
-            self._mask(labels, generated, a - gen_start, b - gen_start)
-        n = len(prompt_ids)
-        seq_labels = [IGNORE_INDEX] * (n + len(labels))
-        seq_labels[n:] = labels
-        return _Seq(prompt_ids + gen_ids, seq_labels, t.message, n, min(known, n))
+            self._mask(labels, generated, a, b)
+        own = tail + gen
+        return _Seq(Joined(f_ids, shared, own), Joined(None, shared, [IGNORE_INDEX] * len(tail) + labels), t.message, n, shared)
 
-    def _generated_ids(self, prompt: str, prompt_ids: list[int], generated: str, ids: dict[str, list[int]]) -> list[int]:
+    def _generated_ids(self, t: Turn, f_ids: list[int], shared: int, tail: list[int], generated: str,
+                       gen_ids: dict[str, list[int]]) -> list[int]:
         if not self._in_context:
-            return list(ids[generated])
-        both = self.segments.encode([prompt + generated])[0]
+            return list(gen_ids[generated])
+        prompt_ids = f_ids[:shared] + tail
+        both = self.segments.encode([t.prompt + generated])[0]
         if both[: len(prompt_ids)] == prompt_ids:
             return both[len(prompt_ids) :]
-        return list(ids[generated])
+        return list(gen_ids[generated])
 
     def _mask(self, labels: list[int], generated: str, a: int, b: int) -> None:
         """Untrain the generated tokens lying inside characters ``[a, b)`` of ``generated``."""
@@ -246,6 +248,8 @@ class ConversationEncoder:
                 labels[i] = IGNORE_INDEX
 
     def _check(self, prompt_ids: list[int], gen_ids: list[int], expected: str, message: int) -> None:
+        """The generated tokens decode to ``expected`` (``prompt_ids``: the prompt's last tokens, for
+        decoders that need one token of left context)."""
         if self.marked:
             expected = expected.replace(MARK_START, "").replace(MARK_END, "")
         got = self.segments.decode(gen_ids)

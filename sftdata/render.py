@@ -75,31 +75,57 @@ class TurnPolicy(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One trained turn as text.
+    """One trained turn as text, held against the training rendering ``F`` so that a long
+    conversation's turns do not each keep a copy of their prompt (memory grows with what the
+    turns do not share with ``F``, not with turns x length)::
+
+        P_k = base[:prompt_shared] + prompt_tail        (base is F: one string, referenced)
+        G_k = generated
 
     Attributes:
         message: index of the message.
         mode: ``prefix`` | ``prompt_mismatch`` | ``history_rewritten`` (see the module doc).
-        prompt: ``P_k``, the text the model sees.
-        full: the text the turn is cut from: ``F_k`` (plus an appended stop token).
-        start: where the generated text starts in ``full`` (for ``prompt_mismatch``: where the
-            shared history ends; the cut is refined on tokens).
-        end: where it ends in ``full`` (after the stop token).
-        masked: character ranges of ``full`` inside the turn left untrained (reasoning text
-            with ``train_reasoning=False``).
+        base: ``F``, the conversation's training rendering (the same object for every turn).
+        prompt_shared: ``P_k`` starts with ``base[:prompt_shared]`` (characters).
+        prompt_tail: the rest of ``P_k`` (empty when ``P_k`` is a prefix of ``F``).
+        generated: ``G_k``, what the model generates (up to and including the stop token).
+        masked: character ranges of ``generated`` left untrained (reasoning text with
+            ``train_reasoning=False``).
     """
 
     message: int
     mode: str
-    prompt: str
-    full: str
-    start: int
-    end: int
+    base: str
+    prompt_shared: int
+    prompt_tail: str
+    generated: str
     masked: tuple[tuple[int, int], ...] = ()
 
     @property
-    def generated(self) -> str:
-        return self.full[self.start : self.end]
+    def prompt(self) -> str:
+        """``P_k``, the text the model sees (built on each access: O(its length))."""
+        return self.base[: self.prompt_shared] + self.prompt_tail
+
+
+def common_prefix_chars(a: str, b: str) -> int:
+    """Length of the longest common prefix of two strings, at C speed (block compares, then a
+    binary search inside the first block that differs): O(prefix length)."""
+    n = min(len(a), len(b))
+    if a.startswith(b[:n]) if len(b) <= len(a) else b.startswith(a):
+        return n
+    lo, step = 0, 4096
+    while True:  # a[:lo] == b[:lo]; find a block [lo, hi) where they differ
+        hi = min(lo + step, n)
+        if a[lo:hi] != b[lo:hi]:
+            break
+        lo = hi
+    while hi - lo > 1:  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +274,7 @@ class Renderer(TurnLocation):
         self.template.new_conversation()
         self._memo: dict[tuple[int, bool], str] = {}
         self._messages, full = self._first_rendering(conv, end, stats)
+        self._full = full
         spans = None
         if self.policy is TurnPolicy.ALL and self.template.has_generation_markers:
             text, found = self.template.render_generation_spans(self._messages[:end], self._tools, prepared=True)
@@ -344,6 +371,8 @@ class Renderer(TurnLocation):
         msgs = self._messages
         msg = conv.messages[k]
         assistant = msg.role == "assistant"
+        for key in [key for key in self._memo if key[0] < k]:  # turns come in order: never asked again
+            del self._memo[key]
         self._alt = None  # the rendering of ``m[:k+1]`` with message k's fields changed, made on demand
         full_k = self._render(msgs, k + 1)
         if assistant:
@@ -378,4 +407,7 @@ class Renderer(TurnLocation):
         if end <= start:  # the template drops the message (an empty turn): nothing to train
             stats.turns_not_rendered += 1
             return None
-        return Turn(k, mode, prompt, full, start, end, masked)
+        base = self._full
+        shared = len(prompt) if base.startswith(prompt) else common_prefix_chars(prompt, base)
+        masked = tuple((a - start, b - start) for a, b in masked)
+        return Turn(k, mode, base, shared, prompt[shared:], full[start:end], masked)

@@ -98,6 +98,7 @@ class SegmentEncoder:
         added = list(tokenizer.added_tokens_decoder.items())
         self._added_ids = {t.content: i for i, t in added if t.content}
         contents = sorted(self._added_ids, key=len, reverse=True)
+        self._longest_added = len(contents[0]) if contents else 0
         body = "|".join(re.escape(c) for c in contents)
         guard = f"(?<!{MARK_START})" if marked else ""
         self._split_re = re.compile(f"{guard}({body})") if contents else None
@@ -186,9 +187,18 @@ class SegmentEncoder:
             ``(ids, shared)`` per job: the prefix's ids, and how many leading tokens are known to
             equal the base text's (at least; the true common prefix may be longer).
         """
+        out = []
+        for (layout, _), (shared, tail) in zip(jobs, self._prefix_tails([(lay, len(p)) for lay, p in jobs])):
+            ids = layout.ids[:shared]
+            ids.extend(tail)
+            out.append((ids, shared))
+        return out
+
+    def _prefix_tails(self, jobs: Sequence[tuple[Layout, int]]) -> list[tuple[int, list[int]]]:
+        """``(shared, tail ids)`` per ``(layout, n)``: the tokens of ``layout.text[:n]`` are
+        ``layout.ids[:shared] + tail`` (the rule of :meth:`encode_prefixes`, without the copy)."""
         tails, cuts = [], []
-        for layout, prefix in jobs:
-            n = len(prefix)
+        for layout, n in jobs:
             q = bisect_right(layout.char_starts, n) - 1
             q = min(q, len(layout.pieces) - 1)
             if q % 2 and layout.char_starts[q] != n:
@@ -198,16 +208,45 @@ class SegmentEncoder:
                 cuts.append((layout, q, None))
                 continue
             cuts.append((layout, q, len(tails)))
-            tails.append(prefix[layout.char_starts[q] :])
+            tails.append(layout.text[layout.char_starts[q] : n])
         tail_ids = self.encode(tails) if tails else []
-        out = []
-        for layout, q, t in cuts:
-            shared = layout.tok_starts[q]
-            ids = layout.ids[:shared]
-            if t is not None:
-                ids.extend(tail_ids[t])
-            out.append((ids, shared))
-        return out
+        return [(layout.tok_starts[q], tail_ids[t] if t is not None else []) for layout, q, t in cuts]
+
+    def encode_branches(self, jobs: Sequence[tuple[Layout, int, str]]) -> list[tuple[int, list[int]]]:
+        """Token ids of texts that share a prefix with an already split text, as that text's
+        leading tokens plus the ids of the rest (nothing long is copied).
+
+        For ``(layout, s, tail)`` the text is ``layout.text[:s] + tail``. With ``tail`` empty it is
+        a prefix (:meth:`encode_prefixes`). Otherwise the split is taken from the last piece
+        boundary ``c`` of the layout, at the end of an added token (or 0), with
+        ``c <= s - L`` (``L`` the longest added token): every added-token match of the layout
+        starting before ``c`` ends by ``c`` and reads only characters before ``s``, which the two
+        texts share, so the text splits there the same way and only ``text[c:]`` is encoded.
+
+        Args:
+            jobs: ``(layout, s, tail)`` with ``s <= len(layout.text)``.
+
+        Returns:
+            ``(shared, ids)`` per job: the text's tokens are ``layout.ids[:shared] + ids``.
+        """
+        prefixes = [(i, layout, s) for i, (layout, s, tail) in enumerate(jobs) if not tail]
+        out: list[tuple[int, list[int]] | None] = [None] * len(jobs)
+        for (i, _, _), cut in zip(prefixes, self._prefix_tails([(lay, n) for _, lay, n in prefixes])):
+            out[i] = cut
+        rest, where = [], []
+        for i, (layout, s, tail) in enumerate(jobs):
+            if not tail:
+                continue
+            q = bisect_right(layout.char_starts, max(s - self._longest_added, 0)) - 1
+            q = min(q, len(layout.pieces) - 1)
+            if q % 2:  # inside or at an added token: start at the text piece before it
+                q -= 1
+            c = layout.char_starts[q]
+            where.append((i, layout.tok_starts[q]))
+            rest.append(layout.text[c:s] + tail)
+        for (i, shared), ids in zip(where, self.encode(rest) if rest else ()):
+            out[i] = (shared, ids)
+        return out  # type: ignore[return-value]
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         """Character ``(start, end)`` of every token of ``text`` (the rare path: no cache).

@@ -66,6 +66,7 @@ from .tree_arrays import (  # noqa: F401 - the tree API lives in one namespace
 
 __all__ = [
     "IGNORE_INDEX",
+    "Joined",
     "TreeRow",
     "TrieBuilder",
     "check_tree",
@@ -103,6 +104,67 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int], start: int = 0) -> int
         else:
             hi = mid
     return lo
+
+
+class Joined(Sequence[int]):
+    """``head[:n] + tail`` without copying ``head``: a turn's sequence that shares the training
+    rendering's first ``n`` tokens, held as a reference to them plus its own tail.
+
+    ``head=None`` stands for ``n`` copies of ``fill`` (the untrained labels of a shared prompt).
+    Indexing and ``[a:b]`` slices (step 1) read through without building the whole list;
+    :meth:`tolist` builds it. Equality with a list is not defined: compare ``tolist()``.
+
+    Example::
+
+        >>> j = Joined([5, 6, 7, 8], 2, [9])
+        >>> len(j), j[1], j[1:3], j.tolist()
+        (3, 6, [6, 9], [5, 6, 9])
+    """
+
+    __slots__ = ("head", "n", "tail", "fill")
+
+    def __init__(self, head: Sequence[int] | None, n: int, tail: list[int], fill: int = IGNORE_INDEX) -> None:
+        if head is not None and n > len(head):
+            raise ValueError(f"Joined: n={n} is longer than the head ({len(head)} items)")
+        self.head, self.n, self.tail, self.fill = head, n, tail, fill
+
+    def __len__(self) -> int:
+        return self.n + len(self.tail)
+
+    def _head(self, a: int, b: int) -> list[int]:
+        return [self.fill] * (b - a) if self.head is None else list(self.head[a:b])
+
+    def __getitem__(self, i):  # type: ignore[override]
+        n = self.n
+        if isinstance(i, slice):
+            a, b, step = i.indices(len(self))
+            if step != 1:
+                return self.tolist()[i]
+            if b <= a:
+                return []
+            if b <= n:
+                return self._head(a, b)
+            if a >= n:
+                return self.tail[a - n : b - n]
+            return self._head(a, n) + self.tail[: b - n]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        if i >= n:
+            return self.tail[i - n]
+        return self.fill if self.head is None else self.head[i]
+
+    def tolist(self) -> list[int]:
+        """The whole sequence as a new list."""
+        return self._head(0, self.n) + self.tail
+
+
+def as_list(seq: Sequence[int]) -> list[int]:
+    """``seq`` as a list (a :class:`Joined` built, a list returned as is)."""
+    if type(seq) is list:
+        return seq
+    return seq.tolist() if isinstance(seq, Joined) else list(seq)
 
 
 @dataclass(slots=True)
@@ -164,14 +226,18 @@ class TrieBuilder:
 
     def __init__(self) -> None:
         self._chains: list[_Chain] = []
-        self._paths: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # (tokens, [(chain, path_start, length)])
+        self._paths: list[tuple[Sequence[int], list[tuple[int, int, int]]]] = []  # (tokens, [(chain, path_start, length)])
         self._pivot_lcp: list[int] = []  # each path's common prefix with the first path
+        self._by_pivot: dict[int, list[int]] = {}  # that common prefix -> the paths (after the first) with it
 
     # -- insertion ----------------------------------------------------------------
     def add(self, input_ids: Sequence[int], labels: Sequence[int], trained_from: int = 0, known_prefix: int = 0) -> int:
         """Insert one sequence. ``labels`` is ``-100`` or the token id at each position.
 
         Args:
+            input_ids, labels: lists, or :class:`Joined` views (a sequence that shares the first
+                path's leading tokens is then stored as a reference to them plus its tail, so
+                memory grows with the tails, not with the number of sequences times their length).
             trained_from: no label before this index is trained (a prompt's length): lets
                 long prompts be inserted without scanning their labels.
             known_prefix: this many leading tokens are known to equal the first sequence's
@@ -184,8 +250,8 @@ class TrieBuilder:
         Returns:
             the length of the prefix this sequence has in common with the first one inserted.
         """
-        ids = input_ids if type(input_ids) is list else list(input_ids)
-        labs = labels if type(labels) is list else list(labels)
+        ids = input_ids if type(input_ids) is list or type(input_ids) is Joined else list(input_ids)
+        labs = labels if type(labels) is list or type(labels) is Joined else list(labels)
         if len(ids) != len(labs) or not ids:
             raise ValueError(f"a tree sequence needs tokens and labels of the same non-zero length, got {len(ids)} and {len(labs)}")
         t0 = max(trained_from, 0)
@@ -211,6 +277,8 @@ class TrieBuilder:
             if attach is not None:
                 self._chains[attach[0]].branches.setdefault(attach[1], []).append(cid)
             new_segs.append((cid, share, len(ids) - share))
+        if self._paths:
+            self._by_pivot.setdefault(pivot, []).append(len(self._paths))
         self._pivot_lcp.append(pivot)
         self._paths.append((ids, new_segs))
         return self._pivot_lcp[-1]
@@ -221,18 +289,16 @@ class TrieBuilder:
 
         With ``l(a, b)`` the common prefix length, ``l(x, p) = min(l(x, F), l(p, F))`` whenever
         ``l(x, F) != l(p, F)`` (F the first path), so only paths that leave F where ``x`` does
-        need comparing, and only beyond that point."""
+        need comparing, and only beyond that point: no other path shares more than F does
+        (``min(l(p, F), l(x, F)) <= l(x, F)``), so they are looked up by that length, not scanned
+        (linear in the number of paths over a conversation, not quadratic)."""
         if not self._paths:
             return None, 0, len(ids)
         first = self._paths[0][0]
         pivot = common_prefix_len(ids, first, known)
         best, best_len = (0, pivot) if pivot else (None, 0)
-        for p in range(1, len(self._paths)):
-            lp = self._pivot_lcp[p]
-            if lp != pivot:
-                n = min(lp, pivot)
-            else:
-                n = common_prefix_len(ids, self._paths[p][0], pivot)
+        for p in self._by_pivot.get(pivot, ()):
+            n = common_prefix_len(ids, self._paths[p][0], pivot)
             if n > best_len:
                 best, best_len = p, n
         return best, best_len, pivot

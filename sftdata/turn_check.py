@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tree import IGNORE_INDEX, TreeRow
+from .tree import IGNORE_INDEX, TreeRow, as_list
 
 
 def _chain_starts(parent: np.ndarray) -> np.ndarray:
@@ -70,7 +70,8 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
     Args:
         row: the tree row (a single path when ``row.parent`` is empty).
         sequences: per trained turn, ``(input_ids, labels, prompt_len)``: ``tokens(P_k) +
-            tokens(G_k)``, ``-100`` on the prompt, and the prompt's length.
+            tokens(G_k)``, ``-100`` on the prompt, and the prompt's length (lists or
+            :class:`~sftdata.tree.Joined` views; each is built as a list only while it is compared).
 
     Returns:
         ``None`` when every sequence is a root path of ``row`` whose generated span carries the
@@ -97,9 +98,10 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
         found = None
         lo, hi = np.searchsorted(sorted_depths, [m - 1, m], side="left").tolist()
         ends = [e for e in by_depth[lo:hi].tolist() if row.input_ids[e] == seq_ids[-1]]  # trained, at the end's depth
+        want = as_list(seq_ids) if ends else None
         for e in sorted(ends, key=lambda e: e in covered):
             path, runs = _root_path(row.input_ids, parent, start, e)
-            if path == seq_ids:
+            if path == want:
                 found = runs
                 break
         if found is None:

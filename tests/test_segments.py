@@ -84,3 +84,46 @@ def test_cache_is_bounded_and_results_stay_exact():
     texts = [f"<|im_start|>user\nmessage number {i} with some words<|im_end|>" for i in range(30)]
     assert enc.encode(texts) == [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert enc._cached_chars <= 50 + sum(len(t) for t in texts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_branches_reuse_the_shared_pieces_exactly(name):
+    """``encode_branches``: the tokens of ``base[:s] + tail`` are the base's first ``shared``
+    tokens plus the returned ids, for any cut ``s`` and any tail (added tokens, pieces of added
+    tokens, plain text), marked or not."""
+    tok = _tok(name)
+    added = sorted(t.content for t in tok.added_tokens_decoder.values())
+    pieces = st.one_of(st.sampled_from(added), st.sampled_from(added).map(lambda a: a[: len(a) // 2]),
+                       st.sampled_from(added).map(lambda a: a[len(a) // 2 :]))
+
+    for marked in (False, True):
+        enc = SegmentEncoder(tok, marked=marked)
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(texts_for(name), st.lists(st.tuples(st.floats(0, 1), st.lists(st.one_of(pieces, texts_for(name)), max_size=3).map("".join)),
+                                          min_size=1, max_size=5))
+        def check(base, cuts):
+            (layout,) = enc.layouts([base])
+            jobs = [(layout, int(f * len(base)), tail) for f, tail in cuts]
+            for (_, s, tail), (shared, ids) in zip(jobs, enc.encode_branches(jobs)):
+                assert layout.ids[:shared] + ids == enc.encode([base[:s] + tail])[0]
+                if not marked:
+                    assert layout.ids[:shared] + ids == tok(base[:s] + tail, add_special_tokens=False)["input_ids"]
+
+        check()
+
+
+def test_branch_cut_right_after_an_added_token_that_a_longer_one_extends():
+    """Added tokens ``<|im_start|>`` and ``<|im_start|>x``: a text sharing ``...<|im_start|>``
+    with the base and going on with ``x`` holds the longer token, so the split cannot be reused
+    up to the cut (the rule keeps a margin of the longest added token)."""
+    tok = build_tokenizer("chatml")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>x"]})
+    enc = SegmentEncoder(tok)
+    assert enc.split_exact
+    base = "hello <|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    (layout,) = enc.layouts([base])
+    for s in range(len(base) + 1):
+        for tail in ("x", "xy", "x<|im_end|>", "assistant\nok"):
+            ((shared, ids),) = enc.encode_branches([(layout, s, tail)])
+            assert layout.ids[:shared] + ids == tok(base[:s] + tail, add_special_tokens=False)["input_ids"], (s, tail)

@@ -263,3 +263,32 @@ def test_common_prefix_len_matches_a_scan(prefix, a, b, data):
     start = data.draw(st.integers(0, true), label="start")
     assert common_prefix_len(x, y, start) == true
     assert common_prefix_len(x, y) == true
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_joined_views_build_the_same_tree_as_lists(data):
+    """A sequence given as ``Joined(F, shared, tail)`` (F's first tokens by reference) builds the
+    same tree row as the same sequence given as a list, and ``Joined`` reads like its list."""
+    from sftdata.tree import Joined, TrieBuilder
+
+    f = data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=30))
+    seqs = []
+    for _ in range(data.draw(st.integers(1, 6))):
+        shared = data.draw(st.integers(0, len(f)))
+        prompt_tail = data.draw(st.lists(st.integers(0, 5), max_size=5))
+        gen = data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=5))
+        seqs.append((shared, prompt_tail, gen))
+    a, b = TrieBuilder(), TrieBuilder()
+    a.add(f, [-100] * len(f), trained_from=len(f))
+    b.add(f, [-100] * len(f), trained_from=len(f))
+    for shared, prompt_tail, gen in seqs:
+        n = shared + len(prompt_tail)
+        ids = Joined(f, shared, prompt_tail + gen)
+        labels = Joined(None, shared, [-100] * len(prompt_tail) + gen)
+        assert ids.tolist() == f[:shared] + prompt_tail + gen and len(ids) == n + len(gen)
+        lo, hi = sorted(data.draw(st.tuples(st.integers(-3, len(ids) + 3), st.integers(-3, len(ids) + 3))))
+        assert ids[lo:hi] == ids.tolist()[lo:hi] and labels[lo:hi] == labels.tolist()[lo:hi]
+        assert [ids[i] for i in range(-len(ids), len(ids))] == ids.tolist() * 2
+        assert a.add(ids, labels, trained_from=n, known_prefix=shared) == b.add(ids.tolist(), labels.tolist(), trained_from=n)
+    assert a.build() == b.build()
