@@ -278,7 +278,7 @@ class TokenBudgetBatchSampler(_Resumable):
         return out
 
     def _pack_free(self, idx: np.ndarray) -> list[np.ndarray]:
-        from .packing._bfd import plan_bfd
+        from .packing import plan_bfd
 
         lens = np.maximum(self.lengths[idx], 1)
         big = lens > self.max_tokens

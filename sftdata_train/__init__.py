@@ -4,6 +4,27 @@
     >>> result = train({"data": "out/prepared", "output_dir": "runs/tiny", "max_steps": 10})  # doctest: +SKIP
 
 See ``docs/training.md`` for the config keys, the loss definition and the checkpoint layout.
+
+The modules, grouped by what they own (``sftdata_train`` imports ``sftdata``, never the reverse):
+
+* config: :mod:`~sftdata_train.config` (``TrainConfig``), :mod:`~sftdata_train.config_cli`
+  (the command line), :mod:`~sftdata_train.aliases` and :mod:`~sftdata_train.alias_converters`
+  (other tools' keys), :mod:`~sftdata_train.cli`, :mod:`~sftdata_train.pipeline` (``sftdata run``);
+* data: :mod:`~sftdata_train.data` (datasets, batch sampler, the micro-batch stream);
+* model and attention: :mod:`~sftdata_train.model`, :mod:`~sftdata_train.build`,
+  :mod:`~sftdata_train.attention`, :mod:`~sftdata_train.seq_layout`,
+  :mod:`~sftdata_train.torch_varlen`, :mod:`~sftdata_train.tree_attention`,
+  :mod:`~sftdata_train.compiling`, :mod:`~sftdata_train.recompute`, :mod:`~sftdata_train.distributed`;
+* loss: :mod:`~sftdata_train.loss`, :mod:`~sftdata_train.hf_trainer` (the same loss in HF's ``Trainer``);
+* LoRA: :mod:`~sftdata_train.lora`, :mod:`~sftdata_train.qlora`, :mod:`~sftdata_train.lora_init`,
+  :mod:`~sftdata_train.lora_merge`;
+* checkpointing: :mod:`~sftdata_train.state` (the ``Stateful`` components),
+  :mod:`~sftdata_train.checkpoint_manager`, :mod:`~sftdata_train.checkpoint` (dirs, manifest),
+  :mod:`~sftdata_train.export` (``final/``);
+* loop: :mod:`~sftdata_train.setup` (building a run), :mod:`~sftdata_train.step` (one optimizer
+  step), :mod:`~sftdata_train.loop` (``Trainer``, ``train``), :mod:`~sftdata_train.optim`,
+  :mod:`~sftdata_train.guards`, :mod:`~sftdata_train.metrics`, :mod:`~sftdata_train.peaks`,
+  :mod:`~sftdata_train.tracking`, :mod:`~sftdata_train.interrupt`.
 """
 
 from __future__ import annotations

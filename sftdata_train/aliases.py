@@ -6,7 +6,7 @@ What remains here is what a parser cannot know:
 
 * :data:`RENAMES`: same meaning, another name: sftdata_train's earlier names (``lr``, ``grad_accum``…)
   and Axolotl/LLaMA-Factory names (``base_model``, ``lora_rank``…);
-* :data:`_CONVERTERS`: same meaning once the value is translated (``bf16: true`` → ``precision:
+* :data:`~sftdata_train.alias_converters.CONVERTERS`: same meaning once the value is translated (``bf16: true`` → ``precision:
   bf16-mixed``, ``warmup_steps: 0.1`` → ``warmup_ratio: 0.1`` as in transformers ≥ 5, LLaMA-Factory's
   ``finetuning_type: lora``…); a value without an exact equivalent is an error, never approximated;
 * :data:`UNSUPPORTED` (features sftdata_train does not have) and
@@ -22,11 +22,13 @@ not transformers'; ``docs/migrating.md`` lists every key side by side.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from sftdata.errors import ConfigError
 from sftdata.pipeline.keys import DATA_KEY_HINTS
 from sftdata.suggest import did_you_mean
+
+from .alias_converters import CONVERTERS, KeyValues
 
 #: Earlier sftdata_train names and other tools' names → TrainConfig field, the value kept as is.
 RENAMES: dict[str, str] = {
@@ -107,7 +109,6 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 _ATTN = {"flash_attention_2": "flash_attn", "flex_attention": "flex"}
-_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw")
 _TRACKERS = ("tensorboard", "wandb", "trackio", "none")
 _SWITCH = {True: "on", False: "off", "true": "on", "false": "off", "True": "on", "False": "off"}
 
@@ -118,183 +119,7 @@ def _field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
-class _Out:
-    """The field values being built from one source, with the key each came from (for conflict messages)."""
-
-    def __init__(self, prefix: str) -> None:
-        self.values: dict[str, Any] = {}
-        self.source: dict[str, str] = {}
-        self.errors: list[str] = []
-        self.prefix = prefix
-        self.default_rank: tuple[str, int | None] | None = None  # (key, rank) of a tool's LoRA switch
-
-    def where(self, key: str) -> str:
-        return f"{self.prefix}{key}"
-
-    def set(self, name: str, value: Any, key: str) -> None:
-        if name == "use_peft" and name in self.values and self.values[name] != value:
-            off, on = (key, self.source[name]) if value is False else (self.source[name], key)
-            self.errors.append(f"{self.where(off)}: full fine-tuning, but {self.where(on)} turns LoRA on; keep one")
-            return
-        if name in self.values and self.values[name] != value:
-            self.errors.append(
-                f"{self.where(key)}: sets `{name}` (= {value!r}), which {self.where(self.source[name])} already "
-                f"sets to {self.values[name]!r}; keep one"
-            )
-            return
-        self.values[name] = value
-        self.source[name] = key
-
-    def error(self, key: str, message: str) -> None:
-        self.errors.append(f"{self.where(key)}: {message}")
-
-    def lora_switch(self, key: str, *, on: bool, rank: int | None = None) -> None:
-        """A tool's key that turns LoRA on (with that tool's default rank; None: no default) or off."""
-        self.set("use_peft", on, key)
-        if on:
-            self.default_rank = (key, rank)
-
-
-def _finetuning_type(out: _Out, key: str, value: Any) -> None:
-    if value == "full":
-        out.lora_switch(key, on=False)
-    elif value == "lora":
-        out.lora_switch(key, on=True, rank=8)  # LLaMA-Factory's default lora_rank
-    else:
-        out.error(key, f"expected full or lora, got {value!r}" + (" (not supported)" if value in ("freeze", "oft")
-                                                                else ""))
-
-
-def _adapter(out: _Out, key: str, value: Any) -> None:
-    if value in (None, ""):
-        out.lora_switch(key, on=False)
-    elif value in ("lora", "qlora"):
-        out.lora_switch(key, on=True, rank=None)  # Axolotl has no default rank
-        if value == "qlora":
-            out.set("load_in_4bit", True, key)
-    else:
-        out.error(key, f"expected lora or qlora, got {value!r}")
-
-
-def _bf16(out: _Out, key: str, value: Any) -> None:
-    if value == "auto" or value is True:
-        out.set("precision", "bf16-mixed", key)
-    elif value is False:
-        out.set("precision", "fp32", key)
-    else:
-        out.error(key, f"expected true, false or auto, got {value!r}")
-
-
-def _false_only(reason: str) -> Callable[[_Out, str, Any], None]:
-    def convert(out: _Out, key: str, value: Any) -> None:
-        if value not in (False, None):
-            out.error(key, reason)
-
-    return convert
-
-
-def _scheduler_kwargs(out: _Out, key: str, value: Any) -> None:
-    if not isinstance(value, Mapping):
-        out.error(key, f"expected a mapping, got {type(value).__name__}")
-        return
-    for k, v in value.items():
-        if k in ("min_lr_rate", "min_lr_ratio"):
-            out.set("min_lr_ratio", v, f"{key}.{k}")
-        else:
-            out.error(f"{key}.{k}", "not supported (only min_lr_rate, the final lr as a fraction of the peak)")
-
-
-def _optim(out: _Out, key: str, value: Any) -> None:
-    if value not in _OPTIMIZERS:
-        out.error(key, f"{value!r} is not available: sftdata_train uses torch AdamW ({', '.join(_OPTIMIZERS)})")
-
-
-def _strategy(out: _Out, key: str, value: Any) -> None:
-    if value != "steps":
-        step_key = {"eval": "eval_steps", "evaluation": "eval_steps", "save": "save_steps"}.get(
-            key.split("_")[0], "logging_steps"
-        )
-        out.error(key, f"only 'steps' is supported (got {value!r}): set {step_key}")
-
-
-def _fraction(out: _Out, key: str, value: Any) -> None:
-    if isinstance(value, float) and 0.0 <= value < 1.0:
-        out.set("eval_fraction", value, key)
-    else:
-        out.error(key, f"only a fraction in [0, 1) is supported (got {value!r}): it maps to eval_fraction")
-
-
-def _flash_attention(out: _Out, key: str, value: Any) -> None:
-    if value is True:
-        out.set("attn_implementation", "flash_attn", key)
-    elif value not in (False, None):
-        out.error(key, f"expected true or false, got {value!r}")
-
-
-def _loss_type(out: _Out, key: str, value: Any) -> None:
-    if value != "nll":
-        out.error(key, f"only 'nll' (cross-entropy on the trained tokens) is implemented, got {value!r}")
-
-
-def _lora_target(out: _Out, key: str, value: Any) -> None:
-    """LLaMA-Factory ``lora_target``: ``all`` (every linear layer: sftdata_train's default) or names."""
-    targets = [v.strip() for v in (value if isinstance(value, (list, tuple)) else str(value).split(","))]
-    out.set("lora_target_modules", None if targets == ["all"] else ",".join(t for t in targets if t), key)
-
-
-def _lora_target_linear(out: _Out, key: str, value: Any) -> None:
-    """Axolotl ``lora_target_linear: true``: every linear layer, sftdata_train's default target."""
-    if value is True:
-        out.set("lora_target_modules", None, key)
-    elif value not in (False, None):
-        out.error(key, f"expected true or false, got {value!r}")
-
-
-def _quantization_bit(out: _Out, key: str, value: Any) -> None:
-    if value == 4:
-        out.set("load_in_4bit", True, key)
-    elif value is not None:
-        out.error(key, f"only 4 (QLoRA through bitsandbytes) is supported, got {value!r}")
-
-
-def _one_of(*accepted: Any, what: str) -> Callable[[_Out, str, Any], None]:
-    def convert(out: _Out, key: str, value: Any) -> None:
-        if value not in (None, *accepted):
-            out.error(key, f"{value!r} is not supported: {what}")
-
-    return convert
-
-
-_CONVERTERS: dict[str, Callable[[_Out, str, Any], None]] = {
-    "loss_type": _loss_type,  # TRL
-    "finetuning_type": _finetuning_type,  # LLaMA-Factory
-    "adapter": _adapter,  # Axolotl
-    "lora_target": _lora_target,  # LLaMA-Factory
-    "lora_target_linear": _lora_target_linear,  # Axolotl
-    "quantization_bit": _quantization_bit,  # LLaMA-Factory
-    "quantization_method": _one_of("bnb", "bitsandbytes", what="QLoRA quantizes with bitsandbytes (bnb)"),
-    "lora_task_type": _one_of("CAUSAL_LM", what="sftdata_train trains causal LMs (CAUSAL_LM)"),
-    "bnb_4bit_quant_storage": _one_of("uint8", what="the 4-bit weights are stored as bitsandbytes' uint8"),
-    "load_in_8bit": _false_only("8-bit loading is not supported: use load_in_4bit (QLoRA) or LoRA on bf16 weights"),
-    "lora_fan_in_fan_out": _false_only("fan_in_fan_out is for GPT-2's Conv1D layers, which are not targeted"),
-    "activation_offloading": _false_only("activation offloading is not implemented: use activation_checkpointing"),
-    "bf16": _bf16,
-    "fp16": _false_only("fp16 training is not supported: use bf16 (precision: bf16-mixed) or fp32"),
-    "tf32": _false_only("TF32 matmuls are not enabled by sftdata_train: remove it"),
-    "lr_scheduler_kwargs": _scheduler_kwargs,
-    "optim": _optim,
-    "optimizer": _optim,  # Axolotl
-    "eval_strategy": _strategy,
-    "evaluation_strategy": _strategy,
-    "save_strategy": _strategy,
-    "logging_strategy": _strategy,
-    "val_size": _fraction,  # LLaMA-Factory
-    "val_set_size": _fraction,  # Axolotl
-    "flash_attention": _flash_attention,  # Axolotl
-}
-
-
-def _canonical_value(out: _Out, name: str, key: str, value: Any) -> None:
+def _canonical_value(out: KeyValues, name: str, key: str, value: Any) -> None:
     """The value spellings transformers/TRL/YAML use for a field, as the field's value."""
     from .config import SCHEDULERS
 
@@ -352,7 +177,7 @@ def report_to_string(value: Any, *, where: str = "report_to", errors: list[str] 
 
 def is_training_key(name: str) -> bool:
     """``name`` (``_`` spelling) is a field, an earlier name or another tool's name of one."""
-    return name in _field_names() or name in RENAMES or name in _CONVERTERS
+    return name in _field_names() or name in RENAMES or name in CONVERTERS
 
 
 def foreign_message(name: str, *, data: bool = True) -> str | None:
@@ -363,9 +188,9 @@ def foreign_message(name: str, *, data: bool = True) -> str | None:
     return DATA_KEY_HINTS.get(name) if data else None
 
 
-def _resolve(d: Mapping[str, Any], prefix: str) -> _Out:
+def _resolve(d: Mapping[str, Any], prefix: str) -> KeyValues:
     names = _field_names()
-    out = _Out(prefix)
+    out = KeyValues(prefix)
     for raw_key, value in d.items():
         key = str(raw_key)
         norm = key.replace("-", "_")
@@ -373,17 +198,17 @@ def _resolve(d: Mapping[str, Any], prefix: str) -> _Out:
             _canonical_value(out, norm, key, value)
         elif norm in RENAMES:
             _canonical_value(out, RENAMES[norm], key, value)
-        elif norm in _CONVERTERS:
-            _CONVERTERS[norm](out, key, value)
+        elif norm in CONVERTERS:
+            CONVERTERS[norm](out, key, value)
         elif foreign_message(norm):
             out.error(key, foreign_message(norm))
         else:
-            hint = did_you_mean(norm, sorted({*names, *RENAMES, *_CONVERTERS}))
+            hint = did_you_mean(norm, sorted({*names, *RENAMES, *CONVERTERS}))
             out.error(key, "unknown key" + (f"; {hint}" if hint else "") + " (keys: sftdata-train --help)")
     return out
 
 
-def _finish(outs: list[_Out]) -> tuple[dict[str, Any], list[str]]:
+def _finish(outs: list[KeyValues]) -> tuple[dict[str, Any], list[str]]:
     """Merge sources (later ones win) and apply the LoRA switches: ``use_peft`` (or a tool's switch)
     without ``lora_r`` takes the tool's default rank; ``lora_r`` > 0 means ``use_peft``."""
     values: dict[str, Any] = {}
@@ -433,3 +258,6 @@ def merge_sources(file: Mapping[str, Any], flags: Mapping[str, Any], *, file_pre
                   flag_prefix: str = "--") -> tuple[dict[str, Any], list[str]]:
     """:func:`resolve_keys` of a file's keys and of the flags; a flag overrides the file's key."""
     return _finish([_resolve(file or {}, file_prefix), _resolve(flags or {}, flag_prefix)])
+
+
+_CONVERTERS = CONVERTERS  # the earlier (private) name, read by tests/test_train_aliases.py

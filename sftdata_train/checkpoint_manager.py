@@ -13,7 +13,8 @@ see :mod:`sftdata_train.checkpoint`):
 * ``files`` components are JSON files of their own (``training_state/scheduler.json``).
 
 Loading order: records (the schedule check first, so a refused resume touches nothing heavy),
-then tensors, files, and the RNG last. Checkpoints written before the components existed
+then files, then tensors in the order they were registered (the trainer registers the RNG last,
+so nothing loaded after it draws random numbers). Checkpoints written before the components existed
 (``state.json`` without ``version``: counters and schedule at the top level, ``stream``
 holding ``epoch``/``batch_in_epoch``) load through :func:`upgrade_state`.
 
@@ -95,7 +96,8 @@ class CheckpointManager:
         output_dir: where ``checkpoint-<step>`` dirs go.
         info: this process's rank and world.
         tensors: components saved through DCP (their ``state_dict`` holds tensors, DTensors or
-            ``BytesIO``); one with a ``template(saved_keys)`` method is asked what to load into.
+            ``BytesIO``), loaded in this order (put the RNG last); one with a
+            ``template(saved_keys)`` method is asked what to load into.
         records: JSON components, each under its name in ``state.json``; loaded first, in order.
         files: JSON components each written as ``training_state/<name>.json``.
         metadata: extra JSON-able entries of ``state.json`` (e.g. ``config``, ``runtime``),
@@ -190,16 +192,13 @@ class CheckpointManager:
                 payload[name] = comp.state_dict()
         with quiet_dcp():
             dcp.load(payload, checkpoint_id=str(where))
-        loaded = [name for name in self.tensors if name != "rng"]
-        for name in loaded:
-            try:
-                self.tensors[name].load_state_dict(payload[name])
-            except ValueError as e:
-                raise ConfigError(f"{path}: {e}") from e
         for name, comp in self.files.items():
             comp.load_state_dict(json.loads((path / STATE_DIR / f"{name}.json").read_text(encoding="utf-8")))
-        if "rng" in self.tensors:  # last: nothing after it draws random numbers
-            self.tensors["rng"].load_state_dict(payload["rng"])
+        for name, comp in self.tensors.items():  # in registration order: the RNG is registered last
+            try:
+                comp.load_state_dict(payload[name])
+            except ValueError as e:
+                raise ConfigError(f"{path}: {e}") from e
         return state
 
 

@@ -51,6 +51,7 @@ class SFTDataset:
         return len(self.dataset)
 
     def select(self, indices) -> "SFTDataset":
+        """The rows ``indices`` (in that order) as a new :class:`SFTDataset`, lengths selected alike."""
         idx = list(indices)
         return SFTDataset(self.dataset.select(idx), self.kind, [self.lengths[i] for i in idx], self.path)
 

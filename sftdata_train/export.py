@@ -46,6 +46,9 @@ def tied_names(model: nn.Module) -> list[list[str]]:
 def write_hf(
     path: Path, hf_model: nn.Module, tokenizer, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None
 ) -> None:
+    """Write ``hf_model``'s config and ``state_dict`` with ``save_pretrained`` (safetensors) into ``path``,
+    tied parameters as one tensor, cast to ``dtype`` (None: as they are), and the tokenizer (if any).
+    The config's ``dtype`` records the dtype written."""
     # tied parameters (embedding and LM head) under one tensor, so that save_pretrained writes them once
     # (a gathered or cast state dict holds a copy per name)
     state_dict = dict(state_dict)

@@ -60,6 +60,12 @@ class SFTLossTrainer(Trainer):
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
+        """The SFT loss of one micro-batch divided by ``num_items_in_batch`` (the trained tokens of the
+        whole step, as transformers' ``Trainer`` counts them), else by the batch's own trained tokens.
+
+        Raises:
+            ValueError: a batch made with ``trained_logits_only=True`` (``logits_to_keep``), or a model
+                wrapped for several processes."""
         if "logits_to_keep" in inputs:
             raise ValueError("SFTLossTrainer takes PaddingFreeCollator() batches, not trained_logits_only=True "
                              "(its loss selects the trained positions itself)")

@@ -53,6 +53,8 @@ import torch.nn as nn
 
 from sftdata.errors import ConfigError
 
+from .qlora import check_qlora, check_runtime, load_quantized  # noqa: F401 (re-exported: lora.load_quantized ...)
+
 PEFT_PIP = "pip install 'sftdata[lora]' (or pip install peft)"
 ADAPTER_NAME = "default"
 #: LoRA keys and their values when LoRA is off; setting one without ``lora_r`` is an error.
@@ -123,46 +125,6 @@ def validate_config(cfg) -> None:
         raise ConfigError(f"LoRA (lora_r={cfg.lora_r}) needs the `peft` package, which is not installed: {PEFT_PIP}")
     if cfg.load_in_4bit:
         check_qlora(cfg)
-
-
-def check_qlora(cfg) -> None:
-    """QLoRA's requirements: bitsandbytes, CUDA, not ``device: cpu``, not ``bf16-mixed``.
-
-    Raises:
-        ConfigError: naming what is missing and what to do.
-    """
-    if cfg.device == "cpu" or not torch.cuda.is_available():
-        where = "device is cpu" if cfg.device == "cpu" else "CUDA is not available"
-        raise ConfigError(
-            f"load_in_4bit (QLoRA) needs a CUDA GPU ({where}): bitsandbytes' 4-bit kernels run on CUDA; "
-            "drop load_in_4bit to train LoRA on the unquantized model"
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError(
-            "load_in_4bit (QLoRA) needs the `bitsandbytes` package, which is not installed: pip install bitsandbytes"
-        )
-    if cfg.precision == "bf16-mixed":
-        raise ConfigError(
-            "load_in_4bit (QLoRA) with precision bf16-mixed: bf16-mixed shards fp32 master weights with FSDP2, "
-            "which a 4-bit model does not have; use precision bf16-true (the default under LoRA) or fp32"
-        )
-
-
-def check_runtime(cfg, info) -> None:
-    """What only the process knows: QLoRA runs on one CUDA process.
-
-    Raises:
-        ConfigError: QLoRA on several processes or off CUDA.
-    """
-    if not cfg.load_in_4bit:
-        return
-    if info.distributed:
-        raise ConfigError(
-            f"load_in_4bit (QLoRA) on {info.world_size} processes: FSDP2 cannot shard bitsandbytes' packed 4-bit "
-            "weights; run QLoRA on one GPU, or LoRA without load_in_4bit under torchrun"
-        )
-    if info.device.type != "cuda":
-        raise ConfigError(f"load_in_4bit (QLoRA) needs a CUDA device, the run is on {info.device}")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -318,42 +280,6 @@ def apply(hf: nn.Module, cfg, *, seed: int) -> Adapter:
     if getattr(hf.config, "_attn_implementation", None) != attn:  # the trainer's attention routing must survive
         raise RuntimeError(f"peft changed attn_implementation from {attn!r} to {hf.config._attn_implementation!r}")
     return Adapter(pm, kwargs)
-
-
-def load_quantized(cfg, *, tokenizer, device: torch.device, dtype: torch.dtype, attn_implementation: str):
-    """QLoRA's frozen model: ``from_pretrained(..., quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...))``
-    on ``device`` (the embedded default is written to a temporary dir first: quantization happens on load).
-
-    ``dtype`` is that of the layers left unquantized (embeddings, norms, LM head) and of the 4-bit
-    matmuls' compute (``bnb_4bit_compute_dtype``).
-    """
-    import tempfile
-
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from . import attention
-    from .model import load_model
-
-    attention.register()
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=dtype,
-    )
-    with contextlib.ExitStack() as stack:
-        source = cfg.model
-        if source is None:
-            source = stack.enter_context(tempfile.TemporaryDirectory(prefix="sftdata-embedded-"))
-            load_model(None, tokenizer=tokenizer, dtype=dtype, seed=cfg.seed).save_pretrained(source)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(source), quantization_config=quant, dtype=dtype, attn_implementation=attn_implementation,
-                device_map={"": device.index or 0},
-            )
-        except OSError as e:
-            raise ConfigError(f"cannot load model {cfg.model!r} in 4 bits: {e}") from e
-    model.config.use_cache = False
-    model.train()
-    return model
 
 
 def check_resume(path: Path, cfg) -> None:

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from sftdata.tree_arrays import IGNORE_INDEX  # the one definition (-100, Hugging Face's ignore_index)
 
 
 #: Upper bound, in bytes, of the matmul temporaries used to accumulate the head's weight gradient
@@ -48,7 +48,14 @@ WEIGHT_GRAD_SLICE_BYTES = 64 * 2**20
 
 
 def shift_labels(labels: torch.Tensor) -> torch.Tensor:
-    """``(B, T)`` targets of each position: ``labels[:, t+1]``, and ``-100`` at the last position."""
+    """``(B, T)`` targets of each position: ``labels[:, t+1]``, and ``-100`` at the last position.
+
+    The rule is :func:`sftdata.tree_arrays.shift_labels` (``shift[parent[i]] = labels[i]``) for
+    linear rows, where the parent of position ``i`` is ``i - 1``, applied to a whole ``(B, T)``
+    batch on its device (no host round trip in the loss); ``tests/test_train_rules.py`` checks
+    that both give the same targets on random rows. Tree rows come with their ``shift_labels``
+    from the collator (computed by sftdata's function).
+    """
     return F.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
 
 
@@ -278,6 +285,7 @@ class SFTLossModel(nn.Module):
 
     @property
     def base(self) -> nn.Module:
+        """The decoder of the wrapped causal LM (``model.<base_model_prefix>``), which returns hidden states."""
         return getattr(self.model, self.model.base_model_prefix)
 
     def forward(

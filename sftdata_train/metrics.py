@@ -139,10 +139,12 @@ class MetricsLogger:
             self._bar.set_postfix(fmt, refresh=False)
 
     def advance(self, n: int = 1) -> None:
+        """Move the progress bar by ``n`` optimizer steps."""
         if self._bar is not None:
             self._bar.update(n)
 
     def close(self) -> None:
+        """Close the progress bar and every tracker (idempotent)."""
         if self._bar is not None:
             self._bar.close()
         for tracker in self.trackers:
@@ -157,12 +159,14 @@ class Throughput:
         self.reset()
 
     def reset(self) -> None:
+        """Start a new interval now, with nothing counted."""
         self.t0 = time.perf_counter()
         self.tokens = 0
         self.trained = 0
         self.flops = 0.0
 
     def add(self, tokens: int, trained: int, flops: float) -> None:
+        """Count one step: real ``tokens``, ``trained`` tokens and ``flops`` (all ranks)."""
         self.tokens += tokens
         self.trained += trained
         self.flops += flops

@@ -117,6 +117,7 @@ class MemoryPlan:
     budget: int | None  # free memory or --memory-budget-gb; None: not estimated
 
     def describe(self) -> str:
+        """One phrase: the layers checkpointed and, when estimated, the memory estimate against the budget (GB)."""
         gb = 1e9
         what = f"{len(self.layers)}/{self.n_layers} layers checkpointed"
         if self.budget is None:

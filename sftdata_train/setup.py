@@ -242,6 +242,7 @@ class RunSetup:
 
     @step.setter
     def step(self, value: int) -> None:
+        """Set the optimizer steps done (``counters.step``)."""
         self.counters.step = int(value)
 
     @property

@@ -61,6 +61,7 @@ class VarlenSpec:
         return self.available and self.causal is not None
 
     def describe(self) -> str:
+        """One line: whether ``varlen_attn`` is usable and how it is called (causal form, GQA)."""
         if not self.available:
             return f"torch varlen_attn unavailable ({self.signature})"
         if self.causal is None:

@@ -89,10 +89,12 @@ class TensorBoardTracker:
             self.writer.add_text("config", "".join("    " + line + "\n" for line in text.splitlines()), 0)
 
     def log(self, record: Mapping[str, Any]) -> None:
+        """Write the record's numeric metrics as scalars at its ``step``."""
         for tag, value in metric_items(record).items():
             self.writer.add_scalar(tag, value, int(record["step"]))
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self.writer.flush()
         self.writer.close()
 
@@ -115,9 +117,11 @@ class WandbTracker:
         id_file.write_text(self.run.id + "\n")
 
     def log(self, record: Mapping[str, Any]) -> None:
+        """Log the record's numeric metrics at its ``step``."""
         self.run.log(metric_items(record), step=int(record["step"]))
 
     def close(self) -> None:
+        """Finish the W&B run."""
         self.run.finish()
 
 
@@ -134,9 +138,11 @@ class TrackioTracker:
                      embed=False)
 
     def log(self, record: Mapping[str, Any]) -> None:
+        """Log the record's numeric metrics at its ``step``."""
         self._trackio.log(metric_items(record), step=int(record["step"]))
 
     def close(self) -> None:
+        """Finish the trackio run."""
         self._trackio.finish()
 
 

@@ -65,7 +65,11 @@ def resolve_tree_backend(device: torch.device, needs_grad: bool, requested: str 
 def dense_tree_mask(subtree_end: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """``(1, 1, n, n)`` bool mask of tokens ``[start, stop)``: True where ``k <= q < subtree_end[k]``.
 
-    ``subtree_end`` is global (``(T,)``); the range must be a union of whole units.
+    ``subtree_end`` is global (``(T,)`` integer tensor, any device); the range must be a union of
+    whole units. The rule is the one of :func:`sftdata.tree_collate.dense_tree_mask` (which takes
+    the ``parent`` array and computes ``subtree_end`` with :func:`sftdata.tree_arrays.subtree_end`),
+    here on the device from the ``subtree_end`` the collator already made;
+    ``tests/test_train_rules.py`` checks that both give the same mask on random trees.
     """
     end = subtree_end.reshape(-1)[start:stop].to(torch.int64) - start
     n = end.numel()
