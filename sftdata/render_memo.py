@@ -79,6 +79,8 @@ the environment variable ``SFTDATA_RENDER_MEMO=0``.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import threading
 from dataclasses import dataclass, field
@@ -87,7 +89,7 @@ from typing import Any, Callable
 import jinja2
 import jinja2.nodes as nodes
 from jinja2.runtime import LoopContext, Undefined
-from jinja2.utils import Namespace
+from jinja2.utils import Namespace, missing
 from markupsafe import Markup
 
 from .render_limits import LimitedCodeGenerator, RenderLimitExceeded
@@ -115,9 +117,10 @@ def _node_type(name: str, base: type, fields: tuple[str, ...], doc: str) -> type
 
 
 MemoIteration = _node_type(
-    "MemoIteration", nodes.Stmt, ("loop_id", "stable", "observed", "bases", "body"),
+    "MemoIteration", nodes.Stmt, ("loop_id", "stable", "observed", "bases", "ns_reads", "body"),
     """The whole body of a memoised loop: ``stable`` (key expressions), ``observed`` (observation
-    expressions, by index), ``bases`` (the namespace variables the body writes), ``body``.""",
+    expressions, by index), ``bases`` (the namespace variables the body writes), ``ns_reads`` (the
+    namespace attributes it reads and never writes), ``body``.""",
 )  # fmt: skip
 Observe = _node_type("Observe", nodes.Expr, ("index", "node"), """``node``'s value, recorded as observation ``index`` of the current iteration.""")
 
@@ -163,6 +166,8 @@ class LoopPlan:
     reason: str = ""
     stable: int = 0
     observed: int = 0
+    kinds: tuple[int, ...] = ()
+    cmps: tuple = ()
 
 
 def _clone(node: Any) -> Any:
@@ -232,7 +237,9 @@ class _LoopAnalysis:
         self.volatile_names = volatile - self.local - self.targets - self.ns_names
         self.stable: dict[str, nodes.Expr] = {}  # a key per distinct expression (by its dump)
         self.observed: list[nodes.Expr] = []
-        self.loop_used = False
+        self.kinds: list[int] = []  # per observation: NEXT | NS | OTHER
+        self.cmps: list[tuple | None] = []  # per observation: (ns_reads index, op, offset) for ``loop.index0 <op> ns.attr``
+        self.ns_reads: dict[str, nodes.Expr] = {}
 
     # -- stable keys ------------------------------------------------------------------------
     def _stable(self, expr: nodes.Expr) -> None:
@@ -273,6 +280,8 @@ class _LoopAnalysis:
             if name in self.ns_names:
                 if node.attr in self.written:
                     self._stable(node)
+                else:
+                    self.ns_reads.setdefault(repr(node), _clone(node))
                 return
         if isinstance(node, nodes.Name) and node.ctx == "load":
             self._name(node, loop_is_ours)
@@ -365,11 +374,75 @@ class _LoopAnalysis:
                 if isinstance(child, nodes.Name):
                     raise _Ineligible(f"line {child.lineno}: {child.name!r} (a new value every render) used whole inside the loop body")
                 self.observed.append(_clone(child))
+                self.kinds.append(self._kind(child))
+                self.cmps.append(self._cmp(child))
                 return Observe(len(self.observed) - 1, child, lineno=child.lineno)
             if hoistable:
                 return child
         self.rewrite(child, ours)
         return child
+
+
+    def _kind(self, expr: nodes.Expr) -> int:
+        """What makes an observation differ between renders: :data:`NEXT` (``loop.last``,
+        ``loop.nextitem``), :data:`NS` (a namespace attribute the body does not write),
+        :data:`OTHER` (``messages`` or a name assigned from it, ``loop.length``, ``loop.revindex``)."""
+        kind = 0
+        getattrs = [expr] if isinstance(expr, nodes.Getattr) else []
+        for n in getattrs + list(expr.find_all(nodes.Getattr)):  # find_all leaves out the node itself
+            if isinstance(n.node, nodes.Name):
+                if n.node.name == "loop":
+                    kind |= NEXT if n.attr in ("last", "nextitem") else OTHER if n.attr in _LOOP_VOLATILE else 0
+                elif n.node.name in self.ns_names:
+                    kind |= NS
+        names = [expr] if isinstance(expr, nodes.Name) else []
+        if any(n.name in self.volatile_names for n in names + list(expr.find_all(nodes.Name))):
+            kind |= OTHER
+        return kind
+
+
+    def _cmp(self, expr: nodes.Expr) -> tuple | None:
+        """``(ns_reads index, op, offset)`` when ``expr`` is ``loop.index0 <op> ns.attr`` (or
+        ``loop.index``, offset 1; either side), op normalised to the loop side on the left."""
+        if not (isinstance(expr, nodes.Compare) and len(expr.ops) == 1 and expr.ops[0].op in _FLIP):
+            return None
+        left, op, right = expr.expr, expr.ops[0].op, expr.ops[0].expr
+
+        def loop_attr(n: nodes.Node) -> int | None:
+            if isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and n.node.name == "loop" and n.attr in ("index0", "index"):
+                return 0 if n.attr == "index0" else 1
+            return None
+
+        def ns_attr(n: nodes.Node) -> int | None:
+            if isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and n.node.name in self.ns_names and n.attr not in self.written:
+                return list(self.ns_reads).index(repr(n)) if repr(n) in self.ns_reads else None
+            return None
+
+        if loop_attr(left) is not None and ns_attr(right) is not None:
+            return (ns_attr(right), op, loop_attr(left))
+        if loop_attr(right) is not None and ns_attr(left) is not None:
+            return (ns_attr(left), _FLIP[op], loop_attr(right))
+        return None
+
+
+#: comparison operators and their mirror (``a < b`` is ``b > a``)
+_FLIP = {"gt": "lt", "lt": "gt", "gteq": "lteq", "lteq": "gteq"}
+
+
+def _interval(op: str, x: int, result: bool) -> tuple[float, float]:
+    """The integers ``v`` with ``(x <op> v) == result``, as a closed interval."""
+    inf = float("inf")
+    if op == "gt":  # x > v  <=>  v <= x - 1
+        return (-inf, x - 1) if result else (x, inf)
+    if op == "lt":  # x < v  <=>  v >= x + 1
+        return (x + 1, inf) if result else (-inf, x)
+    if op == "gteq":  # x >= v  <=>  v <= x
+        return (-inf, x) if result else (x + 1, inf)
+    return (x, inf) if result else (-inf, x - 1)  # lteq: x <= v  <=>  v >= x
+
+
+#: observation kinds (see :meth:`_LoopAnalysis._kind`)
+NEXT, NS, OTHER = 1, 2, 4
 
 
 def _describe(fn: nodes.Node) -> str:
@@ -425,11 +498,12 @@ def plan(root: nodes.Template, environment: jinja2.Environment) -> list[LoopPlan
             continue
         stable = list(a.stable.values())
         bases = [nodes.Name(b, "load") for b in a.bases]
-        for n in stable + a.observed + bases:
+        ns_reads = list(a.ns_reads.values())
+        for n in stable + a.observed + bases + ns_reads:
             n.set_lineno(loop.lineno, override=False)
             n.set_environment(environment)
-        loop.body = [MemoIteration(loop_id, stable, a.observed, bases, body.body, lineno=loop.lineno).set_environment(environment)]
-        plans.append(LoopPlan(loop.lineno, True, "", len(stable), len(a.observed)))
+        loop.body = [MemoIteration(loop_id, stable, a.observed, bases, ns_reads, body.body, lineno=loop.lineno).set_environment(environment)]
+        plans.append(LoopPlan(loop.lineno, True, "", len(stable), len(a.observed), tuple(a.kinds), tuple(a.cmps)))
     return plans
 
 
@@ -470,7 +544,11 @@ class MemoCodeGenerator(LimitedCodeGenerator):
             self.write("lambda: ")
             self.visit(e, frame)
             self.write(", ")
-        self.write(f"), {bases})")
+        self.write(f"), {bases}, {frame.symbols.ref('loop')}, lambda: (")
+        for e in node.ns_reads:
+            self.visit(e, frame)
+            self.write(", ")
+        self.write("))")
         self.writeline(f"if {state}.out is not None:")
         self.indent()
         self.start_write(frame, node)
@@ -526,15 +604,81 @@ class _Iteration:
         self.record = False
 
 
-@dataclass
 class _LoopMemo:
-    cache: dict = field(default_factory=dict)
-    lookups: int = 0
-    hits: int = 0
-    render_lookups: int = 0
-    render_hits: int = 0
-    bad: int = 0
-    disabled: bool = False
+    """One memoised loop: its recorded iterations (``cache``), the trace of the last render that
+    ran it (``t_*``: per iteration its output, observation kinds, namespace writes so far), the
+    trace being built by the current render (``n_*``), and hit counters."""
+
+    def __init__(self, kinds: tuple[int, ...], cmps: tuple = ()) -> None:
+        self.kinds = kinds
+        self.cmps = cmps
+        self.cache: dict = {}
+        self.lookups = self.hits = self.render_lookups = self.render_hits = self.bad = self.skipped = 0
+        self.disabled = False
+        self.t_out: list | None = None
+        self.n_items: Any = None
+        self.n_ok = False
+
+    def new_trace(self, items: Any) -> None:
+        self.n_items = items if type(items) in (list, tuple) else None
+        self.n_ok = self.n_items is not None
+        self.n_out: list = []
+        self.n_flags: list = []
+        self.n_snap: list = []
+        self.n_cum: dict = {}
+        self.n_key0: Any = None
+        self.n_ns: Any = None
+        self.n_first_other = self.n_first_ns = self.n_first_cmp = -1
+        self.n_iv: tuple = ()  # per ns_reads index: the interval of its values every iteration so far allows
+        self.n_ivs: list = []
+        self.n_ns_raw: Any = None
+
+    def add(self, out: str, flag: int, writes: tuple, obs: tuple = ()) -> None:
+        """Append one iteration (its output, observation kinds, namespace writes) to the trace."""
+        if not self.n_ok:
+            return
+        if writes:
+            cum = dict(self.n_cum)
+            for base_index, attr, value in writes:
+                cum[(base_index, attr)] = value
+            self.n_cum = cum
+        i = len(self.n_out)
+        if flag & NS:
+            # an observation of a namespace attribute: a comparison loop.index0 <op> ns.attr
+            # narrows that attribute's interval; any other makes the iteration need equal values
+            plain_ns = False
+            ivs = list(self.n_iv)
+            for index, value in obs:
+                cmp = self.cmps[index] if index < len(self.cmps) else None
+                if self.kinds[index] & NS and (cmp is None or value[0] is not bool):
+                    plain_ns = True
+                elif cmp is not None:
+                    a, op, offset = cmp
+                    while len(ivs) <= a:
+                        ivs.append((float("-inf"), float("inf")))
+                    lo, hi = _interval(op, i + offset, value[1])
+                    ivs[a] = (max(ivs[a][0], lo), min(ivs[a][1], hi))
+            self.n_iv = tuple(ivs)
+            if plain_ns and self.n_first_ns < 0:
+                self.n_first_ns = i
+            if self.n_first_cmp < 0 and any(c is not None for c in self.cmps):
+                self.n_first_cmp = i
+        self.n_out.append(out)
+        self.n_flags.append(flag)
+        self.n_snap.append(self.n_cum)
+        self.n_ivs.append(self.n_iv)
+        if flag & OTHER and self.n_first_other < 0:
+            self.n_first_other = i
+
+    def commit(self) -> None:
+        """End of a render: its trace (the iterations it recorded, a prefix of the loop) becomes
+        the one the next render may skip over."""
+        if self.n_items is not None and self.n_out:
+            self.t_items, self.t_out, self.t_flags, self.t_snap = self.n_items, self.n_out, self.n_flags, self.n_snap
+            self.t_key0, self.t_ns, self.t_first_other, self.t_first_ns = self.n_key0, self.n_ns, self.n_first_other, self.n_first_ns
+            self.t_ivs, self.t_first_cmp = self.n_ivs, self.n_first_cmp
+        self.n_items = None
+        self.n_ok = False
 
 
 class _Buffer(list):
@@ -551,6 +695,32 @@ class _Buffer(list):
     def extend(self, pieces: Any) -> None:
         for p in pieces:
             self.append(p)
+
+
+def _interval_prefix(ivs: list, values: Any, j: int, first: int) -> int:
+    """The largest ``j' <= j`` such that every iteration before ``j'`` allows the namespace values
+    ``values`` (``ivs[i]``: per attribute, the interval iterations ``0..i`` allow; they shrink as
+    ``i`` grows, so the answer is found by bisection). Values that are not ints allow ``first``."""
+    if values is None or any(type(v) is not int for v in values):
+        return first
+
+    def ok(i: int) -> bool:
+        return all(lo <= values[a] <= hi for a, (lo, hi) in enumerate(ivs[i]) if a < len(values))
+
+    lo, hi = first, j  # ok(first - 1) holds (no comparison before first); find the largest good count
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid - 1):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_prefix(a: Any, b: Any) -> int:
+    """How many leading items of ``a`` and ``b`` are the same objects (C speed)."""
+    n = min(len(a), len(b))
+    return next(itertools.compress(itertools.count(), map(operator.is_not, a, b)), n) if n else 0
 
 
 _SIZE_MESSAGE = "the rendering exceeds {:,} characters (render size limit)"
@@ -574,6 +744,7 @@ class RenderMemo:
         self.loops: dict[int, _LoopMemo] = {}
         self._plain: dict[int, tuple[Any, bool]] = {}
         self.current: _Iteration | None = None
+        self._kinds: dict[int, tuple[int, ...]] = {}
 
     # -- per conversation / per render ---------------------------------------------------------
     def new_conversation(self) -> None:
@@ -594,12 +765,16 @@ class RenderMemo:
         self.current = None
         _ACTIVE.journal = None
         for lm in self.loops.values():
-            if lm.render_lookups >= _MISS_WINDOW:
-                lm.bad = lm.bad + 1 if lm.render_hits * 8 < lm.render_lookups else 0
-                if lm.bad >= 3:
+            lm.commit()
+            # judged over windows of renders: a loop missing more than a quarter of its lookups costs
+            # more than it saves (a miss records; a hit still evaluates its key)
+            lm.bad += 1
+            if lm.bad >= 4 and lm.render_lookups >= _MISS_WINDOW:
+                if lm.render_hits * 4 < lm.render_lookups * 3:
                     lm.disabled = True
                     lm.cache.clear()
-            lm.render_lookups = lm.render_hits = 0
+                    lm.t_out = None
+                lm.render_lookups = lm.render_hits = lm.bad = 0
 
     def count(self, pieces: Any) -> Any:
         """Pass the render's output pieces through, counting their characters."""
@@ -661,26 +836,51 @@ class RenderMemo:
             raise _Uncacheable
 
     # -- one iteration ------------------------------------------------------------------------
-    def begin(self, loop_id: int, key_values: tuple | None, observations: tuple[Callable[[], Any], ...], bases: tuple | None) -> _Iteration:
+    def configure(self, plans: list[LoopPlan]) -> None:
+        """Give the memo the observation kinds of each memoised loop (from :func:`plan`)."""
+        self._kinds = {i: (p.kinds, p.cmps) for i, p in enumerate(plans)}
+
+    def begin(
+        self, loop_id: int, key_values: tuple | None, observations: tuple[Callable[[], Any], ...], bases: tuple | None,
+        loop: LoopContext, ns_reads: Callable[[], tuple],
+    ) -> _Iteration:
         """Look the iteration up: a hit carries ``out`` (and its writes are applied); a miss
-        records (unless uncacheable) until :meth:`end`."""
+        records (unless uncacheable) until :meth:`end`. At the loop's first iteration, skip as
+        many leading iterations as the last render's trace proves unchanged (:meth:`_skip`)."""
         lm = self.loops.get(loop_id)
         if lm is None:
-            lm = self.loops[loop_id] = _LoopMemo()
+            lm = self.loops[loop_id] = _LoopMemo(*self._kinds.get(loop_id, ((), ())))
+        first = loop.index0 == 0
+        if first:
+            lm.new_trace(loop._iterable)
         it = _Iteration(lm)
         _ACTIVE.journal = None
         self.current = None
-        if not self.enabled or lm.disabled or key_values is None:
-            return it
-        if any(not isinstance(b, Namespace) for b in bases) or len({id(b) for b in bases}) != len(bases):
+        if not self.enabled or lm.disabled or key_values is None or any(not isinstance(b, Namespace) for b in bases) or len({id(b) for b in bases}) != len(bases):
+            lm.n_ok = False
             return it
         flat: list = [self.mark]
         try:
             for v in key_values:
                 self._norm(v, flat)
         except _Uncacheable:
+            lm.n_ok = False
             return it
         key = tuple(flat)
+        if first and lm.n_ok:
+            try:
+                ns_flat: list = []
+                ns_raw = ns_reads()
+                for v in ns_raw:
+                    self._norm(v, ns_flat)
+                ns_values: Any = tuple(ns_flat)
+            except Exception:
+                ns_values = ns_raw = None
+            lm.n_key0, lm.n_ns, lm.n_ns_raw = key, ns_values, ns_raw
+            skipped = self._skip(lm, key, ns_values, loop, bases)
+            if skipped is not None:
+                it.out = skipped
+                return it
         lm.lookups += 1
         lm.render_lookups += 1
         for entry in lm.cache.get(key, ()):
@@ -690,6 +890,7 @@ class RenderMemo:
                 lm.hits += 1
                 lm.render_hits += 1
                 it.out = entry[2]
+                lm.add(entry[2], entry[4], entry[1], entry[0])
                 return it
         it.record = True
         it.key = key
@@ -701,6 +902,51 @@ class RenderMemo:
         _ACTIVE.journal = it.writes
         self.current = it
         return it
+
+    def _skip(self, lm: _LoopMemo, key: tuple, ns_values: Any, loop: LoopContext, bases: tuple) -> str | None:
+        """Replay the leading iterations of the last render's trace that are unchanged, or return ``None``.
+
+        Iteration ``i`` of the trace replays exactly when: the first iteration's key is equal (so
+        every outer value and the namespace state at the loop's start that the body reads are
+        equal), the items ``0..i`` are the same objects, and each observation the trace's
+        iterations made still has its value: none of kind OTHER; kind NS only when the namespace
+        attributes the body reads are equal; kind NEXT (``loop.last``, ``loop.nextitem``) only
+        when item ``i+1`` is the same object in both lists (then neither iteration is the last).
+        """
+        t_out = lm.t_out
+        if t_out is None or key != lm.t_key0:
+            return None
+        items, old = lm.n_items, lm.t_items
+        common = _common_prefix(items, old)
+        j = min(common, len(t_out))
+        if lm.t_first_other >= 0:
+            j = min(j, lm.t_first_other)
+        if ns_values is None or ns_values != lm.t_ns:
+            if lm.t_first_ns >= 0:
+                j = min(j, lm.t_first_ns)
+            if lm.t_first_cmp >= 0 and j > lm.t_first_cmp:
+                j = _interval_prefix(lm.t_ivs, lm.n_ns_raw, j, lm.t_first_cmp)
+        if j > 0 and lm.t_flags[j - 1] & NEXT and not j < common:
+            j -= 1
+        if j <= 0:
+            return None
+        for (base_index, attr), value in lm.t_snap[j - 1].items():
+            bases[base_index][attr] = value
+        loop._iterator = iter(items[j:])
+        loop.index0 = j - 1
+        loop._current = items[j - 1]
+        loop._after = missing
+        lm.n_out, lm.n_flags, lm.n_snap, lm.n_cum = t_out[:j], lm.t_flags[:j], lm.t_snap[:j], lm.t_snap[j - 1]
+        lm.n_ivs, lm.n_iv = lm.t_ivs[:j], lm.t_ivs[j - 1]
+        # what the replayed prefix holds (it has no OTHER observation: j <= t_first_other)
+        lm.n_first_cmp = lm.t_first_cmp if lm.t_first_cmp < j else -1
+        lm.n_first_ns = lm.t_first_ns if lm.t_first_ns < j else -1
+        lm.lookups += j
+        lm.hits += j
+        lm.skipped += j
+        lm.render_lookups += j
+        lm.render_hits += j
+        return "".join(t_out[:j])
 
     def _valid(self, recorded: tuple, observations: tuple) -> bool:
         for index, expected in recorded:
@@ -733,21 +979,30 @@ class RenderMemo:
         out = "".join(buf)
         if it.record and self.current is it:
             self._store(it, out)
+        else:
+            it.loop.n_ok = False
         self.current = None
         _ACTIVE.journal = None
         return out
 
     def _store(self, it: _Iteration, out: str) -> None:
         writes = []
+        lm = it.loop
         for ns, attr, value in it.writes:
             index = next((i for i, b in enumerate(it.bases) if b is ns), None)
             if index is None:
+                lm.n_ok = False
                 return
             try:
                 self._norm(value, [])
             except _Uncacheable:
+                lm.n_ok = False
                 return
             writes.append((index, attr, value))
-        entries = it.loop.cache.setdefault(it.key, [])
-        entries.insert(0, (tuple(it.obs), tuple(writes), out, it.keep))
+        flag = 0
+        for index, _ in it.obs:
+            flag |= lm.kinds[index] if index < len(lm.kinds) else OTHER
+        entries = lm.cache.setdefault(it.key, [])
+        entries.insert(0, (tuple(it.obs), tuple(writes), out, it.keep, flag))
         del entries[4:]
+        lm.add(out, flag, tuple(writes), tuple(it.obs))

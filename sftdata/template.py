@@ -101,6 +101,7 @@ class ChatTemplate:
             self.loop_plans = plan(tree, env)
             if any(p.memoised for p in self.loop_plans):
                 self._memo = env.render_memo = RenderMemo(limits.max_chars)  # type: ignore[attr-defined]
+                self._memo.configure(self.loop_plans)
                 self._template = env.from_string(tree)  # type: ignore[arg-type] - compiles a parsed tree
             else:
                 self._template = env.from_string(source)

@@ -154,6 +154,8 @@ ADVERSARIAL = {
     "counter": "{% set ns = namespace(n=0, users=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% if m.role == 'user' %}{% set ns.users = ns.users + 1 %}{% endif %}{{ ns.n }}:{{ ns.users }};{% endfor %}{{ ns.n }}",
     "ns_flag_read_only": "{% set ns = namespace(last_user=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last_user = loop.index0 %}{% endif %}{% endfor %}"
     "{% for m in messages %}{% if loop.index0 > ns.last_user %}*{% endif %}{{ m.role }}{% endfor %}",
+    "ns_read_only_combined": "{% set ns = namespace(last_user=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last_user = loop.index0 %}{% endif %}{% endfor %}"
+    "{% for m in messages %}{% if not (flag and loop.index0 < ns.last_user) %}*{% endif %}{% if ns.last_user == loop.index0 %}={% endif %}{{ m.role }}{% endfor %}",
     "ns_written_unread": "{% set ns = namespace(seen=0) %}{% for m in messages %}{% if m.role == 'assistant' %}{% set ns.seen = loop.index0 %}{% endif %}{{ m.role }}{% endfor %}{{ ns.seen }}",
     "macro_top_vars": "{% set sep = '|' %}{% macro show(m) %}{{ m.role }}{{ sep }}{{ messages|length }}{% endmacro %}{% for m in messages %}{{ show(m) }}{% endfor %}",
     "break": "{% for m in messages %}{% if m.role == 'tool' %}{% break %}{% endif %}{{ m.role }}{% endfor %}",
@@ -190,6 +192,17 @@ def test_adversarial_templates(name, data):
     msgs, tools = conv.template_messages(), conv.template_tools()
     for order in _orders(data, len(msgs)):
         _check(plain, memo, msgs, tools, order, spans="generation" in source)
+
+
+def test_skip_after_longer_render_with_other_namespace_value():
+    """Bug found by test_real_templates (Nemotron 3): a render that replayed a prefix holding
+    iterations which read a namespace attribute must pass that on to its own trace; the next,
+    shorter render (another ``ns.last_user``) then re-runs those iterations."""
+    source = ADVERSARIAL["ns_read_only_combined"]
+    plain, memo = _pair(source, {"flag": True})
+    msgs = [{"role": r, "content": str(i)} for i, r in enumerate(["user", "assistant", "user", "assistant", "user"])]
+    order = [(4, "perturbed"), (1, "gp"), (2, "plain"), (3, "gp"), (4, "gp"), (2, "gp")]
+    _check(plain, memo, msgs, None, order)
 
 
 def test_fallback_rule():
