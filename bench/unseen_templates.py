@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 HERE = ROOT / "bench" / "unseen_templates"
 SHARED = ROOT.parent / "shared" / "data"
 
-from sftdata.testing.tokenizers import _LLAMA3_SPEC, _QWEN3_SPEC, TemplateCaps, TokenizerSpec  # noqa: E402
+from sftdata.testing.tokenizers import LLAMA3_SPEC, QWEN3_SPEC, TemplateCaps, TokenizerSpec  # noqa: E402
 
 _CHATML = ("<|im_start|>", "<|im_end|>")
 
@@ -76,7 +76,7 @@ _DS_BOS, _DS_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>
 #: model's tokenizer_config.json / generation_config.json (the Hub is unreachable here).
 SPECS: dict[str, Spec] = {
     "Qwen3.5-4B": Spec(
-        "Qwen/Qwen3.5-4B", _QWEN3_SPEC, TemplateCaps(reasoning=True, multi_system=True),
+        "Qwen/Qwen3.5-4B", QWEN3_SPEC, TemplateCaps(reasoning=True, multi_system=True),
         ("<|im_end|>", "<|endoftext|>"), "guess: the Qwen3 family's eos ids (<|im_end|>, <|endoftext|>)",
         notes="Qwen3-style ChatML; XML tool calls (<function=..><parameter=..>); reasoning after the last user query.",
     ),
@@ -99,7 +99,7 @@ SPECS: dict[str, Spec] = {
         "'</think>' content of earlier assistant turns cut (keep_past_thinking=False).",
     ),
     "MiMo-VL": Spec(
-        "XiaomiMiMo/MiMo-VL-7B-RL", _QWEN3_SPEC, TemplateCaps(multi_system=True),
+        "XiaomiMiMo/MiMo-VL-7B-RL", QWEN3_SPEC, TemplateCaps(multi_system=True),
         ("<|im_end|>", "<|endoftext|>"), "guess: Qwen2.5-VL base eos (<|im_end|>, <|endoftext|>)",
         notes="Qwen2.5-style ChatML with Hermes tool calls; no reasoning field.",
     ),
@@ -192,7 +192,7 @@ SPECS: dict[str, Spec] = {
         notes="Role names as plain text before <|role_sep|>; one function call per message (only tool_calls[0] rendered).",
     ),
     "meetkai-functionary-medium-v3.2": Spec(
-        "meetkai/functionary-medium-v3.2", _LLAMA3_SPEC, TemplateCaps(multi_system=True),
+        "meetkai/functionary-medium-v3.2", LLAMA3_SPEC, TemplateCaps(multi_system=True),
         ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"), "guess: Llama 3's eos ids",
         notes="Llama 3 headers; calls written '>>>name\\n{args}'; content '>>>all\\n...'.",
     ),

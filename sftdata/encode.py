@@ -35,7 +35,7 @@ from .control_tokens import MARK_END, MARK_START
 from .errors import Reason, RowError
 from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
-from .segments import SegmentEncoder, _metaspace_first, component_spec
+from .segments import SegmentEncoder, metaspace_first, component_spec
 from .tree import IGNORE_INDEX, Joined, TreeRow, TrieBuilder, common_prefix_len, unroll
 from .stats import add_stats
 from .turn_check import check_turn_paths
@@ -133,7 +133,7 @@ class ConversationEncoder:
         self.marked = marked
         self.keep_rendering = keep_rendering
         probe = self.segments.encode(["a"])[0]
-        self._in_context = _metaspace_first(component_spec(tokenizer.backend_tokenizer.pre_tokenizer)) or self.segments.decode(probe) != "a"
+        self._in_context = metaspace_first(component_spec(tokenizer.backend_tokenizer.pre_tokenizer)) or self.segments.decode(probe) != "a"
         bos_id = tokenizer.bos_token_id
         adds_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
         self._text_bos = [bos_id] if adds_bos else []

@@ -48,14 +48,14 @@ def component_spec(component) -> dict | None:
     return json.loads(component.__getstate__())
 
 
-def _metaspace_first(node) -> bool:
+def metaspace_first(node) -> bool:
     """Whether a (pre-)tokenizer JSON node holds a Metaspace that prepends only to the first piece."""
     if isinstance(node, dict):
         if node.get("type") == "Metaspace" and node.get("prepend_scheme", "always") == "first":
             return True
-        return any(_metaspace_first(v) for v in node.values())
+        return any(metaspace_first(v) for v in node.values())
     if isinstance(node, list):
-        return any(_metaspace_first(v) for v in node)
+        return any(metaspace_first(v) for v in node)
     return False
 
 
@@ -110,8 +110,8 @@ class SegmentEncoder:
         self.split_exact = (
             bool(contents)
             and verbatim
-            and not _metaspace_first(component_spec(self.backend.pre_tokenizer))
-            and not _metaspace_first(component_spec(self.backend.normalizer))
+            and not metaspace_first(component_spec(self.backend.pre_tokenizer))
+            and not metaspace_first(component_spec(self.backend.normalizer))
         )
         if self.split_exact:
             self.split_exact = self._probe(contents)

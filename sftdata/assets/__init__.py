@@ -34,6 +34,6 @@ def default_tokenizer_path() -> Path:
 
 def load_default_tokenizer():
     """The default tokenizer as a ``transformers`` fast tokenizer (loaded offline, fresh object)."""
-    from transformers import AutoTokenizer
+    from ..tokenizer import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(str(default_tokenizer_path()))
+    return load_tokenizer(None)
