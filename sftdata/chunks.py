@@ -20,7 +20,9 @@ from .formats._json import RawRow, has_lone_surrogate, row_problem
 from .formats.reader import parse_item
 from .encoder import output_columns
 from .stats import StatsPart, check_row_accounting
-from .tools_file import ToolsSpec, load_tools_file  # noqa: F401 - re-exported (their old home)
+from .tools_file import ToolsSpec, load_tools_file
+
+__all__ = ["TEMPLATE_REASONS", "ChunkEncoder", "ChunkResult", "ToolsSpec", "load_tools_file", "reject_line"]
 
 #: Reasons that mean "the chat template could not render this row".
 TEMPLATE_REASONS = ("template_error", "render_limit")

@@ -24,13 +24,18 @@ from typing import Any, Mapping, Sequence
 from .control_tokens import check_no_control_tokens, mark_control_tokens
 from .encode import ConversationEncoder, EncodedExample, EncodeStats
 from .errors import RowError
-from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig, parse_clock  # noqa: F401 - EncodeOptions' home until 0.x
+from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig, parse_clock
 from .render import Renderer, RenderStats
 from .schema import Conversation, TextExample
 from .stop_tokens import resolve_stop_tokens
 from .stats import add_stats
 from .template import ChatTemplate
 from .tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
+
+__all__ = [  # EncodeOptions, parse_clock and the stage configs live in sftdata.options (re-exported: their former home)
+    "OUTPUT_COLUMNS", "Counters", "EncodeConfig", "EncodeOptions", "EncodedBatch", "Encoder", "ReadConfig",
+    "RenderConfig", "RowResult", "output_columns", "parse_clock", "reads_clock",
+]
 
 #: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping);
 #: the same names, in the same order, as :func:`sftdata.columns.output_schema`.
