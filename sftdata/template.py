@@ -144,6 +144,12 @@ class ChatTemplate:
         if self._memo is not None:
             self._memo.new_conversation()
 
+    def _forget_memo(self) -> None:
+        """After a render stopped from outside the template's own code (the time limit raises
+        asynchronously, possibly inside the memo's bookkeeping), drop the conversation's memo."""
+        if self._memo is not None:
+            self._memo.new_conversation()
+
     def _tools(self, tools: Sequence[Mapping[str, Any]] | None) -> list | None:
         """``list(tools)``, the same list for every render of a conversation given the same tools
         object (memoised loop iterations key outer values by identity)."""
@@ -253,8 +259,10 @@ class ChatTemplate:
                     finally:
                         memo.finish_render()
         except RenderLimitExceeded as e:
+            self._forget_memo()
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
         except (OverflowError, RecursionError, MemoryError) as e:
+            self._forget_memo()
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {type(e).__name__}: {e}", field="messages") from None
         except jinja2.exceptions.TemplateError as e:
             raise RowError(Reason.TEMPLATE_ERROR, f"chat template refused the conversation: {e}", field="messages") from None
