@@ -110,7 +110,7 @@ def add_parser(sub) -> None:
     p.add_argument("--pack", type=int, default=None, metavar="L", help="also pack the rows into sequences of L tokens")
     p.add_argument("--no-progress", action="store_true")
     add_config_arguments(p)
-    p.set_defaults(func=run, _parser=p)
+    p.set_defaults(func=run, command_parser=p)
 
 
 #: ``sftdata prepare`` flags whose value is not the keyword's as given: flag dest → (keyword, conversion).
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     from ..stats import summary
 
     if args.config:
-        if reject_flags(args, args._parser, {"no_progress"}, "sftdata prepare"):
+        if reject_flags(args, args.command_parser, {"no_progress"}, "sftdata prepare"):
             return 2
         return run_config(args, until="prepare", prog="sftdata prepare")
     if not args.inputs or not args.output:
