@@ -140,7 +140,9 @@ def resolve_backend(device: torch.device, dtype: torch.dtype, requested: str | N
 
 
 @functools.lru_cache(None)
-def _compiled_flex():
+def compiled_flex():
+    """``flex_attention`` under ``torch.compile(dynamic=True)``, built once per process (eager
+    ``flex_attention`` materialises the scores: a reference path, not a kernel)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     return torch.compile(flex_attention, dynamic=True)
@@ -241,7 +243,7 @@ def varlen_causal_attention(
 
         block_mask = mask if mask is not None else flex_block_mask(cu, total)
         compiling = torch.compiler.is_compiling()
-        fn = flex_attention if (compiling or not query.is_cuda) else _compiled_flex()
+        fn = flex_attention if (compiling or not query.is_cuda) else compiled_flex()
         out = fn(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
     elif name == "sdpa":
         if mask is None and bounds is None and cu.numel() > 2:  # several sequences and no plan: make one

@@ -244,10 +244,15 @@ class MicroBatchStream:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue at ``state``'s position: the next micro-batch is the first one not consumed.
 
+        ``state`` is :meth:`state_dict`'s, or the earlier ``{"epoch", "batch_in_epoch"}`` (the
+        position alone: this sampler's seed and plan).
+
         Raises:
             ConfigError: the position was saved by a sampler with another plan (size of the data,
                 token budget, world size) and ``allow_plan_change`` is false.
         """
+        if "num_yielded" not in state:  # the earlier form
+            state = {"epoch": state["epoch"], "num_yielded": state["batch_in_epoch"]}
         mine = self.sampler.state_dict()
         if self.allow_plan_change:
             state = {**state, **{k: v for k, v in mine.items() if k not in ("epoch", "num_yielded")}}

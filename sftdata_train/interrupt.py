@@ -88,7 +88,9 @@ class StopRequest:
         self.signal_name = "SIGINT"
         self.in_loop = False  # while False, a signal raises KeyboardInterrupt at once
 
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+    def handle(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        """The SIGINT/SIGTERM handler: in the loop, the first signal sets ``requested`` (finish the
+        step, save, stop); outside it, or a second signal, raises ``KeyboardInterrupt`` at once."""
         self.signal_name = signal.Signals(signum).name
         if self.in_loop and not self.requested:
             self.requested = True  # finish the step, save, stop
@@ -106,7 +108,7 @@ def stop_requests() -> Iterator[StopRequest]:
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in previous:
-        signal.signal(s, stop._handle)
+        signal.signal(s, stop.handle)
     try:
         yield stop
     finally:

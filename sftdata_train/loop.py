@@ -287,7 +287,7 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> TrainResult:
             step = int(last.name.rsplit("-", 1)[1]) if last is not None else 0
             raise Interrupted(step=step, checkpoint=last, output_dir=out, signal_name=stop.signal_name) from None
         finally:
-            if trainer is not None and trainer._owns_pg:
+            if trainer is not None and trainer.owns_process_group:
                 from .distributed import cleanup
 
                 cleanup()

@@ -61,7 +61,9 @@ class RunSetup:
     ``stream`` (:class:`MicroBatchStream`, the data position), ``counters``
     (:class:`~sftdata_train.state.TrainCounters`: ``step``, the optimizer steps done, and the
     token counters, also readable as attributes), ``total_steps``, ``checkpointer`` (the
-    :class:`~sftdata_train.checkpoint_manager.CheckpointManager` holding all of the above).
+    :class:`~sftdata_train.checkpoint_manager.CheckpointManager` holding all of the above),
+    ``owns_process_group`` (this object created the process group: :func:`sftdata_train.train`
+    destroys it at the end).
     """
 
     def __init__(
@@ -83,7 +85,7 @@ class RunSetup:
         """
         require_torch()
         cfg = self.config = as_config(config)
-        self._owns_pg = info is None and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.owns_process_group = info is None and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.info = info = info or init_distributed(cfg.device)
         self.device = info.device
         cfg.precision = resolve_precision(cfg.precision, self.device, lora=lora.enabled(cfg))
@@ -158,7 +160,7 @@ class RunSetup:
                             resume_path=self.resume_path)
         self.hf_model, self.wrapper, self.fsdp = built["hf_model"], built["wrapper"], built["fsdp"]
         self.adapter: lora.Adapter | None = built["adapter"]  # LoRA/QLoRA (peft), else None
-        self._owns_pg = self._owns_pg or built["created_pg"]
+        self.owns_process_group = self.owns_process_group or built["created_pg"]
         rows = self.hf_model.get_input_embeddings().weight.shape[0]
         for d in self._datasets():
             lo, hi = token_id_range(d)

@@ -216,7 +216,7 @@ def tree_attention(
     if name == "flex":
         from torch.nn.attention.flex_attention import flex_attention
 
-        fn = attention._compiled_flex() if query.is_cuda else flex_attention
+        fn = attention.compiled_flex() if query.is_cuda else flex_attention
         out = fn(q, k, v, block_mask=mask, scale=scale, enable_gqa=gqa)
     elif isinstance(mask, list):
         out = torch.cat([_run_attention(q, k, v, a, b, anc, scale, gqa) for a, b, anc in mask], dim=2)

@@ -217,3 +217,13 @@ def test_stream_state_counts_consumed_not_prefetched_batches(stream_parts):
     expected = [next(ref)["input_ids"] for _ in range(5)]
     assert all(torch.equal(x, y) for x, y in zip(firsts, expected[:3]))
     assert torch.equal(next(b)["input_ids"], expected[3]) and torch.equal(next(b)["input_ids"], expected[4])
+
+
+def test_stream_accepts_the_earlier_position_form(stream_parts):
+    """``{"epoch", "batch_in_epoch"}`` (what MicroBatchStream.state_dict returned before; bench/tree_bench.py)."""
+    a, b = _stream(stream_parts), _stream(stream_parts)
+    for _ in range(MICRO_PER_EPOCH + 3):
+        next(a)
+    b.load_state_dict({"epoch": 1, "batch_in_epoch": 3})
+    assert b.state_dict() == a.state_dict()
+    assert torch.equal(next(a)["input_ids"], next(b)["input_ids"])
