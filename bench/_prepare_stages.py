@@ -69,12 +69,12 @@ class _TimedModule:
 STAGES = [
     ("read", "read input lazily + chunking (parent: sftdata.runner.chunked)"),
     ("rowprep", "strict JSON parse, row checks (ChunkEncoder._text)"),
-    ("parse", "json.loads of raw rows + output lists (Encoder.map_batch)"),
+    ("parse", "output lists of the written rows (chunks.output_columns)"),
     ("normalize", "normalize -> Conversation (sftdata.formats.normalize)"),
     ("control", "control-token check (check_no_control_tokens)"),
     ("render", "render: jinja sandbox (ChatTemplate.render)"),
     ("turns", "turns: prompts, stops, isolation (Renderer.render excl. jinja)"),
-    ("tokenize", "tokenize: pieces, cache, Rust encode (SegmentEncoder.encode/layouts/encode_prefixes)"),
+    ("tokenize", "tokenize: pieces, cache, Rust encode (SegmentEncoder.encode/layouts/encode_prefixes/encode_branches)"),
     ("sequence", "turn sequences, token cut, decode check (ConversationEncoder._sequence)"),
     ("tree", "prefix tree (TrieBuilder.add + build)"),
     ("check", "the definition checked on every row (turn_check.check_turn_paths)"),
@@ -125,7 +125,7 @@ def instrument(timers: StageTimers):
 
     patch(prep_mod, "chunked", "read", _timed_generator(timers, "read", runner_mod.chunked))
     patch(chunks_mod.ChunkEncoder, "_text", "rowprep")
-    patch(encoder_mod.Encoder, "map_batch", "parse")
+    patch(chunks_mod, "output_columns", "parse")
     patch(formats_mod, "normalize", "normalize")
     patch(encoder_mod, "check_no_control_tokens", "control")
     patch(template_mod.ChatTemplate, "render", "render")
@@ -133,6 +133,7 @@ def instrument(timers: StageTimers):
     patch(segments_mod.SegmentEncoder, "encode", "tokenize")
     patch(segments_mod.SegmentEncoder, "layouts", "tokenize")
     patch(segments_mod.SegmentEncoder, "encode_prefixes", "tokenize")
+    patch(segments_mod.SegmentEncoder, "encode_branches", "tokenize")
     patch(encode_mod.ConversationEncoder, "_sequence", "sequence")
     patch(tree_mod.TrieBuilder, "add", "tree")
     patch(tree_mod.TrieBuilder, "build", "tree")

@@ -2,7 +2,9 @@
 
 from .errors import ConfigError, Reason, RowError, SftDataError
 from .schema import Conversation, Message, Role, TextExample, ToolCall
-from .encoder import EncodeOptions, Encoder
+from .encoder import Encoder
+from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig
+from .prepare_config import PrepareConfig
 from .merge import merge
 from .prepare import encode_fn, prepare
 from .render import TurnPolicy
@@ -22,7 +24,11 @@ def __getattr__(name: str):
 __all__ = [
     "ConfigError",
     "Conversation",
+    "EncodeConfig",
     "EncodeOptions",
+    "PrepareConfig",
+    "ReadConfig",
+    "RenderConfig",
     "Encoder",
     "TurnPolicy",
     "encode_fn",

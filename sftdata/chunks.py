@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .errors import RowError
-from .formats._json import RawRow, has_lone_surrogate, row_problem
+from .formats import RawRow, has_lone_surrogate, row_problem
 from .formats.reader import parse_item
 from .encoder import output_columns
 from .stats import StatsPart, check_row_accounting
@@ -166,4 +166,7 @@ def _count_examples(part: StatsPart, batch: Any, schema: Any, cols: dict) -> Non
     lengths = np.asarray(batch.column(schema.get_field_index("length")).to_numpy(), dtype=np.int64)
     labels = batch.column(schema.get_field_index("labels")).flatten().to_numpy()
     linear = np.asarray(batch.column(schema.get_field_index("linear_length")).to_numpy(), dtype=np.int64)
-    part.add_examples(lengths, labels, cols["kind"], cols["truncated"], linear)
+    par = batch.column(schema.get_field_index("parent"))
+    off = np.asarray(par.offsets, dtype=np.int64)
+    part.add_examples(lengths, labels, cols["kind"], cols["truncated"], linear,
+                      parent=(par.values.to_numpy()[off[0] : off[-1]], off - off[0]))

@@ -33,6 +33,7 @@ from typing import Sequence
 
 from .control_tokens import MARK_END, MARK_START
 from .errors import Reason, RowError
+from .options import LAYOUTS, EncodeConfig  # noqa: F401 - LAYOUTS: public here too
 from .render import Rendered, Turn, TurnPolicy
 from .schema import TextExample
 from .segments import SegmentEncoder, metaspace_first, component_spec
@@ -40,7 +41,6 @@ from .tree import IGNORE_INDEX, Joined, TreeRow, TrieBuilder, common_prefix_len,
 from .stats import add_stats
 from .turn_check import check_turn_paths
 
-LAYOUTS = ("tree", "linear")
 
 
 @dataclass(slots=True)
@@ -120,10 +120,7 @@ class ConversationEncoder:
     def __init__(self, tokenizer, *, policy: TurnPolicy | str = TurnPolicy.EXACT, layout: str = "tree",
                  max_length: int | None = None, truncation: str = "drop", marked: bool = False,
                  keep_rendering: bool = False) -> None:
-        if truncation not in ("drop", "turns"):
-            raise ValueError(f"truncation must be 'drop' or 'turns', got {truncation!r}")
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        EncodeConfig(layout=layout, max_length=max_length, truncation=truncation)  # validated once, there
         self.tokenizer = tokenizer
         self.segments = SegmentEncoder(tokenizer, marked=marked)
         self.policy = TurnPolicy(policy)

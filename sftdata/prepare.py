@@ -31,7 +31,8 @@ from .output import STATS_FILE
 from .prepare_config import DEFAULT_SHARD_BLOCK, DEFAULT_SHARD_BYTES, RUN_NAMES, PrepareConfig, prepare_signature, split_keywords
 from .prepare_job import Job, plan_job
 from .runner import chunked, ordered_map
-from .stats import ContentHasher, StatsPart, build_stats, length_loss_warning, no_schema_warning, summary
+from .hashing import ContentHasher
+from .stats import StatsPart, build_stats, length_loss_warning, no_schema_warning, summary
 
 __all__ = ["DEFAULT_SHARD_BLOCK", "DEFAULT_SHARD_BYTES", "FATAL_TEMPLATE_ROWS", "PrepareConfig", "PrepareResult",
            "encode_fn", "prepare", "run_prepare"]

@@ -6,7 +6,6 @@ file, the clock, the encoder, and the job record (``job.json``) that ``--resume`
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -18,6 +17,7 @@ from .encoder import EncodeOptions, Encoder, reads_clock
 from .errors import ConfigError
 from .prepare_config import PrepareConfig
 from .runner import CHUNK_ROWS
+from .hashing import file_digest, short_digest
 from .tools_file import load_tools_file
 
 
@@ -30,12 +30,9 @@ def describe_inputs(inputs: Any) -> list[dict]:
         if isinstance(src, (str, os.PathLike)):
             p = Path(src)
             if p.is_dir() and not (p / "state.json").is_file():
-                h = hashlib.sha256()
                 files = directory_files(p)
-                for f in files:
-                    st = f.stat()
-                    h.update(f"{f.relative_to(p).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-                out.append({"path": str(p.resolve()), "name": p.name, "files": len(files), "digest": h.hexdigest()[:16]})
+                listing = "".join(f"{f.relative_to(p).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n" for f in files for st in (f.stat(),))
+                out.append({"path": str(p.resolve()), "name": p.name, "files": len(files), "digest": short_digest(listing)})
             elif p.exists():
                 st = p.stat()
                 out.append({"path": str(p.resolve()), "name": p.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
@@ -136,7 +133,7 @@ def plan_job(inputs: Any, tokenizer: Any, output: Any, options: EncodeOptions, c
                       "stop_token_sources": encoder.stop.sources}
     tools_file = None
     if cfg.tools_file is not None:
-        digest = hashlib.sha256(Path(cfg.tools_file).read_bytes()).hexdigest()[:16]
+        digest = file_digest(cfg.tools_file)
         tools_file = {"name": Path(cfg.tools_file).name, "sha256": digest, "key": cfg.tools_key}
     job = {
         "inputs": describe_inputs(inputs),

@@ -42,7 +42,7 @@ def read_tools_file(path: str | Path, key_field: str | None = None) -> list | di
             other JSON value.
     """
     from .formats import normalize_tools
-    from .formats._json_files import read_text_file  # (private: sftdata.formats to export it, see report)
+    from .formats import read_text_file
 
     p = Path(path)
     if not p.is_file():

@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--num-proc", type=int, default=None, help="threads for building rows")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     add_config_arguments(p)
-    p.set_defaults(func=run, _parser=p)
+    p.set_defaults(func=run, command_parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..output import load_output
 
     if args.config:
-        if reject_flags(args, args._parser, set(), "sftdata pack"):
+        if reject_flags(args, args.command_parser, set(), "sftdata pack"):
             return 2
         return run_config(args, until="pack", prog="sftdata pack")
     if not args.input or not args.max_length or not args.output:

@@ -88,7 +88,7 @@ def reject_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, allo
     given = [
         a.option_strings[0] if a.option_strings else a.dest
         for a in parser._actions
-        if a.dest not in allowed | {"help", "config", "overrides", "func", "_parser"}
+        if a.dest not in allowed | {"help", "config", "overrides", "func", "command_parser"}
         and getattr(args, a.dest, a.default) not in (a.default, None, [])
     ]
     if given:

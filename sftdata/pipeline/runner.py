@@ -28,7 +28,8 @@ from ..output import MIX_STATS_FILE, STATS_FILE
 from .config import DatasetEntry, PipelineConfig
 from ..tools_file import read_tools_file
 from .validate import load_config
-from .fingerprint import ContentHasher, digest, source_identity, tokenizer_identity
+from ..hashing import FileHasher
+from .fingerprint import digest, source_identity, tokenizer_identity
 
 STAGE_FILE = "sftdata_stage.json"
 CONFIG_FILE = "sftdata_pipeline.yaml"
@@ -111,7 +112,7 @@ class StageRunner:
         from ..tokenizer import load_tokenizer
 
         self.cfg, self.force, self.dry_run, self.progress, self.log = cfg, force, dry_run, progress, log
-        self.hasher = ContentHasher()
+        self.hasher = FileHasher()
         self.results: list[StageResult] = []
         try:
             self.tokenizer = load_tokenizer(cfg.tokenizer, chat_template=cfg.chat_template)
