@@ -515,13 +515,29 @@ def plan(root: nodes.Template, environment: jinja2.Environment) -> list[LoopPlan
 class MemoCodeGenerator(LimitedCodeGenerator):
     """Compiles :class:`MemoIteration` and :class:`Observe` (other nodes as jinja does)."""
 
+    _plain_copy = False
+
     def visit_Observe(self, node: Observe, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        if self._plain_copy:
+            self.visit(node.node, frame)
+            return
         self.write(f"environment.render_memo.obs({node.index}, ")
         self.visit(node.node, frame)
         self.write(")")
 
     def visit_MemoIteration(self, node: MemoIteration, frame: Any) -> None:  # noqa: N802
         key, bases, state, buf = (self.temporary_identifier() for _ in range(4))
+        # the body twice: as jinja compiles it, for a loop the memo has turned off, and memoised
+        self.writeline(f"if environment.render_memo.off[{node.loop_id}]:")
+        self.indent()
+        self._plain_copy = True
+        try:
+            self.blockvisit(node.body, frame)
+        finally:
+            self._plain_copy = False
+        self.outdent()
+        self.writeline("else:")
+        self.indent()
         self.writeline("try:")
         self.indent()
         self.writeline(f"{key} = (")
@@ -567,6 +583,7 @@ class MemoCodeGenerator(LimitedCodeGenerator):
         self.start_write(frame, node)
         self.write(f"environment.render_memo.end({state}, {buf})")
         self.end_write(frame)
+        self.outdent()
         self.outdent()
 
 
@@ -724,7 +741,7 @@ def _common_prefix(a: Any, b: Any) -> int:
 
 
 _SIZE_MESSAGE = "the rendering exceeds {:,} characters (render size limit)"
-_MISS_WINDOW = 32  # a render with at least this many lookups of a loop judges its hit rate
+_MISS_WINDOW = 256  # a window of at least 4 renders and this many lookups of a loop judges its hit rate
 
 
 class RenderMemo:
@@ -744,7 +761,9 @@ class RenderMemo:
         self.loops: dict[int, _LoopMemo] = {}
         self._plain: dict[int, tuple[Any, bool]] = {}
         self.current: _Iteration | None = None
-        self._kinds: dict[int, tuple[int, ...]] = {}
+        self._kinds: dict[int, tuple] = {}
+        #: per loop: run its body plainly (the memo is off, or the loop kept missing)
+        self.off: list[bool] = []
 
     # -- per conversation / per render ---------------------------------------------------------
     def new_conversation(self) -> None:
@@ -752,6 +771,7 @@ class RenderMemo:
         self.loops.clear()
         self._plain.clear()
         self.current = None
+        self.off = [not self.enabled] * len(self.off)
 
     def start_render(self, mark: Any) -> None:
         """Called before every render (``mark``: the generation-block markers in use, or ``None``)."""
@@ -764,7 +784,7 @@ class RenderMemo:
         """Called after every render (also a failed one): judge each loop's hit rate."""
         self.current = None
         _ACTIVE.journal = None
-        for lm in self.loops.values():
+        for loop_id, lm in self.loops.items():
             lm.commit()
             # judged over windows of renders: a loop missing more than a quarter of its lookups costs
             # more than it saves (a miss records; a hit still evaluates its key)
@@ -772,6 +792,7 @@ class RenderMemo:
             if lm.bad >= 4 and lm.render_lookups >= _MISS_WINDOW:
                 if lm.render_hits * 4 < lm.render_lookups * 3:
                     lm.disabled = True
+                    self.off[loop_id] = True
                     lm.cache.clear()
                     lm.t_out = None
                 lm.render_lookups = lm.render_hits = lm.bad = 0
@@ -839,6 +860,7 @@ class RenderMemo:
     def configure(self, plans: list[LoopPlan]) -> None:
         """Give the memo the observation kinds of each memoised loop (from :func:`plan`)."""
         self._kinds = {i: (p.kinds, p.cmps) for i, p in enumerate(plans)}
+        self.off = [not self.enabled] * len(plans)
 
     def begin(
         self, loop_id: int, key_values: tuple | None, observations: tuple[Callable[[], Any], ...], bases: tuple | None,

@@ -242,3 +242,42 @@ def test_memo_hits_on_default_templates():
     msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(40)]
     _check(plain, memo, msgs, None, _requests(len(msgs)))
     assert sum(lm.hits for lm in memo._memo.loops.values()) > 0
+
+
+def _long_chat(n: int, tools: bool = False) -> list[dict]:
+    msgs: list[dict] = []
+    for i in range(n):
+        if i % 2 == 0:
+            msgs.append({"role": "user", "content": f"q{i}"} if not (tools and i % 4 == 2) else {"role": "tool", "content": f"r{i}"})
+        elif tools and i % 4 == 1:
+            msgs.append({"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"i": i}}}]})
+        else:
+            msgs.append({"role": "assistant", "content": f"<think>t{i}</think>a{i}"})
+    return msgs
+
+
+def test_loop_turned_off_renders_plainly():
+    """A loop whose iterations keep missing (a reverse scan: its items move with the prefix
+    length) is turned off for the conversation; its plain body gives the same text."""
+    plain, memo = _pair(ADVERSARIAL["reverse"])
+    _check(plain, memo, _long_chat(70), None, _requests(70))
+    assert memo._memo.off[0] and not memo._memo.off[1]
+
+
+@pytest.mark.parametrize("template", ["qwen3", "default"])
+@pytest.mark.parametrize("tools", [False, True])
+def test_long_conversations_masking_order(template, tools):
+    """Qwen3's real template and the embedded default over 120 messages, every render masking asks
+    for (the skip over unchanged iterations, the loop.index0 > ns.last_query_index intervals)."""
+    if template == "qwen3":
+        from sftdata.testing.qwen3 import qwen3_tokenizer
+
+        source = qwen3_tokenizer().chat_template
+    else:
+        from sftdata.tokenizer import load_tokenizer
+
+        source = load_tokenizer(None).chat_template
+    plain, memo = _pair(source)
+    msgs = _long_chat(120, tools)
+    schema = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}] if tools else None
+    _check(plain, memo, msgs, schema, _requests(len(msgs)))
