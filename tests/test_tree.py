@@ -292,3 +292,41 @@ def test_joined_views_build_the_same_tree_as_lists(data):
         assert [ids[i] for i in range(-len(ids), len(ids))] == ids.tolist() * 2
         assert a.add(ids, labels, trained_from=n, known_prefix=shared) == b.add(ids.tolist(), labels.tolist(), trained_from=n)
     assert a.build() == b.build()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_turn_check_on_joined_sequences_equals_the_whole_compare(data):
+    """``check_turn_paths`` gives the same verdict for sequences given as ``Joined`` views (the
+    shared part checked through the nodes that agree with F) and as lists (compared whole), on
+    correct rows and on rows with one token or label changed."""
+    from sftdata.tree import Joined, TreeRow, TrieBuilder
+    from sftdata.turn_check import check_turn_paths
+
+    f = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=25))
+    b = TrieBuilder()
+    b.add(f, [-100] * len(f), trained_from=len(f))
+    seqs = []
+    for _ in range(data.draw(st.integers(1, 5))):
+        shared = data.draw(st.integers(0, len(f)))
+        prompt_tail = data.draw(st.lists(st.integers(0, 3), max_size=4))
+        gen = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=4))
+        n = shared + len(prompt_tail)
+        ids = Joined(f, shared, prompt_tail + gen)
+        labels = Joined(None, shared, [-100] * len(prompt_tail) + gen)
+        b.add(ids, labels, trained_from=n, known_prefix=shared)
+        seqs.append((ids, labels, n))
+    row = b.build()
+    as_lists = [(i.tolist(), l.tolist(), n) for i, l, n in seqs]
+    assert check_turn_paths(row, seqs) == check_turn_paths(row, as_lists)
+    if data.draw(st.booleans()):  # break the row: one token (or one label) changed
+        i = data.draw(st.integers(0, len(row.input_ids) - 1))
+        ids, labels = list(row.input_ids), list(row.labels)
+        if labels[i] != -100 and data.draw(st.booleans()):
+            labels[i] = -100
+        else:
+            ids[i] = 9
+            if labels[i] != -100:
+                labels[i] = 9
+        bad = TreeRow(ids, labels, row.parent, row.position_ids, row.linear_length, row.num_paths)
+        assert (check_turn_paths(bad, seqs) is None) == (check_turn_paths(bad, as_lists) is None)
