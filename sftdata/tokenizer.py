@@ -48,7 +48,8 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.endswith(("/", "\\")) or name.count("/") > 1 or "\\" in name
 
 
-def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str | Path | None = None):
+def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str | Path | None = None,
+                   require_chat_template: bool = True, require_fast: bool = True):
     """Load a fast tokenizer.
 
     A local directory holding a generic fast tokenizer (``tokenizer_class``
@@ -62,6 +63,9 @@ def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str
             embedded default tokenizer.
         chat_template: optional path to a ``.jinja`` file (or the template text itself)
             that replaces the tokenizer's own template.
+        require_chat_template: refuse a tokenizer without a chat template (masking needs one;
+            the trainer, reading prepared rows, does not).
+        require_fast: refuse a slow (Python) tokenizer (masking needs offsets; the trainer does not).
 
     Returns:
         ``transformers.PreTrainedTokenizerFast``.
@@ -97,11 +101,11 @@ def load_tokenizer(name_or_path: str | Path | None = None, *, chat_template: str
     except Exception as e:  # noqa: BLE001 - transformers raises many types here
         where = "local directory" if path.is_dir() else "not a local path; tried as a Hub id"
         raise ConfigError(f"cannot load tokenizer {str(name_or_path)!r} ({where}): {type(e).__name__}: {e}") from e
-    if not getattr(tok, "is_fast", False):
+    if require_fast and not getattr(tok, "is_fast", False):
         raise ConfigError(f"tokenizer {name_or_path!r} is not a fast (Rust) tokenizer; sftdata needs offsets")
     if chat_template is not None:
         tok.chat_template = read_chat_template(chat_template)
-    if not tok.chat_template:
+    if require_chat_template and not tok.chat_template:
         raise ConfigError(f"tokenizer {name_or_path!r} has no chat template; pass --chat-template FILE")
     return tok
 

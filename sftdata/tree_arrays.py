@@ -146,6 +146,33 @@ def linear_length(parent: Sequence[int] | np.ndarray, n: int | None = None) -> i
     return int((depths(par)[_leaves(par)] + 1).sum())
 
 
+def shift_linear(labels):
+    """The targets of linear rows: ``labels[..., t + 1]`` at position ``t``, ``IGNORE_INDEX`` at the
+    last position. One definition for numpy arrays and torch tensors alike (same shape, dtype and
+    device as ``labels``; ``(..., T)``): :func:`shift_labels` uses it for a linear row, the trainer
+    on a ``(batch, seq_len)`` batch on its device. Hugging Face's causal-LM shift.
+    """
+    out = labels * 0 + IGNORE_INDEX
+    out[..., :-1] = labels[..., 1:]
+    return out
+
+
+def tree_visibility(end):
+    """``(n, n)`` bool: query ``q`` may attend key ``k`` iff ``k <= q < end[k]`` (``k`` is an ancestor
+    of ``q`` or ``q`` itself), for ``(n,)`` integer :func:`subtree_end` values relative to the first
+    token. One definition for numpy arrays and torch tensors alike (the result on ``end``'s device).
+
+    Example (a root with two children ``[0, 1, 2]``, ``end = [3, 2, 3]``)::
+
+        >>> tree_visibility(np.array([3, 2, 3])).astype(int)
+        array([[1, 0, 0],
+               [1, 1, 0],
+               [1, 0, 1]])
+    """
+    idx = (end * 0 + 1).cumsum(0) - 1
+    return (idx[None, :] <= idx[:, None]) & (idx[:, None] < end[None, :])
+
+
 def shift_labels(input_ids: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray,
                  parent: Sequence[int] | np.ndarray) -> np.ndarray:
     """``int64 (n,)`` the target each position predicts: ``shift[parent[i]] = labels[i]`` for
@@ -157,11 +184,10 @@ def shift_labels(input_ids: Sequence[int] | np.ndarray, labels: Sequence[int] | 
         ValueError: a position with two trained children (not a valid tree row).
     """
     lab = np.asarray(labels, dtype=np.int64)
-    out = np.full(lab.size, IGNORE_INDEX, dtype=np.int64)
     par = np.asarray(parent, dtype=np.int64)
     if par.size == 0:
-        out[:-1] = lab[1:]
-        return out
+        return shift_linear(lab)
+    out = np.full(lab.size, IGNORE_INDEX, dtype=np.int64)
     idx = np.flatnonzero((lab != IGNORE_INDEX) & (par >= 0))
     src = par[idx]
     if np.unique(src).size != src.size:

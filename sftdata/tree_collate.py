@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .tree import IGNORE_INDEX, depths, parent_from_depths, shift_labels, subtree_end
+from .tree_arrays import tree_visibility
 
 __all__ = ["dense_tree_mask", "is_ramps", "row_parent", "tree_arrays", "unit_lengths"]
 
@@ -120,10 +121,8 @@ def dense_tree_mask(parent: np.ndarray, size: int) -> np.ndarray:
     padding-free tree batches carry ``subtree_end`` instead (memory linear in the tokens)."""
     n = parent.size
     end = subtree_end(parent) if n else np.zeros(0, dtype=np.int64)
-    q = np.arange(n)[:, None]
-    k = np.arange(n)[None, :]
     out = np.zeros((size, size), dtype=bool)
-    out[:n, :n] = (k <= q) & (q < end[None, :])
+    out[:n, :n] = tree_visibility(end)
     pad = np.arange(n, size)
     out[pad, pad] = True
     return out

@@ -39,10 +39,12 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0 (the process that writes files and prints)."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """True with several processes (a process group exists)."""
         return self.world_size > 1
 
 
@@ -104,6 +106,7 @@ def cleanup() -> None:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in one process; on CUDA with this rank's device)."""
     if info.distributed:
         if info.device.type == "cuda":
             dist.barrier(device_ids=[info.device.index])

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sftdata.tree_arrays import IGNORE_INDEX  # the one definition (-100, Hugging Face's ignore_index)
+from sftdata.tree_arrays import IGNORE_INDEX, shift_linear  # the one definition (-100, Hugging Face's ignore_index)
 
 
 #: Upper bound, in bytes, of the matmul temporaries used to accumulate the head's weight gradient
@@ -56,7 +56,7 @@ def shift_labels(labels: torch.Tensor) -> torch.Tensor:
     that both give the same targets on random rows. Tree rows come with their ``shift_labels``
     from the collator (computed by sftdata's function).
     """
-    return F.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
+    return shift_linear(labels)
 
 
 _shift = shift_labels  # sft_loss_sum has a keyword argument of the same name

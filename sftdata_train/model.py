@@ -36,20 +36,17 @@ DEFAULT_MODEL_SIZE: dict[str, Any] = dict(
 
 
 def load_tokenizer(name_or_path: str | None):
-    """The tokenizer at ``name_or_path`` (dir or Hub id), or the embedded one for ``None``."""
-    from transformers import AutoTokenizer
+    """The tokenizer at ``name_or_path`` (dir or Hub id), or the embedded one for ``None``:
+    :func:`sftdata.tokenizer.load_tokenizer` (the one loader), without its chat-template and
+    fast-tokenizer requirements (training reads prepared rows); the EOS token pads when the
+    tokenizer has no pad token.
 
-    if name_or_path is None:
-        from sftdata.assets import default_tokenizer_path
+    Raises:
+        ConfigError: the tokenizer cannot be loaded (the message names the path or Hub id).
+    """
+    from sftdata.tokenizer import load_tokenizer as load
 
-        name_or_path = str(default_tokenizer_path())
-    from sftdata.hub_access import hub_kwargs
-
-    hub = hub_kwargs(name_or_path, what="tokenizer", files=("tokenizer_config.json", "tokenizer.json"))
-    try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path), **hub)
-    except Exception as e:  # noqa: BLE001 - transformers raises many types here
-        raise ConfigError(f"cannot load tokenizer {name_or_path!r}: {type(e).__name__}: {e}") from e
+    tok = load(name_or_path, require_chat_template=False, require_fast=False)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok

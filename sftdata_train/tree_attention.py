@@ -40,6 +40,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sftdata.tree_arrays import tree_visibility
+
 from . import attention
 
 TREE_ATTN_NAME = "sftdata_tree"
@@ -72,10 +74,7 @@ def dense_tree_mask(subtree_end: torch.Tensor, start: int = 0, stop: int | None 
     ``tests/test_train_rules.py`` checks that both give the same mask on random trees.
     """
     end = subtree_end.reshape(-1)[start:stop].to(torch.int64) - start
-    n = end.numel()
-    idx = torch.arange(n, device=end.device)
-    mask = (idx[None, :] <= idx[:, None]) & (idx[:, None] < end[None, :])
-    return mask[None, None]
+    return tree_visibility(end)[None, None]
 
 
 def flex_tree_block_mask(subtree_end: torch.Tensor, block_size: int = 128):
