@@ -630,7 +630,8 @@ class _LoopMemo:
         self.kinds = kinds
         self.cmps = cmps
         self.cache: dict = {}
-        self.lookups = self.hits = self.render_lookups = self.render_hits = self.bad = self.skipped = 0
+        self.lookups = self.hits = self.render_lookups = self.render_misses = self.bad = self.skipped = 0
+        self.seen_items: dict[int, Any] = {}  # id -> item: items this loop has run an iteration on
         self.disabled = False
         self.t_out: list | None = None
         self.n_items: Any = None
@@ -741,7 +742,7 @@ def _common_prefix(a: Any, b: Any) -> int:
 
 
 _SIZE_MESSAGE = "the rendering exceeds {:,} characters (render size limit)"
-_MISS_WINDOW = 256  # a window of at least 4 renders and this many lookups of a loop judges its hit rate
+_MISS_WINDOW = 256  # a window of at least 4 renders and this many lookups of a loop judges its misses
 
 
 class RenderMemo:
@@ -790,12 +791,12 @@ class RenderMemo:
             # more than it saves (a miss records; a hit still evaluates its key)
             lm.bad += 1
             if lm.bad >= 4 and lm.render_lookups >= _MISS_WINDOW:
-                if lm.render_hits * 4 < lm.render_lookups * 3:
+                if lm.render_misses * 4 > lm.render_lookups:
                     lm.disabled = True
                     self.off[loop_id] = True
                     lm.cache.clear()
                     lm.t_out = None
-                lm.render_lookups = lm.render_hits = lm.bad = 0
+                lm.render_lookups = lm.render_misses = lm.bad = 0
 
     def count(self, pieces: Any) -> Any:
         """Pass the render's output pieces through, counting their characters."""
@@ -910,10 +911,16 @@ class RenderMemo:
                 for base_index, attr, value in entry[1]:
                     bases[base_index][attr] = value
                 lm.hits += 1
-                lm.render_hits += 1
                 it.out = entry[2]
                 lm.add(entry[2], entry[4], entry[1], entry[0])
                 return it
+        # a miss on an item this loop has already run on counts against the loop (a first sight
+        # of a message is a miss every memo has to take)
+        item = loop._current
+        if lm.seen_items.get(id(item)) is item:
+            lm.render_misses += 1
+        else:
+            lm.seen_items[id(item)] = item
         it.record = True
         it.key = key
         it.obs = []
@@ -967,7 +974,6 @@ class RenderMemo:
         lm.hits += j
         lm.skipped += j
         lm.render_lookups += j
-        lm.render_hits += j
         return "".join(t_out[:j])
 
     def _valid(self, recorded: tuple, observations: tuple) -> bool:
