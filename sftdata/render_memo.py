@@ -44,6 +44,24 @@ Mechanism
   start of the iteration, gives the recorded value: its recorded output is emitted and its writes
   are applied to the current render's namespace objects.
 
+* **Skipping unchanged iterations** (what makes a conversation's renders linear in its length
+  for the loop): each render keeps a *trace* of the loop — per iteration its output, the kinds of
+  observations it made, the namespace values written so far and, for observations of the form
+  ``loop.index0 <op> ns.attr``, the interval of ``ns.attr`` values that give the same result
+  (intersected over the iterations so far). At the first iteration of the next render, if its key
+  equals the trace's first key (same outer values, same namespace state the body reads), the
+  leading iterations whose items are the same objects are replayed in one step (their output
+  joined, the namespace values restored, the ``LoopContext`` moved to the first iteration that
+  runs), up to the first iteration that observed: ``messages`` (or a name assigned from it),
+  ``loop.length``/``loop.revindex``; a namespace attribute whose value changed (for the comparison
+  form: whose new value leaves the interval, found by bisection); ``loop.last``/``loop.nextitem``
+  when the next item differs. The trace then continues from there. Rendering ``m[:k+1]`` after
+  ``m[:k]`` runs O(1) iterations of such a loop (plus C-speed list comparisons and joins).
+* **Turning a loop off**: a loop that, over a window of at least 4 renders and 256 lookups, misses
+  on more than a quarter of its lookups on items it already ran on (a reverse scan
+  ``for m in messages[::-1]``, whose items move with the prefix length) runs its body as jinja
+  compiles it (the body is compiled twice) for the rest of the conversation.
+
 Exactness argument
 ------------------
 The body is a deterministic function of what it reads (the sandbox forbids mutating dicts and
@@ -56,7 +74,13 @@ the first point where the two could differ is an observation the recorded run ma
 checked equal), so it produces the recorded output and the recorded writes. A value that is not
 plain data (a namespace, a macro, a cycler, a loop object, a container holding one) makes the
 iteration uncacheable; an exception while computing a key or an observation makes it a miss; an
-iteration that raises is not recorded. Output size is checked as the plain render checks it
+iteration that raises is not recorded. A skipped iteration is one the trace ran with the same
+inputs: the same item objects up to it (so the same target, ``loop.index0``, ``loop.previtem``), the
+same outer values and namespace state (the first key; namespace writes are replayed in order), and
+observations whose values cannot have changed by the rule above (``loop.last`` is false and
+``loop.nextitem`` the same object when item ``i+1`` is the same object in both lists; an integer
+comparison result is the same for every value in its interval). A render stopped by a render
+limit (the time limit is raised asynchronously) drops the conversation's memo. Output size is checked as the plain render checks it
 (:meth:`RenderMemo.buffer` raises the render-size error at the same output character).
 
 Fallback rule (a loop runs plainly when its body has any of): ``{% break %}``/``{% continue %}`` of
@@ -69,8 +93,9 @@ blocks or call blocks other than ``{% generation %}`` inside the body; ``message
 assigned from it) used whole inside the body, e.g. as an inner loop's iterable (its value is a new
 list every render: the memo would never hit); a recursive loop; a loop inside another loop, a macro,
 a call block, a ``{% set %}`` block, a ``{% filter %}`` block or a ``{% with %}``. A loop whose
-iterations keep missing (the reverse scan ``for m in messages[::-1]``, whose items move with the
-prefix length) stops being looked up for the rest of the conversation (its body still runs plainly).
+iterations keep missing is turned off for the conversation (see above). A loop with an inline
+filter (``for m in messages if …``) iterates a generator: its iterations are memoised but not
+skipped.
 
 Contract: within one conversation (between :meth:`RenderMemo.new_conversation` calls) the message
 dicts and the tools passed to renders are not mutated. Disable with ``ChatTemplate(memo=False)`` or
