@@ -32,6 +32,10 @@ from .template_env import _MARKER_PAIRS, _tojson, make_environment  # noqa: F401
 #: kwargs may not set them.
 RENDER_VARIABLES = ("messages", "tools", "documents", "add_generation_prompt")
 
+#: Below this many messages a render runs plainly, not through the render memo (measured with
+#: ``bench/render_curve.py --sizes 8 16 32 64 128``: on Qwen3's template the memo pays from ~48).
+MEMO_MIN_MESSAGES = 48
+
 
 def check_template_kwargs(template_kwargs: Mapping[str, Any] | None) -> None:
     """Refuse template kwargs that set a variable every render passes itself.
@@ -68,6 +72,11 @@ class ChatTemplate:
             character). Default: on, unless the environment variable ``SFTDATA_RENDER_MEMO`` is
             ``0``. Within a conversation (between :meth:`new_conversation` calls) the message dicts
             and tools passed to :meth:`render` must not be mutated.
+        memo_min_messages: render through the memo only lists of at least this many messages
+            (default :data:`MEMO_MIN_MESSAGES` when ``memo`` is left to its default, 0 when
+            ``memo=True`` is asked for): shorter conversations render faster plainly (the memo's
+            bookkeeping costs more than the iterations it saves below a few dozen messages,
+            ``bench/render_curve.py``). Either way the text is the plain rendering's.
 
     Raises:
         jinja2.TemplateSyntaxError: if the template does not compile.
@@ -83,6 +92,7 @@ class ChatTemplate:
         limits: RenderLimits = DEFAULT_LIMITS,
         now: datetime | None = None,
         memo: bool | None = None,
+        memo_min_messages: int | None = None,
     ) -> None:
         check_template_kwargs(template_kwargs)
         self.source = source
@@ -93,6 +103,10 @@ class ChatTemplate:
         env.filters["tojson"] = self._tojson
         self._env = env
         self.memo = memo_enabled_by_default() if memo is None else memo
+        if memo_min_messages is None:
+            memo_min_messages = 0 if memo else MEMO_MIN_MESSAGES
+        self.memo_min_messages = memo_min_messages
+        self._plain_template: jinja2.Template | None = None  # the template as compiled without the memo
         #: what the memo decided for each top-level loop (empty when the memo is off)
         self.loop_plans: list[LoopPlan] = []
         self._memo: RenderMemo | None = None
@@ -103,6 +117,8 @@ class ChatTemplate:
                 self._memo = env.render_memo = RenderMemo(limits.max_chars)  # type: ignore[attr-defined]
                 self._memo.configure(self.loop_plans)
                 self._template = env.from_string(tree)  # type: ignore[arg-type] - compiles a parsed tree
+                if memo_min_messages > 0:
+                    self._plain_template = env.from_string(source)
             else:
                 self._template = env.from_string(source)
         else:
@@ -236,9 +252,12 @@ class ChatTemplate:
         """
         msgs = list(messages) if prepared else self.prepare_messages(messages)
         memo = self._memo
+        template = self._template
+        if memo is not None and len(msgs) < self.memo_min_messages and self._plain_template is not None:
+            memo, template = None, self._plain_template
         try:
             with time_limit(self.limits.seconds):
-                context = self._template.new_context(
+                context = template.new_context(
                     {
                         **self._globals,
                         "messages": msgs,
@@ -250,11 +269,11 @@ class ChatTemplate:
                     shared=True,
                 )
                 if memo is None:
-                    out = collect(self._template.root_render_func(context), self.limits.max_chars)
+                    out = collect(template.root_render_func(context), self.limits.max_chars)
                 else:
                     memo.start_render(getattr(self._env, "mark_generation", None))
                     try:
-                        pieces = self._template.root_render_func(context)
+                        pieces = template.root_render_func(context)
                         out = collect(memo.count(pieces) if self.limits.max_chars is not None else pieces, self.limits.max_chars)
                     finally:
                         memo.finish_render()

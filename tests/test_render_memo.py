@@ -281,3 +281,20 @@ def test_long_conversations_masking_order(template, tools):
     msgs = _long_chat(120, tools)
     schema = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}] if tools else None
     _check(plain, memo, msgs, schema, _requests(len(msgs)))
+
+
+def test_default_template_renders_short_conversations_plainly_and_long_ones_through_the_memo():
+    """The default ChatTemplate (memo on, ``memo_min_messages`` = MEMO_MIN_MESSAGES) gives the
+    plain text below and above the threshold, in masking order, in one conversation."""
+    from sftdata.template import MEMO_MIN_MESSAGES
+    from sftdata.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(None)
+    default = ChatTemplate(tok.chat_template, dict(tok.special_tokens_map))
+    plain = ChatTemplate(tok.chat_template, dict(tok.special_tokens_map), memo=False)
+    assert default.memo_min_messages == MEMO_MIN_MESSAGES > 0
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(2 * MEMO_MIN_MESSAGES)]
+    default.new_conversation()
+    for k in range(1, len(msgs) + 1):
+        for gp in (True, False):
+            assert default.render(msgs[:k], add_generation_prompt=gp) == plain.render(msgs[:k], add_generation_prompt=gp)
