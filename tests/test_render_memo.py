@@ -261,7 +261,21 @@ def test_loop_turned_off_renders_plainly():
     length) is turned off for the conversation; its plain body gives the same text."""
     plain, memo = _pair(ADVERSARIAL["reverse"])
     _check(plain, memo, _long_chat(70), None, _requests(70))
-    assert memo._memo.off[0] and not memo._memo.off[1]
+    assert memo._memo.off[0]  # (the forward loop after it reads what the scan found: it is judged on its skips)
+
+
+def test_a_loop_that_skips_stays_on():
+    """The skip judge keeps a loop that skips: the embedded default template's main loop replays
+    runs of iterations on a long chat in masking order (more than half its iterations) and stays
+    on, with the plain text (``_check``)."""
+    from sftdata.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(None)
+    memo = ChatTemplate(tok.chat_template, memo=True)
+    plain = ChatTemplate(tok.chat_template, memo=False)
+    _check(plain, memo, _long_chat(120), None, _requests(120))
+    main = [lm for lm in memo._memo.loops.values() if lm.lookups > 100]
+    assert main and all(not lm.disabled and lm.skipped * 2 > lm.lookups for lm in main)
 
 
 @pytest.mark.parametrize("template", ["qwen3", "default"])
