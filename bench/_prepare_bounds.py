@@ -35,10 +35,10 @@ def bound_hf(tok, convs) -> dict:
 
 
 def bound_sftdata(tok, convs, fast: bool = False) -> dict:
-    """sftdata.template.ChatTemplate.render + backend encode_batch (64 texts per call); with
+    """sftdata.masking.template.ChatTemplate.render + backend encode_batch (64 texts per call); with
     ``fast`` encode_batch_fast (ids only, no offsets: the cheapest exact tokenization)."""
-    from sftdata.template import ChatTemplate
-    from sftdata.tokenizer import special_tokens_map, template_source
+    from sftdata.masking.template import ChatTemplate
+    from sftdata.masking.tokenizer import special_tokens_map, template_source
 
     specials = special_tokens_map(tok)
     templates = {}

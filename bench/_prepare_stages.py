@@ -105,15 +105,15 @@ def _timed_generator(timers: "StageTimers", name: str, fn: Callable) -> Callable
 def instrument(timers: StageTimers):
     """Wrap sftdata functions with timers for the duration of the block (restored after)."""
     from sftdata import chunks as chunks_mod
-    from sftdata import encode as encode_mod
+    from sftdata.masking import encode as encode_mod
     from sftdata import encoder as encoder_mod
     from sftdata import formats as formats_mod
-    from sftdata import render as render_mod
+    from sftdata.masking import render as render_mod
     from sftdata import runner as runner_mod
-    from sftdata import segments as segments_mod
-    from sftdata import stats as stats_mod
-    from sftdata import template as template_mod
-    from sftdata import tree as tree_mod
+    from sftdata.masking import segments as segments_mod
+    from sftdata.output import stats as stats_mod
+    from sftdata.masking import template as template_mod
+    from sftdata.masking import tree as tree_mod
 
     prep_mod = importlib.import_module("sftdata.prepare")  # the module, not the function
     patches: list[tuple[Any, str, Any]] = []

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sftdata.collate import PaddingCollator, PaddingFreeCollator  # noqa: E402
+from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator  # noqa: E402
 from sftdata.packing import lower_bound_l1, pack_dataset, plan_bins  # noqa: E402
 
 

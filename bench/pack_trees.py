@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sftdata.output import load_output  # noqa: E402
+from sftdata.output.load import load_output  # noqa: E402
 from sftdata.packing import pack_dataset  # noqa: E402
-from sftdata.tree import depths  # noqa: E402
-from sftdata.tree_fit import kept_trained  # noqa: E402
+from sftdata.masking.tree import depths  # noqa: E402
+from sftdata.masking.tree_fit import kept_trained  # noqa: E402
 
 
 def conversations_with_a_fitting_turn(ds, L: int, rule: str) -> int:
@@ -61,7 +61,7 @@ def _trained_paths(ids, labels, par, source) -> Counter:
 
 def verify(ds, packed) -> str:
     from sftdata.packing import unpack_row
-    from sftdata.tree import check_tree
+    from sftdata.masking.tree import check_tree
 
     want: Counter = Counter()
     for r in ds:

@@ -6,7 +6,7 @@ trajectories, the 14 airline tool schemas attached to every conversation):
 
   (a1) bound, transformers: per conversation ``tokenizer.apply_chat_template(messages,
        tools=..., tokenize=False)`` once, then ``tokenizer(text, add_special_tokens=False)``;
-  (a2) bound, sftdata's own pieces: ``sftdata.template.ChatTemplate.render`` (the sandboxed
+  (a2) bound, sftdata's own pieces: ``sftdata.masking.template.ChatTemplate.render`` (the sandboxed
        renderer sftdata uses) + the Rust backend's ``encode_batch`` (64 texts per call, the
        chunk size of ``prepare``);
   (b)  ``sftdata.prepare(...)`` end to end (reading the JSONL file included, no disk
@@ -103,7 +103,7 @@ def quiet() -> None:
 def load_tokenizer(args) -> tuple[Any, str, str | None]:
     """(tokenizer, label for the table, family or None)."""
     if args.tokenizer:
-        from sftdata.tokenizer import load_tokenizer as sft_load
+        from sftdata.masking.tokenizer import load_tokenizer as sft_load
 
         return sft_load(args.tokenizer), f"{args.tokenizer}", None
     if args.qwen3_real:
@@ -115,9 +115,9 @@ def load_tokenizer(args) -> tuple[Any, str, str | None]:
     if args.family:
         return build_tokenizer(args.family), f"sftdata.testing build_tokenizer({args.family!r})", args.family
     try:
-        from sftdata.tokenizer import load_tokenizer as sft_load
+        from sftdata.masking.tokenizer import load_tokenizer as sft_load
 
-        return sft_load(None), "embedded default (sftdata.tokenizer.load_tokenizer(None))", None
+        return sft_load(None), "embedded default (sftdata.masking.tokenizer.load_tokenizer(None))", None
     except Exception as e:  # noqa: BLE001 - the embedded default may not exist yet
         why = f"{type(e).__name__}: {e}"
         return build_tokenizer("qwen3"), f"build_tokenizer('qwen3')  [embedded default unavailable: {why[:90]}]", "qwen3"

@@ -1,9 +1,9 @@
 """``bench/render_curve.py``: the cost of rendering every prefix of one long conversation, plain
-jinja vs the render memo (:mod:`sftdata.render_memo`), issue 16 item 1.
+jinja vs the render memo (:mod:`sftdata.masking.render_memo`), issue 16 item 1.
 
 For N messages (``bench/_prepare_long.build_row``, variants ``chat`` and ``tools``) and each
 template (Qwen3's real template, ``sftdata.testing.qwen3``; the embedded default,
-``sftdata.tokenizer.load_tokenizer(None)``), renders ``m[:k]`` with and without the generation
+``sftdata.masking.tokenizer.load_tokenizer(None)``), renders ``m[:k]`` with and without the generation
 prompt for every k (2N renders, the ones masking asks for), once with ``ChatTemplate(memo=False)``
 and once with the memo on, and prints CPU seconds of each and their ratio, the CPU of rendering the
 whole conversation once, and (``--prepare``) CPU of ``sftdata.prepare([row], tok)`` with
@@ -32,7 +32,7 @@ def _tokenizer(name: str):
         from sftdata.testing.qwen3 import qwen3_tokenizer
 
         return qwen3_tokenizer()
-    from sftdata.tokenizer import load_tokenizer
+    from sftdata.masking.tokenizer import load_tokenizer
 
     return load_tokenizer(None)
 
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--templates", nargs="+", default=["qwen3", "default"])
     ap.add_argument("--prepare", action="store_true", help="also time sftdata.prepare([row], tok) with the memo off and on")
     args = ap.parse_args()
-    from sftdata.template import ChatTemplate
+    from sftdata.masking.template import ChatTemplate
 
     cols = ["template", "variant", "N", "plain 2N renders CPU s", "memo CPU s", "plain/memo", "one render CPU s", "memo/one render", "equal"]
     if args.prepare:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{SHARED} is absent: nothing to run")
         return 0
     import sftdata
-    from sftdata.tokenizer import load_tokenizer
+    from sftdata.masking.tokenizer import load_tokenizer
 
     if args.family:
         from sftdata.testing.tokenizers import build_tokenizer

@@ -12,7 +12,7 @@ Data: tau-bench from ``../shared/data`` rendered with Qwen3's template (``--chat
 default the vendored ``sftdata/testing/templates/qwen3.jinja``) by ``--tokenizer`` (a
 real-vocabulary Qwen3 tokenizer dir; default the embedded tokenizer). Exact masks are
 ``turn_policy="exact"`` examples merged into one tree row per conversation (or a prepared dir
-with a ``parent`` column, ``--data``); the linear layout is ``sftdata.tree.unroll`` of the same
+with a ``parent`` column, ``--data``); the linear layout is ``sftdata.masking.tree.unroll`` of the same
 trees; ``all`` is ``turn_policy="all"`` (one rendering per conversation; where ``prepare``
 rejects the rows whose turns the template rewrites, ``turn_rewritten``, it is left out and
 said so); ``trunk`` is the first root-to-leaf path of every tree (the conversation's own
@@ -125,7 +125,7 @@ def _trunks(tree):
     """The first root-to-leaf path of every tree row, as linear rows."""
     import datasets
 
-    from sftdata.tree import unroll
+    from sftdata.masking.tree import unroll
 
     rows = []
     for r in tree:
@@ -183,8 +183,8 @@ def tree_check(model, rows, device: torch.device, dtype: torch.dtype) -> dict:
     """
     import torch.nn.functional as F
 
-    from sftdata.collate import PaddingFreeCollator
-    from sftdata.tree import IGNORE_INDEX, unroll
+    from sftdata.collate.collators import PaddingFreeCollator
+    from sftdata.masking.tree import IGNORE_INDEX, unroll
     from sftdata_train.loss import SFTLossModel
     from sftdata_train.tree_attention import register, resolve_tree_backend
 

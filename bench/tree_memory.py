@@ -99,7 +99,7 @@ def hf_side(side: str, rows: str, model_dir: str, out: str, steps: int) -> None:
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
     import sftdata_train.tree_attention  # noqa: F401  (registers "sftdata_tree")
-    from sftdata.collate import PaddingCollator, PaddingFreeCollator
+    from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator
     from sftdata_train.hf_trainer import SFTLossTrainer
 
     ds = datasets.load_from_disk(rows)

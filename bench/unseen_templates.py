@@ -335,7 +335,7 @@ def _transformers_view(tok, conv, tk) -> str:
 def run_one(name: str, tok, encoders, convs, tally_by_policy, keep: int) -> None:
     from sftdata.errors import RowError
     from sftdata.testing.oracle import check_rows, justified_refusal
-    from sftdata.tokenizer import control_token_pattern, control_tokens
+    from sftdata.masking.tokenizer import control_token_pattern, control_tokens
 
     s = SPECS[name]
     tk = dict(s.template_kwargs)

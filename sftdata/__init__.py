@@ -5,9 +5,9 @@ from .schema import Conversation, Message, Role, TextExample, ToolCall
 from .encoder import Encoder
 from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig
 from .prepare_config import PrepareConfig
-from .merge import merge
+from .output.merge import merge
 from .prepare import encode_fn, prepare
-from .render import TurnPolicy
+from .masking.render import TurnPolicy
 
 __version__ = "0.1.0"
 
@@ -44,3 +44,9 @@ __all__ = [
     "TextExample",
     "ToolCall",
 ]
+
+# Old flat module paths (sftdata.render -> sftdata.masking.render ...): the same module object, with a
+# DeprecationWarning; the table is in docs/architecture.md.
+from . import _moved  # noqa: E402
+
+__getattr__ = _moved.install(__name__, globals().get("__getattr__"))

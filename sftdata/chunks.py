@@ -5,8 +5,8 @@ A chunk is a list of ``(row_index, RawRow | dict | RowError)`` from
 :func:`sftdata.formats.iter_raw_inputs`. Parsing (strict: duplicated keys, lone
 surrogates), tool attachment (``--tools-file``), normalising and encoding all happen here,
 in the worker; what goes back to the parent is compact: a ``pyarrow.RecordBatch`` of the
-output columns (:func:`sftdata.columns.output_schema`), the rejects as JSON lines and a
-:class:`~sftdata.stats.StatsPart` — never Python lists of token ids.
+output columns (:func:`sftdata.output.columns.output_schema`), the rejects as JSON lines and a
+:class:`~sftdata.output.stats.StatsPart` — never Python lists of token ids.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .errors import RowError
 from .formats import RawRow, has_lone_surrogate, row_problem
 from .formats.reader import parse_item
 from .encoder import output_columns
-from .stats import StatsPart, check_row_accounting
+from .output.stats import StatsPart, check_row_accounting
 from .tools_file import ToolsSpec, load_tools_file
 
 __all__ = ["TEMPLATE_REASONS", "ChunkEncoder", "ChunkResult", "ToolsSpec", "load_tools_file", "reject_line"]
@@ -35,9 +35,9 @@ class ChunkResult:
     Attributes:
         first_index / next_index: the input row index of the chunk's first row, and the one
             after its last row (where to resume).
-        batch: ``pyarrow.RecordBatch`` of the output columns (:func:`sftdata.columns.output_schema`).
+        batch: ``pyarrow.RecordBatch`` of the output columns (:func:`sftdata.output.columns.output_schema`).
         rejects: the chunk's ``rejects.jsonl`` lines (JSON objects without the newline).
-        part: the chunk's :class:`~sftdata.stats.StatsPart`.
+        part: the chunk's :class:`~sftdata.output.stats.StatsPart`.
         template_failures / first_failure: rows the chat template could not render, and the
             first one's ``row N: message``.
         first_reject: the first rejected row's :class:`~sftdata.errors.RowError` (``on_error="raise"``).
@@ -79,7 +79,7 @@ class ChunkEncoder:
     """
 
     def __init__(self, encoder: Any, tools: ToolsSpec | None = None) -> None:
-        from .columns import output_schema
+        from .output.columns import output_schema
 
         self.encoder = encoder
         self.tools = tools
@@ -111,9 +111,9 @@ class ChunkEncoder:
 
         Raises:
             InvariantError: the chunk's rows in ≠ rows out + rows rejected (a bug, never bad data;
-                :func:`sftdata.stats.check_row_accounting`).
+                :func:`sftdata.output.stats.check_row_accounting`).
         """
-        from .columns import column_array
+        from .output.columns import column_array
 
         rows, originals, indices = [], {}, []
         for index, item in items:

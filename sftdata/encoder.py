@@ -21,16 +21,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .control_tokens import check_no_control_tokens, mark_control_tokens
-from .encode import ConversationEncoder, EncodedExample, EncodeStats
+from .masking.control_tokens import check_no_control_tokens, mark_control_tokens
+from .masking.encode import ConversationEncoder, EncodedExample, EncodeStats
 from .errors import RowError
 from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig, parse_clock
-from .render import Renderer, RenderStats
+from .masking.render import Renderer, RenderStats
 from .schema import Conversation, TextExample
-from .stop_tokens import resolve_stop_tokens
-from .stats import add_stats
-from .template import ChatTemplate
-from .tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
+from .masking.stop_tokens import resolve_stop_tokens
+from .counters import add_stats
+from .masking.template import ChatTemplate
+from .masking.tokenizer import control_token_pattern, control_tokens, special_tokens_map, template_source
 
 __all__ = [  # EncodeOptions, parse_clock and the stage configs live in sftdata.options (re-exported: their former home)
     "OUTPUT_COLUMNS", "Counters", "EncodeConfig", "EncodeOptions", "EncodedBatch", "Encoder", "ReadConfig",
@@ -38,7 +38,7 @@ __all__ = [  # EncodeOptions, parse_clock and the stage configs live in sftdata.
 ]
 
 #: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping);
-#: the same names, in the same order, as :func:`sftdata.columns.output_schema`.
+#: the same names, in the same order, as :func:`sftdata.output.columns.output_schema`.
 OUTPUT_COLUMNS = ("input_ids", "labels", "parent", "position_ids", "length", "linear_length", "source_index")
 
 
@@ -78,7 +78,7 @@ class RowResult:
 
     Attributes:
         source_index: the input row index (0-based, across all inputs).
-        rows: the row's :class:`~sftdata.encode.EncodedExample` (empty when rejected).
+        rows: the row's :class:`~sftdata.masking.encode.EncodedExample` (empty when rejected).
         error: the reject, with ``row`` (= ``source_index``) and ``stage`` filled in; ``None``
             when the row was written.
     """
@@ -212,7 +212,7 @@ class Encoder:
         """Encode one example into training rows (already fitted to ``max_length``).
 
         Returns:
-            A non-empty list of :class:`~sftdata.encode.EncodedExample`: one tree row per
+            A non-empty list of :class:`~sftdata.masking.encode.EncodedExample`: one tree row per
             conversation (layout ``tree``), or one row per path (layout ``linear``).
 
         Raises:

@@ -20,12 +20,12 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConfigError
-from .render_limits import RenderLimits
-from .row_budget import RowBudget
+from .masking.render_limits import RenderLimits
+from .masking.row_budget import RowBudget
 
-#: Values of ``turn_policy`` (:class:`sftdata.render.TurnPolicy`).
+#: Values of ``turn_policy`` (:class:`sftdata.masking.render.TurnPolicy`).
 TURN_POLICIES = ("exact", "all", "last")
-#: Values of ``layout`` (:data:`sftdata.encode.LAYOUTS`).
+#: Values of ``layout`` (:data:`sftdata.masking.encode.LAYOUTS`).
 LAYOUTS = ("tree", "linear")
 #: Values of ``truncation``.
 TRUNCATIONS = ("drop", "turns")
@@ -107,7 +107,7 @@ class RenderConfig:
     row_max_memory_mb: float | None = 16_384
 
     def __post_init__(self) -> None:
-        from .template import check_template_kwargs
+        from .masking.template import check_template_kwargs
 
         if self.turn_policy not in TURN_POLICIES:
             raise ConfigError(f"turn_policy must be one of {list(TURN_POLICIES)}, got {self.turn_policy!r}")
@@ -200,7 +200,7 @@ class EncodeOptions:
             ``special_token_in_content``), ``text`` (encode it as plain text, never as a
             control-token id, like transformers' ``sanitize_control_tokens=True``), or
             ``allow`` (it becomes control-token ids, as a bare tokenizer does; unsafe).
-        stop_tokens: tokens added to the model's stop set (see :mod:`sftdata.stop_tokens`).
+        stop_tokens: tokens added to the model's stop set (see :mod:`sftdata.masking.stop_tokens`).
         end_of_turn: deprecated name of ``stop_tokens`` (merged into it; ``None`` once built).
         tool_arguments: ``auto`` (render tool-call arguments as the data gives them, JSON
             text or object, switching to the other form when the template fails on it),
@@ -210,9 +210,9 @@ class EncodeOptions:
         render_timeout: wall-clock limit of one template render, seconds (``None``: none);
             a row that exceeds it is rejected ``render_limit``.
         render_max_chars: output-size limit of one template render, characters
-            (``None``: none); see :mod:`sftdata.render_limits`.
+            (``None``: none); see :mod:`sftdata.masking.render_limits`.
         max_messages, row_render_max_chars, row_timeout, row_max_memory_mb: the per-row
-            budget over all renders of one row (:class:`~sftdata.row_budget.RowBudget`):
+            budget over all renders of one row (:class:`~sftdata.masking.row_budget.RowBudget`):
             messages, rendered characters in total, wall seconds, and growth of the process's
             resident memory (MiB) while the row renders; ``None`` turns a limit off. A row
             beyond one is rejected ``render_limit`` with the limit named. The defaults admit a

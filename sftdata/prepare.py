@@ -5,13 +5,13 @@
 Rows are read lazily, encoded in chunks (in ``num_proc`` worker processes), and written as
 Arrow record batches as they come; statistics are accumulated on the way. Peak memory does
 not grow with the input. The output directory is written crash-safely and can be resumed
-(:mod:`sftdata.store`); ``num_shards``/``shard_index`` prepare a deterministic part of the
-input for a job array, recombined by :func:`sftdata.merge.merge`.
+(:mod:`sftdata.output.store`); ``num_shards``/``shard_index`` prepare a deterministic part of the
+input for a job array, recombined by :func:`sftdata.output.merge.merge`.
 
 Output directory (``datasets.load_from_disk`` reads it): the columns of
-:func:`sftdata.columns.output_schema` (``input_ids``, ``labels``, ``parent``, ``position_ids``,
+:func:`sftdata.output.columns.output_schema` (``input_ids``, ``labels``, ``parent``, ``position_ids``,
 ``length``, ``linear_length``, ``source_index``; ``parent``/``position_ids`` describe prefix-tree
-rows, see ``docs/trees.md``), ``stats.json`` (see :mod:`sftdata.stats`) and, when rows were rejected,
+rows, see ``docs/trees.md``), ``stats.json`` (see :mod:`sftdata.output.stats`) and, when rows were rejected,
 ``rejects.jsonl`` (one JSON object per rejected row: ``row``, ``stage``, ``reason``,
 ``field``, ``message``, ``original``; ``length`` for ``too_long``). See ``docs/output.md``.
 """
@@ -26,13 +26,13 @@ from typing import Any
 
 from .encoder import EncodeOptions, Encoder
 from .errors import ConfigError
-from .merge import shard_of
-from .output import STATS_FILE
+from .output.merge import shard_of
+from .output.load import STATS_FILE
 from .prepare_config import DEFAULT_SHARD_BLOCK, DEFAULT_SHARD_BYTES, RUN_NAMES, PrepareConfig, prepare_signature, split_keywords
 from .prepare_job import Job, plan_job
 from .runner import chunked, ordered_map
 from .hashing import ContentHasher
-from .stats import StatsPart, build_stats, length_loss_warning, no_schema_warning, summary
+from .output.stats import StatsPart, build_stats, length_loss_warning, no_schema_warning, summary
 
 __all__ = ["DEFAULT_SHARD_BLOCK", "DEFAULT_SHARD_BYTES", "FATAL_TEMPLATE_ROWS", "PrepareConfig", "PrepareResult",
            "encode_fn", "prepare", "run_prepare"]
@@ -118,12 +118,12 @@ def _encode_chunks(inputs: Any, plan: Job, cfg: PrepareConfig, totals: StatsPart
 
 
 def _prepare_to_dir(inputs: Any, output: Any, plan: Job, cfg: PrepareConfig, t0: float) -> PrepareResult:
-    """The run writing ``output`` (crash-safe, resumable; :mod:`sftdata.store`)."""
+    """The run writing ``output`` (crash-safe, resumable; :mod:`sftdata.output.store`)."""
     import json
 
     from .errors import RowError
-    from .output import describe_files, fingerprint_files
-    from .store import JobDir, PartWriter
+    from .output.load import describe_files, fingerprint_files
+    from .output.store import JobDir, PartWriter
 
     jobdir = JobDir(output, plan.job, overwrite=cfg.overwrite, resume=cfg.resume)
     jobdir.open()
@@ -224,7 +224,7 @@ def prepare(inputs: Any, tokenizer: Any = None, output: str | Path | None = None
         resume: continue a killed job into ``output`` from its last committed file.
         num_shards, shard_index: prepare only the rows of blocks ``b`` (``shard_block``
             rows each, by input row index) with ``b % num_shards == shard_index``; the
-            parts are recombined by :func:`sftdata.merge.merge`.
+            parts are recombined by :func:`sftdata.output.merge.merge`.
         shard_size: bytes per output file (``data-NNNNN.arrow``), the unit of ``resume``.
         tools_file, tools_key: tool schemas stored apart, attached to every row (a JSON
             list, or ``{"tools": [...]}``), or chosen by the row field ``tools_key`` (a JSON
@@ -232,7 +232,7 @@ def prepare(inputs: Any, tokenizer: Any = None, output: str | Path | None = None
         allow_empty: accept an input without rows (else ``ConfigError``).
 
     Returns:
-        ``datasets.Dataset`` with the columns of :func:`sftdata.columns.output_schema`
+        ``datasets.Dataset`` with the columns of :func:`sftdata.output.columns.output_schema`
         (memory-mapped from ``output`` when given). The report is attached as the attribute
         ``sftdata_stats`` (a dict) and written to ``output/stats.json``.
 
@@ -247,7 +247,7 @@ def prepare(inputs: Any, tokenizer: Any = None, output: str | Path | None = None
     config, options = split_keywords(options, keywords)
     result = run_prepare(inputs, tokenizer, output, options=options, config=config)
     if result.output is not None:
-        from .output import load_output
+        from .output.load import load_output
 
         ds = load_output(result.output)
     else:
@@ -279,7 +279,7 @@ def encode_fn(tokenizer: Any = None, **option_kwargs: Any):
     Raises:
         RowError: for a bad row.
     """
-    from .tokenizer import load_tokenizer
+    from .masking.tokenizer import load_tokenizer
 
     tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, (str, Path)) else load_tokenizer(tokenizer)
     return _EncodeFn(Encoder(tok, EncodeOptions(**option_kwargs)))

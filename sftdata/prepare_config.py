@@ -5,7 +5,7 @@ that are exactly the fields of :class:`PrepareConfig` (how the run goes) and of
 :class:`~sftdata.options.EncodeOptions` (how rows are read, rendered and encoded).
 :func:`split_keywords` sorts them into the two configs, each validated where it is built;
 :func:`prepare_signature` is the signature ``help(sftdata.prepare)`` shows, made from the same
-fields; ``sftdata prepare``'s flags are checked against them by ``tests/test_prepare_config.py``.
+fields; ``sftdata prepare``'s flags are checked against them by ``tests/prepare/test_prepare_config.py``.
 """
 
 from __future__ import annotations

@@ -45,8 +45,8 @@ def describe_inputs(inputs: Any) -> list[dict]:
 
 def check_templates(tokenizer: Any, chat_template: Any) -> str:
     """Compile the tokenizer's templates once; a syntax error is a ConfigError naming the file."""
-    from .template import check_template
-    from .tokenizer import template_source
+    from .masking.template import check_template
+    from .masking.tokenizer import template_source
 
     if chat_template is not None and not ("{%" in str(chat_template) or "{{" in str(chat_template)):
         origin = str(chat_template)
@@ -66,7 +66,7 @@ def check_templates(tokenizer: Any, chat_template: Any) -> str:
 
 def template_reads_clock(tokenizer: Any) -> bool:
     """Whether a chat template transformers would pick for this tokenizer reads the clock."""
-    from .tokenizer import template_source
+    from .masking.tokenizer import template_source
 
     return any(reads_clock(template_source(tokenizer, tools)) for tools in (None, [{}]))
 
@@ -75,7 +75,7 @@ def run_clock(output: str | Path | None, resume: bool) -> str:
     """The run's one clock reading (ISO 8601): the one a resumed job started with, else now."""
     import json
 
-    from .store import JOB_FILE, partial_dir
+    from .output.store import JOB_FILE, partial_dir
 
     if resume and output is not None:
         try:
@@ -90,7 +90,7 @@ def run_clock(output: str | Path | None, resume: bool) -> str:
 
 def load_tokenizer_for(tokenizer: Any, chat_template: Any) -> Any:
     """The tokenizer to use: loaded from a path/Hub id/``None``, its template replaced by ``chat_template``."""
-    from .tokenizer import load_tokenizer, read_chat_template
+    from .masking.tokenizer import load_tokenizer, read_chat_template
 
     if tokenizer is None or isinstance(tokenizer, (str, Path)):
         return load_tokenizer(tokenizer, chat_template=chat_template)
@@ -110,7 +110,7 @@ class Job:
 
     @property
     def schema(self) -> Any:
-        """The output ``pyarrow.Schema`` (:func:`sftdata.columns.output_schema`)."""
+        """The output ``pyarrow.Schema`` (:func:`sftdata.output.columns.output_schema`)."""
         return self.chunk_encoder.schema
 
 
@@ -120,7 +120,7 @@ def plan_job(inputs: Any, tokenizer: Any, output: Any, options: EncodeOptions, c
     Raises:
         ConfigError: a bad tokenizer, chat template or tools file.
     """
-    from .tokenizer import fingerprint
+    from .masking.tokenizer import fingerprint
 
     tokenizer = load_tokenizer_for(tokenizer, cfg.chat_template)
     template_text = check_templates(tokenizer, cfg.chat_template)

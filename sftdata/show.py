@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tree_arrays import IGNORE_INDEX, trained_mask
+from .masking.tree_arrays import IGNORE_INDEX, trained_mask
 
 _TRAINED = "\x1b[42;30m"  # green background
 _UNTRAINED = "\x1b[2m"  # dim
@@ -94,7 +94,7 @@ class PathInfo:
         shared: its leading tokens stored before it in the row (shared with earlier paths).
         start, end: the row range ``[start, end)`` of its own tokens (``end - start == length - shared``).
         trained: trained tokens it owns (each trained token is owned by one path, the first in
-            DFS order through it, as in :func:`sftdata.tree.unroll`).
+            DFS order through it, as in :func:`sftdata.masking.tree.unroll`).
         shares_with: the earlier path holding its branch point (0 when ``shared == 0``).
     """
 
@@ -109,7 +109,7 @@ class PathInfo:
 
 def tree_paths(labels: Sequence[int], parent: Sequence[int]) -> list[PathInfo]:
     """The root-to-leaf paths of a row (a single path for an empty ``parent``)."""
-    from .tree import depths
+    from .masking.tree import depths
 
     lab = np.asarray(labels, dtype=np.int64)
     n = lab.size

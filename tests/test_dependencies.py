@@ -36,7 +36,7 @@ def test_the_probe_sees_a_trainer_import():
 
 def test_collators_are_exported_from_sftdata():
     import sftdata
-    from sftdata.collate import PaddingCollator, PaddingFreeCollator
+    from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator
 
     assert sftdata.PaddingCollator is PaddingCollator and sftdata.PaddingFreeCollator is PaddingFreeCollator
     assert {"PaddingCollator", "PaddingFreeCollator"} <= set(sftdata.__all__)
@@ -82,3 +82,61 @@ print(json.dumps({{"stages": [s.status for s in res.stages], "refused": refused,
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["stages"] == ["ran"] and report["trainer"] is False
     assert "train: training runs in sftdata_train" in report["refused"]
+
+# Stage folders (docs/architecture.md): data flows formats -> masking -> packing -> collate -> output ->
+# commands/pipeline; a stage imports nothing from a later one. Top-level modules (errors, schema, options,
+# hashing, invariants, the prepare front door ...) are shared plumbing, not ranked; nor are testing/ and assets/
+STAGE_ORDER = ["formats", "masking", "packing", "collate", "output", "commands", "pipeline"]
+# Known crossings, to remove (then delete them here: the test fails when one disappears, too).
+KNOWN_CROSSINGS: set = set()
+
+
+def _stage_imports():
+    """(file relative to sftdata/, its stage, the stage of each sftdata module it imports), function-level
+    imports included; relative imports resolved against the file's package."""
+    import ast
+    from pathlib import Path
+
+    import sftdata
+
+    root = Path(sftdata.__file__).parent
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    rank["pipeline"] = rank["commands"]  # both orchestrate the stages
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        stage = rel.parts[0] if len(rel.parts) > 1 else None
+        package = ["sftdata", *rel.parent.parts]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name.split(".") for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = base + (node.module.split(".") if node.module else [])
+                targets = [module] + ([module + [a.name] for a in node.names] if len(module) == 1 else [])
+            for t in targets:
+                if t[0] == "sftdata" and len(t) > 1 and t[1] in rank and stage in rank:
+                    found.append((rel.as_posix(), stage, t[1], rank[stage], rank[t[1]]))
+    return found
+
+
+def test_stages_import_only_earlier_stages():
+    found = _stage_imports()
+    assert {("collate", "masking"), ("packing", "masking")} <= {(f[1], f[2]) for f in found}  # it sees imports
+    later = {(f[0], f[2]) for f in found if f[4] > f[3]}
+    assert later == KNOWN_CROSSINGS, sorted(later)
+
+
+def test_the_stage_rule_sees_a_later_stage_import(tmp_path, monkeypatch):
+    """The check can fail: a formats module importing the collators is seen."""
+    import shutil
+    from pathlib import Path
+
+    import sftdata
+
+    copy = tmp_path / "sftdata"
+    shutil.copytree(Path(sftdata.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "formats" / "_bad.py").write_text("from ..collate.collators import PaddingCollator\n")
+    monkeypatch.setattr(sftdata, "__file__", str(copy / "__init__.py"))
+    assert ("formats/_bad.py", "collate") in {(f[0], f[2]) for f in _stage_imports() if f[4] > f[3]}

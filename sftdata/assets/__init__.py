@@ -34,6 +34,6 @@ def default_tokenizer_path() -> Path:
 
 def load_default_tokenizer():
     """The default tokenizer as a ``transformers`` fast tokenizer (loaded offline, fresh object)."""
-    from ..tokenizer import load_tokenizer
+    from ..masking.tokenizer import load_tokenizer
 
     return load_tokenizer(None)

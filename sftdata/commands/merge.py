@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``sftdata merge`` with the parsed ``args``; returns the exit status (0 done, 2 an sftdata error, printed)."""
     from ..errors import SftDataError
-    from ..merge import merge
-    from ..stats import summary
+    from ..output.merge import merge
+    from ..output.stats import summary
 
     try:
         stats = merge(args.shards, args.output, overwrite=args.overwrite, shard_size=args.shard_size)

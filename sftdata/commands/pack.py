@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     the exit status (0 done, 2 a configuration or data error, printed)."""
     from ..errors import ConfigError
     from ..packing import pack_dataset, save_packed
-    from ..output import load_output
+    from ..output.load import load_output
 
     if args.config:
         if reject_flags(args, args.command_parser, set(), "sftdata pack"):

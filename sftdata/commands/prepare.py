@@ -115,7 +115,7 @@ def add_parser(sub) -> None:
 
 #: ``sftdata prepare`` flags whose value is not the keyword's as given: flag dest → (keyword, conversion).
 #: Every other keyword of ``prepare`` (:data:`sftdata.prepare_config.PREPARE_KEYWORDS`) is the flag of
-#: the same dest; ``tests/test_prepare_config.py`` checks that each has one and that the defaults agree.
+#: the same dest; ``tests/prepare/test_prepare_config.py`` checks that each has one and that the defaults agree.
 CONVERTED = {
     "train_roles": ("train_roles", lambda v: tuple(r.strip() for r in v.split(",") if r.strip())),
     "no_train_reasoning": ("train_reasoning", lambda v: not v),
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``sftdata prepare`` (exit status: 0 written, 2 an error, 130 interrupted)."""
     from ..formats.hub import resolve_source
     from ..prepare import run_prepare
-    from ..stats import summary
+    from ..output.stats import summary
 
     if args.config:
         if reject_flags(args, args.command_parser, {"no_progress"}, "sftdata prepare"):
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         from pathlib import Path
 
-        from ..store import partial_dir
+        from ..output.store import partial_dir
 
         print(f"sftdata prepare: interrupted; continue with the same command plus --resume "
               f"(committed files in {partial_dir(Path(args.output))} are kept)", file=sys.stderr)
@@ -207,9 +207,9 @@ def _pack_in_place(args: argparse.Namespace) -> None:
     import shutil
     from pathlib import Path
 
-    from ..output import STATS_FILE, load_output
+    from ..output.load import STATS_FILE, load_output
     from ..packing import pack_dataset, save_packed
-    from ..store import publish
+    from ..output.store import publish
 
     out = Path(args.output)
     ds = load_output(out)

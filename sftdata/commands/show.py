@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``sftdata show`` with the parsed ``args`` (prints the example, or writes ``--html``); returns the exit
     status (0 done, 2 a bad index, path or configuration, printed)."""
     from ..errors import ConfigError
-    from ..output import load_output
+    from ..output.load import load_output
     from ..show import render_html, render_terminal
-    from ..tokenizer import load_tokenizer
+    from ..masking.tokenizer import load_tokenizer
 
     try:
         if args.config:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace, tok, row: dict) -> int:
     from ..show import path_tokens, render_html, render_terminal, render_tree_html, tree_paths
-    from ..tree_arrays import IGNORE_INDEX
+    from ..masking.tree_arrays import IGNORE_INDEX
 
     ids, labels, parent = row["input_ids"], row["labels"], row.get("parent") or []
     paths = tree_paths(labels, parent)

@@ -10,11 +10,11 @@
 * sequences longer than ``L`` are dropped or truncated (``truncation``), never silently lost:
   the :class:`PackReport` counts every row and token;
 * each packed row keeps ``seq_lengths`` and ``position_ids`` (restarting at 0), which the
-  collators in :mod:`sftdata.collate` turn into ``cu_seq_lens`` so attention never crosses a
+  collators in :mod:`sftdata.collate.collators` turn into ``cu_seq_lens`` so attention never crosses a
   sequence boundary;
 * a prefix-tree row (``parent`` non-empty, docs/trees.md) is one unit; the packed row keeps
   its ``parent`` (row-local) and depths as ``position_ids``; a tree longer than ``L`` is
-  split into sub-trees that fit (:mod:`sftdata.tree_fit`), counted.
+  split into sub-trees that fit (:mod:`sftdata.masking.tree_fit`), counted.
 
 Example::
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..output import PACK_STATS_FILE
+from .report import PACK_STATS_FILE
 from ._bfd import plan_bfd
 from ._mbs import plan_mbs
 from ._packed import PACKED_SCHEMA, TREE_PACKED_SCHEMA, build_packed_table, position_ids_for
@@ -130,7 +130,7 @@ def pack_dataset(
             trained tokens left is dropped (``no_trained_token_after_truncation``). A tree
             longer than ``L`` is split into sub-trees of at most ``L`` tokens (each repeats
             the context its branches need) and only its sequences that do not fit are cut by
-            the same rule (:func:`sftdata.tree_fit.fit_tree`); paths cut are counted
+            the same rule (:func:`sftdata.masking.tree_fit.fit_tree`); paths cut are counted
             (``tree_paths_dropped``), split rows too (``split_rows``).
         shuffle: shuffle the packed rows (seeded); ``False`` keeps the planner's order
             (longest sequences first, which correlates row content with position).

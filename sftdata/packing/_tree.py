@@ -2,13 +2,13 @@
 
 A tree row (``parent`` non-empty, see docs/trees.md) is planned like a sequence of
 ``length`` tokens. A tree longer than ``L`` is first split into sub-trees of at most ``L``
-tokens by :func:`sftdata.packing._truncate.fit_long_trees` (:mod:`sftdata.tree_fit`): each
+tokens by :func:`sftdata.packing._truncate.fit_long_trees` (:mod:`sftdata.masking.tree_fit`): each
 sub-tree repeats the context its branches need, only sequences that do not fit are cut, and
 root-to-leaf paths whose leaf is cut are counted (``PackReport.tree_paths_dropped``).
 
 Trained tokens of a tree are its labels ``!= IGNORE_INDEX`` that have a parent (a root predicts
 nothing), which for a single path is the linear rule (position 0 excluded): one definition,
-:func:`sftdata.tree_arrays.count_trained`.
+:func:`sftdata.masking.tree_arrays.count_trained`.
 """
 
 from __future__ import annotations

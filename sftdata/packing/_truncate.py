@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError, Reason
-from ..tree_arrays import count_trained, trained_mask
-from ..tree_fit import fit_tree
+from ..masking.tree_arrays import count_trained, trained_mask
+from ..masking.tree_fit import fit_tree
 
 #: over-length policies: ``drop`` the row; ``truncate`` to the first ``L`` tokens; ``turns``:
 #: cut at the end of the last trained span that fits (never inside an assistant turn)
@@ -26,7 +26,7 @@ class RowScan:
 
     Attributes:
         lengths: tokens per row.
-        trained: trained tokens per row (:func:`sftdata.tree_arrays.count_trained`: labels
+        trained: trained tokens per row (:func:`sftdata.masking.tree_arrays.count_trained`: labels
             ``!= IGNORE_INDEX`` at positions ``>= 1``; in a tree row, at tokens with a parent).
         keep: tokens kept per row (``0``: dropped).
         trained_kept: trained tokens among the kept ones.
@@ -54,7 +54,7 @@ class TreeFit:
     """What :func:`fit_long_trees` did to the tree rows longer than ``L`` (plain ints).
 
     Attributes:
-        rows: tree rows longer than ``L`` (each fitted by :func:`sftdata.tree_fit.fit_tree`).
+        rows: tree rows longer than ``L`` (each fitted by :func:`sftdata.masking.tree_fit.fit_tree`).
         split: rows cut into several sub-trees; truncated: rows that lost some trained
             tokens; dropped: rows with nothing left (``dropped_reason``).
         sequences_out: sub-trees written for them.
@@ -87,7 +87,7 @@ class TreeFit:
 def fit_long_trees(table: pa.Table, max_length: int, truncation: str) -> tuple[pa.Table, TreeFit]:
     """Replace every tree row longer than ``max_length`` by the sub-trees that fit.
 
-    Each such row goes through :func:`sftdata.tree_fit.fit_tree` (``truncation`` is its rule):
+    Each such row goes through :func:`sftdata.masking.tree_fit.fit_tree` (``truncation`` is its rule):
     it is split into sub-trees of at most ``max_length`` tokens that repeat the context their
     branches need, sequences that do not fit are cut turn-wise (``turns``), at ``L``
     (``truncate``) or dropped (``drop``), and it is dropped only when no trained token is left.
@@ -170,7 +170,7 @@ def _tree_chunk(part: pa.Table, lab: np.ndarray, off: np.ndarray, start: int) ->
 
     Returns:
         ``(is_tree, trained, linear_length)``, ``(rows,)`` each: rows holding a tree, trained
-        tokens per row (:func:`sftdata.tree_arrays.count_trained`), tokens of the row in the
+        tokens per row (:func:`sftdata.masking.tree_arrays.count_trained`), tokens of the row in the
         linear layout (the row's length for a linear row).
 
     Raises:
@@ -201,7 +201,7 @@ def _tree_chunk(part: pa.Table, lab: np.ndarray, off: np.ndarray, start: int) ->
     if "linear_length" in part.column_names:
         ll = np.asarray(part.column("linear_length").to_numpy(zero_copy_only=False), dtype=np.int64)
         return tree, trained, np.where(tree, ll, ln)
-    from ..tree import linear_length
+    from ..masking.tree import linear_length
 
     return tree, trained, np.asarray([linear_length(par[par_off[i] : par_off[i + 1]], int(ln[i])) for i in range(ln.size)],
                                      dtype=np.int64)

@@ -7,7 +7,7 @@ tokens_truncated`` (``tokens_repeated``: context that split trees repeat) and
 so nothing is lost without being counted (:meth:`PackReport.check` raises
 :class:`~sftdata.invariants.InvariantError` otherwise).
 
-A *trained token* (:func:`sftdata.tree_arrays.count_trained`, the one definition) is a label
+A *trained token* (:func:`sftdata.masking.tree_arrays.count_trained`, the one definition) is a label
 ``!= IGNORE_INDEX`` at position ``>= 1`` of its sequence (in a tree, a token with a parent): with unshifted
 labels the label at position ``i`` is predicted from position ``i - 1``, so a label at a
 sequence's first position is never trained (nothing precedes it; in a packed row the
@@ -23,6 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..invariants import InvariantError
+
+#: The file ``sftdata pack`` writes its report to, beside the packed rows.
+PACK_STATS_FILE = "pack_stats.json"
 
 
 def lower_bound_l1(total_tokens: int, capacity: int) -> int:

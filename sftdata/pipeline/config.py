@@ -2,7 +2,7 @@
 
 Built by :func:`sftdata.pipeline.validate.load_config`, which fills in every default;
 :meth:`PipelineConfig.to_dict` is that resolved config, and loading it again gives the same
-config (``tests/test_pipeline.py`` checks the round trip). See ``docs/pipeline.md``.
+config (``tests/pipeline/test_pipeline.py`` checks the round trip). See ``docs/pipeline.md``.
 """
 
 from __future__ import annotations

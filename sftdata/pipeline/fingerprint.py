@@ -42,7 +42,7 @@ def source_identity(source: Mapping[str, Any], hasher: FileHasher) -> dict[str, 
 
 def tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
     """Vocabulary, chat template and special tokens of a loaded tokenizer (as hashes)."""
-    from ..tokenizer import fingerprint, special_tokens_map
+    from ..masking.tokenizer import fingerprint, special_tokens_map
 
     template = tokenizer.chat_template  # a string, a dict of named templates (tool_use, …) or None
     info = fingerprint(tokenizer, template if isinstance(template, str) else json.dumps(template, sort_keys=True))

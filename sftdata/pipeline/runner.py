@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, RowError
-from ..output import MIX_STATS_FILE, STATS_FILE
+from ..output.load import MIX_STATS_FILE, STATS_FILE
 from .config import DatasetEntry, PipelineConfig
 from ..tools_file import read_tools_file
 from .validate import load_config
@@ -109,7 +109,7 @@ class StageRunner:
 
     def __init__(self, cfg: PipelineConfig, *, force: bool, dry_run: bool, progress: bool,
                  log: Callable[[str], None]) -> None:
-        from ..tokenizer import load_tokenizer
+        from ..masking.tokenizer import load_tokenizer
 
         self.cfg, self.force, self.dry_run, self.progress, self.log = cfg, force, dry_run, progress, log
         self.hasher = FileHasher()

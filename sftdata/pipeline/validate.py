@@ -235,7 +235,7 @@ def _build(data: dict, where: str, trainer: TrainStage | None) -> PipelineConfig
     for key in ("tokenizer", "chat_template"):
         K.check(data.get(key), lambda v: v is None or isinstance(v, str), "a string or null", key, errors)
     if isinstance(data.get("chat_template"), str):
-        from ..tokenizer import read_chat_template
+        from ..masking.tokenizer import read_chat_template
 
         try:
             read_chat_template(data["chat_template"])

@@ -34,7 +34,7 @@ from typing import Sequence
 
 from ..errors import RowError
 from ..schema import Conversation
-from ..tree import IGNORE_INDEX
+from ..masking.tree import IGNORE_INDEX
 
 __all__ = ["OracleReport", "check_rows", "justified_refusal", "trained_runs"]
 
@@ -226,7 +226,7 @@ def justified_refusal(tok, conv: Conversation, error: RowError, stop_tokens: Seq
     * ``no_trained_turn``: the template renders nothing for any of the ``trained`` turns
       (default: every assistant turn not marked ``train=False``).
     """
-    from ..control_tokens import user_strings
+    from ..masking.control_tokens import user_strings
 
     kw = dict(template_kwargs or {})
     reason = error.reason.value

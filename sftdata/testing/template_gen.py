@@ -55,7 +55,7 @@ from hypothesis import strategies as st
 
 from ..errors import RowError
 from ..schema import Conversation, Message, ToolCall
-from ..tree import IGNORE_INDEX
+from ..masking.tree import IGNORE_INDEX
 from .strategies import SPECIAL_STRINGS, conversations, texts
 from .tokenizers import TokenizerSpec, make_tokenizer
 

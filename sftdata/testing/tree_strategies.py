@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from sftdata.tree import IGNORE_INDEX, TrieBuilder
+from sftdata.masking.tree import IGNORE_INDEX, TrieBuilder
 
 __all__ = ["linear_rows", "tree_rows"]
 

@@ -1,0 +1,311 @@
+"""Chat-template rendering in jinja2's sandbox, matching ``tokenizer.apply_chat_template``.
+
+The environment (:mod:`sftdata.masking.template_env`) mirrors the one transformers builds for
+``apply_chat_template``. ``{% generation %}…{% endgeneration %}`` blocks are accepted and rendered as plain
+text; :meth:`ChatTemplate.render_generation_spans` also returns their character spans
+(transformers' ``return_assistant_tokens_mask`` semantics), used by the ``all`` policy.
+
+The variables passed to the template are those transformers passes: ``messages``,
+``tools``, ``documents`` (``None``), ``add_generation_prompt``, every entry of
+``tokenizer.special_tokens_map`` (``bos_token``, ``eos_token``, …), plus the user's
+template kwargs (e.g. ``enable_thinking=False``), which win over special tokens.
+Like transformers 5.x, message keys whose value is ``None`` are dropped before
+rendering. Equality with ``apply_chat_template`` is tested for every template family.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+import jinja2
+
+from ..errors import ConfigError, Reason, RowError
+from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, time_limit
+from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default, plan
+from .template_env import _MARKER_PAIRS, _tojson, make_environment  # noqa: F401 - make_environment is part of this module's API
+
+
+#: Variables every render passes (as transformers' ``apply_chat_template`` does); template
+#: kwargs may not set them.
+RENDER_VARIABLES = ("messages", "tools", "documents", "add_generation_prompt")
+
+#: Below this many messages a render runs plainly, not through the render memo (measured with
+#: ``bench/render_curve.py --sizes 8 16 32 64 128``: on Qwen3's template the memo pays from ~48).
+MEMO_MIN_MESSAGES = 48
+
+
+def check_template_kwargs(template_kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse template kwargs that set a variable every render passes itself.
+
+    Raises:
+        ValueError: naming the variables (:data:`RENDER_VARIABLES`).
+    """
+    clash = sorted(set(template_kwargs or ()) & set(RENDER_VARIABLES))
+    if clash:
+        raise ValueError(f"template_kwargs cannot set {', '.join(clash)}: sftdata passes these to the chat template itself")
+
+_GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+def _uses_generation_tag(source: str) -> bool:
+    """Whether the template source has a ``{% generation %}`` block."""
+    return bool(_GENERATION_TAG.search(source))
+
+
+class ChatTemplate:
+    """A compiled chat template with fixed special tokens and template kwargs.
+
+    Args:
+        source: the jinja template text.
+        special_tokens: ``tokenizer.special_tokens_map`` (``bos_token``, ``eos_token``, …).
+        template_kwargs: extra variables, e.g. ``{"enable_thinking": False}``; they
+            override special tokens of the same name, as in transformers.
+        limits: per-render wall-time and output-size limits
+            (:class:`~sftdata.masking.render_limits.RenderLimits`).
+        now: the clock reading ``strftime_now`` gives every render (default: the time this
+            template is built); one reading, so renders of one run never differ by the clock.
+        memo: memoise the iterations of the template's top-level loops within one conversation
+            (:mod:`sftdata.masking.render_memo`; the output is the plain rendering's, character for
+            character). Default: on, unless the environment variable ``SFTDATA_RENDER_MEMO`` is
+            ``0``. Within a conversation (between :meth:`new_conversation` calls) the message dicts
+            and tools passed to :meth:`render` must not be mutated.
+        memo_min_messages: render through the memo only lists of at least this many messages
+            (default :data:`MEMO_MIN_MESSAGES` when ``memo`` is left to its default, 0 when
+            ``memo=True`` is asked for): shorter conversations render faster plainly (the memo's
+            bookkeeping costs more than the iterations it saves below a few dozen messages,
+            ``bench/render_curve.py``). Either way the text is the plain rendering's.
+
+    Raises:
+        jinja2.TemplateSyntaxError: if the template does not compile.
+        ValueError: ``template_kwargs`` sets a variable the renderer passes itself
+            (:data:`RENDER_VARIABLES`).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        special_tokens: Mapping[str, Any] | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
+        limits: RenderLimits = DEFAULT_LIMITS,
+        now: datetime | None = None,
+        memo: bool | None = None,
+        memo_min_messages: int | None = None,
+    ) -> None:
+        check_template_kwargs(template_kwargs)
+        self.source = source
+        self.limits = limits
+        env = make_environment()
+        env.max_chars = limits.max_chars
+        self._json_memo: dict[Any, tuple[Any, str]] = {}  # id(x) (plain tojson) or (id(x), options) -> (x, text)
+        env.filters["tojson"] = self._tojson
+        self._env = env
+        self.memo = memo_enabled_by_default() if memo is None else memo
+        if memo_min_messages is None:
+            memo_min_messages = 0 if memo else MEMO_MIN_MESSAGES
+        self.memo_min_messages = memo_min_messages
+        self._plain_template: jinja2.Template | None = None  # the template as compiled without the memo
+        #: what the memo decided for each top-level loop (empty when the memo is off)
+        self.loop_plans: list[LoopPlan] = []
+        self._memo: RenderMemo | None = None
+        if self.memo:
+            tree = env.parse(source)
+            self.loop_plans = plan(tree, env)
+            if any(p.memoised for p in self.loop_plans):
+                self._memo = env.render_memo = RenderMemo(limits.max_chars)  # type: ignore[attr-defined]
+                self._memo.configure(self.loop_plans)
+                self._template = env.from_string(tree)  # type: ignore[arg-type] - compiles a parsed tree
+                if memo_min_messages > 0:
+                    self._plain_template = env.from_string(source)
+            else:
+                self._template = env.from_string(source)
+        else:
+            self._template = env.from_string(source)
+        self._tools_list: tuple[Any, list] | None = None  # (tools, list(tools)) of this conversation
+        # the template's globals as one dict, so a render's context is made without merging the
+        # ``ChainMap`` of globals again (``Template.new_context(shared=True)``: the vars are the
+        # context's parent as given; values set here win over globals, as in ``Template.generate``)
+        self._globals = dict(self._template.globals)
+        # one clock reading for every render (a template that reads the clock, e.g. for
+        # "Today is …", renders every prompt of a conversation, and of a run, the same way)
+        self.now = now if now is not None else datetime.now()
+        self._globals["strftime_now"] = self.now.strftime
+        self.has_generation_markers = _uses_generation_tag(source)
+        #: a per-row budget charged with every render's characters (:class:`~sftdata.masking.row_budget.RowBudget`)
+        self.budget: Any = None
+        self.variables: dict[str, Any] = {**(special_tokens or {}), **(template_kwargs or {})}
+
+    def _tojson(self, x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
+        """``tojson`` memoised per object: one conversation is rendered once per turn, and
+        its tool schemas and call arguments (the same objects each time) are serialised once.
+        The memo keeps a reference to each object, so an id is never reused while cached;
+        :meth:`new_conversation` empties it (the sandbox forbids templates to mutate them)."""
+        plain = indent is None and separators is None and not sort_keys and not ensure_ascii  # ``x|tojson``
+        key: Any = id(x) if plain else (id(x), ensure_ascii, indent, str(separators), sort_keys)
+        hit = self._json_memo.get(key)
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        out = _tojson(x, ensure_ascii, indent, separators, sort_keys)
+        if not isinstance(x, (dict, list)):
+            return out
+        self._json_memo[key] = (x, out)
+        return out
+
+    def new_conversation(self) -> None:
+        """Forget memoised serialisations and loop iterations (call between conversations)."""
+        self._json_memo.clear()
+        self._tools_list = None
+        if self._memo is not None:
+            self._memo.new_conversation()
+
+    def _forget_memo(self) -> None:
+        """After a render stopped from outside the template's own code (the time limit raises
+        asynchronously, possibly inside the memo's bookkeeping), drop the conversation's memo."""
+        if self._memo is not None:
+            self._memo.new_conversation()
+
+    def _tools(self, tools: Sequence[Mapping[str, Any]] | None) -> list | None:
+        """``list(tools)``, the same list for every render of a conversation given the same tools
+        object (memoised loop iterations key outer values by identity)."""
+        if tools is None:
+            return None
+        if self._memo is None:
+            return list(tools)
+        held = self._tools_list
+        if held is None or held[0] is not tools:
+            held = self._tools_list = (tools, list(tools))
+        return held[1]
+
+    @staticmethod
+    def prepare_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Drop ``None``-valued keys, as transformers 5.x does before rendering."""
+        return [{k: v for k, v in m.items() if v is not None} for m in messages]
+
+    def render_generation_spans(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None, *, prepared: bool = False
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """Render and return the character spans of the ``{% generation %}`` blocks.
+
+        Returns:
+            ``(text, [(start, end), ...])``: the text exactly as :meth:`render` gives it, and
+            the spans of its generation blocks (transformers' ``return_assistant_tokens_mask``
+            marks the tokens inside them).
+
+        Raises:
+            RowError: ``template_error`` as :meth:`render`.
+        """
+        seen = json.dumps([messages, tools], ensure_ascii=False, default=str)
+        marks = next((p for p in _MARKER_PAIRS if p[0] not in seen and p[1] not in seen), None)
+        if marks is None:
+            raise RowError(Reason.BAD_TYPE, "the conversation holds every noncharacter U+FDD0–U+FDEF", field="messages")
+        self._env.mark_generation = marks  # type: ignore[attr-defined]
+        try:
+            raw = self.render(messages, tools, prepared=prepared)
+        finally:
+            self._env.mark_generation = None  # type: ignore[attr-defined]
+        gen_open, gen_close = marks
+        if raw.count(gen_open) != raw.count(gen_close):
+            raise RowError(Reason.TEMPLATE_ERROR, "the template's generation blocks do not nest", field="messages")
+        spans: list[tuple[int, int]] = []
+        parts: list[str] = []
+        removed = depth = pos = 0
+        start = 0
+        while True:
+            i = min((j for j in (raw.find(gen_open, pos), raw.find(gen_close, pos)) if j >= 0), default=-1)
+            if i < 0:
+                parts.append(raw[pos:])
+                break
+            parts.append(raw[pos:i])
+            here = i - removed
+            if raw[i] == gen_open:
+                if depth == 0:
+                    start = here
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0 and here > start:
+                    spans.append((start, here))
+            removed += 1
+            pos = i + 1
+        return "".join(parts), spans
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        add_generation_prompt: bool = False,
+        prepared: bool = False,
+    ) -> str:
+        """Render ``messages`` (template dicts) to text.
+
+        Args:
+            prepared: the messages already went through :meth:`prepare_messages`.
+
+        Raises:
+            RowError: ``template_error`` carrying the template's own message
+                (e.g. "System role not supported") when the template raises;
+                ``render_limit`` when the render exceeds :attr:`limits` (time or size), hits
+                the sandbox's ``range()`` cap, recurses too deeply or runs out of memory.
+        """
+        msgs = list(messages) if prepared else self.prepare_messages(messages)
+        memo = self._memo
+        template = self._template
+        if memo is not None and len(msgs) < self.memo_min_messages and self._plain_template is not None:
+            memo, template = None, self._plain_template
+        try:
+            with time_limit(self.limits.seconds):
+                context = template.new_context(
+                    {
+                        **self._globals,
+                        "messages": msgs,
+                        "tools": self._tools(tools),
+                        "documents": None,
+                        "add_generation_prompt": add_generation_prompt,
+                        **self.variables,
+                    },
+                    shared=True,
+                )
+                if memo is None:
+                    out = collect(template.root_render_func(context), self.limits.max_chars)
+                else:
+                    memo.start_render(getattr(self._env, "mark_generation", None))
+                    try:
+                        pieces = template.root_render_func(context)
+                        out = collect(memo.count(pieces) if self.limits.max_chars is not None else pieces, self.limits.max_chars)
+                    finally:
+                        memo.finish_render()
+        except RenderLimitExceeded as e:
+            self._forget_memo()
+            raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
+        except (OverflowError, RecursionError, MemoryError) as e:
+            self._forget_memo()
+            raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {type(e).__name__}: {e}", field="messages") from None
+        except jinja2.exceptions.TemplateError as e:
+            raise RowError(Reason.TEMPLATE_ERROR, f"chat template refused the conversation: {e}", field="messages") from None
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            raise RowError(
+                Reason.TEMPLATE_ERROR, f"chat template failed on the conversation: {type(e).__name__}: {e}", field="messages"
+            ) from None
+        if self.budget is not None:  # the row's budget over all its renders (a RowError of its own)
+            self.budget.charge(len(out))
+        return out
+
+
+def check_template(source: str, origin: str) -> None:
+    """Compile ``source`` once to report a syntax error as a configuration error.
+
+    Args:
+        source: the template text.
+        origin: where it came from, for the message (a file path, or
+            ``"the chat template of tokenizer X"``).
+
+    Raises:
+        ConfigError: ``"{origin}:{line}: chat template syntax error: {message}"``.
+    """
+    try:
+        make_environment().parse(source)
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        raise ConfigError(f"{origin}:{e.lineno}: chat template syntax error: {e.message}") from None
