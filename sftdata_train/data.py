@@ -3,10 +3,10 @@
 Inputs are the Arrow dirs written by ``sftdata prepare`` (one sequence per row: ``input_ids``,
 ``labels``, ``length``, ``source_index``) or ``sftdata pack`` (several sequences per row, with
 ``position_ids``/``seq_lengths``). Micro-batches come from
-:class:`sftdata.samplers.TokenBudgetBatchSampler` (a token budget per micro-batch and per
+:class:`sftdata.collate.samplers.TokenBudgetBatchSampler` (a token budget per micro-batch and per
 rank, equal batch counts on every rank) and are collated by
-:class:`sftdata.collate.PaddingFreeCollator` (default: one ``(1, T)`` row plus
-``cu_seq_lens``) or :class:`sftdata.collate.PaddingCollator` (``--no-padding-free``).
+:class:`sftdata.collate.collators.PaddingFreeCollator` (default: one ``(1, T)`` row plus
+``cu_seq_lens``) or :class:`sftdata.collate.collators.PaddingCollator` (``--no-padding-free``).
 
 Prefix-tree rows (``sftdata prepare``'s tree layout, or packed trees; docs/trees.md) are trained
 as trees by default: the collator adds ``subtree_end``/``shift_labels`` and the attention
@@ -58,7 +58,7 @@ class SFTDataset:
 
 def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
     """Load a ``sftdata prepare``/``sftdata pack`` output dir (``datasets.save_to_disk``); a dir
-    whose ``stats.json`` does not match its data is refused (:func:`sftdata.output.load_output`)."""
+    whose ``stats.json`` does not match its data is refused (:func:`sftdata.output.load.load_output`)."""
     path = str(path)
     if not os.path.isdir(path):
         raise ConfigError(f"data dir {path!r} does not exist (run `sftdata prepare` first)")
@@ -66,7 +66,7 @@ def load_sft_dataset(path: str | os.PathLike) -> SFTDataset:
         if not os.path.isdir(os.path.join(path, "train")):
             raise ConfigError(f"{path!r} holds a DatasetDict without a 'train' split")
         path = os.path.join(path, "train")
-    from sftdata.output import load_output  # checks that stats.json describes the data
+    from sftdata.output.load import load_output  # checks that stats.json describes the data
 
     try:
         ds = load_output(path, verify="sizes" if os.path.isfile(os.path.join(path, "stats.json")) else "none")
@@ -133,8 +133,8 @@ def load_run_data(cfg) -> tuple[SFTDataset, SFTDataset | None]:
 
 
 def make_collator(*, padding_free: bool, pad_token_id: int, pad_to_multiple_of: int | None):
-    """The ``sftdata.collate`` collator for a run."""
-    from sftdata.collate import PaddingCollator, PaddingFreeCollator
+    """The ``sftdata.collate.collators`` collator for a run."""
+    from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator
 
     if padding_free:
         return PaddingFreeCollator(pad_to_multiple_of=pad_to_multiple_of, pad_token_id=pad_token_id)
@@ -145,7 +145,7 @@ def make_batch_sampler(
     lengths: list[int], *, max_tokens: int, padding_free: bool, shuffle: bool, seed: int, info: DistInfo
 ):
     """``TokenBudgetBatchSampler`` sharded over ranks (equal micro-batch counts on every rank)."""
-    from sftdata.samplers import TokenBudgetBatchSampler
+    from sftdata.collate.samplers import TokenBudgetBatchSampler
 
     too_long = sum(1 for n in lengths if n > max_tokens)
     if too_long:
@@ -210,7 +210,7 @@ class MicroBatchStream:
     Args:
         data: the training rows.
         sampler: a batch sampler with ``set_epoch``, ``state_dict``/``load_state_dict``
-            (:class:`sftdata.samplers.TokenBudgetBatchSampler`).
+            (:class:`sftdata.collate.samplers.TokenBudgetBatchSampler`).
         collator: turns a list of rows into a micro-batch dict.
         num_workers, pin_memory: the ``DataLoader``'s.
         allow_plan_change: on :meth:`load_state_dict`, accept a position saved by a sampler with
@@ -309,7 +309,7 @@ def eval_batches(data: SFTDataset, *, max_tokens: int, padding_free: bool, info:
     Every rank gets the same number of entries (FSDP needs every rank in every forward); a
     ``None`` entry means "run a forward but count nothing", so each held-out row is counted once.
     """
-    from sftdata.samplers import TokenBudgetBatchSampler
+    from sftdata.collate.samplers import TokenBudgetBatchSampler
 
     sampler = TokenBudgetBatchSampler(
         data.lengths, max(max_tokens, max(data.lengths)), padding_free=padding_free, shuffle=False, seed=0,

@@ -73,8 +73,8 @@ def data_tokenizer_info(data_path: str | Path | None) -> dict[str, Any] | None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """``sftdata.tokenizer.fingerprint``'s vocabulary hash of ``tokenizer`` (what prepare records)."""
-    from sftdata.tokenizer import fingerprint
+    """``sftdata.masking.tokenizer.fingerprint``'s vocabulary hash of ``tokenizer`` (what prepare records)."""
+    from sftdata.masking.tokenizer import fingerprint
 
     return fingerprint(tokenizer, "")["tokenizer_sha256"]
 

@@ -43,8 +43,8 @@ class SFTLossTrainer(Trainer):
             ``1024 * vocab * 4`` bytes of fp32 logits at a time).
         *args, **kwargs: those of ``transformers.Trainer``.
 
-    Batches: those of :class:`sftdata.collate.PaddingFreeCollator` (linear, packed or tree rows)
-    or :class:`sftdata.collate.PaddingCollator`, **without** ``trained_logits_only`` (this loss
+    Batches: those of :class:`sftdata.collate.collators.PaddingFreeCollator` (linear, packed or tree rows)
+    or :class:`sftdata.collate.collators.PaddingCollator`, **without** ``trained_logits_only`` (this loss
     selects the trained positions itself and reads ``(1, T)`` ``shift_labels``).
 
     Raises (from ``compute_loss``):

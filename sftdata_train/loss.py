@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sftdata.tree_arrays import IGNORE_INDEX, shift_linear  # the one definition (-100, Hugging Face's ignore_index)
+from sftdata.masking.tree_arrays import IGNORE_INDEX, shift_linear  # the one definition (-100, Hugging Face's ignore_index)
 
 
 #: Upper bound, in bytes, of the matmul temporaries used to accumulate the head's weight gradient
@@ -50,9 +50,9 @@ WEIGHT_GRAD_SLICE_BYTES = 64 * 2**20
 def shift_labels(labels: torch.Tensor) -> torch.Tensor:
     """``(B, T)`` targets of each position: ``labels[:, t+1]``, and ``-100`` at the last position.
 
-    The rule is :func:`sftdata.tree_arrays.shift_labels` (``shift[parent[i]] = labels[i]``) for
+    The rule is :func:`sftdata.masking.tree_arrays.shift_labels` (``shift[parent[i]] = labels[i]``) for
     linear rows, where the parent of position ``i`` is ``i - 1``, applied to a whole ``(B, T)``
-    batch on its device (no host round trip in the loss); ``tests/test_train_rules.py`` checks
+    batch on its device (no host round trip in the loss); ``tests/train/test_train_rules.py`` checks
     that both give the same targets on random rows. Tree rows come with their ``shift_labels``
     from the collator (computed by sftdata's function).
     """

@@ -37,14 +37,14 @@ DEFAULT_MODEL_SIZE: dict[str, Any] = dict(
 
 def load_tokenizer(name_or_path: str | None):
     """The tokenizer at ``name_or_path`` (dir or Hub id), or the embedded one for ``None``:
-    :func:`sftdata.tokenizer.load_tokenizer` (the one loader), without its chat-template and
+    :func:`sftdata.masking.tokenizer.load_tokenizer` (the one loader), without its chat-template and
     fast-tokenizer requirements (training reads prepared rows); the EOS token pads when the
     tokenizer has no pad token.
 
     Raises:
         ConfigError: the tokenizer cannot be loaded (the message names the path or Hub id).
     """
-    from sftdata.tokenizer import load_tokenizer as load
+    from sftdata.masking.tokenizer import load_tokenizer as load
 
     tok = load(name_or_path, require_chat_template=False, require_fast=False)
     if tok.pad_token_id is None:

@@ -139,12 +139,12 @@ def tree_rows_from_examples(examples) -> list[dict[str, Any]]:
     ``examples``: rows with ``input_ids``, ``labels`` and ``source_index`` (e.g. linear
     ``sftdata.prepare(..., turn_policy="exact")`` output: the conversation's rendering first,
     then one example per rewritten turn). Rows of one ``source_index`` are inserted in order
-    into a :class:`sftdata.tree.TrieBuilder` (a row that already is a tree, with a non-empty
+    into a :class:`sftdata.masking.tree.TrieBuilder` (a row that already is a tree, with a non-empty
     ``parent``, is inserted as its root-to-leaf paths); returns one row per source with the
     columns of :data:`TREE_COLUMNS` (``parent``/``position_ids`` empty for a single path), in
     order of first appearance. Tests and benchmarks use it to build tree rows from any layout.
     """
-    from sftdata.tree import TrieBuilder, unroll
+    from sftdata.masking.tree import TrieBuilder, unroll
 
     groups: dict[int, TrieBuilder] = {}
     for ex in examples:
@@ -187,10 +187,10 @@ def prepare_tree_dir(rows_or_path: Any, output: str | os.PathLike, tokenizer: An
 
 
 def unrolled_dataset(tree_ds):
-    """The linear layout of tree rows (``sftdata.tree.unroll``): one row per root-to-leaf path."""
+    """The linear layout of tree rows (``sftdata.masking.tree.unroll``): one row per root-to-leaf path."""
     import datasets
 
-    from sftdata.tree import unroll
+    from sftdata.masking.tree import unroll
 
     rows = []
     for r in tree_ds:

@@ -1,6 +1,6 @@
 """Tree attention for prefix-tree batches, registered with transformers' ``AttentionInterface``.
 
-A tree batch (``sftdata.collate.PaddingFreeCollator`` on tree rows, see docs/trees.md) is one
+A tree batch (``sftdata.collate.collators.PaddingFreeCollator`` on tree rows, see docs/trees.md) is one
 row ``(1, T)`` plus ``subtree_end`` ``(1, T)`` int32: query ``q`` attends key ``k`` iff ``k``
 is an ancestor of ``q`` or ``q`` itself, i.e. ``k <= q < subtree_end[k]`` (DFS order; the
 same rule separates packed linear sequences). Each shared prefix is computed once, and every
@@ -40,7 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sftdata.tree_arrays import tree_visibility
+from sftdata.masking.tree_arrays import tree_visibility
 
 from . import attention
 
@@ -68,10 +68,10 @@ def dense_tree_mask(subtree_end: torch.Tensor, start: int = 0, stop: int | None 
     """``(1, 1, n, n)`` bool mask of tokens ``[start, stop)``: True where ``k <= q < subtree_end[k]``.
 
     ``subtree_end`` is global (``(T,)`` integer tensor, any device); the range must be a union of
-    whole units. The rule is the one of :func:`sftdata.tree_collate.dense_tree_mask` (which takes
-    the ``parent`` array and computes ``subtree_end`` with :func:`sftdata.tree_arrays.subtree_end`),
+    whole units. The rule is the one of :func:`sftdata.collate.tree_collate.dense_tree_mask` (which takes
+    the ``parent`` array and computes ``subtree_end`` with :func:`sftdata.masking.tree_arrays.subtree_end`),
     here on the device from the ``subtree_end`` the collator already made;
-    ``tests/test_train_rules.py`` checks that both give the same mask on random trees.
+    ``tests/train/test_train_rules.py`` checks that both give the same mask on random trees.
     """
     end = subtree_end.reshape(-1)[start:stop].to(torch.int64) - start
     return tree_visibility(end)[None, None]
