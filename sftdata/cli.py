@@ -19,6 +19,7 @@ _COMMANDS = ("prepare", "merge", "pack", "show", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sftdata`` argument parser with every sub-command of :mod:`sftdata.commands`."""
     parser = argparse.ArgumentParser(prog="sftdata", description="Agent traces to SFT data with exact assistant masks.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _COMMANDS:
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``sftdata ARGS``; returns the exit status (0 ok, 2 bad input or configuration, one line
+    on stderr; 130 on Ctrl-C)."""
     args = build_parser().parse_args(argv)
     try:
         with warnings_as_lines("sftdata"):

@@ -37,7 +37,7 @@ from ..options import LAYOUTS, EncodeConfig  # noqa: F401 - LAYOUTS: public here
 from .render import Rendered, Turn, TurnPolicy
 from ..schema import TextExample
 from .segments import SegmentEncoder, metaspace_first, component_spec
-from .tree import IGNORE_INDEX, Joined, TreeRow, TrieBuilder, common_prefix_len, unroll
+from .tree import IGNORE_INDEX, Joined, TreeRow, TrieBuilder, common_prefix_len, trained_mask, unroll
 from ..counters import add_stats
 from .turn_check import check_turn_paths
 
@@ -68,7 +68,8 @@ class EncodedExample:
 
     @property
     def num_trained(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+        """Trained tokens (:func:`sftdata.masking.tree_arrays.trained_mask`: labels a position predicts)."""
+        return int(trained_mask(self.labels, self.parent).sum())
 
 
 @dataclass

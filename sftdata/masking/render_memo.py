@@ -543,6 +543,7 @@ class MemoCodeGenerator(LimitedCodeGenerator):
     _plain_copy = False
 
     def visit_Observe(self, node: Observe, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        """Compile an observation: its expression's value passed through ``render_memo.obs``."""
         if self._plain_copy:
             self.visit(node.node, frame)
             return
@@ -551,6 +552,7 @@ class MemoCodeGenerator(LimitedCodeGenerator):
         self.write(")")
 
     def visit_MemoIteration(self, node: MemoIteration, frame: Any) -> None:  # noqa: N802
+        """Compile a memoised loop body: looked up, replayed or recorded by ``render_memo``."""
         key, bases, state, buf = (self.temporary_identifier() for _ in range(4))
         # the body twice: as jinja compiles it, for a loop the memo has turned off, and memoised
         self.writeline(f"if environment.render_memo.off[{node.loop_id}]:")

@@ -258,6 +258,7 @@ class SegmentEncoder:
         return [tuple(o) for o in self.backend.encode(text, add_special_tokens=False).offsets]
 
     def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids`` (special tokens kept), as the tokenizer decodes it."""
         return self.backend.decode(list(ids), skip_special_tokens=False)
 
     # -- internals ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ import jinja2
 from ..errors import ConfigError, Reason, RowError
 from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, time_limit
 from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default, plan
-from .template_env import _MARKER_PAIRS, _tojson, make_environment  # noqa: F401 - make_environment is part of this module's API
+from .template_env import MARKER_PAIRS, make_environment, tojson  # noqa: F401 - make_environment is part of this module's API
 
 
 #: Variables every render passes (as transformers' ``apply_chat_template`` does); template
@@ -147,7 +147,7 @@ class ChatTemplate:
         hit = self._json_memo.get(key)
         if hit is not None and hit[0] is x:
             return hit[1]
-        out = _tojson(x, ensure_ascii, indent, separators, sort_keys)
+        out = tojson(x, ensure_ascii, indent, separators, sort_keys)
         if not isinstance(x, (dict, list)):
             return out
         self._json_memo[key] = (x, out)
@@ -197,7 +197,7 @@ class ChatTemplate:
             RowError: ``template_error`` as :meth:`render`.
         """
         seen = json.dumps([messages, tools], ensure_ascii=False, default=str)
-        marks = next((p for p in _MARKER_PAIRS if p[0] not in seen and p[1] not in seen), None)
+        marks = next((p for p in MARKER_PAIRS if p[0] not in seen and p[1] not in seen), None)
         if marks is None:
             raise RowError(Reason.BAD_TYPE, "the conversation holds every noncharacter U+FDD0–U+FDEF", field="messages")
         self._env.mark_generation = marks  # type: ignore[attr-defined]

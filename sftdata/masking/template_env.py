@@ -33,8 +33,10 @@ from .render_memo import MemoCodeGenerator, note_write
 
 #: Noncharacters that can wrap ``{% generation %}`` output while its spans are tracked; the
 #: first pair absent from the conversation is used.
-_MARKER_PAIRS = tuple((chr(c), chr(c + 1)) for c in range(0xFDD0, 0xFDF0, 2))
-GEN_OPEN, GEN_CLOSE = _MARKER_PAIRS[0]
+#: Pairs of Unicode noncharacters that mark ``{% generation %}`` blocks in a render (one pair
+#: the conversation does not contain is chosen per render).
+MARKER_PAIRS = tuple((chr(c), chr(c + 1)) for c in range(0xFDD0, 0xFDF0, 2))
+GEN_OPEN, GEN_CLOSE = MARKER_PAIRS[0]
 
 
 class _GenerationBlock(jinja2.ext.Extension):
@@ -63,7 +65,9 @@ def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
 
-def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
+def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
+    """The ``tojson`` filter of transformers' chat-template environment: ``json.dumps`` with its
+    arguments (no HTML escaping, unlike jinja2's own ``tojson``)."""
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -205,7 +209,7 @@ def make_environment() -> ImmutableSandboxedEnvironment:
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, jinja2.ext.loopcontrols]
     )
     env.filters = limited_filters(dict(env.filters), lambda: env.max_chars)
-    env.filters["tojson"] = _tojson
+    env.filters["tojson"] = tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _TemplateDict()

@@ -61,6 +61,7 @@ from .tree_arrays import (  # noqa: F401 - the tree API lives in one namespace
     parent_from_depths,
     shift_labels,
     subtree_end,
+    trained_mask,
     unroll,
 )
 
@@ -188,11 +189,13 @@ class TreeRow:
 
     @property
     def is_path(self) -> bool:
+        """A single path (no branch): ``parent`` and ``position_ids`` are empty."""
         return not self.parent
 
     @property
     def num_trained(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+        """Trained tokens (:func:`sftdata.masking.tree_arrays.trained_mask`: labels a position predicts)."""
+        return int(trained_mask(self.labels, self.parent).sum())
 
 
 class _Chain:

@@ -193,6 +193,7 @@ class TemplateSpec:
         return (self.stop,)
 
     def tokenizer_spec(self) -> TokenizerSpec:
+        """The offline tokenizer this template's control and added tokens need."""
         return TokenizerSpec(special_tokens=self.control_tokens(), added_tokens=self.added_tokens())
 
     # ---- the template ----------------------------------------------------------------
@@ -517,6 +518,7 @@ class Behaviour:
     doc: str
 
     def holds(self, spec: TemplateSpec) -> bool:
+        """Whether ``spec`` shows this behaviour (every required flag has an allowed value)."""
         return all(getattr(spec, k) in v for k, v in self.require.items())
 
 
