@@ -54,6 +54,7 @@ from typing import Mapping, Sequence
 from ..errors import Reason, RowError
 from ..schema import Conversation
 from .template import ChatTemplate
+from .argument_probe import quotes_text, with_probe_arguments
 from .turn_location import TurnLocation
 
 class TurnPolicy(str, Enum):
@@ -166,38 +167,6 @@ def _calls_without_schema(conv: Conversation, end: int) -> int:
     """Tool calls of ``conv.messages[:end]`` naming a tool that ``conv.tools`` has no schema for."""
     names = {(t.get("function") or t).get("name") for t in conv.tools or () if isinstance(t, Mapping)}
     return sum(1 for m in conv.messages[:end] for c in m.tool_calls if c.name not in names)
-
-
-#: A private-use character no conversation is expected to hold, marking probe arguments.
-_ARGUMENTS_PROBE = "\ue011"
-
-
-def _quotes_text(rendered: str, texts: Sequence[str]) -> bool:
-    """Whether ``rendered`` holds one of the JSON ``texts`` as a quoted JSON string literal: a
-    template that quotes argument text writes it so (a necessary condition, cheap to test; the
-    probe rendering of :meth:`Renderer._quotes_arguments` decides)."""
-    return any(json.dumps(t, ensure_ascii=a) in rendered for t in texts for a in (False, True))
-
-
-def _with_probe_arguments(messages: list[dict]) -> tuple[list[dict], list[str]]:
-    """``messages`` with every JSON-text tool-call argument replaced by a distinct probe object
-    text (``{"\ue011": i}``), and those probe texts."""
-    out, probes = [], []
-    for m in messages:
-        calls = m.get("tool_calls")
-        if not calls or not any(isinstance((c.get("function") or {}).get("arguments"), str) for c in calls):
-            out.append(m)
-            continue
-        new_calls = []
-        for c in calls:
-            fn = c.get("function") or {}
-            if isinstance(fn.get("arguments"), str):
-                probe = json.dumps({_ARGUMENTS_PROBE: len(probes)}, ensure_ascii=False)
-                probes.append(probe)
-                c = {**c, "function": {**fn, "arguments": probe}}
-            new_calls.append(c)
-        out.append({**m, "tool_calls": new_calls})
-    return out, probes
 
 
 class Renderer(TurnLocation):
@@ -313,7 +282,7 @@ class Renderer(TurnLocation):
                 except RowError as e:
                     error = error or e
                     continue
-                if mode == "auto" and texts and len(attempts) > 1 and _quotes_text(full, texts) and self._quotes_arguments(messages, end):
+                if mode == "auto" and texts and len(attempts) > 1 and quotes_text(full, texts) and self._quotes_arguments(messages, end):
                     # the template serialises arguments itself (``arguments|tojson``): given JSON
                     # text it would write a quoted string, so pass the objects, as serving stacks do
                     quoted = (messages, full, fill)
@@ -335,7 +304,7 @@ class Renderer(TurnLocation):
         string), writing them as a quoted string: decided on a rendering whose arguments are
         distinct probe objects, so text elsewhere in the conversation (a ``"{}"`` in a tool
         output) cannot pass for a quoted argument."""
-        probed, probes = _with_probe_arguments(messages[:end])
+        probed, probes = with_probe_arguments(messages[:end])
         try:
             text = self.template.render(probed, self._tools, prepared=True)
         except RowError:
