@@ -216,7 +216,8 @@ class EncodeOptions:
             messages, rendered characters in total, wall seconds, and growth of the process's
             resident memory (MiB) while the row renders; ``None`` turns a limit off. A row
             beyond one is rejected ``render_limit`` with the limit named. The defaults admit a
-            10,000-message trace (8.1 GB and about 3 minutes with today's renderer).
+            10,000-message trace. Defaults: those of :class:`RenderConfig` and :class:`EncodeConfig`
+            (written once, there).
         clock: the time a template's ``strftime_now`` reads, ISO 8601
             (``2026-01-31T09:00:00``); ``None``: the clock is read once when the run starts
             (``prepare`` records it in ``stats.json``). Every render of the run gets the same
@@ -226,28 +227,28 @@ class EncodeOptions:
         ConfigError: the first invalid field, in one line (``truncation must be 'drop' or 'turns', got 'x'``).
     """
 
-    turn_policy: str = "exact"
-    layout: str = "tree"
-    train_roles: tuple[str, ...] = ("assistant",)
-    train_reasoning: bool = True
-    trim_trailing: bool = True
-    max_length: int | None = None
-    truncation: str = "drop"
+    turn_policy: str = RenderConfig.turn_policy
+    layout: str = EncodeConfig.layout
+    train_roles: tuple[str, ...] = RenderConfig.train_roles
+    train_reasoning: bool = RenderConfig.train_reasoning
+    trim_trailing: bool = RenderConfig.trim_trailing
+    max_length: int | None = EncodeConfig.max_length
+    truncation: str = EncodeConfig.truncation
     template_kwargs: dict = field(default_factory=dict)
-    special_tokens_in_content: str = "reject"
-    stop_tokens: tuple[str, ...] | None = None
+    special_tokens_in_content: str = RenderConfig.special_tokens_in_content
+    stop_tokens: tuple[str, ...] | None = RenderConfig.stop_tokens
     end_of_turn: tuple[str, ...] | None = None
-    tool_arguments: str = "auto"
-    format: str | None = None
-    messages_field: str | None = None
-    tools_field: str | None = None
-    render_timeout: float | None = 10.0
-    render_max_chars: int | None = 16_000_000
-    clock: str | None = None
-    max_messages: int | None = 100_000
-    row_render_max_chars: int | None = None
-    row_timeout: float | None = 1800.0
-    row_max_memory_mb: float | None = 16_384
+    tool_arguments: str = RenderConfig.tool_arguments
+    format: str | None = ReadConfig.format
+    messages_field: str | None = ReadConfig.messages_field
+    tools_field: str | None = ReadConfig.tools_field
+    render_timeout: float | None = RenderConfig.render_timeout
+    render_max_chars: int | None = RenderConfig.render_max_chars
+    clock: str | None = RenderConfig.clock
+    max_messages: int | None = RenderConfig.max_messages
+    row_render_max_chars: int | None = RenderConfig.row_render_max_chars
+    row_timeout: float | None = RenderConfig.row_timeout
+    row_max_memory_mb: float | None = RenderConfig.row_max_memory_mb
 
     def __post_init__(self) -> None:
         put = object.__setattr__
