@@ -115,7 +115,8 @@ class ConversationEncoder:
                     where.append((i, j))
         prompts: dict[tuple[int, int], tuple[int, list[int]]] = dict(zip(where, self.segments.encode_branches(jobs))) if jobs else {}
         generated = [t.generated for r in rendered for t in r.turns]
-        gen_ids = dict(zip(dict.fromkeys(generated), self.segments.encode(list(dict.fromkeys(generated)))))
+        unique = list(dict.fromkeys(generated))
+        gen_ids = dict(zip(unique, self.segments.encode(unique)))
         out: list[list[EncodedExample] | RowError] = []
         for i, r in enumerate(rendered):
             row_stats = EncodeStats()  # counted only if the row is written

@@ -658,7 +658,6 @@ class _LoopMemo:
         self.cmps = cmps
         self.cache: dict = {}
         self.lookups = self.hits = self.render_lookups = self.render_misses = self.bad = self.skipped = 0
-        self.render_skipped = 0  # (unused by the judge; kept for inspection)
         self.seen_lookups = self.seen_skipped = 0  # lookups/skips counted by earlier renders
         self.skip_renders = self.window_lookups = self.window_skipped = 0  # the skip judge's window (renders, iterations)
         self.seen_items: dict[int, Any] = {}  # id -> item: items this loop has run an iteration on
@@ -842,7 +841,7 @@ class RenderMemo:
                     self.off[loop_id] = True
                     lm.cache.clear()
                     lm.t_out = None
-                lm.render_lookups = lm.render_misses = lm.bad = lm.render_skipped = 0
+                lm.render_lookups = lm.render_misses = lm.bad = 0
 
     def count(self, pieces: Any) -> Any:
         """Pass the render's output pieces through, counting their characters."""
@@ -1019,7 +1018,6 @@ class RenderMemo:
         lm.lookups += j
         lm.hits += j
         lm.skipped += j
-        lm.render_skipped += j
         lm.render_lookups += j
         return "".join(t_out[:j])
 
