@@ -7,8 +7,8 @@ See ``docs/training.md`` for the config keys, the loss definition and the checkp
 
 The modules, grouped by what they own (``sftdata_train`` imports ``sftdata``, never the reverse):
 
-* config: :mod:`~sftdata_train.config` (``TrainConfig``), :mod:`~sftdata_train.config_cli`
-  (the command line), :mod:`~sftdata_train.aliases` and :mod:`~sftdata_train.alias_converters`
+* config: :mod:`~sftdata_train.config` (``TrainConfig``), :mod:`~sftdata_train.config.command_line`
+  (the command line), :mod:`~sftdata_train.config.aliases` and :mod:`~sftdata_train.config.alias_converters`
   (other tools' keys), :mod:`~sftdata_train.cli`, :mod:`~sftdata_train.pipeline` (``sftdata run``);
 * data: :mod:`~sftdata_train.data` (datasets, batch sampler, the micro-batch stream);
 * model and attention: :mod:`~sftdata_train.model`, :mod:`~sftdata_train.build`,
@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "train"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import TrainConfig
+    from .config.train_config import TrainConfig
     from .loop import TrainResult, Trainer, train
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import sftdata_train` stays cheap (no torch import) until something is used.
     if name == "TrainConfig":
-        from .config import TrainConfig
+        from .config.train_config import TrainConfig
 
         return TrainConfig
     if name in ("Trainer", "TrainResult", "train"):
@@ -49,3 +49,10 @@ def __getattr__(name: str) -> Any:
 
         return getattr(loop, name)
     raise AttributeError(f"module 'sftdata_train' has no attribute {name!r}")
+
+
+# Old flat module paths (sftdata_train.attention -> sftdata_train.model.attention ...): the same module
+# object, with a DeprecationWarning; the table is in docs/architecture.md.
+from . import _moved  # noqa: E402
+
+__getattr__ = _moved.install(__name__, __getattr__)

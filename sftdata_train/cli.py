@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     stderr, every bad key listed), 1 when training stopped on a non-finite gradient norm (nothing
     applied; the last checkpoint is intact).
     """
-    from .config_cli import parse_args
+    from .config.command_line import parse_args
     from .interrupt import EXIT_CODE, Interrupted
 
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt, lora_merge
-from .config import TrainConfig, as_config
+from .config.train_config import TrainConfig, as_config
 from .data import batch_to_device, collate_indices
 from .distributed import all_reduce_sum
 from .export import export_model

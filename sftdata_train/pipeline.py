@@ -34,14 +34,14 @@ class _Trainer:
     """The :class:`sftdata.pipeline.config.TrainStage` of sftdata_train."""
 
     def key_hint(self, key: str) -> str | None:
-        from .aliases import foreign_message, is_training_key
+        from .config.aliases import foreign_message, is_training_key
 
         norm = key.replace("-", "_")
         return TRAIN_KEY_HINT if is_training_key(norm) else foreign_message(norm, data=False)
 
     def check(self, section: Any, top: Mapping[str, Any], errors: list) -> dict[str, Any] | None:
-        from .aliases import resolve_keys
-        from .config import TrainConfig
+        from .config.aliases import resolve_keys
+        from .config.train_config import TrainConfig
 
         if not isinstance(section, Mapping):
             errors.append(f"train: expected a mapping of training keys, got {type(section).__name__}")
@@ -79,7 +79,7 @@ class _Trainer:
         """The train stage: skipped when up to date, resumed when an earlier run of the same config stopped."""
         from sftdata import __version__
 
-        from .config import TrainConfig
+        from .config.train_config import TrainConfig
         from .loop import train
 
         cfg = runner.cfg

@@ -22,7 +22,7 @@ from . import checkpoint as ckpt, guards, lora
 from .build import build_model, describe_run, resolve_precision, speed_and_memory
 from .checkpoint_manager import CheckpointManager
 from .compat import require_torch
-from .config import TrainConfig, as_config
+from .config.train_config import TrainConfig, as_config
 from .data import (
     MicroBatchStream,
     eval_batches,

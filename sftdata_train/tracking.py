@@ -38,7 +38,7 @@ DEFAULT_PROJECT = "sftdata"
 
 def parse_report_to(value: str | Sequence[str] | None) -> list[str]:
     """``"tensorboard,wandb"`` / ``["wandb"]`` / ``"none"`` / None → list of tracker names."""
-    from .aliases import report_to_string
+    from .config.aliases import report_to_string
 
     text = report_to_string(value)
     return [] if text == "none" else text.split(",")

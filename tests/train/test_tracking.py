@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sftdata.errors import ConfigError
-from sftdata_train.config import TrainConfig
+from sftdata_train.config.train_config import TrainConfig
 from sftdata_train.loop import train
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 from sftdata_train.tracking import metric_items

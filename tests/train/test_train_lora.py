@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sftdata.errors import ConfigError
 from sftdata_train import attention, lora
-from sftdata_train.config import TrainConfig, parse_args
+from sftdata_train.config.train_config import TrainConfig, parse_args
 from sftdata_train.loop import Trainer, train
 from sftdata_train.testing import cli_args, pack_dir, prepare_dir, synthetic_conversations, torchrun
 

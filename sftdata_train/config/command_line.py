@@ -2,7 +2,7 @@
 
 :func:`parse_args` merges, in increasing priority, the field defaults, ``--config FILE`` and the
 flags; a flag the parser does not know is read as the config key of the same name (translated
-or refused by :mod:`sftdata_train.aliases`, as in a file). Errors are one line each
+or refused by :mod:`sftdata_train.config.aliases`, as in a file). Errors are one line each
 (:class:`ConfigError`; exit 2 in the CLI), never argparse's usage + exit.
 """
 
@@ -18,7 +18,7 @@ from transformers import HfArgumentParser
 
 from sftdata.errors import ConfigError
 
-from .config import TrainConfig, file_keys, raise_errors
+from .train_config import TrainConfig, file_keys, raise_errors
 
 
 EXAMPLE = """\

@@ -3,7 +3,7 @@
 :data:`CONVERTERS` maps such a key (``bf16: true``, LLaMA-Factory's ``finetuning_type: lora``,
 ``optim``, the ``*_strategy`` keys …) to a function that writes the equivalent field values into
 a :class:`KeyValues`, or records one error for a value without an exact equivalent (never
-approximated). Used by :func:`sftdata_train.aliases.resolve_keys`.
+approximated). Used by :func:`sftdata_train.config.aliases.resolve_keys`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ the same name and a key of the dict :func:`sftdata_train.train` takes; ``--help`
 Sources, in increasing priority: the field defaults, ``--config FILE`` (a train YAML, or a
 pipeline config's ``train:`` section), the flags. A YAML's ``env:`` mapping sets environment
 variables (as TRL's ``TrlParser``). Every key, wherever it is written, goes through
-:func:`sftdata_train.aliases.resolve_keys`: older sftdata names and other tools' names are
+:func:`sftdata_train.config.aliases.resolve_keys`: older sftdata names and other tools' names are
 translated, a key of another stage or of a feature sftdata_train does not have gets one message
 saying what to do instead, any other unknown key a "did you mean". :meth:`TrainConfig.validate`
 checks ranges once and changes nothing.
@@ -56,7 +56,7 @@ class TrainConfig:
     ``*_steps`` count optimizer steps (one step = ``gradient_accumulation_steps`` micro-batches
     per rank). The earlier names (``lr``, ``grad_accum``, ``num_epochs``, ``log_steps``, ``resume``,
     ``lr_scheduler``, ``activation_checkpointing``, ``adam_eps``, ``num_workers``) are read-only
-    properties, and keys/flags that :func:`~sftdata_train.aliases.resolve_keys` translates.
+    properties, and keys/flags that :func:`~sftdata_train.config.aliases.resolve_keys` translates.
     """
 
     # --- data and output
@@ -252,10 +252,10 @@ class TrainConfig:
         errors = self.problems()
         if errors:
             raise ConfigError("bad config value" + ("s" if len(errors) > 1 else "") + ":\n  " + "\n  ".join(errors))
-        from .tracking import check_installed
+        from ..tracking import check_installed
 
         check_installed(self.trackers())
-        from .lora import validate_config
+        from ..lora import validate_config
 
         validate_config(self)
         self.__dict__["_validated"] = True  # bookkeeping, not a key: as_config does not check it again
@@ -263,7 +263,7 @@ class TrainConfig:
 
     def trackers(self) -> list[str]:
         """The tracker names of ``report_to`` and ``tensorboard`` (``[]`` for none)."""
-        from .tracking import parse_report_to
+        from ..tracking import parse_report_to
 
         names = parse_report_to(self.report_to)
         return names + (["tensorboard"] if self.tensorboard and "tensorboard" not in names else [])
@@ -276,7 +276,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, *, where: str = "") -> "TrainConfig":
         """Build from a mapping of keys as written (``-`` or ``_``, field names, earlier sftdata names,
-        other tools' names; see :mod:`sftdata_train.aliases`). Not validated: see :func:`as_config`.
+        other tools' names; see :mod:`sftdata_train.config.aliases`). Not validated: see :func:`as_config`.
 
         Raises:
             ConfigError: listing every unknown, foreign or conflicting key, each with what to do.
@@ -311,7 +311,7 @@ def file_keys(path: str) -> dict[str, Any]:
 
     d = read_yaml(path)
     if "datasets" in d:
-        from .pipeline import load_config
+        from ..pipeline import load_config
 
         return load_config(path).train_config()
     env = d.pop("env", None) or {}
@@ -340,9 +340,9 @@ def as_config(config: "TrainConfig | Mapping | str | os.PathLike") -> TrainConfi
 
 
 def __getattr__(name: str) -> Any:
-    # the command line (parser, flags read as keys) lives in sftdata_train.config_cli
+    # the command line (parser, flags read as keys) lives in sftdata_train.config.command_line
     if name in ("EXAMPLE", "build_arg_parser", "parse_args"):
-        from . import config_cli
+        from . import command_line as config_cli
 
         return getattr(config_cli, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

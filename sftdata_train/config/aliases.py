@@ -6,7 +6,7 @@ What remains here is what a parser cannot know:
 
 * :data:`RENAMES`: same meaning, another name: sftdata_train's earlier names (``lr``, ``grad_accum``…)
   and Axolotl/LLaMA-Factory names (``base_model``, ``lora_rank``…);
-* :data:`~sftdata_train.alias_converters.CONVERTERS`: same meaning once the value is translated (``bf16: true`` → ``precision:
+* :data:`~sftdata_train.config.alias_converters.CONVERTERS`: same meaning once the value is translated (``bf16: true`` → ``precision:
   bf16-mixed``, ``warmup_steps: 0.1`` → ``warmup_ratio: 0.1`` as in transformers ≥ 5, LLaMA-Factory's
   ``finetuning_type: lora``…); a value without an exact equivalent is an error, never approximated;
 * :data:`UNSUPPORTED` (features sftdata_train does not have) and
@@ -114,14 +114,14 @@ _SWITCH = {True: "on", False: "off", "true": "on", "false": "off", "True": "on",
 
 
 def _field_names() -> tuple[str, ...]:
-    from .config import TrainConfig
+    from .train_config import TrainConfig
 
     return tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _canonical_value(out: KeyValues, name: str, key: str, value: Any) -> None:
     """The value spellings transformers/TRL/YAML use for a field, as the field's value."""
-    from .config import SCHEDULERS
+    from .train_config import SCHEDULERS
 
     if name == "warmup_steps" and isinstance(value, float) and 0.0 < value < 1.0:
         out.set("warmup_ratio", value, key)  # transformers >= 5: a float < 1 is a ratio
@@ -221,7 +221,7 @@ def _finish(outs: list[KeyValues]) -> tuple[dict[str, Any], list[str]]:
         errors += out.errors
         if out.default_rank:
             rank_default = (out.where(out.default_rank[0]), out.default_rank[1])
-    from .config import USE_PEFT_RANK
+    from .train_config import USE_PEFT_RANK
 
     on, rank = values.get("use_peft"), values.get("lora_r")
     if on and rank is None:
