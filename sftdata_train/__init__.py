@@ -12,9 +12,9 @@ The modules, grouped by what they own (``sftdata_train`` imports ``sftdata``, ne
   (other tools' keys), :mod:`~sftdata_train.cli`, :mod:`~sftdata_train.pipeline` (``sftdata run``);
 * data: :mod:`~sftdata_train.data` (datasets, batch sampler, the micro-batch stream);
 * model and attention: :mod:`~sftdata_train.model`, :mod:`~sftdata_train.build`,
-  :mod:`~sftdata_train.attention`, :mod:`~sftdata_train.seq_layout`,
-  :mod:`~sftdata_train.torch_varlen`, :mod:`~sftdata_train.tree_attention`,
-  :mod:`~sftdata_train.compiling`, :mod:`~sftdata_train.recompute`, :mod:`~sftdata_train.distributed`;
+  :mod:`~sftdata_train.model.attention`, :mod:`~sftdata_train.model.seq_layout`,
+  :mod:`~sftdata_train.model.torch_varlen`, :mod:`~sftdata_train.model.tree_attention`,
+  :mod:`~sftdata_train.model.compiling`, :mod:`~sftdata_train.model.recompute`, :mod:`~sftdata_train.distributed`;
 * loss: :mod:`~sftdata_train.loss`, :mod:`~sftdata_train.hf_trainer` (the same loss in HF's ``Trainer``);
 * LoRA: :mod:`~sftdata_train.lora`, :mod:`~sftdata_train.qlora`, :mod:`~sftdata_train.lora_init`,
   :mod:`~sftdata_train.lora_merge`;

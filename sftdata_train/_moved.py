@@ -29,6 +29,12 @@ MOVED = {
     'sftdata_train.config_cli': 'sftdata_train.config.command_line',
     'sftdata_train.aliases': 'sftdata_train.config.aliases',
     'sftdata_train.alias_converters': 'sftdata_train.config.alias_converters',
+    'sftdata_train.attention': 'sftdata_train.model.attention',
+    'sftdata_train.seq_layout': 'sftdata_train.model.seq_layout',
+    'sftdata_train.torch_varlen': 'sftdata_train.model.torch_varlen',
+    'sftdata_train.tree_attention': 'sftdata_train.model.tree_attention',
+    'sftdata_train.compiling': 'sftdata_train.model.compiling',
+    'sftdata_train.recompute': 'sftdata_train.model.recompute',
     # moved-table-end
 }
 
@@ -36,6 +42,7 @@ MOVED = {
 PACKAGES = {
     # packages-table-start
     'sftdata_train.config': 'sftdata_train.config.train_config',
+    'sftdata_train.model': 'sftdata_train.model.loading',
     # packages-table-end
 }
 _PREFIX = "Moved module: "

@@ -9,9 +9,9 @@ Order (each step decides once, before the first training step):
    its shards and gets the weights broadcast from rank 0 (or from a sharded checkpoint);
    ``fp32``/``bf16-true`` on one process load the model as it is;
 3. attention: the backend is resolved for the device and compute dtype and bound
-   (:func:`sftdata_train.attention.set_backend`) before anything is compiled;
-4. compile: each decoder layer's ``forward`` (:mod:`sftdata_train.compiling`);
-5. activation checkpointing: planned from the memory estimate (:mod:`sftdata_train.recompute`)
+   (:func:`sftdata_train.model.attention.set_backend`) before anything is compiled;
+4. compile: each decoder layer's ``forward`` (:mod:`sftdata_train.model.compiling`);
+5. activation checkpointing: planned from the memory estimate (:mod:`sftdata_train.model.recompute`)
    and wrapped around the (compiled) ``forward`` of the chosen layers.
 """
 
@@ -24,8 +24,9 @@ import torch.nn as nn
 
 from sftdata.errors import ConfigError
 
-from . import attention, lora as lora_mod
-from .compiling import compile_layers, resolve_compile
+from .model import attention
+from . import lora as lora_mod
+from .model.compiling import compile_layers, resolve_compile
 from .distributed import (
     DistInfo,
     apply_fsdp2,
@@ -35,8 +36,8 @@ from .distributed import (
     materialize,
 )
 from .loss import SFTLossModel
-from .model import attn_for, build_skeleton, load_model, model_config
-from .recompute import LayerShape, MemoryPlan, checkpoint_layers, free_device_memory, plan, step_memory
+from .model.loading import attn_for, build_skeleton, load_model, model_config
+from .model.recompute import LayerShape, MemoryPlan, checkpoint_layers, free_device_memory, plan, step_memory
 
 
 def resolve_precision(precision: str, device: torch.device, *, lora: bool = False) -> str:
@@ -155,7 +156,7 @@ def speed_and_memory(cfg, *, wrapper: SFTLossModel, hf_model: nn.Module, info: D
     Args:
         tokens: the largest micro-batch, in tokens (the activation estimate scales with it).
 
-    Returns a dict: ``compiled`` (bool), ``plan`` (:class:`~sftdata_train.recompute.MemoryPlan`).
+    Returns a dict: ``compiled`` (bool), ``plan`` (:class:`~sftdata_train.model.recompute.MemoryPlan`).
     """
     layers = decoder_layers(hf_model)
     compiled = resolve_compile(cfg.compile, info.device)

@@ -10,7 +10,7 @@ The loop uses, from PyTorch 2.6 on (the floor declared in ``pyproject.toml``):
 * ``torch.get_autocast_dtype`` (2.4), ``F.scaled_dot_product_attention(enable_gqa=...)`` (2.5).
 
 Features that come later are optional and probed where they are used (PyTorch's own
-``varlen_attn``, 2.10+: :mod:`sftdata_train.torch_varlen`; ``flex_attention``).
+``varlen_attn``, 2.10+: :mod:`sftdata_train.model.torch_varlen`; ``flex_attention``).
 Features are checked, not version strings, so that patched or nightly builds pass when they
 have what is needed.
 """

@@ -8,7 +8,7 @@ trained tokens and Qwen3's 151,669-token vocabulary; ``bench/tree_memory.py`` me
 selected before the LM head, head and cross-entropy run in chunks of ``loss_chunk_size`` rows
 with their gradients), so at most one ``(loss_chunk_size, vocab)`` block exists at a time::
 
-    import sftdata_train.tree_attention  # registers "sftdata_tree"
+    import sftdata_train.model.tree_attention  # registers "sftdata_tree"
     from sftdata import PaddingFreeCollator
     from sftdata_train.hf_trainer import SFTLossTrainer
 

@@ -35,7 +35,7 @@ def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, i
     the result to 4 bits again.
     """
     from .export import full_model_state_dict
-    from .model import build_skeleton, load_model
+    from .model.loading import build_skeleton, load_model
 
     if cfg.load_in_4bit:
         state = adapter.trainable_state(wrapper, info)

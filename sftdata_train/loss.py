@@ -270,8 +270,8 @@ class SFTLossModel(nn.Module):
     whole computation, it is also the FSDP2 root, so that the LM head's (possibly tied) weight
     is gathered during its forward.
 
-    For padding-free rows on :data:`sftdata_train.attention.ATTN_NAME` it builds the attention
-    plan (:func:`sftdata_train.attention.plan_forward`) once per forward, before the decoder
+    For padding-free rows on :data:`sftdata_train.model.attention.ATTN_NAME` it builds the attention
+    plan (:func:`sftdata_train.model.attention.plan_forward`) once per forward, before the decoder
     layers run. Attributes set by the trainer: ``compiled`` (the decoder layers are compiled)
     and ``attn_dtype`` (the dtype attention runs in; default: the autocast or parameter dtype).
     """
@@ -306,7 +306,7 @@ class SFTLossModel(nn.Module):
         """
         attn_kwargs = {k: kwargs[k] for k in ATTENTION_KWARGS if kwargs.get(k) is not None}
         if "subtree_end" in attn_kwargs:  # tree batch: build its mask once for all layers
-            from .tree_attention import plan_for_batch
+            from .model.tree_attention import plan_for_batch
 
             attn_kwargs.update(plan_for_batch(
                 attn_kwargs["subtree_end"], cu_seq_lens=attn_kwargs.get("cu_seq_lens_q"), device=input_ids.device,
@@ -327,7 +327,7 @@ class SFTLossModel(nn.Module):
         )
 
     def _attention_plan(self, input_ids, position_ids, attention_mask, attn_kwargs) -> dict[str, Any]:
-        from . import attention
+        from .model import attention
 
         if (
             getattr(self.model.config, "_attn_implementation", None) != attention.ATTN_NAME

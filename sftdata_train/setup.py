@@ -35,7 +35,7 @@ from .data import (
 from .distributed import DistInfo, decide_on_main, init_distributed
 from .interrupt import StopRequest
 from .metrics import measure_bf16_peak_tflops
-from .model import count_matmul_params, load_tokenizer
+from .model.loading import count_matmul_params, load_tokenizer
 from .optim import build_optimizer, build_scheduler
 from .peaks import datasheet_bf16_tflops
 from .state import ModelState, OptimizerState, RngState, RunSchedule, TrainCounters

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sftdata_train import attention
-from sftdata_train.attention import (
+from sftdata_train.model import attention
+from sftdata_train.model.attention import (
     ATTN_NAME,
     block_causal_mask,
     cu_seq_lens_from_position_ids,

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sftdata_train import attention, compiling
-from sftdata_train.compiling import compile_layers, resolve_compile
+from sftdata_train.model import attention, compiling
+from sftdata_train.model.compiling import compile_layers, resolve_compile
 from sftdata_train.loss import SFTLossModel
 
 

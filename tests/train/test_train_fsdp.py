@@ -111,7 +111,7 @@ def test_bf16_mixed_from_meta_same_on_one_and_two_processes(tmp_path):
     """bf16-mixed is FSDP2's MixedPrecisionPolicy in both cases (a one-rank group on one process),
     so one process with grad_accum=4 and two with grad_accum=2 compute the same step. The two
     ranks build the model on the meta device and only rank 0 reads the weights (a model dir)."""
-    from sftdata_train.model import load_tokenizer
+    from sftdata_train.model.loading import load_tokenizer
     from sftdata_train.testing import tiny_qwen3_dir
 
     data = tmp_path / "prepared"

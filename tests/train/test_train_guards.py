@@ -20,7 +20,7 @@ from sftdata_train import compat
 from sftdata_train.cli import main as cli_main
 from sftdata_train.loop import Trainer, train
 from sftdata_train.metrics import _time_matmul, measure_bf16_peak_tflops
-from sftdata_train.model import load_tokenizer
+from sftdata_train.model.loading import load_tokenizer
 from sftdata_train.peaks import datasheet_bf16_tflops
 from sftdata_train.testing import char_tokenizer, prepare_dir, synthetic_conversations, tiny_qwen3_dir
 

@@ -28,7 +28,8 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sftdata.errors import ConfigError
-from sftdata_train import attention, lora
+from sftdata_train.model import attention
+from sftdata_train import lora
 from sftdata_train.config.train_config import TrainConfig, parse_args
 from sftdata_train.loop import Trainer, train
 from sftdata_train.testing import cli_args, pack_dir, prepare_dir, synthetic_conversations, torchrun
@@ -51,7 +52,7 @@ def _cfg(data_dir, out, **kw):
 
 
 def _base(seed=3):
-    from sftdata_train.model import load_model, load_tokenizer
+    from sftdata_train.model.loading import load_model, load_tokenizer
 
     tok = load_tokenizer(None)
     return load_model(None, tokenizer=tok, attn_implementation="sdpa", seed=seed).eval(), tok
@@ -536,7 +537,7 @@ def test_lora_layers_compile_without_graph_breaks():
     ``fullgraph=True`` (any graph break is an error), dropout on, same loss as eager."""
     from transformers import AutoModelForCausalLM, Qwen3Config
 
-    from sftdata_train.compiling import compile_layers
+    from sftdata_train.model.compiling import compile_layers
     from sftdata_train.distributed import decoder_layers
     from sftdata_train.loss import SFTLossModel
 

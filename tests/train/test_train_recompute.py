@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sftdata_train import attention
-from sftdata_train.recompute import (
+from sftdata_train.model import attention
+from sftdata_train.model.recompute import (
     LayerShape,
     checkpointed_layer_bytes,
     layer_activation_bytes,
@@ -125,7 +125,7 @@ def test_auto_end_to_end_with_a_budget(tmp_path):
     """--memory-budget-gb on a CPU: a generous budget checkpoints nothing, a tiny one every layer, one
     in between the fewest layers that fit, and those layers really recompute (their MLP runs twice)."""
     from sftdata_train.loop import Trainer
-    from sftdata_train.model import load_tokenizer
+    from sftdata_train.model.loading import load_tokenizer
     from sftdata_train.testing import prepare_dir, synthetic_conversations, tiny_qwen3_dir
 
     prepare_dir(synthetic_conversations(20, seed=1), tmp_path / "p")

@@ -15,7 +15,8 @@ import sftdata.masking.tree_arrays as rules
 from sftdata.collate.collators import PaddingFreeCollator
 from sftdata.testing.tree_strategies import tree_rows
 from sftdata.collate.tree_collate import dense_tree_mask as sftdata_dense_tree_mask
-from sftdata_train import loss, tree_attention
+from sftdata_train import loss
+from sftdata_train.model import tree_attention
 
 IGNORE = rules.IGNORE_INDEX
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sftdata_train import attention, torch_varlen
+from sftdata_train.model import attention, torch_varlen
 
 CALLS: list[dict] = []
 

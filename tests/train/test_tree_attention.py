@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from sftdata.collate.collators import PaddingFreeCollator
 from sftdata.testing.tree_strategies import linear_rows, tree_rows
-from sftdata_train import attention, tree_attention
-from sftdata_train.tree_attention import (
+from sftdata_train.model import attention, tree_attention
+from sftdata_train.model.tree_attention import (
     TREE_ATTN_NAME,
     dense_tree_mask,
     run_plan,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sftdata.collate.collators import PaddingFreeCollator
 from sftdata.testing.tree_strategies import linear_rows, tree_rows
-from sftdata_train.tree_attention import dense_tree_mask, flex_tree_block_mask
+from sftdata_train.model.tree_attention import dense_tree_mask, flex_tree_block_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 

@@ -24,7 +24,7 @@ from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator
 from sftdata.packing import pack_dataset
 from sftdata.testing.tree_strategies import linear_rows, tree_rows
 from sftdata.masking.tree import IGNORE_INDEX, unroll
-from sftdata_train import tree_attention  # noqa: F401  (registers sftdata_tree)
+from sftdata_train.model import tree_attention  # noqa: F401  (registers sftdata_tree)
 from sftdata_train.loss import SFTLossModel
 from sftdata_train.testing import shared_data_dir, tree_dataset, tree_rows_from_examples
 
@@ -212,7 +212,7 @@ def test_packed_padded_and_hf_loss_equal_linear(arch, monkeypatch):
     assert_equivalent(tree_step(model, PaddingFreeCollator()([packed[i] for i in range(len(packed))])), lin,
                       f"{arch} packed trees")
     # the per-run SDPA path of long rows
-    from sftdata_train import attention
+    from sftdata_train.model import attention
 
     monkeypatch.setattr(attention, "DENSE_MASK_MAX_TOKENS", 16)
     assert_equivalent(tree_step(model, PaddingFreeCollator()(rows)), lin, f"{arch} trees, per-run sdpa")

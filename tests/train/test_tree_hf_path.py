@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator, num_trained_tokens
 from sftdata.testing.tree_strategies import linear_rows, tree_rows
 from sftdata.masking.tree import IGNORE_INDEX
-from sftdata_train import attention
-from sftdata_train import tree_attention  # noqa: F401  (registers sftdata_tree)
+from sftdata_train.model import attention
+from sftdata_train.model import tree_attention  # noqa: F401  (registers sftdata_tree)
 
 VOCAB = 96
 REL = 1e-5

@@ -135,7 +135,7 @@ def test_two_processes_on_trees_equal_one_process_linear(dirs, tmp_path):
 
 # ----------------------------------------------------------------------------- interop
 def _tiny_model(tokenizer, attn):
-    from sftdata_train.model import default_model_config
+    from sftdata_train.model.loading import default_model_config
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
@@ -147,8 +147,8 @@ def test_hf_trainer_on_tree_rows(dirs, tmp_path):
     """HF Trainer drops `parent` (not a forward argument); the collator recovers the tree from the
     depths, transformers forwards subtree_end to the registered attention and its loss reads
     shift_labels: the first step's loss equals the linear layout's loss of the same rows."""
-    from sftdata_train import tree_attention
-    from sftdata_train.model import load_tokenizer
+    from sftdata_train.model import tree_attention
+    from sftdata_train.model.loading import load_tokenizer
     from transformers import Trainer as HFTrainer
     from transformers import TrainingArguments
 
@@ -187,8 +187,8 @@ def test_hf_trainer_on_tree_rows(dirs, tmp_path):
 
 def test_plain_pytorch_loop_on_tree_rows(dirs):
     from sftdata.collate.samplers import TokenBudgetBatchSampler
-    from sftdata_train import tree_attention
-    from sftdata_train.model import load_tokenizer
+    from sftdata_train.model import tree_attention
+    from sftdata_train.model.loading import load_tokenizer
     from torch.utils.data import DataLoader
 
     _, tree = dirs

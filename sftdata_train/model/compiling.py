@@ -4,7 +4,7 @@
 dominates the tiny test models). What is compiled is each decoder layer's ``forward``; the
 module's hooks (FSDP2's all-gather/reduce-scatter, the dynamic-shape marks below) and the
 activation-checkpoint wrapper stay outside, in eager mode, and so do the embeddings, the
-attention plan (:func:`sftdata_train.attention.plan_forward`: masks, offsets, the resolved
+attention plan (:func:`sftdata_train.model.attention.plan_forward`: masks, offsets, the resolved
 backend) and the chunked LM-head loss, which need host syncs and Python control flow.
 
 Token counts change from step to step (padding-free rows). A forward pre-hook marks the token

@@ -7,7 +7,7 @@ of different sequences never attend to each other on any backend:
 
 * ``varlen``: PyTorch's own ``torch.nn.attention.varlen.varlen_attn`` (FlashAttention
   kernels shipped inside PyTorch; CUDA, bf16/fp16; no flash-attn build needed), called the
-  way the installed release accepts (:mod:`sftdata_train.torch_varlen`);
+  way the installed release accepts (:mod:`sftdata_train.model.torch_varlen`);
 * ``flash_attn``: ``flash_attn.flash_attn_varlen_func`` when the package is installed;
 * ``flex``: ``flex_attention`` with a document-causal ``BlockMask`` (compiled on CUDA);
 * ``sdpa``: ``scaled_dot_product_attention`` with a block-diagonal causal bool mask of shape
@@ -312,7 +312,7 @@ def sftdata_varlen_attention_forward(
             collator, and the ``sftdata_attn_*`` plan of :func:`plan_forward`; without the
             offsets they are derived from ``position_ids`` ``(1, T)`` (a host sync). With
             ``subtree_end`` (a prefix-tree batch) the call goes to
-            :func:`sftdata_train.tree_attention.sftdata_tree_attention_forward`.
+            :func:`sftdata_train.model.tree_attention.sftdata_tree_attention_forward`.
 
     Returns:
         ``((B, T, Hq, D) output, None)``.

@@ -255,7 +255,7 @@ def sftdata_tree_attention_forward(
         query: ``(1, Hq, T, D)``; key, value: ``(1, Hkv, T, D)`` (transformers' layout).
         attention_mask: must be None (padding-free batches only).
         kwargs: ``subtree_end`` ``(1, T)`` from the collator (without it: the varlen path,
-            :func:`sftdata_train.attention.sftdata_varlen_attention_forward`), optionally
+            :func:`sftdata_train.model.attention.sftdata_varlen_attention_forward`), optionally
             ``cu_seq_lens_q`` and a precomputed ``sftdata_tree_mask`` (:func:`tree_plan`).
 
     Returns:

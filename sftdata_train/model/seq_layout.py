@@ -3,7 +3,7 @@
 A padding-free row ``(1, T)`` holds several sequences back to back; ``(n+1,)`` int32 offsets
 ``cu_seq_lens`` say where each starts. From them: each token's sequence index, the dense
 ``(1, 1, T, T)`` block-diagonal causal mask (SDPA) and the document-causal ``BlockMask``
-(``flex_attention``). Used by :mod:`sftdata_train.attention` (and re-exported there).
+(``flex_attention``). Used by :mod:`sftdata_train.model.attention` (and re-exported there).
 """
 
 from __future__ import annotations
