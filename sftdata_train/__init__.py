@@ -16,8 +16,8 @@ The modules, grouped by what they own (``sftdata_train`` imports ``sftdata``, ne
   :mod:`~sftdata_train.model.torch_varlen`, :mod:`~sftdata_train.model.tree_attention`,
   :mod:`~sftdata_train.model.compiling`, :mod:`~sftdata_train.model.recompute`, :mod:`~sftdata_train.distributed`;
 * loss: :mod:`~sftdata_train.loss`, :mod:`~sftdata_train.hf_trainer` (the same loss in HF's ``Trainer``);
-* LoRA: :mod:`~sftdata_train.lora`, :mod:`~sftdata_train.qlora`, :mod:`~sftdata_train.lora_init`,
-  :mod:`~sftdata_train.lora_merge`;
+* LoRA: :mod:`~sftdata_train.lora`, :mod:`~sftdata_train.lora.qlora`, :mod:`~sftdata_train.lora.init_adapter`,
+  :mod:`~sftdata_train.lora.merge`;
 * checkpointing: :mod:`~sftdata_train.state` (the ``Stateful`` components),
   :mod:`~sftdata_train.checkpoint_manager`, :mod:`~sftdata_train.checkpoint` (dirs, manifest),
   :mod:`~sftdata_train.export` (``final/``);

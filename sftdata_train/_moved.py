@@ -35,6 +35,9 @@ MOVED = {
     'sftdata_train.tree_attention': 'sftdata_train.model.tree_attention',
     'sftdata_train.compiling': 'sftdata_train.model.compiling',
     'sftdata_train.recompute': 'sftdata_train.model.recompute',
+    'sftdata_train.lora_init': 'sftdata_train.lora.init_adapter',
+    'sftdata_train.lora_merge': 'sftdata_train.lora.merge',
+    'sftdata_train.qlora': 'sftdata_train.lora.qlora',
     # moved-table-end
 }
 
@@ -43,6 +46,7 @@ PACKAGES = {
     # packages-table-start
     'sftdata_train.config': 'sftdata_train.config.train_config',
     'sftdata_train.model': 'sftdata_train.model.loading',
+    'sftdata_train.lora': 'sftdata_train.lora.adapter',
     # packages-table-end
 }
 _PREFIX = "Moved module: "

@@ -25,7 +25,7 @@ import torch.nn as nn
 from sftdata.errors import ConfigError
 
 from .model import attention
-from . import lora as lora_mod
+from .lora import adapter as lora_mod
 from .model.compiling import compile_layers, resolve_compile
 from .distributed import (
     DistInfo,

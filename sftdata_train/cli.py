@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
         print(f"sftdata-train: step {result.step}{last}; model in {where}", file=sys.stderr)
         if result.final_model_dir is not None:  # the last line: how to load it
-            from .lora_merge import load_hint
+            from .lora.merge import load_hint
 
             print(f"sftdata-train: load it with: {load_hint(result.final_model_dir)}", file=sys.stderr)
     return 0

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt, lora_merge
+from . import checkpoint as ckpt
+from .lora import merge as lora_merge
 from .config.train_config import TrainConfig, as_config
 from .data import batch_to_device, collate_indices
 from .distributed import all_reduce_sum
@@ -105,7 +106,7 @@ class Trainer(RunSetup):
 
     def export(self) -> Path:
         """Write the model alone to ``<output_dir>/final`` in ``save_dtype`` (LoRA: the adapter, or with
-        ``merge_lora`` the merged model; :func:`sftdata_train.lora_merge.export`)."""
+        ``merge_lora`` the merged model; :func:`sftdata_train.lora.merge.export`)."""
         sd = self.config.save_dtype
         if sd == "auto":
             dtype = torch.bfloat16 if self.config.precision.startswith("bf16") else torch.float32

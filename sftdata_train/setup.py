@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt, guards, lora
+from . import checkpoint as ckpt, guards
+from .lora import adapter as lora
 from .build import build_model, describe_run, resolve_precision, speed_and_memory
 from .checkpoint_manager import CheckpointManager
 from .compat import require_torch

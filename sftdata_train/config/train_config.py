@@ -166,7 +166,7 @@ class TrainConfig:
     check_tokenizer: bool = _f(
         True, "Refuse data whose recorded tokenizer fingerprint differs from the training tokenizer's."
     )
-    # --- LoRA / QLoRA (peft; see docs/training.md#lora-and-qlora and sftdata_train/lora.py)
+    # --- LoRA / QLoRA (peft; see docs/training.md#lora-and-qlora and sftdata_train/lora/adapter.py)
     use_peft: bool = _f(False, f"Train LoRA adapters (TRL's switch; rank {USE_PEFT_RANK} unless --lora_r is set).")
     lora_r: int = _f(0, "LoRA rank: >0 trains peft LoRA adapters on the frozen model; 0 = full fine-tuning.")
     lora_alpha: float | None = _f(None, "LoRA alpha (scale = alpha / r); default 2 x lora_r.")
@@ -255,7 +255,7 @@ class TrainConfig:
         from ..tracking import check_installed
 
         check_installed(self.trackers())
-        from ..lora import validate_config
+        from ..lora.adapter import validate_config
 
         validate_config(self)
         self.__dict__["_validated"] = True  # bookkeeping, not a key: as_config does not check it again

@@ -1,4 +1,4 @@
-"""LoRA/QLoRA through peft (sftdata_train/lora.py).
+"""LoRA/QLoRA through peft (sftdata_train/lora/adapter.py).
 
 * only the adapters train: the frozen weights are bit-identical after the steps, AdamW holds the
   adapters only, the LM head gets no gradient, the attention routing is the trainer's;
@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sftdata.errors import ConfigError
 from sftdata_train.model import attention
-from sftdata_train import lora
+from sftdata_train.lora import adapter as lora
 from sftdata_train.config.train_config import TrainConfig, parse_args
 from sftdata_train.loop import Trainer, train
 from sftdata_train.testing import cli_args, pack_dir, prepare_dir, synthetic_conversations, torchrun
@@ -313,7 +313,7 @@ def test_merge_equals_adapter_and_only_adapters_get_gradients(r, alpha, rslora, 
     loss.backward()
     for n, p in wrapper.named_parameters():
         assert (p.grad is not None) == p.requires_grad == (".lora_" in n), n
-    from sftdata_train.lora_merge import merged_model
+    from sftdata_train.lora.merge import merged_model
 
     merged = merged_model(adapter, wrapper=wrapper, hf_model=hf, info=DistInfo(), cfg=cfg, tokenizer=None)
     hf.eval()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sftdata_train.cli import main as cli_main
-from sftdata_train.lora_merge import base_reference
+from sftdata_train.lora.merge import base_reference
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 
 pytest.importorskip("peft")

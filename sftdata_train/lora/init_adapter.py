@@ -15,7 +15,7 @@ import importlib.util
 
 from sftdata.errors import ConfigError
 
-from .lora import ADAPTER_NAME, DEFAULTS, PEFT_PIP, quiet_peft, names
+from .adapter import ADAPTER_NAME, DEFAULTS, PEFT_PIP, quiet_peft, names
 
 def _adapter_config(source: str):
     """``peft.PeftConfig.from_pretrained(source)`` (a dir or a Hub id), checked to be a LoRA adapter

@@ -32,10 +32,10 @@ QLoRA (``load_in_4bit``, Dettmers et al., *QLoRA*, 2023): the model is loaded th
 CUDA device; it needs ``bitsandbytes`` and CUDA (a :class:`ConfigError` otherwise, raised when
 the config is validated) and one process (FSDP2 does not shard bitsandbytes' packed weights).
 
-Starting from a trained adapter (``lora_init_adapter``): :mod:`sftdata_train.lora_init`.
+Starting from a trained adapter (``lora_init_adapter``): :mod:`sftdata_train.lora.init_adapter`.
 
 Checkpoints: :class:`Adapter` (peft's adapter files; the trainable parameters in DCP, see
-:mod:`sftdata_train.checkpoint`). ``final/`` and merging: :mod:`sftdata_train.lora_merge`.
+:mod:`sftdata_train.checkpoint`). ``final/`` and merging: :mod:`sftdata_train.lora.merge`.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def validate_config(cfg) -> None:
         value = names(getattr(cfg, key))
         setattr(cfg, key, ",".join(value) if value else None)
     if cfg.lora_init_adapter:
-        from .lora_init import adopt_adapter_config
+        from .init_adapter import adopt_adapter_config
 
         adopt_adapter_config(cfg)
     if not isinstance(cfg.lora_r, int) or isinstance(cfg.lora_r, bool) or cfg.lora_r < 0:
@@ -142,7 +142,7 @@ def target_modules(hf: nn.Module, cfg) -> list[str] | str:
         return "all-linear"
     if given:
         return given
-    from .distributed import decoder_layers
+    from ..distributed import decoder_layers
 
     found = sorted({n.rsplit(".", 1)[-1] for layer in decoder_layers(hf) for n, m in layer.named_modules()
                     if isinstance(m, nn.Linear)})
@@ -266,7 +266,7 @@ def apply(hf: nn.Module, cfg, *, seed: int) -> Adapter:
         torch.manual_seed(seed)
         pm = peft_model(hf, kwargs)
     if cfg.lora_init_adapter and not any(p.is_meta for p in pm.parameters()):  # a meta skeleton gets them by broadcast
-        from .lora_init import load_init_weights
+        from .init_adapter import load_init_weights
 
         load_init_weights(pm, cfg.lora_init_adapter)
     from peft.tuners.lora import LoraLayer
@@ -291,7 +291,7 @@ def check_resume(path: Path, cfg) -> None:
     Raises:
         ConfigError: naming every differing key with both values.
     """
-    from .checkpoint import load_training_state
+    from ..checkpoint import load_training_state
 
     saved = load_training_state(path).get("config", {})
     keys = list(ADAPTER_KEYS) + (["seed"] if cfg.model is None else [])

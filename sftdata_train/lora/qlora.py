@@ -68,8 +68,8 @@ def load_quantized(cfg, *, tokenizer, device: torch.device, dtype: torch.dtype, 
 
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from .model import attention
-    from .model.loading import load_model
+    from ..model import attention
+    from ..model.loading import load_model
 
     attention.register()
     quant = BitsAndBytesConfig(
