@@ -18,9 +18,9 @@ The modules, grouped by what they own (``sftdata_train`` imports ``sftdata``, ne
 * loss: :mod:`~sftdata_train.loss`, :mod:`~sftdata_train.hf_trainer` (the same loss in HF's ``Trainer``);
 * LoRA: :mod:`~sftdata_train.lora`, :mod:`~sftdata_train.lora.qlora`, :mod:`~sftdata_train.lora.init_adapter`,
   :mod:`~sftdata_train.lora.merge`;
-* checkpointing: :mod:`~sftdata_train.state` (the ``Stateful`` components),
-  :mod:`~sftdata_train.checkpoint_manager`, :mod:`~sftdata_train.checkpoint` (dirs, manifest),
-  :mod:`~sftdata_train.export` (``final/``);
+* checkpointing: :mod:`~sftdata_train.checkpoint.state` (the ``Stateful`` components),
+  :mod:`~sftdata_train.checkpoint.manager`, :mod:`~sftdata_train.checkpoint` (dirs, manifest),
+  :mod:`~sftdata_train.checkpoint.export` (``final/``);
 * loop: :mod:`~sftdata_train.setup` (building a run), :mod:`~sftdata_train.step` (one optimizer
   step), :mod:`~sftdata_train.loop` (``Trainer``, ``train``), :mod:`~sftdata_train.optim`,
   :mod:`~sftdata_train.guards`, :mod:`~sftdata_train.metrics`, :mod:`~sftdata_train.peaks`,

@@ -38,6 +38,9 @@ MOVED = {
     'sftdata_train.lora_init': 'sftdata_train.lora.init_adapter',
     'sftdata_train.lora_merge': 'sftdata_train.lora.merge',
     'sftdata_train.qlora': 'sftdata_train.lora.qlora',
+    'sftdata_train.checkpoint_manager': 'sftdata_train.checkpoint.manager',
+    'sftdata_train.state': 'sftdata_train.checkpoint.state',
+    'sftdata_train.export': 'sftdata_train.checkpoint.export',
     # moved-table-end
 }
 
@@ -47,6 +50,7 @@ PACKAGES = {
     'sftdata_train.config': 'sftdata_train.config.train_config',
     'sftdata_train.model': 'sftdata_train.model.loading',
     'sftdata_train.lora': 'sftdata_train.lora.adapter',
+    'sftdata_train.checkpoint': 'sftdata_train.checkpoint.directories',
     # packages-table-end
 }
 _PREFIX = "Moved module: "

@@ -13,7 +13,7 @@ as trees by default: the collator adds ``subtree_end``/``shift_labels`` and the 
 computes each shared prefix once (:func:`layout_summary` says how much that saves).
 
 Resuming: :class:`MicroBatchStream` is the run's data-position component
-(:mod:`sftdata_train.state`): its state is the batch sampler's own ``state_dict`` (epoch, and
+(:mod:`sftdata_train.checkpoint.state`): its state is the batch sampler's own ``state_dict`` (epoch, and
 ``num_yielded`` = the micro-batches the loop consumed in it, not the ones a ``DataLoader``
 prefetched). Loading it hands that to the sampler's ``load_state_dict``, whose next iterator
 starts at the first micro-batch not yet consumed, without replaying the ones before; so the data

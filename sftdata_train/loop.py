@@ -3,8 +3,8 @@
 One optimizer step = ``grad_accum`` micro-batches on every rank (:mod:`sftdata_train.step`: the
 loss of the step is normalised by the trained tokens of all of them on all ranks). The run's
 state (model, optimizer, scheduler, RNG, data position, counters) is a set of
-:mod:`sftdata_train.state` components behind one
-:class:`~sftdata_train.checkpoint_manager.CheckpointManager`; resuming asks it to load a
+:mod:`sftdata_train.checkpoint.state` components behind one
+:class:`~sftdata_train.checkpoint.manager.CheckpointManager`; resuming asks it to load a
 checkpoint into them.
 """
 
@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt
+from .checkpoint import directories as ckpt
 from .lora import merge as lora_merge
 from .config.train_config import TrainConfig, as_config
 from .data import batch_to_device, collate_indices
 from .distributed import all_reduce_sum
-from .export import export_model
+from .checkpoint.export import export_model
 from .interrupt import Interrupted, StopRequest, stop_requests
 from .metrics import MetricsLogger, Throughput, peak_memory_gb
 from .setup import RunSetup
@@ -56,7 +56,7 @@ class Trainer(RunSetup):
     (:class:`SFTLossModel`, FSDP2 root when distributed), ``optimizer``, ``scheduler``,
     ``stream`` (:class:`MicroBatchStream`, the data position), ``counters`` (``step``, the
     optimizer steps done, and the token counters, also readable as attributes), ``total_steps``,
-    ``checkpointer`` (the :class:`~sftdata_train.checkpoint_manager.CheckpointManager` over all of them).
+    ``checkpointer`` (the :class:`~sftdata_train.checkpoint.manager.CheckpointManager` over all of them).
     Constructor: :meth:`RunSetup.__init__ <sftdata_train.setup.RunSetup.__init__>`.
     """
 

@@ -4,8 +4,8 @@
 resume point and checks the output dir, then data, tokenizer (checked against the data), model
 (sharded under FSDP2; its vocabulary checked against the data), batch sampler and micro-batch
 stream, compile and activation checkpointing, optimizer and schedule, and the
-:class:`~sftdata_train.checkpoint_manager.CheckpointManager` over the run's
-:mod:`sftdata_train.state` components; resuming asks the manager to load the checkpoint into them.
+:class:`~sftdata_train.checkpoint.manager.CheckpointManager` over the run's
+:mod:`sftdata_train.checkpoint.state` components; resuming asks the manager to load the checkpoint into them.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt, guards
+from .checkpoint import directories as ckpt
+from . import guards
 from .lora import adapter as lora
 from .build import build_model, describe_run, resolve_precision, speed_and_memory
-from .checkpoint_manager import CheckpointManager
+from .checkpoint.manager import CheckpointManager
 from .compat import require_torch
 from .config.train_config import TrainConfig, as_config
 from .data import (
@@ -39,7 +40,7 @@ from .metrics import measure_bf16_peak_tflops
 from .model.loading import count_matmul_params, load_tokenizer
 from .optim import build_optimizer, build_scheduler
 from .peaks import datasheet_bf16_tflops
-from .state import ModelState, OptimizerState, RngState, RunSchedule, TrainCounters
+from .checkpoint.state import ModelState, OptimizerState, RngState, RunSchedule, TrainCounters
 
 
 def _seed_everything(seed: int) -> None:
@@ -60,9 +61,9 @@ class RunSetup:
     Attributes of interest: ``hf_model`` (the transformers model), ``wrapper``
     (:class:`SFTLossModel`, FSDP2 root when distributed), ``optimizer``, ``scheduler``,
     ``stream`` (:class:`MicroBatchStream`, the data position), ``counters``
-    (:class:`~sftdata_train.state.TrainCounters`: ``step``, the optimizer steps done, and the
+    (:class:`~sftdata_train.checkpoint.state.TrainCounters`: ``step``, the optimizer steps done, and the
     token counters, also readable as attributes), ``total_steps``, ``checkpointer`` (the
-    :class:`~sftdata_train.checkpoint_manager.CheckpointManager` holding all of the above),
+    :class:`~sftdata_train.checkpoint.manager.CheckpointManager` holding all of the above),
     ``owns_process_group`` (this object created the process group: :func:`sftdata_train.train`
     destroys it at the end).
     """

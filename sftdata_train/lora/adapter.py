@@ -291,7 +291,7 @@ def check_resume(path: Path, cfg) -> None:
     Raises:
         ConfigError: naming every differing key with both values.
     """
-    from ..checkpoint import load_training_state
+    from ..checkpoint.directories import load_training_state
 
     saved = load_training_state(path).get("config", {})
     keys = list(ADAPTER_KEYS) + (["seed"] if cfg.model is None else [])

@@ -34,7 +34,7 @@ def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, i
     layers) and the adapters are merged into it: merging into the 4-bit weights would round
     the result to 4 bits again.
     """
-    from ..export import full_model_state_dict
+    from ..checkpoint.export import full_model_state_dict
     from ..model.loading import build_skeleton, load_model
 
     if cfg.load_in_4bit:
@@ -62,7 +62,7 @@ def merged_model(adapter: Adapter, *, wrapper: nn.Module, hf_model: nn.Module, i
 def _load_keeping_ties(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """``load_state_dict(state, assign=True)`` (no second copy of the weights), then every group of
     names that shared one Parameter before (tied embeddings) shares one again."""
-    from ..export import tied_names
+    from ..checkpoint.export import tied_names
 
     groups = tied_names(model)
     model.load_state_dict(state, strict=True, assign=True)
@@ -86,8 +86,8 @@ def export(path: str | Path, *, adapter: Adapter, wrapper: nn.Module, hf_model: 
     (``base_model_name_or_path`` is then the absolute path of ``final/base``: after moving the
     folder, load the base from its new place and ``PeftModel.from_pretrained(base, path)``).
     """
-    from ..checkpoint import write_dir_atomic
-    from ..export import write_hf
+    from ..checkpoint.directories import write_dir_atomic
+    from ..checkpoint.export import write_hf
 
     if cfg.merge_lora:
         merged = merged_model(adapter, wrapper=wrapper, hf_model=hf_model, info=info, cfg=cfg, tokenizer=tokenizer)

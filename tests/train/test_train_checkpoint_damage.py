@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from sftdata.errors import ConfigError
-from sftdata_train import checkpoint as ckpt
+from sftdata_train.checkpoint import directories as ckpt
 from sftdata_train.cli import main as cli_main
 from sftdata_train.loop import Trainer, train
 from sftdata_train.testing import prepare_dir, synthetic_conversations

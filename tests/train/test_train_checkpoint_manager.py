@@ -11,10 +11,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from sftdata.errors import ConfigError
-from sftdata_train import checkpoint as ckpt
-from sftdata_train.checkpoint_manager import STATE_VERSION, CheckpointManager, read_state, upgrade_state
+from sftdata_train.checkpoint import directories as ckpt
+from sftdata_train.checkpoint.manager import STATE_VERSION, CheckpointManager, read_state, upgrade_state
 from sftdata_train.distributed import DistInfo
-from sftdata_train.state import ModelState, OptimizerState, RngState, RunSchedule, Stateful, TrainCounters
+from sftdata_train.checkpoint.state import ModelState, OptimizerState, RngState, RunSchedule, Stateful, TrainCounters
 
 
 class _Order:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from sftdata_train import checkpoint as ckpt
+from sftdata_train.checkpoint import directories as ckpt
 from sftdata_train.interrupt import resume_command
 from sftdata_train.optim import lr_factor
 from sftdata_train.testing import prepare_dir, synthetic_conversations

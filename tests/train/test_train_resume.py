@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sftdata.errors import ConfigError
-from sftdata_train import checkpoint as ckpt
+from sftdata_train.checkpoint import directories as ckpt
 from sftdata_train.loop import Trainer, train
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 
@@ -83,7 +83,7 @@ def test_checkpoint_layout_and_loading(data_dir, tmp_path):
     # no full HF weights and no pickles in a resume checkpoint: sharded DCP + JSON only
     assert not list(last.glob("*.safetensors")) and not list(last.rglob("*.pt"))
     state = json.loads((last / "training_state" / "state.json").read_text())
-    # state.json holds one record per JSON component (sftdata_train.state), version 2
+    # state.json holds one record per JSON component (sftdata_train.checkpoint.state), version 2
     assert state["version"] == 2 and state["counters"]["step"] == 4 and state["config"]["max_steps"] == 4
     assert state["schedule"] == {"world_size": 1, "max_tokens_per_batch": 700, "grad_accum": 2, "total_steps": 4}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from sftdata_train import checkpoint as ckpt
+from sftdata_train.checkpoint import directories as ckpt
 from sftdata_train.loop import Trainer
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoint import write_dir_atomic
-from .distributed import DistInfo
+from .directories import write_dir_atomic
+from ..distributed import DistInfo
 
 
 def full_model_state_dict(wrapper: nn.Module, info: DistInfo) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""One checkpoint manager for every :class:`~sftdata_train.state.Stateful` component of a run.
+"""One checkpoint manager for every :class:`~sftdata_train.checkpoint.state.Stateful` component of a run.
 
 The trainer registers its components once (:class:`CheckpointManager`); :meth:`~CheckpointManager.save`
 writes them all into ``checkpoint-<step>`` and :meth:`~CheckpointManager.load` loads a
@@ -33,8 +33,8 @@ from typing import Any, Callable
 
 from sftdata.errors import ConfigError
 
-from .checkpoint import DCP_DIR, MANIFEST, STATE_DIR, checkpoint_name, list_checkpoints, replace_dir, write_manifest
-from .distributed import DistInfo, barrier
+from .directories import DCP_DIR, MANIFEST, STATE_DIR, checkpoint_name, list_checkpoints, replace_dir, write_manifest
+from ..distributed import DistInfo, barrier
 from .state import Stateful
 
 #: Version of ``state.json``'s layout (absent: the layout before components, see :func:`upgrade_state`).
@@ -169,7 +169,7 @@ class CheckpointManager:
         """Load checkpoint ``path`` into every component, in place; returns its (upgraded) ``state.json``.
 
         Raises:
-            ConfigError: the schedule differs (see :class:`~sftdata_train.state.RunSchedule`), a
+            ConfigError: the schedule differs (see :class:`~sftdata_train.checkpoint.state.RunSchedule`), a
                 component's record is missing, there are no DCP tensors, or the adapter does not fit.
         """
         import torch.distributed.checkpoint as dcp

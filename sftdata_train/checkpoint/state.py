@@ -2,7 +2,7 @@
 
 The pattern of ``torch.distributed.checkpoint.stateful.Stateful`` (and torchtitan's
 ``CheckpointManager``): every piece of state the run needs to continue exactly is an object with
-``state_dict()`` and ``load_state_dict(state)``; :class:`sftdata_train.checkpoint_manager.CheckpointManager`
+``state_dict()`` and ``load_state_dict(state)``; :class:`sftdata_train.checkpoint.manager.CheckpointManager`
 saves and loads them all, and nothing writes the trainer's attributes from outside.
 
 Components (the name is the key under which the manager stores it):
@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
-from . import guards
+from .. import guards
 
 
 @runtime_checkable

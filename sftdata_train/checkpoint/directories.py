@@ -16,8 +16,8 @@ Layout of ``<output_dir>/checkpoint-<step>/``::
                                 #   rng.rank<r>  python/numpy/torch/CUDA RNG states of rank r
     manifest.json               # every other file: relative name, size, sha256 (written last)
 
-What goes in there is the run's :mod:`sftdata_train.state` components, saved and loaded by
-:class:`sftdata_train.checkpoint_manager.CheckpointManager`.
+What goes in there is the run's :mod:`sftdata_train.checkpoint.state` components, saved and loaded by
+:class:`sftdata_train.checkpoint.manager.CheckpointManager`.
 
 A LoRA run (:mod:`sftdata_train.lora`) writes the adapter in peft's format
 (``adapter_config.json``, ``adapter_model.safetensors``) instead of ``config.json``, and its
@@ -37,7 +37,7 @@ never leaves a directory that :func:`latest_checkpoint` would pick. ``manifest.j
 last; resuming checks every file against it (:func:`verify_checkpoint`: missing, truncated or
 altered files, flipped bytes inside the weights included) and refuses a damaged checkpoint with
 one line naming the file and the newest intact checkpoint. Checking hashes reads the whole
-checkpoint once (a few seconds per GB). ``final/`` (:func:`sftdata_train.export.export_model`)
+checkpoint once (a few seconds per GB). ``final/`` (:func:`sftdata_train.checkpoint.export.export_model`)
 is the only full gather: the model alone in Hugging Face format, in ``save_dtype``.
 """
 
@@ -52,7 +52,7 @@ from typing import Any, Callable
 
 from sftdata.errors import ConfigError
 
-from .distributed import DistInfo, barrier, broadcast_object
+from ..distributed import DistInfo, barrier, broadcast_object
 
 STATE_DIR = "training_state"
 DCP_DIR = "dcp"
@@ -203,8 +203,8 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 def load_training_state(path: Path) -> dict[str, Any]:
     """``training_state/state.json`` of checkpoint ``path`` in the current layout (same on every rank;
-    :func:`sftdata_train.checkpoint_manager.read_state`: an older layout is upgraded)."""
-    from .checkpoint_manager import read_state
+    :func:`sftdata_train.checkpoint.manager.read_state`: an older layout is upgraded)."""
+    from .manager import read_state
 
     return read_state(path)
 
@@ -225,7 +225,7 @@ def write_dir_atomic(path: str | os.PathLike, info: DistInfo, write: Callable[[P
 
 
 def __getattr__(name: str):
-    # the final export moved to sftdata_train.export (it needs torch; this module does not)
+    # the final export moved to sftdata_train.checkpoint.export (it needs torch; this module does not)
     if name in ("export_model", "tied_names"):
         from . import export
 
