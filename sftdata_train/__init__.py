@@ -21,10 +21,10 @@ The modules, grouped by what they own (``sftdata_train`` imports ``sftdata``, ne
 * checkpointing: :mod:`~sftdata_train.checkpoint.state` (the ``Stateful`` components),
   :mod:`~sftdata_train.checkpoint.manager`, :mod:`~sftdata_train.checkpoint` (dirs, manifest),
   :mod:`~sftdata_train.checkpoint.export` (``final/``);
-* loop: :mod:`~sftdata_train.setup` (building a run), :mod:`~sftdata_train.step` (one optimizer
-  step), :mod:`~sftdata_train.loop` (``Trainer``, ``train``), :mod:`~sftdata_train.optim`,
-  :mod:`~sftdata_train.guards`, :mod:`~sftdata_train.metrics`, :mod:`~sftdata_train.peaks`,
-  :mod:`~sftdata_train.tracking`, :mod:`~sftdata_train.interrupt`.
+* loop: :mod:`~sftdata_train.setup` (building a run), :mod:`~sftdata_train.loop.step` (one optimizer
+  step), :mod:`~sftdata_train.loop` (``Trainer``, ``train``), :mod:`~sftdata_train.loop.optim`,
+  :mod:`~sftdata_train.loop.guards`, :mod:`~sftdata_train.loop.metrics`, :mod:`~sftdata_train.loop.peaks`,
+  :mod:`~sftdata_train.loop.tracking`, :mod:`~sftdata_train.loop.interrupt`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "train"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config.train_config import TrainConfig
-    from .loop import TrainResult, Trainer, train
+    from .loop.trainer import TrainResult, Trainer, train
 
 
 def __getattr__(name: str) -> Any:
@@ -45,7 +45,7 @@ def __getattr__(name: str) -> Any:
 
         return TrainConfig
     if name in ("Trainer", "TrainResult", "train"):
-        from . import loop
+        from .loop import trainer as loop
 
         return getattr(loop, name)
     raise AttributeError(f"module 'sftdata_train' has no attribute {name!r}")

@@ -41,6 +41,13 @@ MOVED = {
     'sftdata_train.checkpoint_manager': 'sftdata_train.checkpoint.manager',
     'sftdata_train.state': 'sftdata_train.checkpoint.state',
     'sftdata_train.export': 'sftdata_train.checkpoint.export',
+    'sftdata_train.step': 'sftdata_train.loop.step',
+    'sftdata_train.optim': 'sftdata_train.loop.optim',
+    'sftdata_train.guards': 'sftdata_train.loop.guards',
+    'sftdata_train.metrics': 'sftdata_train.loop.metrics',
+    'sftdata_train.peaks': 'sftdata_train.loop.peaks',
+    'sftdata_train.tracking': 'sftdata_train.loop.tracking',
+    'sftdata_train.interrupt': 'sftdata_train.loop.interrupt',
     # moved-table-end
 }
 
@@ -51,6 +58,7 @@ PACKAGES = {
     'sftdata_train.model': 'sftdata_train.model.loading',
     'sftdata_train.lora': 'sftdata_train.lora.adapter',
     'sftdata_train.checkpoint': 'sftdata_train.checkpoint.directories',
+    'sftdata_train.loop': 'sftdata_train.loop.trainer',
     # packages-table-end
 }
 _PREFIX = "Moved module: "

@@ -18,11 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     applied; the last checkpoint is intact).
     """
     from .config.command_line import parse_args
-    from .interrupt import EXIT_CODE, Interrupted
+    from .loop.interrupt import EXIT_CODE, Interrupted
 
     try:
         config = parse_args(argv)
-        from .loop import train
+        from .loop.trainer import train
 
         with warnings_as_lines("sftdata-train"):
             result = train(config)

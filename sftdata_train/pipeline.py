@@ -80,7 +80,7 @@ class _Trainer:
         from sftdata import __version__
 
         from .config.train_config import TrainConfig
-        from .loop import train
+        from .loop.trainer import train
 
         cfg = runner.cfg
         out = cfg.train_dir

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .checkpoint import directories as ckpt
-from . import guards
+from .loop import guards
 from .lora import adapter as lora
 from .build import build_model, describe_run, resolve_precision, speed_and_memory
 from .checkpoint.manager import CheckpointManager
@@ -35,11 +35,11 @@ from .data import (
     token_id_range,
 )
 from .distributed import DistInfo, decide_on_main, init_distributed
-from .interrupt import StopRequest
-from .metrics import measure_bf16_peak_tflops
+from .loop.interrupt import StopRequest
+from .loop.metrics import measure_bf16_peak_tflops
 from .model.loading import count_matmul_params, load_tokenizer
-from .optim import build_optimizer, build_scheduler
-from .peaks import datasheet_bf16_tflops
+from .loop.optim import build_optimizer, build_scheduler
+from .loop.peaks import datasheet_bf16_tflops
 from .checkpoint.state import ModelState, OptimizerState, RngState, RunSchedule, TrainCounters
 
 

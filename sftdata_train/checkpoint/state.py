@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
-from .. import guards
+from ..loop import guards
 
 
 @runtime_checkable
@@ -203,7 +203,7 @@ class RunSchedule:
     micro-batch, ``grad_accum`` and the total number of optimizer steps.
 
     It is recorded, not restored: :meth:`load_state_dict` compares the checkpoint's values with
-    this run's (:func:`sftdata_train.guards.check_schedule`).
+    this run's (:func:`sftdata_train.loop.guards.check_schedule`).
     """
 
     KEYS = ("world_size", "max_tokens_per_batch", "grad_accum", "total_steps")

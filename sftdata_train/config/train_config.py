@@ -252,7 +252,7 @@ class TrainConfig:
         errors = self.problems()
         if errors:
             raise ConfigError("bad config value" + ("s" if len(errors) > 1 else "") + ":\n  " + "\n  ".join(errors))
-        from ..tracking import check_installed
+        from ..loop.tracking import check_installed
 
         check_installed(self.trackers())
         from ..lora.adapter import validate_config
@@ -263,7 +263,7 @@ class TrainConfig:
 
     def trackers(self) -> list[str]:
         """The tracker names of ``report_to`` and ``tensorboard`` (``[]`` for none)."""
-        from ..tracking import parse_report_to
+        from ..loop.tracking import parse_report_to
 
         names = parse_report_to(self.report_to)
         return names + (["tensorboard"] if self.tensorboard and "tensorboard" not in names else [])

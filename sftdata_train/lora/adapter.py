@@ -7,7 +7,7 @@ base model). peft replaces the targeted ``nn.Linear`` modules in place and freez
 parameter, so the model object the trainer already holds (and :class:`~sftdata_train.loss.SFTLossModel`
 wraps) is the adapted one: hidden states from the decoder, trained rows selected before the
 (frozen) LM head, the chunked cross-entropy; the ``attn_implementation`` the trainer set is
-kept (checked). Only the trainable parameters reach AdamW (:func:`sftdata_train.optim.param_groups`
+kept (checked). Only the trainable parameters reach AdamW (:func:`sftdata_train.loop.optim.param_groups`
 skips frozen ones), the gradient norm and the clipping.
 
 DoRA (``use_dora``, Liu et al., *DoRA: Weight-Decomposed Low-Rank Adaptation*, 2024): peft's

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from sftdata.errors import ConfigError
 from sftdata_train.config.train_config import TrainConfig
-from sftdata_train.loop import train
+from sftdata_train.loop.trainer import train
 from sftdata_train.testing import prepare_dir, synthetic_conversations
-from sftdata_train.tracking import metric_items
+from sftdata_train.loop.tracking import metric_items
 
 
 @pytest.fixture(scope="module")

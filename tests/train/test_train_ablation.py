@@ -35,7 +35,7 @@ embeddings).
 
 from __future__ import annotations
 
-from sftdata_train.loop import train
+from sftdata_train.loop.trainer import train
 from sftdata_train.testing import char_tokenizer, four_letter_words, reversal_exact_match, reversal_rows, tiny_qwen3_dir
 
 STEPS = 300

@@ -12,7 +12,7 @@ import torch
 from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator
 from sftdata.errors import ConfigError
 from sftdata.packing import unpack_row
-from sftdata_train.loop import Trainer, train
+from sftdata_train.loop.trainer import Trainer, train
 from sftdata_train.testing import pack_dir, prepare_dir, synthetic_conversations
 
 STEPS = 4

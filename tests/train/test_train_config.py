@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sftdata.errors import ConfigError
 from sftdata_train.config.train_config import TrainConfig, as_config, build_arg_parser, parse_args
-from sftdata_train.optim import build_scheduler, lr_factor, param_groups
+from sftdata_train.loop.optim import build_scheduler, lr_factor, param_groups
 
 
 def test_every_key_is_a_flag_in_both_spellings():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sftdata_train.cli import main
-from sftdata_train.loop import Trainer
+from sftdata_train.loop.trainer import Trainer
 from sftdata_train.testing import prepare_dir, shared_data_dir, synthetic_conversations
 
 

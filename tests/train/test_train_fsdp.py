@@ -16,7 +16,7 @@ import os
 import pytest
 import torch
 
-from sftdata_train.loop import train
+from sftdata_train.loop.trainer import train
 from sftdata_train.testing import cli_args, prepare_dir, synthetic_conversations, torchrun
 
 STEPS = 4

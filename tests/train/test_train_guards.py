@@ -18,10 +18,10 @@ import torch
 from sftdata.errors import ConfigError
 from sftdata_train import compat
 from sftdata_train.cli import main as cli_main
-from sftdata_train.loop import Trainer, train
-from sftdata_train.metrics import _time_matmul, measure_bf16_peak_tflops
+from sftdata_train.loop.trainer import Trainer, train
+from sftdata_train.loop.metrics import _time_matmul, measure_bf16_peak_tflops
 from sftdata_train.model.loading import load_tokenizer
-from sftdata_train.peaks import datasheet_bf16_tflops
+from sftdata_train.loop.peaks import datasheet_bf16_tflops
 from sftdata_train.testing import char_tokenizer, prepare_dir, synthetic_conversations, tiny_qwen3_dir
 
 
@@ -70,7 +70,7 @@ def test_tokenizer_fingerprint_mismatch_names_both(data, tmp_path):
         Trainer(_cfg(data, tmp_path / "o1", model=str(model_dir)))
     msg = str(e.value)
     recorded = json.loads((Path(data) / "stats.json").read_text())["tokenizer"]["tokenizer_sha256"]
-    from sftdata_train.guards import tokenizer_fingerprint
+    from sftdata_train.loop.guards import tokenizer_fingerprint
 
     assert recorded in msg and tokenizer_fingerprint(tok) in msg and str(model_dir) in msg
     t = Trainer(_cfg(data, tmp_path / "o2", model=str(model_dir), check_tokenizer=False))  # known compatible

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from sftdata_train.checkpoint import directories as ckpt
-from sftdata_train.interrupt import resume_command
-from sftdata_train.optim import lr_factor
+from sftdata_train.loop.interrupt import resume_command
+from sftdata_train.loop.optim import lr_factor
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,7 +31,7 @@ from sftdata.errors import ConfigError
 from sftdata_train.model import attention
 from sftdata_train.lora import adapter as lora
 from sftdata_train.config.train_config import TrainConfig, parse_args
-from sftdata_train.loop import Trainer, train
+from sftdata_train.loop.trainer import Trainer, train
 from sftdata_train.testing import cli_args, pack_dir, prepare_dir, synthetic_conversations, torchrun
 
 peft = pytest.importorskip("peft")

@@ -240,7 +240,7 @@ def test_shift_labels_that_are_not_the_next_position():
 def test_wrapper_and_step_accept_shift_labels(tmp_path):
     """SFTLossModel and Trainer.train_step (its trained-token count) take shift_labels from the batch."""
     from sftdata.collate.collators import PaddingFreeCollator
-    from sftdata_train.loop import Trainer
+    from sftdata_train.loop.trainer import Trainer
     from sftdata_train.testing import prepare_dir, synthetic_conversations
 
     ds = prepare_dir(synthetic_conversations(8, seed=3), tmp_path / "p")

@@ -124,7 +124,7 @@ def test_plan_modes():
 def test_auto_end_to_end_with_a_budget(tmp_path):
     """--memory-budget-gb on a CPU: a generous budget checkpoints nothing, a tiny one every layer, one
     in between the fewest layers that fit, and those layers really recompute (their MLP runs twice)."""
-    from sftdata_train.loop import Trainer
+    from sftdata_train.loop.trainer import Trainer
     from sftdata_train.model.loading import load_tokenizer
     from sftdata_train.testing import prepare_dir, synthetic_conversations, tiny_qwen3_dir
 

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from sftdata_train.checkpoint import directories as ckpt
-from sftdata_train.loop import Trainer
+from sftdata_train.loop.trainer import Trainer
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 
 MAX_STEPS = 8

@@ -19,7 +19,7 @@ import torch
 
 from sftdata.collate.collators import PaddingFreeCollator
 from sftdata.errors import ConfigError
-from sftdata_train.loop import Trainer
+from sftdata_train.loop.trainer import Trainer
 from sftdata_train.testing import prepare_tree_dir, synthetic_conversations, torchrun, unrolled_dataset
 
 QWEN3_TEMPLATE = str(Path(__file__).resolve().parents[2] / "sftdata" / "testing" / "templates" / "qwen3.jinja")

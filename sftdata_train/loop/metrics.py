@@ -10,7 +10,7 @@ FLOPs of a training step (forward + backward), following Kaplan et al. 2020 / Pa
   times 3 for forward + backward.
 
 MFU = achieved FLOP/s / (world size × per-device bf16 peak). ``mfu`` uses the datasheet dense
-peak of the GPU (:mod:`sftdata_train.peaks`) or ``--peak-tflops``; ``mfu_measured`` uses the
+peak of the GPU (:mod:`sftdata_train.loop.peaks`) or ``--peak-tflops``; ``mfu_measured`` uses the
 throughput of a large bf16 matmul measured once on the device (:func:`measure_bf16_peak_tflops`).
 On a CPU without ``--peak-tflops`` both are ``null``.
 """
@@ -87,7 +87,7 @@ def peak_memory_gb(device: torch.device) -> float:
 
 class MetricsLogger:
     """Writes one JSON object per logged step to ``metrics.jsonl`` (rank 0) and mirrors it to a
-    tqdm bar and to the experiment trackers (:mod:`sftdata_train.tracking`).
+    tqdm bar and to the experiment trackers (:mod:`sftdata_train.loop.tracking`).
 
     On resume, records of steps after the resumed step (left by the interrupted run) are dropped
     so that the file holds exactly one record per logged step.

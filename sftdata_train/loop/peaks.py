@@ -18,7 +18,7 @@ A10                   125           NVIDIA A10 datasheet: 125 / 250* TFLOPS
 
 Unlisted devices (and variants with other clocks, e.g. H100 NVL, A10G) give None: pass
 ``--peak-tflops``. ``mfu_measured`` divides by the throughput of a large bf16 matmul measured
-on the device instead (:func:`sftdata_train.metrics.measure_bf16_peak_tflops`), which is what
+on the device instead (:func:`sftdata_train.loop.metrics.measure_bf16_peak_tflops`), which is what
 the hardware actually sustains.
 """
 

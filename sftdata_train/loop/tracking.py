@@ -1,7 +1,7 @@
 """Experiment trackers (``--report-to tensorboard,wandb,trackio``) through each library's own API.
 
 Every tracker receives, on rank 0, exactly the records written to ``metrics.jsonl`` (see
-:mod:`sftdata_train.metrics`): each numeric value is logged at the record's ``step`` under
+:mod:`sftdata_train.loop.metrics`): each numeric value is logged at the record's ``step`` under
 ``train/<key>`` (``loss``, ``lr``, ``grad_norm``, ``tokens_per_s``, ``trained_tokens_per_s``,
 ``mfu``, ``peak_memory_gb``, ``epoch``, ``tokens``, ``trained_tokens``, …) or, for keys starting
 with ``eval_``, ``eval/<rest>`` (``eval_loss`` → ``eval/loss``), the names the transformers
@@ -38,7 +38,7 @@ DEFAULT_PROJECT = "sftdata"
 
 def parse_report_to(value: str | Sequence[str] | None) -> list[str]:
     """``"tensorboard,wandb"`` / ``["wandb"]`` / ``"none"`` / None → list of tracker names."""
-    from .config.aliases import report_to_string
+    from ..config.aliases import report_to_string
 
     text = report_to_string(value)
     return [] if text == "none" else text.split(",")

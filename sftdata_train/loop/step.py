@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from .data import batch_to_device, num_tokens, sum_squared_lengths
-from .distributed import DistInfo, all_reduce_sum
-from .loss import count_trained_tokens
+from ..data import batch_to_device, num_tokens, sum_squared_lengths
+from ..distributed import DistInfo, all_reduce_sum
+from ..loss import count_trained_tokens
 from .metrics import step_flops
 
 

@@ -1,6 +1,6 @@
 """The training loop: :class:`Trainer` (set-up, :meth:`~Trainer.train_step`, eval, checkpoints) and :func:`train`.
 
-One optimizer step = ``grad_accum`` micro-batches on every rank (:mod:`sftdata_train.step`: the
+One optimizer step = ``grad_accum`` micro-batches on every rank (:mod:`sftdata_train.loop.step`: the
 loss of the step is normalised by the trained tokens of all of them on all ranks). The run's
 state (model, optimizer, scheduler, RNG, data position, counters) is a set of
 :mod:`sftdata_train.checkpoint.state` components behind one
@@ -17,15 +17,15 @@ from typing import Any
 
 import torch
 
-from .checkpoint import directories as ckpt
-from .lora import merge as lora_merge
-from .config.train_config import TrainConfig, as_config
-from .data import batch_to_device, collate_indices
-from .distributed import all_reduce_sum
-from .checkpoint.export import export_model
+from ..checkpoint import directories as ckpt
+from ..lora import merge as lora_merge
+from ..config.train_config import TrainConfig, as_config
+from ..data import batch_to_device, collate_indices
+from ..distributed import all_reduce_sum
+from ..checkpoint.export import export_model
 from .interrupt import Interrupted, StopRequest, stop_requests
 from .metrics import MetricsLogger, Throughput, peak_memory_gb
-from .setup import RunSetup
+from ..setup import RunSetup
 from .step import StepOutput, optimizer_step
 from .tracking import open_trackers
 
@@ -62,7 +62,7 @@ class Trainer(RunSetup):
 
     # ------------------------------------------------------------------ one step
     def train_step(self, micro_batches: list[dict[str, Any]]) -> StepOutput:
-        """One optimizer step over this rank's ``micro_batches`` (:func:`sftdata_train.step.optimizer_step`).
+        """One optimizer step over this rank's ``micro_batches`` (:func:`sftdata_train.loop.step.optimizer_step`).
 
         Does not advance ``step`` (:meth:`fit` does); counts a dropped update in ``skipped_steps``.
 
@@ -269,7 +269,7 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> TrainResult:
     end) here when ``WORLD_SIZE > 1``. Returns a :class:`TrainResult` (same on every rank,
     except that only rank 0 writes files).
 
-    Raises :class:`sftdata_train.interrupt.Interrupted` on SIGINT/SIGTERM: during the loop after
+    Raises :class:`sftdata_train.loop.interrupt.Interrupted` on SIGINT/SIGTERM: during the loop after
     finishing the current step and saving a checkpoint; elsewhere (or on a second signal) at once,
     naming the newest complete checkpoint.
     """
@@ -289,6 +289,6 @@ def train(config: TrainConfig | dict | str | os.PathLike) -> TrainResult:
             raise Interrupted(step=step, checkpoint=last, output_dir=out, signal_name=stop.signal_name) from None
         finally:
             if trainer is not None and trainer.owns_process_group:
-                from .distributed import cleanup
+                from ..distributed import cleanup
 
                 cleanup()
