@@ -260,4 +260,4 @@ def merge_sources(file: Mapping[str, Any], flags: Mapping[str, Any], *, file_pre
     return _finish([_resolve(file or {}, file_prefix), _resolve(flags or {}, flag_prefix)])
 
 
-_CONVERTERS = CONVERTERS  # the earlier (private) name, read by tests/train/test_train_aliases.py
+_CONVERTERS = CONVERTERS  # the earlier (private) name, read by tests/train/config/test_train_aliases.py

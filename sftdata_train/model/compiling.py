@@ -10,7 +10,7 @@ backend) and the chunked LM-head loss, which need host syncs and Python control 
 Token counts change from step to step (padding-free rows). A forward pre-hook marks the token
 dimension of the layer inputs dynamic (``torch._dynamo.maybe_mark_dynamic``) before the compiled
 call, so the first compilation is already shape-generic instead of being specialised on the
-first row's length and recompiled. ``tests/train/test_train_compile.py`` compiles the layers with
+first row's length and recompiled. ``tests/train/model/test_train_compile.py`` compiles the layers with
 ``fullgraph=True`` (any graph break, e.g. an ``.item()``, is an error) and checks that rows of
 several lengths do not recompile.
 """

@@ -23,7 +23,7 @@ need no gradient), with element size ``e`` (2 for bf16 compute, 4 for fp32) and 
 * q/k norms (Qwen3, per head): ``(4 + e)(q + kv) + 4 (Hq + Hkv)``;
 * SwiGLU MLP: gate and up outputs, ``silu(gate)``, their product: ``4 e I``.
 
-``tests/train/test_train_recompute.py`` checks the formula byte for byte against the tensors saved by
+``tests/train/model/test_train_recompute.py`` checks the formula byte for byte against the tensors saved by
 transformers' Qwen3 and Llama layers (fp32 and bf16) and the plan against its definition.
 """
 

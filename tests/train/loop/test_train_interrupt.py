@@ -21,7 +21,7 @@ from sftdata_train.loop.interrupt import resume_command
 from sftdata_train.loop.optim import lr_factor
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # --------------------------------------------------------------------------- schedule

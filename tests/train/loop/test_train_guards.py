@@ -115,7 +115,7 @@ def test_torch_feature_floor(monkeypatch):
     with pytest.raises(ConfigError, match=r"torch >= 2\.6.*get_total_norm"):
         compat.require_torch()
     # pyproject.toml declares the same floor
-    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    text = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
     assert re.search(r'"torch>=([\d.]+)[,"]', text).group(1) == compat.MIN_TORCH
 
 

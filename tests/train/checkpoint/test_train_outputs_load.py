@@ -19,7 +19,7 @@ from sftdata_train.lora.merge import base_reference
 from sftdata_train.testing import prepare_dir, synthetic_conversations
 
 pytest.importorskip("peft")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 _LOAD = r"""
 import json, sys, torch
