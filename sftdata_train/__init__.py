@@ -5,26 +5,33 @@
 
 See ``docs/training.md`` for the config keys, the loss definition and the checkpoint layout.
 
-The modules, grouped by what they own (``sftdata_train`` imports ``sftdata``, never the reverse):
+One folder per concept (``sftdata_train`` imports ``sftdata``, never the reverse; docs/architecture.md):
 
-* config: :mod:`~sftdata_train.config` (``TrainConfig``), :mod:`~sftdata_train.config.command_line`
-  (the command line), :mod:`~sftdata_train.config.aliases` and :mod:`~sftdata_train.config.alias_converters`
-  (other tools' keys), :mod:`~sftdata_train.cli`, :mod:`~sftdata_train.pipeline` (``sftdata run``);
-* data: :mod:`~sftdata_train.data` (datasets, batch sampler, the micro-batch stream);
-* model and attention: :mod:`~sftdata_train.model`, :mod:`~sftdata_train.build`,
-  :mod:`~sftdata_train.model.attention`, :mod:`~sftdata_train.model.seq_layout`,
-  :mod:`~sftdata_train.model.torch_varlen`, :mod:`~sftdata_train.model.tree_attention`,
-  :mod:`~sftdata_train.model.compiling`, :mod:`~sftdata_train.model.recompute`, :mod:`~sftdata_train.distributed`;
-* loss: :mod:`~sftdata_train.loss`, :mod:`~sftdata_train.hf_trainer` (the same loss in HF's ``Trainer``);
-* LoRA: :mod:`~sftdata_train.lora`, :mod:`~sftdata_train.lora.qlora`, :mod:`~sftdata_train.lora.init_adapter`,
-  :mod:`~sftdata_train.lora.merge`;
-* checkpointing: :mod:`~sftdata_train.checkpoint.state` (the ``Stateful`` components),
-  :mod:`~sftdata_train.checkpoint.manager`, :mod:`~sftdata_train.checkpoint` (dirs, manifest),
+* ``config/``: :mod:`~sftdata_train.config.train_config` (``TrainConfig``),
+  :mod:`~sftdata_train.config.command_line` (the flags), :mod:`~sftdata_train.config.aliases` and
+  :mod:`~sftdata_train.config.alias_converters` (other tools' keys);
+* ``model/``: :mod:`~sftdata_train.model.loading` (model and tokenizer), :mod:`~sftdata_train.model.attention`,
+  :mod:`~sftdata_train.model.seq_layout`, :mod:`~sftdata_train.model.torch_varlen`,
+  :mod:`~sftdata_train.model.tree_attention`, :mod:`~sftdata_train.model.compiling`,
+  :mod:`~sftdata_train.model.recompute`;
+* ``lora/``: :mod:`~sftdata_train.lora.adapter`, :mod:`~sftdata_train.lora.qlora`,
+  :mod:`~sftdata_train.lora.init_adapter`, :mod:`~sftdata_train.lora.merge`;
+* ``checkpoint/``: :mod:`~sftdata_train.checkpoint.state` (the ``Stateful`` components),
+  :mod:`~sftdata_train.checkpoint.manager`, :mod:`~sftdata_train.checkpoint.directories` (dirs, manifest),
   :mod:`~sftdata_train.checkpoint.export` (``final/``);
-* loop: :mod:`~sftdata_train.setup` (building a run), :mod:`~sftdata_train.loop.step` (one optimizer
-  step), :mod:`~sftdata_train.loop` (``Trainer``, ``train``), :mod:`~sftdata_train.loop.optim`,
-  :mod:`~sftdata_train.loop.guards`, :mod:`~sftdata_train.loop.metrics`, :mod:`~sftdata_train.loop.peaks`,
-  :mod:`~sftdata_train.loop.tracking`, :mod:`~sftdata_train.loop.interrupt`.
+* ``loop/``: :mod:`~sftdata_train.loop.trainer` (``Trainer``, ``train``), :mod:`~sftdata_train.loop.step`
+  (one optimizer step), :mod:`~sftdata_train.loop.optim`, :mod:`~sftdata_train.loop.guards`,
+  :mod:`~sftdata_train.loop.metrics`, :mod:`~sftdata_train.loop.peaks`, :mod:`~sftdata_train.loop.tracking`,
+  :mod:`~sftdata_train.loop.interrupt`;
+* at the top, the front door and what the folders share: :mod:`~sftdata_train.cli`,
+  :mod:`~sftdata_train.pipeline` (``sftdata run``'s train stage), :mod:`~sftdata_train.hf_trainer` (the
+  same loss in HF's ``Trainer``), :mod:`~sftdata_train.loss`, :mod:`~sftdata_train.data` (datasets, batch
+  sampler, the micro-batch stream), :mod:`~sftdata_train.build` (the model a run trains),
+  :mod:`~sftdata_train.setup` (building a run), :mod:`~sftdata_train.distributed`,
+  :mod:`~sftdata_train.compat`, :mod:`~sftdata_train.testing`.
+
+The old flat paths (``sftdata_train.attention`` ...) still import, with a ``DeprecationWarning``
+(:mod:`sftdata_train._moved`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from sftdata.errors import ConfigError
 from sftdata_train.config.aliases import _CONVERTERS, RENAMES, UNSUPPORTED, resolve_keys
-from sftdata_train.config.train_config import TrainConfig, parse_args
+from sftdata_train.config.command_line import parse_args
+from sftdata_train.config.train_config import TrainConfig
 
 NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
 BASE = {"data": "d", "output_dir": "o"}

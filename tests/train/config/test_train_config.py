@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sftdata.errors import ConfigError
-from sftdata_train.config.train_config import TrainConfig, as_config, build_arg_parser, parse_args
+from sftdata_train.config.command_line import build_arg_parser, parse_args
+from sftdata_train.config.train_config import TrainConfig, as_config
 from sftdata_train.loop.optim import build_scheduler, lr_factor, param_groups
 
 

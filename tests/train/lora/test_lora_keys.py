@@ -10,7 +10,8 @@ import torch
 
 from sftdata.errors import ConfigError
 from sftdata_train.lora import adapter as lora
-from sftdata_train.config.train_config import TrainConfig, parse_args
+from sftdata_train.config.command_line import parse_args
+from sftdata_train.config.train_config import TrainConfig
 from sftdata_train.loop.trainer import Trainer, train
 
 from lora_helpers import lora_config
