@@ -316,7 +316,7 @@ class Renderer(TurnLocation):
         key = (n, add_generation_prompt)
         out = self._memo.get(key)
         if out is None:
-            out = self.template.render(messages[:n], self._tools, add_generation_prompt=add_generation_prompt, prepared=True)
+            out = self.template.render(messages, self._tools, add_generation_prompt=add_generation_prompt, prepared=True, count=n)
             self._memo[key] = out
         return out
 

@@ -118,6 +118,7 @@ from jinja2.utils import Namespace, missing
 from markupsafe import Markup
 
 from .render_limits import LimitedCodeGenerator, RenderLimitExceeded
+from .render_scan import compile_scan_exit, rewrite_scans, scan_guard
 
 __all__ = ["LoopPlan", "MemoIteration", "Observe", "RenderMemo", "MemoCodeGenerator", "memo_enabled_by_default", "note_write", "plan"]
 
@@ -184,6 +185,8 @@ class LoopPlan:
         memoised: the loop's iterations are memoised.
         reason: why not (empty when memoised).
         stable: how many stable key expressions; observed: how many observation expressions.
+        scan: the loop is a guarded scan that stops at its first iteration whose guard is false
+            (:mod:`sftdata.masking.render_scan`; such a loop is not memoised).
     """
 
     lineno: int
@@ -193,6 +196,7 @@ class LoopPlan:
     observed: int = 0
     kinds: tuple[int, ...] = ()
     cmps: tuple = ()
+    scan: bool = False
 
 
 def _clone(node: Any) -> Any:
@@ -506,8 +510,13 @@ def plan(root: nodes.Template, environment: jinja2.Environment) -> list[LoopPlan
     gen_ext = next((ext.identifier for ext in environment.extensions.values() if "generation" in getattr(ext, "tags", ())), None)
     filters = set(environment.filters)
     loops, _ = _top_loops(root)
+    scans = {id(loop) for loop in root.find_all(nodes.For) if scan_guard(loop, assigned) is not None}
+    rewrite_scans(root, assigned)
     plans: list[LoopPlan] = []
     for loop_id, loop in enumerate(loops):
+        if id(loop) in scans:
+            plans.append(LoopPlan(loop.lineno, False, "a guarded scan: it stops at its first iteration whose guard is false", scan=True))
+            continue
         try:
             if loop.recursive:
                 raise _Ineligible("recursive loop")
@@ -541,6 +550,10 @@ class MemoCodeGenerator(LimitedCodeGenerator):
     """Compiles :class:`MemoIteration` and :class:`Observe` (other nodes as jinja does)."""
 
     _plain_copy = False
+
+    def visit_ScanExit(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        """Compile a guarded scan's exit (:mod:`sftdata.masking.render_scan`)."""
+        compile_scan_exit(self, node, frame)
 
     def visit_Observe(self, node: Observe, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
         """Compile an observation: its expression's value passed through ``render_memo.obs``."""
@@ -663,10 +676,15 @@ class _LoopMemo:
         self.seen_items: dict[int, Any] = {}  # id -> item: items this loop has run an iteration on
         self.disabled = False
         self.t_out: list | None = None
+        self.t_base: Any = None
+        self.n_base: Any = None
         self.n_items: Any = None
         self.n_ok = False
 
-    def new_trace(self, items: Any) -> None:
+    def new_trace(self, items: Any, base: Any = None) -> None:
+        """Start the current render's trace over ``items`` (``base``: the list ``items`` is a
+        prefix of, when the renderer said so, see :meth:`RenderMemo.start_render`)."""
+        self.n_base = base
         self.n_items = items if type(items) in (list, tuple) else None
         self.n_ok = self.n_items is not None
         self.n_out: list = []
@@ -722,6 +740,7 @@ class _LoopMemo:
         the one the next render may skip over."""
         if self.n_items is not None and self.n_out:
             self.t_items, self.t_out, self.t_flags, self.t_snap = self.n_items, self.n_out, self.n_flags, self.n_snap
+            self.t_base = self.n_base
             self.t_key0, self.t_ns, self.t_first_other, self.t_first_ns = self.n_key0, self.n_ns, self.n_first_other, self.n_first_ns
             self.t_ivs, self.t_first_cmp = self.n_ivs, self.n_first_cmp
         self.n_items = None
@@ -791,6 +810,7 @@ class RenderMemo:
         self.loops: dict[int, _LoopMemo] = {}
         self._plain: dict[int, tuple[Any, bool]] = {}
         self.current: _Iteration | None = None
+        self.prefix: tuple[list, list] | None = None
         self._kinds: dict[int, tuple] = {}
         #: per loop: run its body plainly (the memo is off, or the loop kept missing)
         self.off: list[bool] = []
@@ -803,10 +823,19 @@ class RenderMemo:
         self.current = None
         self.off = [not self.enabled] * len(self.off)
 
-    def start_render(self, mark: Any) -> None:
-        """Called before every render (``mark``: the generation-block markers in use, or ``None``)."""
+    def start_render(self, mark: Any, prefix: tuple[list, list] | None = None) -> None:
+        """Called before every render.
+
+        Args:
+            mark: the generation-block markers in use, or ``None``.
+            prefix: ``(base, messages)`` when the render's ``messages`` list is ``base[:n]``, made by
+                the renderer from one list ``base`` that no render of the conversation mutates: two
+                such renders' lists then hold the same objects up to the shorter length, which a loop
+                over ``messages`` uses instead of comparing its items (:meth:`_skip`).
+        """
         self.emitted = 0
         self.mark = mark
+        self.prefix = prefix
         self.current = None
         _ACTIVE.journal = None
 
@@ -920,7 +949,8 @@ class RenderMemo:
             lm = self.loops[loop_id] = _LoopMemo(*self._kinds.get(loop_id, ((), ())))
         first = loop.index0 == 0
         if first:
-            lm.new_trace(loop._iterable)
+            prefix = self.prefix
+            lm.new_trace(loop._iterable, prefix[0] if prefix is not None and loop._iterable is prefix[1] else None)
         it = _Iteration(lm)
         _ACTIVE.journal = None
         self.current = None
@@ -991,7 +1021,10 @@ class RenderMemo:
         if t_out is None or key != lm.t_key0:
             return None
         items, old = lm.n_items, lm.t_items
-        common = _common_prefix(items, old)
+        if lm.n_base is not None and lm.n_base is lm.t_base:  # both base[:n]: the same objects up to the shorter
+            common = min(len(items), len(old))
+        else:
+            common = _common_prefix(items, old)
         j = min(common, len(t_out))
         if lm.t_first_other >= 0:
             j = min(j, lm.t_first_other)
@@ -1010,8 +1043,12 @@ class RenderMemo:
         loop.index0 = j - 1
         loop._current = items[j - 1]
         loop._after = missing
-        lm.n_out, lm.n_flags, lm.n_snap, lm.n_cum = t_out[:j], lm.t_flags[:j], lm.t_snap[:j], lm.t_snap[j - 1]
-        lm.n_ivs, lm.n_iv = lm.t_ivs[:j], lm.t_ivs[j - 1]
+        # the new trace continues the old one's first j iterations: cut the old lists in place (O(what
+        # is dropped), not O(j)); the old trace is not read again (commit replaces it by this one)
+        for trace in (t_out, lm.t_flags, lm.t_snap, lm.t_ivs):
+            del trace[j:]
+        lm.n_out, lm.n_flags, lm.n_snap, lm.n_cum = t_out, lm.t_flags, lm.t_snap, lm.t_snap[j - 1]
+        lm.n_ivs, lm.n_iv = lm.t_ivs, lm.t_ivs[j - 1]
         # what the replayed prefix holds (it has no OTHER observation: j <= t_first_other)
         lm.n_first_cmp = lm.t_first_cmp if lm.t_first_cmp < j else -1
         lm.n_first_ns = lm.t_first_ns if lm.t_first_ns < j else -1
@@ -1019,7 +1056,7 @@ class RenderMemo:
         lm.hits += j
         lm.skipped += j
         lm.render_lookups += j
-        return "".join(t_out[:j])
+        return "".join(t_out)
 
     def _valid(self, recorded: tuple, observations: tuple) -> bool:
         for index, expected in recorded:

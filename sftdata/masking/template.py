@@ -25,6 +25,7 @@ import jinja2
 from ..errors import ConfigError, Reason, RowError
 from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, time_limit
 from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default, plan
+from .render_scan import ScanExit
 from .template_env import MARKER_PAIRS, make_environment, tojson  # noqa: F401 - make_environment is part of this module's API
 
 
@@ -119,6 +120,8 @@ class ChatTemplate:
                 self._template = env.from_string(tree)  # type: ignore[arg-type] - compiles a parsed tree
                 if memo_min_messages > 0:
                     self._plain_template = env.from_string(source)
+            elif next(tree.find_all(ScanExit), None) is not None:
+                self._template = env.from_string(tree)  # type: ignore[arg-type] - guarded scans only
             else:
                 self._template = env.from_string(source)
         else:
@@ -238,11 +241,16 @@ class ChatTemplate:
         *,
         add_generation_prompt: bool = False,
         prepared: bool = False,
+        count: int | None = None,
     ) -> str:
         """Render ``messages`` (template dicts) to text.
 
         Args:
             prepared: the messages already went through :meth:`prepare_messages`.
+            count: render ``messages[:count]`` (default: all). With ``prepared``, renders of one
+                conversation that pass the same ``messages`` list (not mutated between them) and
+                different counts let the render memo know their message lists share their leading
+                items, without comparing them.
 
         Raises:
             RowError: ``template_error`` carrying the template's own message
@@ -250,7 +258,10 @@ class ChatTemplate:
                 ``render_limit`` when the render exceeds :attr:`limits` (time or size), hits
                 the sandbox's ``range()`` cap, recurses too deeply or runs out of memory.
         """
-        msgs = list(messages) if prepared else self.prepare_messages(messages)
+        base = messages if count is not None and prepared and type(messages) is list else None
+        if count is not None:
+            messages = messages[:count]
+        msgs = list(messages) if prepared and base is None else messages if prepared else self.prepare_messages(messages)
         memo = self._memo
         template = self._template
         if memo is not None and len(msgs) < self.memo_min_messages and self._plain_template is not None:
@@ -271,7 +282,7 @@ class ChatTemplate:
                 if memo is None:
                     out = collect(template.root_render_func(context), self.limits.max_chars)
                 else:
-                    memo.start_render(getattr(self._env, "mark_generation", None))
+                    memo.start_render(getattr(self._env, "mark_generation", None), (base, msgs) if base is not None else None)
                     try:
                         pieces = template.root_render_func(context)
                         out = collect(memo.count(pieces) if self.limits.max_chars is not None else pieces, self.limits.max_chars)
