@@ -19,6 +19,7 @@ from .errors import RowError
 from .formats import RawRow, has_lone_surrogate, row_problem
 from .formats.reader import parse_item
 from .encoder import output_columns
+from .counters import check_counter_sum
 from .output.stats import StatsPart, check_row_accounting
 from .tools_file import ToolsSpec, load_tools_file
 
@@ -109,9 +110,14 @@ class ChunkEncoder:
     def __call__(self, items: Sequence[tuple[int, Any]]) -> ChunkResult:
         """Encode one chunk of ``(row_index, item)`` pairs.
 
+        The chunk's counters (``part.counters``) are the encoded batch's, the sum of its rows'
+        :attr:`RowResult.counters <sftdata.encoder.RowResult.counters>` (rejected rows count what
+        they dropped).
+
         Raises:
-            InvariantError: the chunk's rows in ≠ rows out + rows rejected (a bug, never bad data;
-                :func:`sftdata.output.stats.check_row_accounting`).
+            InvariantError: the chunk's rows in ≠ rows out + rows rejected, or its counters ≠ the
+                sum of its rows' counters (a bug, never bad data;
+                :func:`sftdata.output.stats.check_row_accounting`, :func:`sftdata.counters.check_counter_sum`).
         """
         from .output.columns import column_array
 
@@ -137,6 +143,7 @@ class ChunkEncoder:
         if cols["length"]:
             _count_examples(part, batch, self.schema, cols)
         part.counters = encoded.counters.to_dict()
+        check_counter_sum(part.counters, (res.counters for res in encoded.results), "the chunk's counters")
         check_row_accounting(part)
         return result
 

@@ -1,11 +1,16 @@
 """Counters that add: the per-row and per-chunk counters of rendering and encoding are dataclasses
 of ints (and dicts of ints) summed into ``stats.json``. Shared by every stage (masking counts, the
-output stage sums), so it sits at the top level, not in a stage folder."""
+output stage sums), so it sits at the top level, not in a stage folder.
+
+:func:`check_counter_sum` checks that what a run reports is the sum of its rows' counters
+(an :class:`~sftdata.invariants.InvariantError` otherwise, also under ``python -O``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+
+from .invariants import InvariantError
 
 
 def counters_to_dict(counters: Any) -> dict:
@@ -41,3 +46,35 @@ def add_stats(total, part) -> None:
                 sub[key] = sub.get(key, 0) + n
         elif value:
             into[name] += value
+
+
+def _nonzero(counters: Mapping) -> dict:
+    """``counters`` without its zero and empty entries (nested dicts recurse), for comparing sums."""
+    out = {}
+    for key, value in counters.items():
+        if isinstance(value, Mapping):
+            value = _nonzero(value)
+        if value:
+            out[key] = value
+    return out
+
+
+def check_counter_sum(reported: Mapping, parts: Iterable[Any], what: str = "counters") -> None:
+    """The invariant: ``reported`` (nested dict, as ``stats.json`` sums it) is the sum of ``parts``.
+
+    Args:
+        reported: the counters as reported (e.g. :attr:`sftdata.output.stats.StatsPart.counters`).
+        parts: the per-row counters (counters dataclasses or nested dicts), summed here by
+            :func:`add_counters` (zero and empty entries are ignored on both sides).
+        what: the name of ``reported``, for the message.
+
+    Raises:
+        InvariantError: they differ (the message lists the differing counters, reported vs summed).
+    """
+    total: dict = {}
+    for part in parts:
+        add_counters(total, part)
+    a, b = _nonzero(reported), _nonzero(total)
+    if a != b:
+        diff = {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+        raise InvariantError(f"{what} == sum of per-row counters", f"reported vs summed: {diff}")

@@ -10,8 +10,10 @@ This is the per-conversation encode function: ``Encoder.encode`` for one
 
 Results are values: :meth:`Encoder.encode_rows` returns an :class:`EncodedBatch`, a
 :class:`RowResult` per input row (its rows, or the :class:`~sftdata.errors.RowError` that rejects
-it) and the batch's :class:`Counters` (which add with ``+``); JSON is made only where rejects are
-written (:func:`output_columns` for ``map_batch``, :mod:`sftdata.chunks` for ``rejects.jsonl``).
+it, and the row's own :class:`Counters`, which add with ``+``); the batch's counters are the sum
+of its rows' counters, computed where they are summed (:attr:`EncodedBatch.counters`), never kept
+beside them. JSON is made only where rejects are written (:func:`output_columns` for
+``map_batch``, :mod:`sftdata.chunks` for ``rejects.jsonl``).
 The options are :class:`~sftdata.options.EncodeOptions` (re-exported here, their former home).
 """
 
@@ -34,7 +36,7 @@ from .masking.tokenizer import control_token_pattern, control_tokens, special_to
 
 __all__ = [  # EncodeOptions, parse_clock and the stage configs live in sftdata.options (re-exported: their former home)
     "OUTPUT_COLUMNS", "Counters", "EncodeConfig", "EncodeOptions", "EncodedBatch", "Encoder", "ReadConfig",
-    "RenderConfig", "RowResult", "output_columns", "parse_clock", "reads_clock",
+    "RenderConfig", "RowResult", "output_columns", "parse_clock", "reads_clock", "sum_counters",
 ]
 
 #: Output columns of :meth:`Encoder.map_batch` that hold row data (the others are bookkeeping);
@@ -52,7 +54,12 @@ class Counters:
     """Counters of rendering and encoding (summed into ``stats.json``): a value that adds.
 
     ``a + b`` is a new :class:`Counters` (ints add, dicts of ints add per key); neither operand
-    changes.
+    changes, and ``Counters()`` is the zero, so ``sum(results_counters, Counters())`` is the total.
+
+    Attributes:
+        render: :class:`~sftdata.masking.render.RenderStats` (turns, prompt mismatches, …).
+        encode: :class:`~sftdata.masking.encode.EncodeStats` (paths, tokens of one rendering,
+            ``dropped_examples``: reason → examples, …).
     """
 
     render: RenderStats = field(default_factory=RenderStats)
@@ -67,6 +74,12 @@ class Counters:
             add_stats(total, b)
         return out
 
+    def __radd__(self, other: Any) -> "Counters":
+        # ``sum(..., Counters())`` starts from a Counters; ``sum(...)`` without a start adds to 0
+        if isinstance(other, int) and other == 0:
+            return self + Counters()
+        return NotImplemented
+
     def to_dict(self) -> dict:
         """Plain nested dicts (``{"render": {...}, "encode": {...}}``)."""
         return asdict(self)
@@ -74,27 +87,40 @@ class Counters:
 
 @dataclass(frozen=True)
 class RowResult:
-    """What one input row became: its training rows, or the :class:`~sftdata.errors.RowError` that rejects it.
+    """What one input row became: its training rows, or the :class:`~sftdata.errors.RowError` that
+    rejects it, and what the row counted.
 
     Attributes:
         source_index: the input row index (0-based, across all inputs).
         rows: the row's :class:`~sftdata.masking.encode.EncodedExample` (empty when rejected).
         error: the reject, with ``row`` (= ``source_index``) and ``stage`` filled in; ``None``
             when the row was written.
+        counters: this row's :class:`Counters`. A written row counts its rendering and encoding;
+            a rejected row counts only what it dropped (``encode.dropped_examples``,
+            ``encode.trained_tokens_over_length``, ``encode.trained_tokens_cut``), all else 0.
     """
 
     source_index: int
     rows: tuple[EncodedExample, ...] = ()
     error: RowError | None = None
+    counters: Counters = field(default_factory=Counters)
 
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    """:meth:`Encoder.encode_rows` of a batch: one :class:`RowResult` per input row, in order, and
-    the batch's :class:`Counters` (of written rows; what rejected rows dropped is counted too)."""
+    """:meth:`Encoder.encode_rows` of a batch: one :class:`RowResult` per input row, in order."""
 
     results: list[RowResult]
-    counters: Counters
+
+    @property
+    def counters(self) -> Counters:
+        """The batch's :class:`Counters`: the sum of its rows' counters (a new value on each call)."""
+        return sum_counters(self.results)
+
+
+def sum_counters(results: Sequence[RowResult]) -> Counters:
+    """The sum of the :attr:`RowResult.counters` of ``results`` (``Counters()`` for none)."""
+    return sum((res.counters for res in results), Counters())
 
 
 def output_columns(results: Sequence[RowResult], *, rejects: bool = False) -> dict[str, list]:
@@ -146,8 +172,9 @@ class Encoder:
             stage configs (``options.read``, ``options.render``, ``options.encode``).
 
     Attributes:
-        counters: the sum of the :class:`Counters` of every row this encoder encoded (each
-            call's own counters are returned as a value by :meth:`encode_rows`).
+        counters: read-only; the sum of the :class:`Counters` of every row this encoder returned
+            (by :meth:`encode` and :meth:`encode_rows`; each row's own counters are in its
+            :class:`RowResult`). Per process: an encoder pickled to workers counts there.
 
     Raises:
         ConfigError: invalid options or end-of-turn tokens.
@@ -169,7 +196,12 @@ class Encoder:
         )
         self.stop = resolve_stop_tokens(tokenizer, render.stop_tokens)
         self.now = render.now()  # one clock reading for every render of this encoder
-        self.counters = Counters()
+        self._counters = Counters()
+
+    @property
+    def counters(self) -> Counters:
+        """The sum of the counters of every row this encoder returned (read-only: nothing resets it)."""
+        return self._counters
 
     def _renderer(self, has_tools: bool) -> tuple[Renderer, Any]:
         """Renderer + control-token pattern for the template transformers would pick."""
@@ -219,11 +251,11 @@ class Encoder:
             RowError: the example cannot be encoded correctly, or nothing of it fits
                 ``max_length`` (see :class:`~sftdata.errors.Reason`).
         """
-        out, counters = self._finish([self._plan(example)])
-        self.counters = self.counters + counters
-        if isinstance(out[0], RowError):
-            raise out[0]
-        return out[0]
+        [(res, counters)] = self._finish([self._plan(example)])
+        self._counters = self._counters + counters
+        if isinstance(res, RowError):
+            raise res
+        return res
 
     def _plan(self, example: Conversation | TextExample):
         """Check or mark control-token text, then render: a TextExample, or a Rendered with the
@@ -241,29 +273,38 @@ class Encoder:
         except RowError as e:
             raise e.with_context(stage="render") from None
 
-    def _finish(self, planned: list) -> tuple[list[list[EncodedExample] | RowError], Counters]:
-        """Tokenize the rendered conversations together, then build, check and fit each row;
-        with the counters of the batch."""
-        counters = Counters()
+    def _finish(self, planned: list) -> list[tuple[list[EncodedExample] | RowError, Counters]]:
+        """Tokenize the rendered conversations together, then build, check and fit each row:
+        per planned row, its rows or the :class:`RowError` that rejects it, with the row's
+        :class:`Counters` (see :attr:`RowResult.counters`)."""
         convs = [i for i, p in enumerate(planned) if not isinstance(p, (TextExample, RowError))]
-        encoded = dict(zip(convs, self.encoder.encode_many([planned[i][0] for i in convs], counters.encode)))
-        out: list[list[EncodedExample] | RowError] = []
+        encoded = dict(zip(convs, self._encode_conversations([planned[i][0] for i in convs])))
+        out: list[tuple[list[EncodedExample] | RowError, Counters]] = []
         for i, p in enumerate(planned):
             if isinstance(p, RowError):
-                out.append(p)
+                out.append((p, Counters()))
             elif isinstance(p, TextExample):
+                stats = EncodeStats()
                 try:
-                    out.append([self.encoder.fit_text(self.encoder.encode_text(p), counters.encode)])
+                    out.append(([self.encoder.fit_text(self.encoder.encode_text(p), stats)], Counters(encode=stats)))
                 except RowError as e:
-                    out.append(e)
+                    out.append((e, Counters(encode=stats)))
             else:
-                res = encoded[i]
-                if isinstance(res, RowError):
-                    out.append(res.with_context(stage=res.stage or "encode"))
+                res, stats = encoded[i]
+                if isinstance(res, RowError):  # its render counters are not counted: only what it dropped
+                    out.append((res.with_context(stage=res.stage or "encode"), Counters(encode=stats)))
                 else:
-                    add_stats(counters.render, p[1])
-                    out.append(res)
-        return out, counters
+                    out.append((res, Counters(render=p[1], encode=stats)))
+        return out
+
+    def _encode_conversations(self, rendered: list) -> list[tuple[list[EncodedExample] | RowError, EncodeStats]]:
+        """Per rendered conversation, its rows or the :class:`RowError` that rejects it, and its
+        :class:`EncodeStats` (a rejected row's hold only what it dropped, as ``encode_many`` counts)."""
+        out = []
+        for r in rendered:  # one call per row: encode_many sums its rows' counters into the one it is given
+            stats = EncodeStats()
+            out.append((self.encoder.encode_many([r], stats)[0], stats))
+        return out
 
     def encode_rows(self, rows: Sequence[Any], source_indices: Sequence[int]) -> EncodedBatch:
         """Normalise, render and encode a batch of raw rows (their texts tokenized together).
@@ -275,8 +316,8 @@ class Encoder:
 
         Returns:
             An :class:`EncodedBatch`: a :class:`RowResult` per row, in order (an error has
-            ``row`` and ``stage`` filled in), and the batch's :class:`Counters` (also added
-            to :attr:`counters`).
+            ``row`` and ``stage`` filled in), each with the row's :class:`Counters` (their sum,
+            :attr:`EncodedBatch.counters`, is also added to :attr:`counters`).
         """
         from .formats import normalize
 
@@ -293,16 +334,16 @@ class Encoder:
                 planned.append(self._plan(example))
             except RowError as e:
                 planned.append(e)
-        done, counters = self._finish(planned)
         results = []
-        for res, src in zip(done, source_indices):
+        for (res, counters), src in zip(self._finish(planned), source_indices):
             src = int(src)
             if isinstance(res, RowError):
-                results.append(RowResult(src, error=res.with_context(row=src)))
+                results.append(RowResult(src, error=res.with_context(row=src), counters=counters))
             else:
-                results.append(RowResult(src, tuple(res)))
-        self.counters = self.counters + counters
-        return EncodedBatch(results, counters)
+                results.append(RowResult(src, tuple(res), counters=counters))
+        batch = EncodedBatch(results)
+        self._counters = self._counters + batch.counters
+        return batch
 
     def map_batch(self, batch: Mapping[str, Sequence[Any]], indices: Sequence[int] | None = None) -> dict[str, list]:
         """``Dataset.map(batched=True, with_indices=True)`` function over raw rows.

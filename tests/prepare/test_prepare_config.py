@@ -204,6 +204,6 @@ def test_chunk_accounting_raises(monkeypatch):
     ok = chunker(items)
     assert ok.part.rows_in == 2 == ok.part.rows_out + ok.part.rows_rejected
     assert isinstance(ok.first_reject, RowError) and ok.first_reject.row == 1
-    monkeypatch.setattr(chunker.encoder, "encode_rows", lambda rows, idx: EncodedBatch([RowResult(i) for i in idx], Counters()))
+    monkeypatch.setattr(chunker.encoder, "encode_rows", lambda rows, idx: EncodedBatch([RowResult(i) for i in idx]))
     with pytest.raises(InvariantError, match=r"rows_in == rows_out \+ rows_rejected \(2 in, 0 out, 0 rejected\)"):
         chunker(items)
