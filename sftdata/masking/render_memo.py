@@ -104,6 +104,7 @@ the environment variable ``SFTDATA_RENDER_MEMO=0``.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 import os
@@ -149,6 +150,11 @@ MemoIteration = _node_type(
     namespace attributes it reads and never writes), ``body``.""",
 )  # fmt: skip
 Observe = _node_type("Observe", nodes.Expr, ("index", "node"), """``node``'s value, recorded as observation ``index`` of the current iteration.""")
+PosRead = _node_type(
+    "PosRead", nodes.Expr, ("node", "arg"),
+    """``messages[arg]`` inside an observation, ``arg`` computed from ``loop.index0``/``loop.index`` and
+    constants: compiled as jinja compiles the subscript, the index read reported to ``render_memo.pos``.""",
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,6 +408,7 @@ class _LoopAnalysis:
             if hoistable and volatile:
                 if isinstance(child, nodes.Name):
                     raise _Ineligible(f"line {child.lineno}: {child.name!r} (a new value every render) used whole inside the loop body")
+                child = self._pos_reads(child)
                 self.observed.append(_clone(child))
                 self.kinds.append(self._kind(child))
                 self.cmps.append(self._cmp(child))
@@ -412,10 +419,41 @@ class _LoopAnalysis:
         return child
 
 
+    def _stable_index(self, node: nodes.Node) -> bool:
+        """An index computed from ``loop.index0``/``loop.index`` and integer constants only (the same
+        at iteration ``i`` of every render)."""
+        if isinstance(node, nodes.Const):
+            return type(node.value) is int
+        if isinstance(node, nodes.Getattr):
+            return isinstance(node.node, nodes.Name) and node.node.name == "loop" and node.attr in ("index0", "index")
+        if isinstance(node, (nodes.Add, nodes.Sub)):
+            return self._stable_index(node.left) and self._stable_index(node.right)
+        if isinstance(node, (nodes.Neg, nodes.Pos)):
+            return self._stable_index(node.node)
+        return False
+
+    def _pos_reads(self, expr: nodes.Node) -> nodes.Node:
+        """``expr`` with every ``messages[i]`` whose index is :meth:`_stable_index` made a
+        :class:`PosRead` (``messages`` being the render's own list: not assigned by the template)."""
+        if (
+            isinstance(expr, nodes.Getitem) and not isinstance(expr.arg, nodes.Slice) and isinstance(expr.node, nodes.Name)
+            and expr.node.name == "messages" and "messages" not in self.assigned_anywhere and self._stable_index(expr.arg)
+        ):  # fmt: skip
+            return PosRead(expr.node, expr.arg, lineno=expr.lineno)
+        for fname in expr.fields:
+            value = getattr(expr, fname)
+            if isinstance(value, list):
+                value[:] = [self._pos_reads(v) if isinstance(v, nodes.Node) else v for v in value]
+            elif isinstance(value, nodes.Node):
+                setattr(expr, fname, self._pos_reads(value))
+        return expr
+
     def _kind(self, expr: nodes.Expr) -> int:
         """What makes an observation differ between renders: :data:`NEXT` (``loop.last``,
         ``loop.nextitem``), :data:`NS` (a namespace attribute the body does not write),
-        :data:`OTHER` (``messages`` or a name assigned from it, ``loop.length``, ``loop.revindex``)."""
+        :data:`POS` (``messages[i]`` at an index ``i`` computed from ``loop.index0``: the same object
+        in two renders when ``i`` is below the length both lists share), :data:`OTHER` (``messages``
+        otherwise, or a name assigned from it, ``loop.length``, ``loop.revindex``)."""
         kind = 0
         getattrs = [expr] if isinstance(expr, nodes.Getattr) else []
         for n in getattrs + list(expr.find_all(nodes.Getattr)):  # find_all leaves out the node itself
@@ -424,8 +462,11 @@ class _LoopAnalysis:
                     kind |= NEXT if n.attr in ("last", "nextitem") else OTHER if n.attr in _LOOP_VOLATILE else 0
                 elif n.node.name in self.ns_names:
                     kind |= NS
+        positional = [p.node for p in expr.find_all(PosRead)]
+        if positional:
+            kind |= POS
         names = [expr] if isinstance(expr, nodes.Name) else []
-        if any(n.name in self.volatile_names for n in names + list(expr.find_all(nodes.Name))):
+        if any(n.name in self.volatile_names and not any(n is q for q in positional) for n in names + list(expr.find_all(nodes.Name))):
             kind |= OTHER
         return kind
 
@@ -471,7 +512,7 @@ def _interval(op: str, x: int, result: bool) -> tuple[float, float]:
 
 
 #: observation kinds (see :meth:`_LoopAnalysis._kind`)
-NEXT, NS, OTHER = 1, 2, 4
+NEXT, NS, OTHER, POS = 1, 2, 4, 8
 
 
 def _describe(fn: nodes.Node) -> str:
@@ -554,6 +595,19 @@ class MemoCodeGenerator(LimitedCodeGenerator):
     def visit_ScanExit(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
         """Compile a guarded scan's exit (:mod:`sftdata.masking.render_scan`)."""
         compile_scan_exit(self, node, frame)
+
+    def visit_PosRead(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        """Compile ``messages[i]`` as jinja compiles a subscript (``environment.getitem``), ``i``
+        passed through ``render_memo.pos`` (which notes the index read) unless compiled plainly."""
+        self.write("environment.getitem(")
+        self.visit(node.node, frame)
+        self.write(", ")
+        if not self._plain_copy:
+            self.write("environment.render_memo.pos(")
+        self.visit(node.arg, frame)
+        if not self._plain_copy:
+            self.write(")")
+        self.write(")")
 
     def visit_Observe(self, node: Observe, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
         """Compile an observation: its expression's value passed through ``render_memo.obs``."""
@@ -672,19 +726,19 @@ class _LoopMemo:
         self.cache: dict = {}
         self.lookups = self.hits = self.render_lookups = self.render_misses = self.bad = self.skipped = 0
         self.seen_lookups = self.seen_skipped = 0  # lookups/skips counted by earlier renders
-        self.skip_renders = self.window_lookups = self.window_skipped = 0  # the skip judge's window (renders, iterations)
+        self.skip_renders = self.window_skipped = 0  # the skip judge's window: renders, and those that mostly skipped
         self.seen_items: dict[int, Any] = {}  # id -> item: items this loop has run an iteration on
         self.disabled = False
         self.t_out: list | None = None
-        self.t_base: Any = None
-        self.n_base: Any = None
+        self.t_render: tuple[Any, Any] = (None, None)
+        self.n_render: tuple[Any, Any] = (None, None)
         self.n_items: Any = None
         self.n_ok = False
 
-    def new_trace(self, items: Any, base: Any = None) -> None:
-        """Start the current render's trace over ``items`` (``base``: the list ``items`` is a
-        prefix of, when the renderer said so, see :meth:`RenderMemo.start_render`)."""
-        self.n_base = base
+    def new_trace(self, items: Any, render: tuple[Any, Any] = (None, None)) -> None:
+        """Start the current render's trace over ``items``; ``render`` is ``(base, messages)`` of
+        the render (see :meth:`RenderMemo.start_render`)."""
+        self.n_render = render
         self.n_items = items if type(items) in (list, tuple) else None
         self.n_ok = self.n_items is not None
         self.n_out: list = []
@@ -696,12 +750,16 @@ class _LoopMemo:
         self.n_first_other = self.n_first_ns = self.n_first_cmp = -1
         self.n_iv: tuple = ()  # per ns_reads index: the interval of its values every iteration so far allows
         self.n_ivs: list = []
+        self.n_reach: list = []  # per iteration: the largest messages index read by it or an earlier one
         self.n_ns_raw: Any = None
 
-    def add(self, out: str, flag: int, writes: tuple, obs: tuple = ()) -> None:
-        """Append one iteration (its output, observation kinds, namespace writes) to the trace."""
+    def add(self, out: str, flag: int, writes: tuple, obs: tuple = (), reach: int = -1) -> None:
+        """Append one iteration (its output, observation kinds, namespace writes, the largest
+        ``messages`` index its positional observations read) to the trace."""
         if not self.n_ok:
             return
+        reach_so_far = self.n_reach[-1] if self.n_reach else -1
+        self.n_reach.append(reach if reach > reach_so_far else reach_so_far)
         if writes:
             cum = dict(self.n_cum)
             for base_index, attr, value in writes:
@@ -740,9 +798,10 @@ class _LoopMemo:
         the one the next render may skip over."""
         if self.n_items is not None and self.n_out:
             self.t_items, self.t_out, self.t_flags, self.t_snap = self.n_items, self.n_out, self.n_flags, self.n_snap
-            self.t_base = self.n_base
+            self.t_render = self.n_render
             self.t_key0, self.t_ns, self.t_first_other, self.t_first_ns = self.n_key0, self.n_ns, self.n_first_other, self.n_first_ns
             self.t_ivs, self.t_first_cmp = self.n_ivs, self.n_first_cmp
+            self.t_reach = self.n_reach
         self.n_items = None
         self.n_ok = False
 
@@ -790,6 +849,7 @@ def _common_prefix(a: Any, b: Any) -> int:
 
 
 _SIZE_MESSAGE = "the rendering exceeds {:,} characters (render size limit)"
+_FAR = 1 << 62  # a positional read no skip can cover (a negative or non-integer index)
 _MISS_WINDOW = 256  # a window of at least 4 renders and this many lookups of a loop judges its misses
 
 
@@ -810,7 +870,10 @@ class RenderMemo:
         self.loops: dict[int, _LoopMemo] = {}
         self._plain: dict[int, tuple[Any, bool]] = {}
         self.current: _Iteration | None = None
-        self.prefix: tuple[list, list] | None = None
+        #: the largest ``messages`` index the current iteration's positional observations read
+        #: (:data:`_FAR` after a negative or non-integer index)
+        self.reach = -1
+        self.render_lists: tuple[Any, Any] = (None, None)
         self._kinds: dict[int, tuple] = {}
         #: per loop: run its body plainly (the memo is off, or the loop kept missing)
         self.off: list[bool] = []
@@ -823,19 +886,20 @@ class RenderMemo:
         self.current = None
         self.off = [not self.enabled] * len(self.off)
 
-    def start_render(self, mark: Any, prefix: tuple[list, list] | None = None) -> None:
+    def start_render(self, mark: Any, messages: Any = None, base: Any = None) -> None:
         """Called before every render.
 
         Args:
             mark: the generation-block markers in use, or ``None``.
-            prefix: ``(base, messages)`` when the render's ``messages`` list is ``base[:n]``, made by
-                the renderer from one list ``base`` that no render of the conversation mutates: two
-                such renders' lists then hold the same objects up to the shorter length, which a loop
-                over ``messages`` uses instead of comparing its items (:meth:`_skip`).
+            messages: the ``messages`` list the template gets.
+            base: a list that ``messages`` is ``base[:n]`` of, made by the renderer from one list
+                that no render of the conversation mutates (else ``None``): two such renders' lists
+                then hold the same objects up to the shorter length, which :meth:`_skip` uses
+                instead of comparing them.
         """
         self.emitted = 0
         self.mark = mark
-        self.prefix = prefix
+        self.render_lists = (base, messages)
         self.current = None
         _ACTIVE.journal = None
 
@@ -847,20 +911,21 @@ class RenderMemo:
             lm.commit()
             # a loop that does not skip: over 8 renders that looked up more than one iteration
             # (after the loop's first render, which has no trace to skip along), fewer than half
-            # of the iterations were replayed in runs. Its hits still evaluate their keys and
-            # observations one by one, which on Qwen3's template with tool calls costs more than
-            # running the body (bench/prepare.py --long 1k --qwen3-real --long-variants tau: 9.1
-            # CPU-s through the memo, 4.8 plain; 6,537 of 488,642 iterations skipped)
+            # replayed at least half of their iterations in one run. Its hits still evaluate their
+            # keys and observations one by one, which can cost more than running the body (before
+            # positional observations, Qwen3's template with tool calls: bench/prepare.py --long 1k
+            # --qwen3-real --long-variants tau, 9.1 CPU-s through the memo, 4.8 plain). Counted in
+            # renders, not iterations, so that one long render with nothing to skip along (the
+            # training rendering, after a failed first attempt) does not outweigh the rest.
             ran, skipped = lm.lookups - lm.seen_lookups, lm.skipped - lm.seen_skipped
             first = lm.seen_lookups == 0
             lm.seen_lookups, lm.seen_skipped = lm.lookups, lm.skipped
             if ran > 1 and not first:
                 lm.skip_renders += 1
-                lm.window_lookups += ran
-                lm.window_skipped += skipped
-            no_skips = lm.skip_renders >= 8 and lm.window_skipped * 2 < lm.window_lookups
+                lm.window_skipped += int(skipped * 2 >= ran)  # renders that replayed at least half their iterations
+            no_skips = lm.skip_renders >= 8 and lm.window_skipped * 2 < lm.skip_renders
             if lm.skip_renders >= 8:
-                lm.skip_renders = lm.window_lookups = lm.window_skipped = 0
+                lm.skip_renders = lm.window_skipped = 0
             # judged over windows of renders: a loop missing more than a quarter of its lookups costs
             # more than it saves (a miss records; a hit still evaluates its key)
             lm.bad += 1
@@ -949,11 +1014,11 @@ class RenderMemo:
             lm = self.loops[loop_id] = _LoopMemo(*self._kinds.get(loop_id, ((), ())))
         first = loop.index0 == 0
         if first:
-            prefix = self.prefix
-            lm.new_trace(loop._iterable, prefix[0] if prefix is not None and loop._iterable is prefix[1] else None)
+            lm.new_trace(loop._iterable, self.render_lists)
         it = _Iteration(lm)
         _ACTIVE.journal = None
         self.current = None
+        self.reach = -1
         if not self.enabled or lm.disabled or key_values is None or any(not isinstance(b, Namespace) for b in bases) or len({id(b) for b in bases}) != len(bases):
             lm.n_ok = False
             return it
@@ -987,7 +1052,7 @@ class RenderMemo:
                     bases[base_index][attr] = value
                 lm.hits += 1
                 it.out = entry[2]
-                lm.add(entry[2], entry[4], entry[1], entry[0])
+                lm.add(entry[2], entry[4], entry[1], entry[0], self.reach)
                 return it
         # a miss on an item this loop has already run on counts against the loop (a first sight
         # of a message is a miss every memo has to take)
@@ -1021,7 +1086,9 @@ class RenderMemo:
         if t_out is None or key != lm.t_key0:
             return None
         items, old = lm.n_items, lm.t_items
-        if lm.n_base is not None and lm.n_base is lm.t_base:  # both base[:n]: the same objects up to the shorter
+        (base, msgs), (t_base, t_msgs) = lm.n_render, lm.t_render
+        same_base = base is not None and base is t_base  # both base[:n]: the same objects up to the shorter
+        if same_base and items is msgs and old is t_msgs:
             common = min(len(items), len(old))
         else:
             common = _common_prefix(items, old)
@@ -1033,6 +1100,12 @@ class RenderMemo:
                 j = min(j, lm.t_first_ns)
             if lm.t_first_cmp >= 0 and j > lm.t_first_cmp:
                 j = _interval_prefix(lm.t_ivs, lm.n_ns_raw, j, lm.t_first_cmp)
+        if j > 0 and lm.t_reach[j - 1] >= 0:  # iterations read messages[i]: only where both renders' lists hold the same item
+            if same_base:
+                shared = min(len(msgs), len(t_msgs))
+            else:
+                shared = _common_prefix(msgs, t_msgs) if type(msgs) is list and type(t_msgs) is list else 0
+            j = bisect.bisect_left(lm.t_reach, shared, 0, j)
         if j > 0 and lm.t_flags[j - 1] & NEXT and not j < common:
             j -= 1
         if j <= 0:
@@ -1045,10 +1118,11 @@ class RenderMemo:
         loop._after = missing
         # the new trace continues the old one's first j iterations: cut the old lists in place (O(what
         # is dropped), not O(j)); the old trace is not read again (commit replaces it by this one)
-        for trace in (t_out, lm.t_flags, lm.t_snap, lm.t_ivs):
+        for trace in (t_out, lm.t_flags, lm.t_snap, lm.t_ivs, lm.t_reach):
             del trace[j:]
         lm.n_out, lm.n_flags, lm.n_snap, lm.n_cum = t_out, lm.t_flags, lm.t_snap, lm.t_snap[j - 1]
         lm.n_ivs, lm.n_iv = lm.t_ivs, lm.t_ivs[j - 1]
+        lm.n_reach = lm.t_reach
         # what the replayed prefix holds (it has no OTHER observation: j <= t_first_other)
         lm.n_first_cmp = lm.t_first_cmp if lm.t_first_cmp < j else -1
         lm.n_first_ns = lm.t_first_ns if lm.t_first_ns < j else -1
@@ -1068,6 +1142,15 @@ class RenderMemo:
             if tuple(now) != expected:
                 return False
         return True
+
+    def pos(self, index: Any) -> Any:
+        """Note the index of a positional read ``messages[index]`` (:class:`PosRead`); return it."""
+        if type(index) is int and index >= 0:
+            if index > self.reach:
+                self.reach = index
+        else:
+            self.reach = _FAR
+        return index
 
     def obs(self, index: int, value: Any) -> Any:
         """Record observation ``index`` of the iteration being recorded; return ``value``."""
@@ -1115,4 +1198,4 @@ class RenderMemo:
         entries = lm.cache.setdefault(it.key, [])
         entries.insert(0, (tuple(it.obs), tuple(writes), out, it.keep, flag))
         del entries[4:]
-        lm.add(out, flag, tuple(writes), tuple(it.obs))
+        lm.add(out, flag, tuple(writes), tuple(it.obs), self.reach)

@@ -282,7 +282,7 @@ class ChatTemplate:
                 if memo is None:
                     out = collect(template.root_render_func(context), self.limits.max_chars)
                 else:
-                    memo.start_render(getattr(self._env, "mark_generation", None), (base, msgs) if base is not None else None)
+                    memo.start_render(getattr(self._env, "mark_generation", None), msgs, base)
                     try:
                         pieces = template.root_render_func(context)
                         out = collect(memo.count(pieces) if self.limits.max_chars is not None else pieces, self.limits.max_chars)

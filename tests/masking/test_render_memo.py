@@ -37,11 +37,11 @@ def _pair(source: str, kwargs: dict | None = None, limits: RenderLimits | None =
     return plain, memo
 
 
-def _outcome(t: ChatTemplate, msgs: list, tools, gp: bool, spans: bool = False):
+def _outcome(t: ChatTemplate, msgs: list, tools, gp: bool, spans: bool = False, count: int | None = None):
     try:
         if spans:
-            return t.render_generation_spans(msgs, tools, prepared=True)
-        return t.render(msgs, tools, add_generation_prompt=gp, prepared=True)
+            return t.render_generation_spans(msgs[:count], tools, prepared=True)
+        return t.render(msgs, tools, add_generation_prompt=gp, prepared=True, count=count)
     except RowError as e:
         return ("error", e.reason, str(e))
 
@@ -77,7 +77,9 @@ def _check(plain: ChatTemplate, memo: ChatTemplate, msgs: list, tools, order: li
     for k, kind in order:
         lst, gp = _list(msgs, k, kind)
         want = _outcome(plain, lst, tools, gp, spans)
-        got = _outcome(memo, lst, tools, gp, spans)
+        # a prefix of the conversation is rendered as the renderer asks for it: the one list and a
+        # count (the memo then knows two renders' lists share their leading items)
+        got = _outcome(memo, msgs, tools, gp, spans, count=k) if kind in ("gp", "plain") else _outcome(memo, lst, tools, gp, spans)
         assert got == want, f"render {kind} of m[:{k}] differs"
 
 
@@ -179,6 +181,22 @@ ADVERSARIAL = {
     "strftime": "{% for m in messages %}{{ strftime_now('%Y') }}{{ m.role }}{% endfor %}",
     "filter_test_loop": "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ loop.last }}{{ m.role }}{% endfor %}",
     "set_block": "{% for m in messages %}{% set x %}{{ m.role }}{{ loop.last }}{% endset %}{{ x }}{% endfor %}",
+    # guarded scans (sftdata.masking.render_scan): rewritten, and near misses that must not be
+    "scan": "{% set ns = namespace(on=true, at=messages|length - 1) %}{% for m in messages[::-1] %}{% set i = (messages|length - 1) - loop.index0 %}"
+    "{% if ns.on and m.role == 'user' and not m.content.startswith('<') %}{% set ns.on = false %}{% set ns.at = i %}{% endif %}{% endfor %}"
+    "{% for m in messages %}{% if loop.index0 > ns.at %}*{% endif %}{{ m.role }}{% endfor %}{{ ns.at }}",
+    "scan_not_guard": "{% set ns = namespace(done=false, n=0) %}{% for m in messages %}{% if not ns.done and m.role == 'assistant' %}{% set ns.done = true %}{% set ns.n = loop.index %}{% endif %}{% endfor %}{{ ns.n }}",
+    "scan_unsafe_set": "{% set ns = namespace(on=true) %}{% for m in messages|reverse %}{% set c = m.content.upper() %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% endif %}{% endfor %}{{ ns.on }}",
+    "scan_else": "{% set ns = namespace(on=true, n=0) %}{% for m in messages[::-1] %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% else %}{% set ns.n = ns.n + 1 %}{% endif %}{% endfor %}{{ ns.n }}",
+    "scan_output": "{% set ns = namespace(on=true) %}{% for m in messages %}{{ m.role }}{% if ns.on and m.role == 'assistant' %}{% set ns.on = false %}!{% endif %}{% endfor %}",
+    "scan_undefined_guard": "{% for m in messages %}{% set i = loop.index0 %}{% if nope.flag and m.role == 'user' %}x{% endif %}{% endfor %}{{ messages|length }}",
+    "scan_guard_later": "{% set ns = namespace(on=true, n=0) %}{% for m in messages[::-1] %}{% if m.role == 'user' and ns.on %}{% set ns.on = false %}{% set ns.n = loop.index %}{% endif %}{% endfor %}{{ ns.n }}",
+    # positional observations: messages[loop.index0 + c]
+    "prev_guarded": "{% for m in messages %}{% if m.role == 'tool' %}{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<tools>{% endif %}{{ m.content }}"
+    "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}</tools>{% endif %}{% else %}{{ m.role }}:{{ m.content }}{% endif %};{% endfor %}",
+    "prev_unguarded": "{% for m in messages %}{{ messages[loop.index0 - 1].role }}>{{ m.role }};{% endfor %}",
+    "next_two": "{% for m in messages %}{{ m.role }}{% if messages[loop.index0 + 2] is defined %}+{{ messages[loop.index0 + 2].role }}{% endif %};{% endfor %}",
+    "index_one_based": "{% for m in messages %}{{ m.role }}{{ messages[loop.index].role if not loop.last }}{{ messages[loop.index - 2].role if loop.index > 1 }};{% endfor %}",
 }
 
 
@@ -312,3 +330,51 @@ def test_default_template_renders_short_conversations_plainly_and_long_ones_thro
     for k in range(1, len(msgs) + 1):
         for gp in (True, False):
             assert default.render(msgs[:k], add_generation_prompt=gp) == plain.render(msgs[:k], add_generation_prompt=gp)
+
+
+def test_guarded_scans_are_found():
+    """Which loops :func:`~sftdata.masking.render_scan.scan_guard` rewrites: Qwen3's reverse scan for
+    the last user query and the ``scan*`` templates above that meet the rule; not a loop with an
+    ``else`` branch, a ``set`` that may raise, output outside the ``if``, or a guard that is not the
+    left-most operand."""
+    from sftdata.testing.qwen3 import qwen3_tokenizer
+
+    def scans(source):
+        return [p.scan for p in ChatTemplate(source, memo=True).loop_plans]
+
+    assert scans(qwen3_tokenizer().chat_template) == [False, True, False]
+    assert scans(ADVERSARIAL["scan"]) == [True, False]
+    assert scans(ADVERSARIAL["scan_not_guard"]) == [True]
+    for name in ("scan_unsafe_set", "scan_else", "scan_output", "scan_guard_later"):
+        assert scans(ADVERSARIAL[name]) == [False], name
+
+
+def test_guarded_scan_stops_early_with_the_plain_text():
+    """A guarded scan leaves the loop at its first iteration whose guard is false: a scan whose
+    later iterations would raise (``m.content.upper()`` on a message without content, inside the
+    branch the guard closes) renders as jinja does, because the branch never runs there either."""
+    source = ("{% set ns = namespace(on=true) %}{% for m in messages[::-1] %}{% set i = loop.index0 %}"
+              "{% if ns.on and m.content.upper() == 'STOP' %}{% set ns.on = false %}{% endif %}{% endfor %}{{ ns.on }}")
+    plain, memo = _pair(source)
+    assert [p.scan for p in memo.loop_plans] == [True]
+    msgs = [{"role": "user"}, {"role": "user", "content": "stop"}, {"role": "assistant", "content": "x"}]
+    assert _outcome(memo, msgs, None, False) == _outcome(plain, msgs, None, False) == "False"
+    msgs = [{"role": "user"}, {"role": "assistant", "content": "x"}]
+    assert _outcome(memo, msgs, None, False) == _outcome(plain, msgs, None, False)
+    assert _outcome(plain, msgs, None, False)[0] == "error"
+
+
+def test_positional_reads_skip_on_tool_traces():
+    """Qwen3's tool grouping reads ``messages[loop.index0 - 1]`` / ``[loop.index0 + 1]``: such
+    positional observations let a render skip the iterations whose neighbours both renders share,
+    so a long tool trace in masking order replays most iterations (and stays on), with the plain
+    text."""
+    from sftdata.testing.qwen3 import qwen3_tokenizer
+
+    source = qwen3_tokenizer().chat_template
+    plain, memo = _pair(source)
+    msgs = _long_chat(160, tools=True)
+    schema = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    _check(plain, memo, msgs, schema, _requests(len(msgs)))
+    main = max(memo._memo.loops.values(), key=lambda lm: lm.lookups)
+    assert not main.disabled and main.skipped * 2 > main.lookups
