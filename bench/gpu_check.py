@@ -195,8 +195,8 @@ def _compare(loss, grads, ref_loss, ref_grads) -> dict:
 def attention_check(smoke: bool) -> tuple[list[dict], dict]:
     from transformers import AutoModelForCausalLM, Qwen3Config
 
-    from sftdata_train import attention, torch_varlen
-    from sftdata_train.compiling import compile_layers
+    from sftdata_train.model import attention, torch_varlen
+    from sftdata_train.model.compiling import compile_layers
     from sftdata_train.distributed import decoder_layers
     from sftdata_train.loss import SFTLossModel
 

@@ -9,9 +9,9 @@ packed row per optimizer step for both trainers.
 
 Printed per trainer: tokens/s (real tokens, all of them), trained tokens/s, MFU and peak memory.
 MFU = (6 * matmul_params * tokens + 6 * layers * heads * head_dim * sum(L_i^2)) / time / peak,
-against two peaks: ``mfu`` the datasheet dense bf16 peak of the GPU (``sftdata_train.peaks``;
+against two peaks: ``mfu`` the datasheet dense bf16 peak of the GPU (``sftdata_train.loop.peaks``;
 n/a for unlisted GPUs), ``mfu_measured`` the throughput of a large bf16 matmul measured here
-(``sftdata_train.metrics.measure_bf16_peak_tflops``).
+(``sftdata_train.loop.metrics.measure_bf16_peak_tflops``).
 
 sftdata_train runs with its defaults unless told otherwise (``--compile auto`` = compiled on
 CUDA, ``--activation-checkpointing auto`` = planned against the free memory or
@@ -151,8 +151,8 @@ def _sync(device):
 
 # ----------------------------------------------------------------------------- ours
 def bench_ours(args, packed_dir: Path, workdir: Path, peak: dict) -> dict:
-    from sftdata_train.loop import Trainer
-    from sftdata_train.model import load_tokenizer
+    from sftdata_train.loop.trainer import Trainer
+    from sftdata_train.model.loading import load_tokenizer
 
     device = torch.device("cpu" if args.dry_run else "cuda")
     cfg = dict(
@@ -180,7 +180,7 @@ def bench_ours(args, packed_dir: Path, workdir: Path, peak: dict) -> dict:
     _sync(device)
     dt = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
-    from sftdata_train.attention import get_backend
+    from sftdata_train.model.attention import get_backend
 
     extra = dict(attn=get_backend(), compiled=trainer.compiled, checkpointed_layers=len(trainer.memory_plan.layers),
                  description=trainer.describe())
@@ -202,8 +202,8 @@ def bench_trl(args, packed_dir: Path, workdir: Path, peak: dict, flops_shape: di
     import datasets
 
     from sftdata.packing import unpack_row
-    from sftdata_train.metrics import step_flops
-    from sftdata_train.model import load_tokenizer
+    from sftdata_train.loop.metrics import step_flops
+    from sftdata_train.model.loading import load_tokenizer
 
     device = torch.device("cpu" if args.dry_run else "cuda")
     # the same sequences, unpacked: TRL packs them itself (bfd, max_length = seq_len) and then runs
@@ -299,9 +299,9 @@ def main(argv=None) -> int:
     elif not torch.cuda.is_available():
         print("no CUDA device: run on a GPU, or use --dry-run to check the script on CPU", file=sys.stderr)
         return 2
-    from sftdata_train.metrics import measure_bf16_peak_tflops
-    from sftdata_train.model import count_matmul_params
-    from sftdata_train.peaks import datasheet_bf16_tflops
+    from sftdata_train.loop.metrics import measure_bf16_peak_tflops
+    from sftdata_train.model.loading import count_matmul_params
+    from sftdata_train.loop.peaks import datasheet_bf16_tflops
 
     device = torch.device("cpu" if args.dry_run else "cuda")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"

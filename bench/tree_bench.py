@@ -136,7 +136,7 @@ def _trunks(tree):
 
 # ----------------------------------------------------------------------------- training throughput
 def time_layout(args, name: str, packed_dir: Path, workdir: Path, model, tokenizer, peak) -> dict:
-    from sftdata_train.loop import Trainer
+    from sftdata_train.loop.trainer import Trainer
 
     device = torch.device("cpu" if args.dry_run else "cuda")
     cfg = dict(data=str(packed_dir), output_dir=str(workdir / f"run-{name}"), model=None, device=device.type,
@@ -186,7 +186,7 @@ def tree_check(model, rows, device: torch.device, dtype: torch.dtype) -> dict:
     from sftdata.collate.collators import PaddingFreeCollator
     from sftdata.masking.tree import IGNORE_INDEX, unroll
     from sftdata_train.loss import SFTLossModel
-    from sftdata_train.tree_attention import register, resolve_tree_backend
+    from sftdata_train.model.tree_attention import register, resolve_tree_backend
 
     model = model.to(device=device, dtype=dtype).train()
     model.config.use_cache = False
@@ -259,7 +259,7 @@ def print_tables(results: list[dict], checks: list[dict]) -> None:
 
 def main_tree(args, build_model, workdir: Path, peak) -> dict:
     """The ``--tree`` benchmark (called by ``bench/train_gpu.py``); returns the results."""
-    from sftdata_train.model import load_tokenizer
+    from sftdata_train.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
     dirs = build_layouts(args, tokenizer, workdir)

@@ -98,7 +98,7 @@ def hf_side(side: str, rows: str, model_dir: str, out: str, steps: int) -> None:
     import datasets
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    import sftdata_train.tree_attention  # noqa: F401  (registers "sftdata_tree")
+    import sftdata_train.model.tree_attention  # noqa: F401  (registers "sftdata_tree")
     from sftdata.collate.collators import PaddingCollator, PaddingFreeCollator
     from sftdata_train.hf_trainer import SFTLossTrainer
 

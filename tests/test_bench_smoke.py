@@ -51,3 +51,14 @@ def test_bench_prepare_long_runs_and_caps_a_case():
     rows = [ln for ln in capped.stdout.splitlines() if ln.startswith("chat ")]
     assert len(rows) == 4 and all(r.endswith("  timed out at 0.05 s") for r in rows[:2]), capped.stdout  # N=6: both cases
     assert all(r.endswith("  skipped (N=6 timed out at 0.05 s)") for r in rows[2:]), capped.stdout  # N=8: not run
+
+
+def test_bench_unseen_templates_runs():
+    """``bench/unseen_templates.py`` still runs: one template, a few drawn conversations, both
+    policies; one table row per policy and the total print."""
+    cmd = [sys.executable, str(REPO / "bench" / "unseen_templates.py"), "--only", "SmolLM3", "--examples", "3", "--data", "gen"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("HuggingFaceTB-SmolLM3-3B ")]
+    assert [r.split()[1:4] for r in rows] == [["gen", "exact", "3"], ["gen", "last", "3"]], out.stdout
+    assert "total: {'rows': 6," in out.stdout, out.stdout

@@ -267,12 +267,12 @@ class PaddingFreeCollator:
     must read ``subtree_end`` (``sftdata_train``'s ``sftdata_varlen``/``sftdata_tree``);
     transformers' own implementations ignore it and would attend across branches.
     ``sftdata_tree`` never builds a ``(T, T)`` mask for a row over
-    ``sftdata_train.attention.DENSE_MASK_MAX_TOKENS`` tokens (one SDPA call per run of the
+    ``sftdata_train.model.attention.DENSE_MASK_MAX_TOKENS`` tokens (one SDPA call per run of the
     tree on CPU, a block-sparse flex ``BlockMask`` on CUDA), so with ``trained_logits_only``
     the memory of a forward grows with ``T`` and ``K``, not ``T**2`` or ``T * vocab``
     (``bench/tree_memory.py``). For HF ``Trainer``/a plain loop::
 
-        import sftdata_train.tree_attention  # registers "sftdata_tree"
+        import sftdata_train.model.tree_attention  # registers "sftdata_tree"
         model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sftdata_tree")
         collator = PaddingFreeCollator(trained_logits_only=True)
     """

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from sftdata.errors import ConfigError
-from sftdata_train.config import TrainConfig, parse_args
+from sftdata_train.config.command_line import parse_args
+from sftdata_train.config.train_config import TrainConfig
 from sftdata_train.pipeline import load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -220,7 +220,7 @@ def test_data_stage_refuses_a_dir_it_did_not_write(tmp_path):
 
 
 def test_train_yaml_accepts_a_pipeline_config(tmp_path):
-    from sftdata_train.config import parse_args
+    from sftdata_train.config.command_line import parse_args
 
     cfg = parse_args(["--config", str(EXAMPLE), "--output-dir", str(tmp_path / "run")])
     assert cfg.data == "out/pipeline/packed" and cfg.learning_rate == 1e-3 and cfg.max_steps == 10
