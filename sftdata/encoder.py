@@ -300,15 +300,7 @@ class Encoder:
     def _encode_conversations(self, rendered: list) -> list[tuple[list[EncodedExample] | RowError, EncodeStats]]:
         """Per rendered conversation, its rows or the :class:`RowError` that rejects it, and its
         :class:`EncodeStats` (a rejected conversation counts only what it dropped, as ``encode_many`` counts)."""
-        out = []
-        # One call per conversation, because ``encode_many`` sums its rows' counters into the one it is
-        # given: the outputs are the same as one batched call (tests/masking/test_batch_independence.py),
-        # the texts are just not tokenized together. Once ``encode_many`` returns each row's counters,
-        # this is ``return self.encoder.encode_many(rendered)``.
-        for r in rendered:
-            stats = EncodeStats()
-            out.append((self.encoder.encode_many([r], stats)[0], stats))
-        return out
+        return self.encoder.encode_many(rendered)  # texts tokenized together, counters per row
 
     def encode_rows(self, rows: Sequence[Any], source_indices: Sequence[int]) -> EncodedBatch:
         """Normalise, render and encode a batch of raw rows (their texts tokenized together).

@@ -33,12 +33,12 @@ from typing import Sequence
 
 from .control_tokens import MARK_END, MARK_START
 from ..errors import Reason, RowError
+from ..invariants import InvariantError
 from ..options import LAYOUTS, EncodeConfig  # noqa: F401 - LAYOUTS: public here too
 from .render import Rendered, Turn, TurnPolicy
 from ..schema import TextExample
 from .segments import SegmentEncoder, metaspace_first, component_spec
 from .tree import IGNORE_INDEX, Joined, TreeRow, TrieBuilder, common_prefix_len, unroll
-from ..counters import add_stats
 from .turn_check import check_turn_paths
 from .encoded import EncodedExample, EncodeStats  # noqa: F401 - public here too
 
@@ -93,7 +93,7 @@ class ConversationEncoder:
         self._eos_id = tokenizer.eos_token_id
 
     # -- conversations ------------------------------------------------------------
-    def encode_many(self, rendered: Sequence[Rendered], stats: EncodeStats) -> list[list[EncodedExample] | RowError]:
+    def encode_many(self, rendered: Sequence[Rendered]) -> list[tuple[list[EncodedExample] | RowError, EncodeStats]]:
         """Encode conversations (their texts tokenized together, in one batch).
 
         Every prompt is tokenized against its conversation's training rendering ``F``: the part
@@ -101,7 +101,9 @@ class ConversationEncoder:
         the rest is encoded, and the sequence keeps a reference to ``F``'s tokens plus its own
         tail, so a conversation's memory grows with what its turns do not share with ``F``.
 
-        Returns, per conversation, its rows or the :class:`RowError` that rejects it.
+        Returns, per conversation, its rows or the :class:`RowError` that rejects it, with the
+        conversation's own :class:`EncodeStats` (a rejected conversation counts only what it
+        dropped: ``dropped_examples``, ``trained_tokens_over_length``, ``trained_tokens_cut``).
         """
         self.segments.next_batch()  # the piece cache keeps what the previous chunk used
         layouts = self.segments.layouts([r.text for r in rendered])
@@ -117,18 +119,15 @@ class ConversationEncoder:
         generated = [t.generated for r in rendered for t in r.turns]
         unique = list(dict.fromkeys(generated))
         gen_ids = dict(zip(unique, self.segments.encode(unique)))
-        out: list[list[EncodedExample] | RowError] = []
+        out: list[tuple[list[EncodedExample] | RowError, EncodeStats]] = []
         for i, r in enumerate(rendered):
-            row_stats = EncodeStats()  # counted only if the row is written
+            stats = EncodeStats()
             try:
-                out.append(self._encode_one(r, i, f_ids[i], prompts, gen_ids, row_stats))
-                add_stats(stats, row_stats)
-            except RowError as e:
-                for reason, n in row_stats.dropped_examples.items():  # what a rejected row dropped
-                    stats.dropped_examples[reason] = stats.dropped_examples.get(reason, 0) + n
-                stats.trained_tokens_over_length += row_stats.trained_tokens_over_length
-                stats.trained_tokens_cut += row_stats.trained_tokens_cut
-                out.append(e)
+                out.append((self._encode_one(r, i, f_ids[i], prompts, gen_ids, stats), stats))
+            except RowError as e:  # a rejected row counts only what it dropped
+                out.append((e, EncodeStats(dropped_examples=stats.dropped_examples,
+                                           trained_tokens_over_length=stats.trained_tokens_over_length,
+                                           trained_tokens_cut=stats.trained_tokens_cut)))
         return out
 
     def _prompt_ids(self, t: Turn, f_ids: list[int]) -> tuple[int, list[int]]:
@@ -314,7 +313,8 @@ class ConversationEncoder:
         from .tree_fit import fit_tree
 
         limit = self.max_length
-        assert limit is not None
+        if limit is None:
+            raise InvariantError("fit needs max_length", "the encoder fits rows only when max_length is set")
         rule = "turns" if self.truncation == "turns" else "drop"
         if self.layout == "linear" and row.parent:
             parts = [fit_tree(i, l, [], limit, rule) for i, l in unroll(row) if any(y != IGNORE_INDEX for y in l)]

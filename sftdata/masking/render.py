@@ -52,6 +52,7 @@ from enum import Enum
 from typing import Mapping, Sequence
 
 from ..errors import Reason, RowError
+from ..invariants import InvariantError
 from ..schema import Conversation
 from .template import ChatTemplate
 from .argument_probe import quotes_text, with_probe_arguments
@@ -296,7 +297,8 @@ class Renderer(TurnLocation):
             self._memo[(end, False)] = full  # rendered already, from these messages
             stats.content_none_as_empty += int(fill)
             return messages, full
-        assert error is not None
+        if error is None:
+            raise InvariantError("a failed rendering has an error", "no attempt rendered and none raised")
         raise error
 
     def _quotes_arguments(self, messages: list[dict], end: int) -> bool:

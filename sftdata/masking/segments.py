@@ -31,6 +31,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..invariants import InvariantError
 from .control_tokens import MARK_END, MARK_START
 
 #: Texts encoded to compare the split path with the tokenizer at construction.
@@ -297,7 +298,8 @@ class SegmentEncoder:
                 self._cached_chars += len(p)
 
     def _encode_split(self, texts: Sequence[str]) -> list[list[int]]:
-        assert self._split_re is not None
+        if self._split_re is None:
+            raise InvariantError("split encoding needs added tokens", "_encode_split called without an added-token pattern")
         split = [self._split_re.split(t) for t in texts]  # [piece, added, piece, added, ..., piece]
         self._fill(split)
         out = []
