@@ -6,10 +6,9 @@ rule; :func:`~sftdata.masking.render_memo_plan.plan` runs this on every candidat
 
 from __future__ import annotations
 
-from typing import Any
-
 import jinja2.nodes as nodes
 
+from .jinja_nodes import clone
 from .render_memo_nodes import NEXT, NS, OTHER, POS, Observe, PosRead
 
 __all__ = ["Ineligible", "LoopAnalysis"]
@@ -35,20 +34,6 @@ _FORBIDDEN_STMTS = (
 
 class Ineligible(Exception):
     """The loop runs plainly; the message says why (it becomes the loop's ``LoopPlan.reason``)."""
-
-
-def _clone(node: Any) -> Any:
-    """A deep copy of a jinja node (sharing the environment, unlike ``copy.deepcopy``)."""
-    if isinstance(node, list):
-        return [_clone(x) for x in node]
-    if not isinstance(node, nodes.Node):
-        return node
-    new = object.__new__(type(node))
-    for name in node.fields:
-        setattr(new, name, _clone(getattr(node, name, None)))
-    for name in node.attributes:
-        setattr(new, name, getattr(node, name, None))
-    return new
 
 
 def _store_names(node: nodes.Node) -> set[str]:
@@ -86,7 +71,7 @@ class LoopAnalysis:
     # -- stable keys ------------------------------------------------------------------------
     def add_stable(self, expr: nodes.Expr) -> None:
         """Make ``expr`` part of the iteration's stable key (once per distinct expression)."""
-        self.stable.setdefault(repr(expr), _clone(expr))
+        self.stable.setdefault(repr(expr), clone(expr))
 
     # -- checks + classification, scope-aware ------------------------------------------------
     def check(self, node: nodes.Node, loop_is_ours: bool = True, in_inner: bool = False) -> None:
@@ -124,7 +109,7 @@ class LoopAnalysis:
                 if node.attr in self.written:
                     self.add_stable(node)
                 else:
-                    self.ns_reads.setdefault(repr(node), _clone(node))
+                    self.ns_reads.setdefault(repr(node), clone(node))
                 return
         if isinstance(node, nodes.Name) and node.ctx == "load":
             self._name(node, loop_is_ours)
@@ -217,7 +202,7 @@ class LoopAnalysis:
                 if isinstance(child, nodes.Name):
                     raise Ineligible(f"line {child.lineno}: {child.name!r} (a new value every render) used whole inside the loop body")
                 child = self._pos_reads(child)
-                self.observed.append(_clone(child))
+                self.observed.append(clone(child))
                 self.kinds.append(self._kind(child))
                 self.cmps.append(self._cmp(child))
                 return Observe(len(self.observed) - 1, child, lineno=child.lineno)

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import jinja2.nodes as nodes
 
+from .jinja_nodes import node_type
+
 __all__ = ["MemoIteration", "Observe", "PosRead", "NEXT", "NS", "OTHER", "POS"]
 
 
 def _node_type(name: str, base: type, fields: tuple[str, ...], doc: str) -> type:
-    """A jinja node class. jinja forbids ``class X(nodes.Stmt)`` (its metaclass refuses custom
-    node types, to steer extensions to its own nodes); this builds the class as the metaclass
-    would (fields and attributes inherited, then extended). Only :class:`~sftdata.masking.render_memo_codegen.MemoCodeGenerator`
-    compiles these nodes; jinja's symbol analysis walks them through ``iter_child_nodes``."""
-    namespace = {"fields": base.fields + fields, "attributes": base.attributes, "abstract": False, "__doc__": doc, "__module__": __name__}
-    return type.__new__(nodes.NodeType, name, (base,), namespace)
+    """A node class of this module (:func:`~sftdata.masking.jinja_nodes.node_type`)."""
+    return node_type(name, base, fields, doc, __name__)
 
 
 MemoIteration = _node_type(

@@ -49,6 +49,8 @@ from typing import Any
 
 import jinja2.nodes as nodes
 
+from .jinja_nodes import clone, node_type
+
 __all__ = ["ScanExit", "rewrite_scans", "scan_guard"]
 
 #: loop attributes that are integers
@@ -57,13 +59,7 @@ _INT_LOOP_ATTRS = frozenset({"index0", "index", "revindex", "revindex0", "length
 _LOOP_ATTRS = _INT_LOOP_ATTRS | {"first", "last"}
 
 
-def _node_type(name: str, base: type, fields: tuple[str, ...], doc: str) -> type:
-    """A jinja node class built as jinja's metaclass builds one (it refuses ``class X(nodes.Stmt)``)."""
-    namespace = {"fields": base.fields + fields, "attributes": base.attributes, "abstract": False, "__doc__": doc, "__module__": __name__}
-    return type.__new__(nodes.NodeType, name, (base,), namespace)
-
-
-ScanExit = _node_type("ScanExit", nodes.Stmt, ("test",), """Leave the enclosing loop when ``test`` is false (``if not (test): break``).""")
+ScanExit = node_type("ScanExit", nodes.Stmt, ("test",), """Leave the enclosing loop when ``test`` is false (``if not (test): break``).""", __name__)
 
 
 def _is_messages(node: nodes.Node, assigned: set[str]) -> bool:
@@ -150,20 +146,6 @@ def scan_guard(loop: nodes.For, assigned: set[str]) -> nodes.Expr | None:
     return guard
 
 
-def _clone(node: Any) -> Any:
-    """A deep copy of a jinja node (sharing the environment)."""
-    if isinstance(node, list):
-        return [_clone(x) for x in node]
-    if not isinstance(node, nodes.Node):
-        return node
-    new = object.__new__(type(node))
-    for name in node.fields:
-        setattr(new, name, _clone(getattr(node, name, None)))
-    for name in node.attributes:
-        setattr(new, name, getattr(node, name, None))
-    return new
-
-
 def rewrite_scans(root: nodes.Template, assigned: set[str]) -> list[int]:
     """Add a :data:`ScanExit` at the start of every guarded scan's body in ``root`` (in place).
 
@@ -179,7 +161,7 @@ def rewrite_scans(root: nodes.Template, assigned: set[str]) -> list[int]:
         guard = scan_guard(loop, assigned)
         if guard is None:
             continue
-        exit_ = ScanExit(_clone(guard), lineno=loop.lineno)
+        exit_ = ScanExit(clone(guard), lineno=loop.lineno)
         exit_.set_environment(loop.environment)
         loop.body.insert(0, exit_)
         lines.append(loop.lineno)
