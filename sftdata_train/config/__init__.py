@@ -13,7 +13,7 @@ without a warning (docs/architecture.md).
 
 from __future__ import annotations
 
-from .._moved import reexport
+from sftdata.module_aliases import reexport
 
 __getattr__ = reexport(__name__, "train_config")
 

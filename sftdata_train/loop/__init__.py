@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from .._moved import reexport
+from sftdata.module_aliases import reexport
 
 __getattr__ = reexport(__name__, "trainer")
 

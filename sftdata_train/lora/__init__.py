@@ -13,7 +13,7 @@ from :mod:`sftdata_train.lora.adapter` on first use, without a warning (docs/arc
 
 from __future__ import annotations
 
-from .._moved import reexport
+from sftdata.module_aliases import reexport
 
 __getattr__ = reexport(__name__, "adapter")
 

@@ -15,7 +15,7 @@ are read from :mod:`sftdata_train.model.loading` on first use, without a warning
 
 from __future__ import annotations
 
-from .._moved import reexport
+from sftdata.module_aliases import reexport
 
 __getattr__ = reexport(__name__, "loading")
 
