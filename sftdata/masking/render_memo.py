@@ -26,7 +26,8 @@ Mechanism
     assigns and reads (a read before the ``{% set %}`` sees the outer value), and the start value
     of every namespace attribute the body both writes and reads;
   - *observations*: reads whose value differs from render to render of one conversation —
-    ``messages`` (a new list each render) and the names assigned from it at top level, the
+    ``messages`` (a new list each render; read by position, ``messages[loop.index0 + c]``, it is a
+    *positional* observation, see below) and the names assigned from it at top level, the
     loop attributes that depend on the prefix length (``loop.last``, ``loop.length``,
     ``loop.revindex``, ``loop.revindex0``, ``loop.nextitem``) and the namespace attributes the body
     reads but never writes (``ns.last_query_index``). Each is wrapped, together with the largest
@@ -52,15 +53,23 @@ Mechanism
   equals the trace's first key (same outer values, same namespace state the body reads), the
   leading iterations whose items are the same objects are replayed in one step (their output
   joined, the namespace values restored, the ``LoopContext`` moved to the first iteration that
-  runs), up to the first iteration that observed: ``messages`` (or a name assigned from it),
-  ``loop.length``/``loop.revindex``; a namespace attribute whose value changed (for the comparison
-  form: whose new value leaves the interval, found by bisection); ``loop.last``/``loop.nextitem``
-  when the next item differs. The trace then continues from there. Rendering ``m[:k+1]`` after
-  ``m[:k]`` runs O(1) iterations of such a loop (plus C-speed list comparisons and joins).
+  runs), up to the first iteration that observed: ``messages`` (or a name assigned from it) other
+  than by position, ``loop.length``/``loop.revindex``; a namespace attribute whose value changed
+  (for the comparison form: whose new value leaves the interval, found by bisection);
+  ``loop.last``/``loop.nextitem`` when the next item differs; ``messages[i]`` at an index ``i`` at
+  or beyond the length both renders' message lists share (*positional* observations,
+  ``messages[loop.index0 + c]``: :class:`PosRead` reports every index read, kept per iteration as
+  a running maximum; a negative index counts as beyond). The trace then continues from there, the
+  old trace's lists cut in place. When the renderer renders prefixes of one list
+  (``ChatTemplate.render(messages, count=k)``), two renders' lists hold the same objects up to the
+  shorter length and are not compared. Rendering ``m[:k+1]`` after ``m[:k]`` runs O(1) iterations
+  of such a loop (plus the join of the replayed output).
 * **Turning a loop off**: a loop that, over a window of at least 4 renders and 256 lookups, misses
   on more than a quarter of its lookups on items it already ran on (a reverse scan
-  ``for m in messages[::-1]``, whose items move with the prefix length) runs its body as jinja
-  compiles it (the body is compiled twice) for the rest of the conversation.
+  ``for m in messages[::-1]``, whose items move with the prefix length), or whose renders mostly
+  do not replay at least half of their iterations (8 renders), runs its body as jinja compiles it
+  (the body is compiled twice) for the rest of the conversation. (Reverse scans that only look for
+  the last message of a kind are *guarded scans*, rewritten instead: :mod:`sftdata.masking.render_scan`.)
 
 Exactness argument
 ------------------
@@ -79,7 +88,10 @@ inputs: the same item objects up to it (so the same target, ``loop.index0``, ``l
 same outer values and namespace state (the first key; namespace writes are replayed in order), and
 observations whose values cannot have changed by the rule above (``loop.last`` is false and
 ``loop.nextitem`` the same object when item ``i+1`` is the same object in both lists; an integer
-comparison result is the same for every value in its interval). A render stopped by a render
+comparison result is the same for every value in its interval; ``messages[i]``, with ``i`` computed
+from ``loop.index0`` and constants only, is the same object in both lists when ``0 <= i`` is below
+the length they share, and an observation evaluates the same indices when the values it read are
+the same). A render stopped by a render
 limit (the time limit is raised asynchronously) drops the conversation's memo. Output size is checked as the plain render checks it
 (:meth:`RenderMemo.buffer` raises the render-size error at the same output character).
 
