@@ -17,11 +17,40 @@ from typing import Sequence
 ARGUMENTS_PROBE = "\ue011"
 
 
+#: below this many characters searched (forms x rendering length), each form is searched for on its
+#: own; above it, the rendering's quote characters are scanned once (a long tool trace has thousands
+#: of argument texts: one search each would cost O(calls x length))
+_SEARCH_EACH_MAX = 20_000_000
+#: forms at least this long are looked up by their first characters during the scan
+_HEAD = 12
+
+
 def quotes_text(rendered: str, texts: Sequence[str]) -> bool:
     """Whether ``rendered`` holds one of the JSON ``texts`` as a quoted JSON string literal: a
     template that quotes argument text writes it so (a necessary condition, cheap to test; the
-    probe rendering of :meth:`Renderer._quotes_arguments` decides)."""
-    return any(json.dumps(t, ensure_ascii=a) in rendered for t in texts for a in (False, True))
+    probe rendering of :meth:`Renderer._quotes_arguments` decides).
+
+    Cost: O(len(rendered) + total length of the texts), plus one search per distinct text shorter
+    than a dozen characters, for long renderings with many texts (one search per text otherwise)."""
+    forms = {json.dumps(t, ensure_ascii=a) for t in texts for a in (False, True)}
+    if len(forms) * len(rendered) <= _SEARCH_EACH_MAX:
+        return any(f in rendered for f in forms)
+    short = [f for f in forms if len(f) < _HEAD]
+    if any(f in rendered for f in short):
+        return True
+    heads: dict[str, list[str]] = {}
+    for f in forms:
+        if len(f) >= _HEAD:
+            heads.setdefault(f[:_HEAD], []).append(f)
+    if not heads:
+        return False
+    pos = rendered.find('"')  # every form is a JSON string literal: it starts with a quote
+    while pos >= 0:
+        for f in heads.get(rendered[pos : pos + _HEAD], ()):
+            if rendered.startswith(f, pos):
+                return True
+        pos = rendered.find('"', pos + 1)
+    return False
 
 
 def with_probe_arguments(messages: list[dict]) -> tuple[list[dict], list[str]]:
