@@ -239,13 +239,21 @@ class RenderMemo:
         _ACTIVE.journal = None
         self.current = None
         self.reach = -1
-        if not self.enabled or lm.disabled or key_values is None or any(not isinstance(b, Namespace) for b in bases) or len({id(b) for b in bases}) != len(bases):
+        if not self.enabled or lm.disabled or key_values is None or (
+            bases and (any(not isinstance(b, Namespace) for b in bases) or len({id(b) for b in bases}) != len(bases))
+        ):
             lm.n_ok = False
             return it
         flat: list = [self.mark]
+        norm = self._norm
         try:
             for v in key_values:
-                self._norm(v, flat)
+                t = type(v)
+                if t in _PRIMITIVES:  # the common case, inline (as _norm does it)
+                    flat.append(t)
+                    flat.append(v)
+                else:
+                    norm(v, flat)
         except _Uncacheable:
             lm.n_ok = False
             return it
