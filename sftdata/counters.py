@@ -7,6 +7,8 @@ output stage sums), so it sits at the top level, not in a stage folder.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import asdict, is_dataclass
 from typing import Any, Iterable, Mapping
 
@@ -21,12 +23,13 @@ def counters_to_dict(counters: Any) -> dict:
 def add_counters(total: dict, part: Any) -> dict:
     """Add ``part`` (a counters dataclass or nested dict) into ``total`` in place; returns it.
 
-    Ints add, dicts of ints add per key, nested dicts/dataclasses recurse.
+    Ints add, dicts of ints add per key, nested dicts/dataclasses recurse. Dataclasses are read
+    field by field (no ``asdict`` copy: this runs once per row).
     """
-    for key, value in counters_to_dict(part).items():
-        if isinstance(value, Mapping):
-            sub = total.setdefault(key, {})
-            add_counters(sub, value)
+    items = ((name, getattr(part, name)) for name in _field_names(part)) if is_dataclass(part) else part.items()
+    for key, value in items:
+        if isinstance(value, Mapping) or is_dataclass(value):
+            add_counters(total.setdefault(key, {}), value)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             total[key] = total.get(key, 0) + value
         elif isinstance(value, bool):
@@ -34,18 +37,29 @@ def add_counters(total: dict, part: Any) -> dict:
     return total
 
 
+def _field_names(part: Any) -> tuple[str, ...]:
+    """The field names of dataclass ``part`` (cached per class)."""
+    names = _FIELD_NAMES.get(type(part))
+    if names is None:
+        names = _FIELD_NAMES[type(part)] = tuple(f.name for f in dataclasses.fields(part))
+    return names
+
+
 def add_stats(total, part) -> None:
     """Add the counters of dataclass ``part`` into ``total`` of the same class, in place (ints
     add; dicts of ints add per key): :func:`add_counters` for counter objects, without the dict
-    round trip (it runs once per row)."""
-    into = total.__dict__
-    for name, value in part.__dict__.items():
+    round trip (it runs once per row). Works on slotted dataclasses (the per-row counters are)."""
+    for name in _field_names(part):
+        value = getattr(part, name)
         if type(value) is dict:
-            sub = into[name]
+            sub = getattr(total, name)
             for key, n in value.items():
                 sub[key] = sub.get(key, 0) + n
         elif value:
-            into[name] += value
+            setattr(total, name, getattr(total, name) + value)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _nonzero(counters: Mapping) -> dict:

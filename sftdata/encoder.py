@@ -49,7 +49,7 @@ def reads_clock(template: str) -> bool:
     return "strftime_now" in template
 
 
-@dataclass
+@dataclass(slots=True)  # one per row (RowResult.counters): no per-instance dict
 class Counters:
     """Counters of rendering and encoding (summed into ``stats.json``): a value that adds.
 
@@ -120,7 +120,11 @@ class EncodedBatch:
 
 def sum_counters(results: Sequence[RowResult]) -> Counters:
     """The sum of the :attr:`RowResult.counters` of ``results`` (``Counters()`` for none)."""
-    return sum((res.counters for res in results), Counters())
+    total = Counters()  # added in place (a new Counters per row would be O(rows) objects)
+    for res in results:
+        add_stats(total.render, res.counters.render)
+        add_stats(total.encode, res.counters.encode)
+    return total
 
 
 def output_columns(results: Sequence[RowResult], *, rejects: bool = False) -> dict[str, list]:

@@ -37,7 +37,7 @@ class EncodedExample:
         return int(trained_mask(self.labels, self.parent).sum())
 
 
-@dataclass
+@dataclass(slots=True)  # one per row (RowResult.counters): no per-instance dict
 class EncodeStats:
     """Counters of encoding, summed into ``stats.json``."""
 

@@ -56,7 +56,8 @@ from ..invariants import InvariantError
 from ..schema import Conversation
 from .template import ChatTemplate
 from .argument_probe import quotes_text, with_probe_arguments
-from .turn_location import TurnLocation
+from .render_split import common_prefix_chars, split_from, split_startswith, split_text  # noqa: F401 - common_prefix_chars: public here too
+from .turn_location import TurnLocation, first_stop
 
 class TurnPolicy(str, Enum):
     """Which trained turns are kept, and where.
@@ -109,27 +110,6 @@ class Turn:
         return self.base[: self.prompt_shared] + self.prompt_tail
 
 
-def common_prefix_chars(a: str, b: str) -> int:
-    """Length of the longest common prefix of two strings, at C speed (block compares, then a
-    binary search inside the first block that differs): O(prefix length)."""
-    n = min(len(a), len(b))
-    if a.startswith(b[:n]) if len(b) <= len(a) else b.startswith(a):
-        return n
-    lo, step = 0, 4096
-    while True:  # a[:lo] == b[:lo]; find a block [lo, hi) where they differ
-        hi = min(lo + step, n)
-        if a[lo:hi] != b[lo:hi]:
-            break
-        lo = hi
-    while hi - lo > 1:  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A conversation rendered for training.
@@ -146,7 +126,7 @@ class Rendered:
     generation_spans: tuple[tuple[int, int], ...] | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # one per row (RowResult.counters): no per-instance dict
 class RenderStats:
     """Counters of rendering, summed into ``stats.json``."""
 
@@ -243,6 +223,7 @@ class Renderer(TurnLocation):
         stats.rows_with_calls_without_schema += int(unknown > 0)
         self.template.new_conversation()
         self._memo: dict[tuple[int, bool], str] = {}
+        self._split_memo: dict[tuple[int, bool], tuple[int, str]] = {}
         self._messages, full = self._first_rendering(conv, end, stats)
         self._full = full
         spans = None
@@ -279,7 +260,7 @@ class Renderer(TurnLocation):
                     messages = [{**m, "content": ""} if m.get("content") is None else m for m in messages]
                 self._memo.clear()
                 try:
-                    full = self._render(messages, end)
+                    full = self._render(messages, end, training=True)
                 except RowError as e:
                     error = error or e
                     continue
@@ -313,13 +294,32 @@ class Renderer(TurnLocation):
             return False
         return any(json.dumps(p, ensure_ascii=a) in text for p in probes for a in (False, True))
 
-    def _render(self, messages: list[dict], n: int, add_generation_prompt: bool = False) -> str:
-        """``render(messages[:n])``, memoised within one conversation."""
+    def _render(self, messages: list[dict], n: int, add_generation_prompt: bool = False, training: bool = False) -> str:
+        """``render(messages[:n])``, memoised within one conversation (built from its split form when
+        :meth:`_render_split` made that one)."""
         key = (n, add_generation_prompt)
         out = self._memo.get(key)
         if out is None:
-            out = self.template.render(messages, self._tools, add_generation_prompt=add_generation_prompt, prepared=True, count=n)
+            split = self._split_memo.get(key) if messages is getattr(self, "_messages", None) else None
+            if split is not None:
+                out = split_text(self._full, *split)
+            else:
+                out = self.template.render(
+                    messages, self._tools, add_generation_prompt=add_generation_prompt, prepared=True, count=n, training=training
+                )
             self._memo[key] = out
+        return out
+
+    def _render_split(self, n: int, add_generation_prompt: bool = False) -> tuple[int, str]:
+        """``render(m[:n])`` as ``(shared, tail)`` against ``F`` (:mod:`sftdata.masking.render_split`),
+        memoised within one conversation."""
+        key = (n, add_generation_prompt)
+        out = self._split_memo.get(key)
+        if out is None:
+            out = self.template.render_split(
+                self._messages, self._tools, base=self._full, add_generation_prompt=add_generation_prompt, prepared=True, count=n
+            )
+            self._split_memo[key] = out
         return out
 
     def _safe(self, n: int, add_generation_prompt: bool = False) -> str | None:
@@ -342,9 +342,14 @@ class Renderer(TurnLocation):
         msgs = self._messages
         msg = conv.messages[k]
         assistant = msg.role == "assistant"
-        for key in [key for key in self._memo if key[0] < k]:  # turns come in order: never asked again
-            del self._memo[key]
+        for memo in (self._memo, self._split_memo):
+            for key in [key for key in memo if key[0] < k]:  # turns come in order: never asked again
+                del memo[key]
         self._alt = None  # the rendering of ``m[:k+1]`` with message k's fields changed, made on demand
+        if assistant and k and not self.marked:
+            turn = self._prefix_turn(k, msg, stats)
+            if turn is not _NOT_PREFIX:
+                return turn
         full_k = self._render(msgs, k + 1)
         if assistant:
             prompt = self._render(msgs, k, True) if k else (self._safe(0, True) or "")
@@ -367,6 +372,33 @@ class Renderer(TurnLocation):
         full, end = self._cut_at_stop(k, full_k, start, stats)
         if mode != "prefix":
             self._check_isolated(k, full[start:end])
+        base = self._full
+        shared = len(prompt) if base.startswith(prompt) else common_prefix_chars(prompt, base)
+        return self._finish_turn(k, msg, mode, shared, prompt[shared:], full, start, end, stats)
+
+    def _prefix_turn(self, k: int, msg, stats: RenderStats) -> Turn | None | object:
+        """Turn ``k`` (an assistant message) when ``F_k`` starts with ``P_k``, both held against ``F``
+        (:meth:`_render_split`): O(the turn and the renders' tails), not O(length). Returns
+        ``_NOT_PREFIX`` when ``F_k`` does not start with ``P_k`` (the caller locates the turn on the
+        whole texts)."""
+        base = self._full
+        sf, tf = self._render_split(k + 1)
+        sp, tp = self._render_split(k, True)
+        if not split_startswith(base, sf, tf, sp, tp):
+            return _NOT_PREFIX
+        start = sp + len(tp)
+        turn_text = split_from(base, sf, tf, start)  # F_k from the end of P_k on
+        if first_stop(turn_text, self.stops, 0, False) >= 0:
+            full, end = self._cut_at_stop(k, turn_text, 0, stats)
+        else:  # the stop token is looked for after the turn: on the whole text, as the caller does
+            full, end = self._cut_at_stop(k, split_text(base, sf, tf), start, stats)
+            full, end = full[start:], end - start
+        return self._finish_turn(k, msg, "prefix", sp, tp, full, 0, end, stats)
+
+    def _finish_turn(self, k: int, msg, mode: str, shared: int, prompt_tail: str, full: str, start: int, end: int,
+                     stats: RenderStats) -> Turn | None:
+        """The :class:`Turn` whose generated text is ``full[start:end]`` (reasoning masked when not
+        trained), or ``None`` when the template renders nothing for it."""
         masked: tuple[tuple[int, int], ...] = ()
         if msg.reasoning and msg.reasoning.strip():
             r = msg.reasoning.strip()
@@ -378,7 +410,9 @@ class Renderer(TurnLocation):
         if end <= start:  # the template drops the message (an empty turn): nothing to train
             stats.turns_not_rendered += 1
             return None
-        base = self._full
-        shared = len(prompt) if base.startswith(prompt) else common_prefix_chars(prompt, base)
         masked = tuple((a - start, b - start) for a, b in masked)
-        return Turn(k, mode, base, shared, prompt[shared:], full[start:end], masked)
+        return Turn(k, mode, self._full, shared, prompt_tail, full[start:end], masked)
+
+
+#: :meth:`Renderer._prefix_turn`'s answer when ``F_k`` does not start with ``P_k``
+_NOT_PREFIX = object()
