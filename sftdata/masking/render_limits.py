@@ -38,6 +38,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from .format_size import TooBig, Unknown, format_size, percent_size, str_size
+from .render_split import BaseSlice, common_prefix_chars
 
 
 @dataclass(frozen=True)
@@ -139,18 +140,51 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         raise RenderLimitExceeded(f"rendering took longer than {seconds:g} s (render time limit)") from None
 
 
-def collect(pieces: Iterator[str], max_chars: int | None) -> str:
-    """Join streamed output pieces, stopping once more than ``max_chars`` characters came."""
-    if max_chars is None:
-        return "".join(pieces)
+def collect(pieces: Iterator[Any], max_chars: int | None) -> str:
+    """Join streamed output pieces (strings, or :class:`~sftdata.masking.render_split.BaseSlice`
+    from the render memo), stopping once more than ``max_chars`` characters came."""
     out: list[str] = []
     total = 0
     for piece in pieces:
         total += len(piece)
-        if total > max_chars:
+        if max_chars is not None and total > max_chars:
             raise RenderLimitExceeded(f"the rendering exceeds {max_chars:,} characters (render size limit)")
-        out.append(piece)
+        out.append(piece.materialize() if type(piece) is BaseSlice else piece)
     return "".join(out)
+
+
+def collect_split(pieces: Iterator[Any], max_chars: int | None, base: str) -> tuple[int, str]:
+    """Streamed output pieces as ``(shared, tail)``: the text is ``base[:shared] + tail`` and
+    ``shared`` is its longest common prefix with ``base``.
+
+    A :class:`~sftdata.masking.render_split.BaseSlice` of ``base`` that starts where the text so
+    far still equals ``base`` extends ``shared`` without being read; every other piece is compared
+    with ``base`` (O(its length)) until the text leaves ``base``, then kept in the tail. Stops once
+    more than ``max_chars`` characters came, as :func:`collect`.
+
+    Raises:
+        RenderLimitExceeded: the size limit.
+    """
+    pos = total = 0
+    tail: list[str] | None = None  # None while the text equals base[:pos]
+    for piece in pieces:
+        total += len(piece)
+        if max_chars is not None and total > max_chars:
+            raise RenderLimitExceeded(f"the rendering exceeds {max_chars:,} characters (render size limit)")
+        if type(piece) is BaseSlice:
+            if tail is None and piece.text is base and piece.start == pos:
+                pos = piece.stop
+                continue
+            piece = piece.materialize()
+        if tail is not None:
+            tail.append(piece)
+        elif base.startswith(piece, pos):
+            pos += len(piece)
+        else:
+            same = common_prefix_chars(piece, base[pos : pos + len(piece)])
+            pos += same
+            tail = [piece[same:]]
+    return pos, "".join(tail) if tail is not None else ""
 
 
 def _too_big(n: int, limit: int, what: str) -> None:

@@ -84,6 +84,7 @@ class RenderMemo:
         self.enabled = True
         #: characters emitted so far by the current render (kept by :meth:`count`)
         self.emitted = 0
+        self.seq = 0  # renders started (a trace remembers the render that committed it)
         self.mark: Any = None
         self.loops: dict[int, LoopMemo] = {}
         self._plain: dict[int, tuple[Any, bool]] = {}
@@ -117,6 +118,7 @@ class RenderMemo:
                 comparing them.
         """
         self.emitted = 0
+        self.seq += 1
         self.mark = mark
         self.render_lists = (base, messages)
         self.current = None
@@ -127,7 +129,7 @@ class RenderMemo:
         self.current = None
         _ACTIVE.journal = None
         for loop_id, lm in self.loops.items():
-            lm.commit()
+            lm.commit(self.seq)
             # a loop that does not skip: over 8 renders that looked up more than one iteration
             # (after the loop's first render, which has no trace to skip along), fewer than half
             # replayed at least half of their iterations in one run. Its hits still evaluate their
@@ -155,6 +157,12 @@ class RenderMemo:
                     lm.cache.clear()
                     lm.t_out = None
                 lm.render_lookups = lm.render_misses = lm.bad = 0
+
+    def set_base(self, text: str) -> None:
+        """The render that just finished, whose text is ``text``, is the conversation's training
+        rendering: each loop keeps its trace (see :meth:`LoopMemo.set_base <sftdata.masking.render_memo_trace.LoopMemo.set_base>`)."""
+        for lm in self.loops.values():
+            lm.set_base(text, self.seq)
 
     def count(self, pieces: Any) -> Any:
         """Pass the render's output pieces through, counting their characters."""
@@ -234,7 +242,7 @@ class RenderMemo:
             lm = self.loops[loop_id] = LoopMemo(*self._kinds.get(loop_id, ((), ())))
         first = loop.index0 == 0
         if first:
-            lm.new_trace(loop._iterable, self.render_lists)
+            lm.new_trace(loop._iterable, self.render_lists, self.emitted)
         it = _Iteration(lm)
         _ACTIVE.journal = None
         self.current = None

@@ -14,6 +14,7 @@ from jinja2.runtime import LoopContext
 from jinja2.utils import missing
 
 from .render_memo_nodes import NEXT, NS, OTHER
+from .render_split import BaseSlice
 
 __all__ = ["LoopMemo"]
 
@@ -37,11 +38,21 @@ class LoopMemo:
         self.n_render: tuple[Any, Any] = (None, None)
         self.n_items: Any = None
         self.n_ok = False
+        # the training rendering's trace (set_base): its outputs, their offsets in it, its text
+        self.b_out: list | None = None
+        self.b_off: list[int] = []
+        self.b_text: str | None = None
+        self.t_agree = self.n_agree = 0  # leading iterations of a trace that are the training rendering's own
+        self.t_start = self.n_start = 0
+        self.t_seq = -1
 
-    def new_trace(self, items: Any, render: tuple[Any, Any] = (None, None)) -> None:
+    def new_trace(self, items: Any, render: tuple[Any, Any] = (None, None), start: int = 0) -> None:
         """Start the current render's trace over ``items``; ``render`` is ``(base, messages)`` of
-        the render (see :meth:`RenderMemo.start_render <sftdata.masking.render_memo_runtime.RenderMemo.start_render>`)."""
+        the render (see :meth:`RenderMemo.start_render <sftdata.masking.render_memo_runtime.RenderMemo.start_render>`),
+        ``start`` the characters the render emitted before the loop."""
         self.n_render = render
+        self.n_start = start
+        self.n_agree = 0
         self.n_items = items if type(items) in (list, tuple) else None
         self.n_ok = self.n_items is not None
         self.n_out: list = []
@@ -89,6 +100,9 @@ class LoopMemo:
                 self.n_first_ns = i
             if self.n_first_cmp < 0 and any(c is not None for c in self.cmps):
                 self.n_first_cmp = i
+        b_out = self.b_out
+        if self.n_agree == i and b_out is not None and i < len(b_out) and out is b_out[i]:
+            self.n_agree = i + 1  # still the training rendering's own iterations
         self.n_out.append(out)
         self.n_flags.append(flag)
         self.n_snap.append(self.n_cum)
@@ -96,11 +110,12 @@ class LoopMemo:
         if flag & OTHER and self.n_first_other < 0:
             self.n_first_other = i
 
-    def commit(self) -> None:
-        """End of a render: its trace (the iterations it recorded, a prefix of the loop) becomes
+    def commit(self, seq: int = -1) -> None:
+        """End of render ``seq``: its trace (the iterations it recorded, a prefix of the loop) becomes
         the one the next render may skip over."""
         if self.n_items is not None and self.n_out:
             self.t_items, self.t_out, self.t_flags, self.t_snap = self.n_items, self.n_out, self.n_flags, self.n_snap
+            self.t_agree, self.t_start, self.t_seq = self.n_agree, self.n_start, seq
             self.t_render = self.n_render
             self.t_key0, self.t_ns, self.t_first_other, self.t_first_ns = self.n_key0, self.n_ns, self.n_first_other, self.n_first_ns
             self.t_ivs, self.t_first_cmp = self.n_ivs, self.n_first_cmp
@@ -108,7 +123,21 @@ class LoopMemo:
         self.n_items = None
         self.n_ok = False
 
-    def skip(self, key: tuple, ns_values: Any, loop: LoopContext, bases: tuple) -> str | None:
+    def set_base(self, text: str, seq: int) -> None:
+        """Render ``seq``, whose text is ``text``, is the training rendering: keep its trace's outputs
+        and where they lie in ``text`` (a later skip over the same objects is emitted as a
+        :class:`~sftdata.masking.render_split.BaseSlice` of it). O(its iterations), once."""
+        if self.t_out is None or self.t_seq != seq:
+            self.b_out, self.b_text = None, None
+            return
+        self.b_out = list(self.t_out)
+        off = [self.t_start]
+        for out in self.b_out:
+            off.append(off[-1] + len(out))
+        self.b_off, self.b_text = off, text
+        self.t_agree = len(self.b_out)
+
+    def skip(self, key: tuple, ns_values: Any, loop: LoopContext, bases: tuple) -> str | BaseSlice | None:
         """Replay the leading iterations of the last render's trace that are unchanged, or return ``None``.
 
         Iteration ``i`` of the trace replays exactly when: the first iteration's key is equal (so
@@ -166,6 +195,9 @@ class LoopMemo:
         self.hits += j
         self.skipped += j
         self.render_lookups += j
+        self.n_agree = min(j, self.t_agree)
+        if self.n_agree == j and self.b_text is not None:  # the training rendering's own iterations 0..j-1
+            return BaseSlice(self.b_text, self.b_off[0], self.b_off[j])
         return "".join(t_out)
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jinja2
 
 from ..errors import ConfigError, Reason, RowError
-from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, time_limit
+from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, collect_split, time_limit
+from .render_split import common_prefix_chars
 from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default, plan
 from .render_scan import ScanExit
 from .template_env import MARKER_PAIRS, make_environment, tojson  # noqa: F401 - make_environment is part of this module's API
@@ -242,6 +243,7 @@ class ChatTemplate:
         add_generation_prompt: bool = False,
         prepared: bool = False,
         count: int | None = None,
+        training: bool = False,
     ) -> str:
         """Render ``messages`` (template dicts) to text.
 
@@ -251,6 +253,9 @@ class ChatTemplate:
                 conversation that pass the same ``messages`` list (not mutated between them) and
                 different counts let the render memo know their message lists share their leading
                 items, without comparing them.
+            training: this is the conversation's training rendering ``F``: the render memo keeps
+                where its loop iterations lie in it, so that :meth:`render_split` against it gives
+                replayed iterations as its characters without copying them.
 
         Raises:
             RowError: ``template_error`` carrying the template's own message
@@ -258,6 +263,47 @@ class ChatTemplate:
                 ``render_limit`` when the render exceeds :attr:`limits` (time or size), hits
                 the sandbox's ``range()`` cap, recurses too deeply or runs out of memory.
         """
+        max_chars = self.limits.max_chars
+        out = self._run(messages, tools, add_generation_prompt, prepared, count, lambda pieces: collect(pieces, max_chars), training)
+        if self.budget is not None:  # the row's budget over all its renders (a RowError of its own)
+            self.budget.charge(len(out))
+        return out
+
+    def render_split(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        base: str,
+        add_generation_prompt: bool = False,
+        prepared: bool = False,
+        count: int | None = None,
+    ) -> tuple[int, str]:
+        """:meth:`render` held against ``base`` (:mod:`sftdata.masking.render_split`).
+
+        Returns:
+            ``(shared, tail)``: the rendering is ``base[:shared] + tail`` and ``shared`` is its
+            longest common prefix with ``base``. Iterations the render memo replays from ``base``
+            (a :meth:`render` with ``training=True`` of the same conversation gave ``base``) are
+            not copied: the cost is the characters not shared with ``base``, not the length.
+
+        Raises:
+            RowError: as :meth:`render`.
+        """
+        max_chars = self.limits.max_chars
+        if self._memo is None:  # plain rendering, then the common prefix (O(length))
+            text = self._run(messages, tools, add_generation_prompt, prepared, count, lambda pieces: collect(pieces, max_chars), False)
+            shared = common_prefix_chars(text, base)
+            out = (shared, text[shared:])
+        else:
+            out = self._run(messages, tools, add_generation_prompt, prepared, count, lambda pieces: collect_split(pieces, max_chars, base), False)
+        if self.budget is not None:
+            self.budget.charge(out[0] + len(out[1]))
+        return out
+
+    def _run(self, messages: Sequence[Mapping[str, Any]], tools: Any, add_generation_prompt: bool, prepared: bool,
+             count: int | None, collector: Callable[[Any], Any], training: bool) -> Any:
+        """One render: the template's output pieces through ``collector``; errors as :meth:`render` says."""
         base = messages if count is not None and prepared and type(messages) is list else None
         if count is not None:
             messages = messages[:count]
@@ -280,14 +326,15 @@ class ChatTemplate:
                     shared=True,
                 )
                 if memo is None:
-                    out = collect(template.root_render_func(context), self.limits.max_chars)
+                    out = collector(template.root_render_func(context))
                 else:
                     memo.start_render(getattr(self._env, "mark_generation", None), msgs, base)
                     try:
-                        pieces = template.root_render_func(context)
-                        out = collect(memo.count(pieces) if self.limits.max_chars is not None else pieces, self.limits.max_chars)
+                        out = collector(memo.count(template.root_render_func(context)))
                     finally:
                         memo.finish_render()
+                    if training:
+                        memo.set_base(out)
         except RenderLimitExceeded as e:
             self._forget_memo()
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
@@ -300,8 +347,6 @@ class ChatTemplate:
             raise RowError(
                 Reason.TEMPLATE_ERROR, f"chat template failed on the conversation: {type(e).__name__}: {e}", field="messages"
             ) from None
-        if self.budget is not None:  # the row's budget over all its renders (a RowError of its own)
-            self.budget.charge(len(out))
         return out
 
 

@@ -42,7 +42,7 @@ def _find_unmarked(text: str, sub: str, start: int = 0, marked: bool = False) ->
     return i
 
 
-def _first_stop(text: str, stops: Sequence[str], start: int = 0, marked: bool = False) -> int:
+def first_stop(text: str, stops: Sequence[str], start: int = 0, marked: bool = False) -> int:
     """End (exclusive) of the first stop token in ``text[start:]`` written by the template, or -1."""
     ends = [i + len(tok) for tok in stops if (i := _find_unmarked(text, tok, start, marked)) >= 0]
     return min(ends, default=-1)
@@ -114,7 +114,7 @@ class TurnLocation:
 
     def _cut_at_stop(self, k: int, full_k: str, start: int, stats: RenderStats) -> tuple[str, int]:
         """``(text, end)``: the turn ends after its stop token (see the module doc)."""
-        end = _first_stop(full_k, self.stops, start, self.marked)
+        end = first_stop(full_k, self.stops, start, self.marked)
         if end >= 0:
             rest = full_k[end:]
             for t in self.control:
@@ -216,7 +216,7 @@ class TurnLocation:
                 end = pos + b - a
                 if pos < 0 or end <= lo:  # ends inside the shared history (which may end inside a token)
                     continue
-                if own and _first_stop(full_k[end:first], self.stops, 0, self.marked) >= 0:
+                if own and first_stop(full_k[end:first], self.stops, 0, self.marked) >= 0:
                     continue
                 if best is None or (b - a, end) > best[:2]:
                     best = (b - a, end, pos, a)

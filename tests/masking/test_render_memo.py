@@ -10,6 +10,8 @@ and in drawn orders, by a memoising :class:`~sftdata.masking.template.ChatTempla
 
 from __future__ import annotations
 
+import os
+
 from datetime import datetime
 
 import pytest
@@ -37,11 +39,18 @@ def _pair(source: str, kwargs: dict | None = None, limits: RenderLimits | None =
     return plain, memo
 
 
-def _outcome(t: ChatTemplate, msgs: list, tools, gp: bool, spans: bool = False, count: int | None = None):
+def _outcome(t: ChatTemplate, msgs: list, tools, gp: bool, spans: bool = False, count: int | None = None, training: bool = False):
     try:
         if spans:
             return t.render_generation_spans(msgs[:count], tools, prepared=True)
-        return t.render(msgs, tools, add_generation_prompt=gp, prepared=True, count=count)
+        return t.render(msgs, tools, add_generation_prompt=gp, prepared=True, count=count, training=training)
+    except RowError as e:
+        return ("error", e.reason, str(e))
+
+
+def _split_outcome(t: ChatTemplate, msgs: list, tools, gp: bool, count: int, base: str):
+    try:
+        return t.render_split(msgs, tools, base=base, add_generation_prompt=gp, prepared=True, count=count)
     except RowError as e:
         return ("error", e.reason, str(e))
 
@@ -74,6 +83,10 @@ def _check(plain: ChatTemplate, memo: ChatTemplate, msgs: list, tools, order: li
     msgs = ChatTemplate.prepare_messages(msgs)  # one dict per message for the whole conversation
     plain.new_conversation()
     memo.new_conversation()
+    # the training rendering first, as the renderer does: later renders replay its iterations as
+    # slices of it (render_split), or copy them (render)
+    base = _outcome(memo, msgs, tools, False, count=len(msgs), training=True)
+    assert base == _outcome(plain, msgs, tools, False)
     for k, kind in order:
         lst, gp = _list(msgs, k, kind)
         want = _outcome(plain, lst, tools, gp, spans)
@@ -81,6 +94,13 @@ def _check(plain: ChatTemplate, memo: ChatTemplate, msgs: list, tools, order: li
         # count (the memo then knows two renders' lists share their leading items)
         got = _outcome(memo, msgs, tools, gp, spans, count=k) if kind in ("gp", "plain") else _outcome(memo, lst, tools, gp, spans)
         assert got == want, f"render {kind} of m[:{k}] differs"
+        if kind in ("gp", "plain") and isinstance(base, str) and not spans:
+            split = _split_outcome(memo, msgs, tools, gp, k, base)
+            if isinstance(want, str):
+                shared = len(os.path.commonprefix([want, base]))
+                assert split == (shared, want[shared:]), f"render_split {kind} of m[:{k}] differs"
+            else:
+                assert split == want, f"render_split {kind} of m[:{k}] fails differently"
 
 
 def _orders(data, n: int) -> list[list[tuple[int, str]]]:
