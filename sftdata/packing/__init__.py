@@ -38,7 +38,7 @@ from ._bfd import plan_bfd
 from ._mbs import plan_mbs
 from ._packed import PACKED_SCHEMA, TREE_PACKED_SCHEMA, build_packed_table, position_ids_for
 from ._plan import BinPlan
-from ._truncate import TRUNCATION, fit_long_trees, scan_rows
+from ._truncate import TRUNCATION, check_truncation, fit_long_trees, scan_rows
 from .report import PackReport, lower_bound_l1, lower_bound_l2
 
 __all__ = [
@@ -215,8 +215,7 @@ def _check_input(dataset, max_length: int, strategy: str, truncation: str) -> No
     if "seq_lengths" in dataset.column_names:
         raise ConfigError("the input is already packed (it has a `seq_lengths` column): pack the `sftdata prepare` "
                           "output instead, with the --max-length you want")
-    if truncation not in TRUNCATION:
-        raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
+    check_truncation(truncation)
 
 
 def _account(report: PackReport, scan, fit, plan: BinPlan, kept: np.ndarray, rows_in: int, shortest: int) -> None:

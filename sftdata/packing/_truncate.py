@@ -20,6 +20,16 @@ from ..masking.tree_fit import fit_tree
 TRUNCATION = ("drop", "truncate", "turns")
 
 
+def check_truncation(truncation: str) -> None:
+    """The one check of a packing ``truncation`` value.
+
+    Raises:
+        ConfigError: it is not one of :data:`TRUNCATION`.
+    """
+    if truncation not in TRUNCATION:
+        raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
+
+
 @dataclass
 class RowScan:
     """Per-row facts (``int64`` arrays indexed by input row).
@@ -256,8 +266,7 @@ def scan_rows(table: pa.Table, max_length: int, truncation: str, *, chunk_tokens
     Raises:
         ValueError: a tree row longer than ``max_length``.
     """
-    if truncation not in TRUNCATION:
-        raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}")
+    check_truncation(truncation)
     L = int(max_length)
     n = table.num_rows
     lengths = np.zeros(n, dtype=np.int64)
