@@ -35,7 +35,7 @@ from .control_tokens import MARK_END, MARK_START
 from ..errors import Reason, RowError
 from ..invariants import InvariantError
 from ..options import LAYOUTS, EncodeConfig  # noqa: F401 - LAYOUTS: public here too
-from .render import Rendered, Turn, TurnPolicy
+from .rendered import Rendered, Turn, TurnPolicy
 from ..schema import TextExample
 from .segments import SegmentEncoder, metaspace_first, component_spec
 from .tree import IGNORE_INDEX, Joined, TreeRow, TrieBuilder, common_prefix_len, unroll

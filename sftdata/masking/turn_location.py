@@ -23,7 +23,7 @@ from ..errors import Reason, RowError
 from ..schema import REASONING_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .render import RenderStats
+    from .rendered import RenderStats
 
 #: Prefix given to message ``k``'s fields to find where the template renders them.
 _PROBE = "\ue010"
