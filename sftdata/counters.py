@@ -7,9 +7,7 @@ output stage sums), so it sits at the top level, not in a stage folder.
 
 from __future__ import annotations
 
-import dataclasses
-
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any, Iterable, Mapping
 
 from .invariants import InvariantError
@@ -37,11 +35,14 @@ def add_counters(total: dict, part: Any) -> dict:
     return total
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names
+
+
 def _field_names(part: Any) -> tuple[str, ...]:
     """The field names of dataclass ``part`` (cached per class)."""
     names = _FIELD_NAMES.get(type(part))
     if names is None:
-        names = _FIELD_NAMES[type(part)] = tuple(f.name for f in dataclasses.fields(part))
+        names = _FIELD_NAMES[type(part)] = tuple(f.name for f in fields(part))
     return names
 
 
@@ -58,8 +59,6 @@ def add_stats(total, part) -> None:
         elif value:
             setattr(total, name, getattr(total, name) + value)
 
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _nonzero(counters: Mapping) -> dict:

@@ -139,6 +139,7 @@ class Renderer(TurnLocation):
         self.template.new_conversation()
         self._memo: dict[tuple[int, bool], str] = {}
         self._split_memo: dict[tuple[int, bool], tuple[int, str]] = {}
+        self._messages: list[dict] | None = None  # set once the training rendering is made
         self._messages, full = self._first_rendering(conv, end, stats)
         self._full = full
         spans = None
@@ -215,7 +216,7 @@ class Renderer(TurnLocation):
         key = (n, add_generation_prompt)
         out = self._memo.get(key)
         if out is None:
-            split = self._split_memo.get(key) if messages is getattr(self, "_messages", None) else None
+            split = self._split_memo.get(key) if messages is self._messages else None
             if split is not None:
                 out = split_text(self._full, *split)
             else:

@@ -131,10 +131,8 @@ class LoopMemo:
             self.b_out, self.b_text = None, None
             return
         self.b_out = list(self.t_out)
-        off = [self.t_start]
-        for out in self.b_out:
-            off.append(off[-1] + len(out))
-        self.b_off, self.b_text = off, text
+        self.b_off = list(itertools.accumulate(map(len, self.b_out), initial=self.t_start))
+        self.b_text = text
         self.t_agree = len(self.b_out)
 
     def skip(self, key: tuple, ns_values: Any, loop: LoopContext, bases: tuple) -> str | BaseSlice | None:

@@ -24,7 +24,6 @@ import jinja2
 
 from ..errors import ConfigError, Reason, RowError
 from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, collect_split, time_limit
-from .render_split import common_prefix_chars
 from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default, plan
 from .render_scan import ScanExit
 from .template_env import MARKER_PAIRS, make_environment, tojson  # noqa: F401 - make_environment is part of this module's API
@@ -290,13 +289,8 @@ class ChatTemplate:
         Raises:
             RowError: as :meth:`render`.
         """
-        max_chars = self.limits.max_chars
-        if self._memo is None:  # plain rendering, then the common prefix (O(length))
-            text = self._run(messages, tools, add_generation_prompt, prepared, count, lambda pieces: collect(pieces, max_chars), False)
-            shared = common_prefix_chars(text, base)
-            out = (shared, text[shared:])
-        else:
-            out = self._run(messages, tools, add_generation_prompt, prepared, count, lambda pieces: collect_split(pieces, max_chars, base), False)
+        max_chars = self.limits.max_chars  # without the memo every piece is a string: compared, O(length)
+        out = self._run(messages, tools, add_generation_prompt, prepared, count, lambda pieces: collect_split(pieces, max_chars, base), False)
         if self.budget is not None:
             self.budget.charge(out[0] + len(out[1]))
         return out
