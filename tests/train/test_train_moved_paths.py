@@ -7,8 +7,6 @@ they exposed, the same objects, without a warning. Mirrors tests/test_moved_path
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from sftdata_train._moved import MOVED, PACKAGES
 
@@ -35,36 +33,8 @@ OLD_NAMES = {
              "peak_memory_gb", "stop_requests", "train"],
 }
 
-_PROBE = r"""
-import importlib, json, warnings
-from sftdata_train._moved import MOVED
-report = {}
-for old, new in MOVED.items():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        a = importlib.import_module(old)
-    b = importlib.import_module(new)
-    report[old] = {"same": a is b, "name": a.__name__, "spec": a.__spec__.name,
-                   "warnings": [(w.category.__name__, str(w.message), w.filename) for w in caught]}
-print(json.dumps(report))
-"""
-
-
-def _probe(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def test_every_old_path_is_the_new_module_with_a_warning():
-    report = _probe(_PROBE)
-    assert set(report) == set(MOVED) and len(MOVED) >= 20
-    for old, new in MOVED.items():
-        r = report[old]
-        assert r["same"] and r["name"] == new and r["spec"] == new, (old, r)
-        assert [w[:2] for w in r["warnings"]] == [
-            ["DeprecationWarning", f"Moved module: {old} is now {new}; import it from there (the old path "
-                                   "will be removed)"]], (old, r)
-        assert r["warnings"][0][2] == "<string>", r  # attributed to the importing code, not importlib
+def test_every_old_path_is_the_new_module_with_a_warning(assert_moved_paths):
+    assert_moved_paths("sftdata_train._moved", MOVED)
 
 
 def test_every_old_module_file_is_gone_and_every_new_one_is_there():
@@ -78,7 +48,7 @@ def test_every_old_module_file_is_gone_and_every_new_one_is_there():
         assert (root / (new.split(".", 1)[1].replace(".", "/") + ".py")).is_file(), new
 
 
-def test_old_forms_of_import_and_patching_reach_the_moved_module():
+def test_old_forms_of_import_and_patching_reach_the_moved_module(python_probe):
     code = r"""
 import json, warnings
 warnings.simplefilter("ignore", DeprecationWarning)
@@ -98,10 +68,10 @@ print(json.dumps({"attention": a1 is a2 and sftdata_train.attention is a2,
                   "attribute": sftdata_train.config_cli.parse_args is parse_args,
                   "train": callable(sftdata_train.train) and sftdata_train.TrainConfig.__name__ == "TrainConfig"}))
 """
-    assert _probe(code) == {"attention": True, "tree": True, "patched": True, "attribute": True, "train": True}
+    assert python_probe(code) == {"attention": True, "tree": True, "patched": True, "attribute": True, "train": True}
 
 
-def test_an_old_module_that_is_a_package_now_exposes_its_names_without_a_warning():
+def test_an_old_module_that_is_a_package_now_exposes_its_names_without_a_warning(python_probe):
     code = r"""
 import importlib, json, sys, warnings
 old_names = json.loads(sys.argv[1])
@@ -127,16 +97,14 @@ with warnings.catch_warnings(record=True) as caught:
 print(json.dumps({"packages": report, "warnings": [str(w.message) for w in caught
                                                    if "Moved module" in str(w.message)]}))
 """
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(OLD_NAMES), json.dumps(PACKAGES)],
-                         capture_output=True, text=True, timeout=300, check=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = python_probe(code, json.dumps(OLD_NAMES), json.dumps(PACKAGES))
     assert report["warnings"] == []
     assert set(report["packages"]) == {p.split(".")[1] for p in PACKAGES} == set(OLD_NAMES)
     for short, r in report["packages"].items():
         assert r == {"missing": [], "other_object": [], "all_resolves": True, "has_all": True}, (short, r)
 
 
-def test_the_new_paths_warn_nothing_and_the_package_stays_cheap():
+def test_the_new_paths_warn_nothing_and_the_package_stays_cheap(python_probe):
     code = r"""
 import importlib, json, sys, warnings
 with warnings.catch_warnings(record=True) as caught:
@@ -149,7 +117,7 @@ with warnings.catch_warnings(record=True) as caught:
     from sftdata_train import train, Trainer, TrainConfig
 print(json.dumps({"cheap": cheap, "warnings": [str(w.message) for w in caught if "Moved module" in str(w.message)]}))
 """
-    assert _probe(code) == {"cheap": True, "warnings": []}
+    assert python_probe(code) == {"cheap": True, "warnings": []}
 
 
 def test_an_unknown_name_is_still_an_attribute_error():
