@@ -83,4 +83,6 @@ BEHAVIOURS: dict[str, Behaviour] = {
                                     "DeepSeek-V3.2: the prompt ends <think></think>, history writes </think> before each turn"),
     "trailing_system_turn": _B({**_EXPLICIT, "trailing_turn": (True,)}, {"trailing_turn": (False,)},
                                "command-r-plus: a fixed system turn after the last message"),
+    "last_user_reverse_scan": _B({"last_user_scan": ("reverse",)}, {"last_user_scan": ("forward",)},
+                                 "Qwen3: the last user message found by a guarded messages[::-1] scan"),
 }

@@ -34,6 +34,7 @@ FIELD_VALUES: dict[str, tuple] = {
     "clock": (False, True),
     "closed_think": (False, True),
     "trailing_turn": (False, True),
+    "last_user_scan": ("forward", "reverse"),
 }
 
 

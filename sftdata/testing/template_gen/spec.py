@@ -66,6 +66,10 @@ class TemplateSpec:
             message (DeepSeek-V3.2 without thinking): the model generates what follows it.
         trailing_turn: a fixed system turn after the last message (command-r-plus tool use):
             text after a turn's end that is no part of the turn.
+        last_user_scan: how the template finds the last user message: ``forward`` (a loop over
+            every message) or ``reverse`` (Qwen3's ``messages[::-1]`` scan that does nothing once
+            a namespace flag is cleared: a guarded scan, :mod:`sftdata.masking.render_scan`). The
+            same index either way: the text and the expected turns do not change.
     """
 
     header: str = "chatml"
@@ -89,6 +93,7 @@ class TemplateSpec:
     clock: bool = False
     closed_think: bool = False
     trailing_turn: bool = False
+    last_user_scan: str = "forward"
 
     def __post_init__(self) -> None:
         problems = incompatible(asdict(self))

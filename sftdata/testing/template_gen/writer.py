@@ -105,7 +105,7 @@ def template_source(spec: TemplateSpec) -> str:
     """The Jinja chat template with ``spec``'s behaviours (transformers' conventions), one
     statement block per line."""
     end = end_expr(spec)
-    s = _prelude()
+    s = _prelude(spec)
     s += _system_block(spec, end)
     s += _message_loop_head(spec)
     s += _user_and_tool_branches(spec, end)
@@ -118,11 +118,19 @@ def template_source(spec: TemplateSpec) -> str:
     return "\n".join(s)
 
 
-def _prelude() -> list[str]:
+def _prelude(spec: TemplateSpec) -> list[str]:
     """The namespace, the last user / final-answer indices and the first system message."""
+    last_user = "{%- if x.role == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}"
+    scan = []
+    if spec.last_user_scan == "reverse":  # Qwen3's form: stops mattering once the flag is cleared
+        last_user = ""
+        scan = ["{%- for x in messages[::-1] %}{%- set j = (messages|length - 1) - loop.index0 %}"
+                "{%- if ns.scanning and x.role == 'user' %}{%- set ns.scanning = false %}{%- set ns.last_user = j %}{%- endif %}"
+                "{%- endfor %}"]
     return [
-        "{%- set ns = namespace(last_user=-1, last_final=-1, calls='', think='') %}",
-        "{%- for x in messages %}{%- if x.role == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}"
+        "{%- set ns = namespace(last_user=-1, last_final=-1, calls='', think='', scanning=true) %}",
+        *scan,
+        "{%- for x in messages %}" + last_user +
         "{%- if x.role == 'assistant' and not x.tool_calls %}{%- set ns.last_final = loop.index0 %}{%- endif %}{%- endfor %}",
         "{%- set first_system = messages and messages[0].role == 'system' %}",
         "{%- set sys = (messages[0].content if messages[0].content is string else '') if first_system else '' %}",
