@@ -39,6 +39,12 @@ iteration does nothing; leaving the loop there gives the same output, namespace 
 ``G`` itself is evaluated where jinja evaluates it (after the ``set`` statements, which raise
 nothing): an error it raises is raised the same.
 
+A scan over ``messages[::-1]`` also iterates ``messages|reverse`` instead (jinja's ``reverse``
+filter gives ``reversed(messages)``): the same items in the same order, and neither raises on the
+list the renderer passes, but no copy of the list is made, so a scan that stops after a few
+iterations costs O(1), not O(messages) (the loop's ``loop.length``/``loop.last``, if the body read
+them, are computed by jinja from the iterator as for any iterable: the same values).
+
 The rewrite is applied with the render memo (:mod:`sftdata.masking.render_memo`), so
 ``ChatTemplate(memo=False)`` / ``SFTDATA_RENDER_MEMO=0`` render as jinja compiles the template.
 """
@@ -146,8 +152,19 @@ def scan_guard(loop: nodes.For, assigned: set[str]) -> nodes.Expr | None:
     return guard
 
 
+def _whole_reverse(node: nodes.Node) -> bool:
+    """``x[::-1]``: a slice without bounds and with step ``-1``."""
+    if not (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Slice)):
+        return False
+    step = node.arg.step
+    minus_one = (isinstance(step, nodes.Neg) and isinstance(step.node, nodes.Const) and type(step.node.value) is int
+                 and step.node.value == 1) or (isinstance(step, nodes.Const) and type(step.value) is int and step.value == -1)
+    return node.arg.start is None and node.arg.stop is None and minus_one
+
+
 def rewrite_scans(root: nodes.Template, assigned: set[str]) -> list[int]:
-    """Add a :data:`ScanExit` at the start of every guarded scan's body in ``root`` (in place).
+    """Add a :data:`ScanExit` at the start of every guarded scan's body in ``root`` (in place);
+    a scan over ``messages[::-1]`` iterates ``messages|reverse`` (see the module doc).
 
     Args:
         root: the parsed template.
@@ -164,6 +181,10 @@ def rewrite_scans(root: nodes.Template, assigned: set[str]) -> list[int]:
         exit_ = ScanExit(clone(guard), lineno=loop.lineno)
         exit_.set_environment(loop.environment)
         loop.body.insert(0, exit_)
+        if _whole_reverse(loop.iter):
+            lazy = nodes.Filter(loop.iter.node, "reverse", [], [], None, None, lineno=loop.iter.lineno)
+            lazy.set_environment(loop.environment)
+            loop.iter = lazy
         lines.append(loop.lineno)
     return lines
 

@@ -210,6 +210,9 @@ ADVERSARIAL = {
     "scan_else": "{% set ns = namespace(on=true, n=0) %}{% for m in messages[::-1] %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% else %}{% set ns.n = ns.n + 1 %}{% endif %}{% endfor %}{{ ns.n }}",
     "scan_output": "{% set ns = namespace(on=true) %}{% for m in messages %}{{ m.role }}{% if ns.on and m.role == 'assistant' %}{% set ns.on = false %}!{% endif %}{% endfor %}",
     "scan_undefined_guard": "{% for m in messages %}{% set i = loop.index0 %}{% if nope.flag and m.role == 'user' %}x{% endif %}{% endfor %}{{ messages|length }}",
+    "scan_reverse_loop_attrs": "{% set ns = namespace(on=true, at=-1, n=0) %}{% for m in messages[::-1] %}{% set r = loop.revindex0 %}{% set n = loop.length %}"
+    "{% set l = loop.last %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% set ns.at = r %}{% set ns.n = n + (1 if l else 0) %}{% endif %}{% endfor %}"
+    "{{ ns.at }}/{{ ns.n }}{% for m in messages %}{{ m.role }}{% endfor %}",
     "scan_guard_later": "{% set ns = namespace(on=true, n=0) %}{% for m in messages[::-1] %}{% if m.role == 'user' and ns.on %}{% set ns.on = false %}{% set ns.n = loop.index %}{% endif %}{% endfor %}{{ ns.n }}",
     # positional observations: messages[loop.index0 + c]
     "prev_guarded": "{% for m in messages %}{% if m.role == 'tool' %}{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<tools>{% endif %}{{ m.content }}"
@@ -365,8 +368,40 @@ def test_guarded_scans_are_found():
     assert scans(qwen3_tokenizer().chat_template) == [False, True, False]
     assert scans(ADVERSARIAL["scan"]) == [True, False]
     assert scans(ADVERSARIAL["scan_not_guard"]) == [True]
+    assert scans(ADVERSARIAL["scan_reverse_loop_attrs"]) == [True, False]
     for name in ("scan_unsafe_set", "scan_else", "scan_output", "scan_guard_later"):
         assert scans(ADVERSARIAL[name]) == [False], name
+
+
+def test_reverse_scans_iterate_without_copying_the_list():
+    """A guarded scan over ``messages[::-1]`` iterates ``messages|reverse`` (jinja's ``reversed``):
+    Qwen3's scan, and one whose body reads ``loop.revindex0``/``loop.length``/``loop.last`` (jinja
+    computes them from the iterator), render the plain text; a scan over ``messages[1:]`` keeps
+    its slice."""
+    import jinja2.nodes as nodes
+
+    from sftdata.masking.render_memo import plan
+    from sftdata.masking.template_env import make_environment
+    from sftdata.testing.qwen3 import qwen3_tokenizer
+
+    def scan_iters(source):
+        env = make_environment()
+        tree = env.parse(source)
+        plan(tree, env)
+        return [type(f.iter).__name__ + (f":{f.iter.name}" if isinstance(f.iter, nodes.Filter) else "")
+                for f in tree.find_all(nodes.For) if f.body and type(f.body[0]).__name__ == "ScanExit"]
+
+    assert scan_iters(qwen3_tokenizer().chat_template) == ["Filter:reverse"]
+    assert scan_iters(ADVERSARIAL["scan_reverse_loop_attrs"]) == ["Filter:reverse"]
+    assert scan_iters(ADVERSARIAL["scan_not_guard"]) == ["Name"]
+    sliced = ADVERSARIAL["scan"].replace("messages[::-1]", "messages[1:]")
+    assert scan_iters(sliced) == ["Getitem"]
+    plain, memo = _pair(ADVERSARIAL["scan_reverse_loop_attrs"])
+    roles = ["user", "assistant", "user", "tool", "assistant", "tool"]
+    msgs = [{"role": r, "content": f"m{i}"} for i, r in enumerate(roles)]
+    for k in range(len(msgs) + 1):
+        assert _outcome(memo, msgs, None, False, count=k) == _outcome(plain, msgs, None, False, count=k)
+    assert _outcome(memo, msgs, None, False) == "2/6userassistantusertoolassistanttool"
 
 
 def test_guarded_scan_stops_early_with_the_plain_text():
