@@ -29,7 +29,6 @@ import math
 import os
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -88,7 +87,9 @@ class _Watchdog:
         self._deadlines: dict[int, float] = {}
         self._thread: threading.Thread | None = None
 
-    def _ensure(self) -> None:
+    def ensure(self) -> None:
+        """Start the thread in this process if it is not running (first use, or after a fork:
+        a child process has no copy of its parent's threads)."""
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
             self._lock = threading.Lock()  # a fork may have copied a held lock
             self._deadlines = {}
@@ -98,26 +99,17 @@ class _Watchdog:
 
     @staticmethod
     def _run(lock: threading.Lock, deadlines: dict[int, float]) -> None:
-        while True:
+        while True:  # never leaves: renders check only that the thread was started in this process
             time.sleep(_POLL)
             now = time.monotonic()
             with lock:
                 for tid, when in list(deadlines.items()):
                     if when <= now:
                         del deadlines[tid]  # under the lock: the thread is still inside its render
-                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(RenderTimeout))
-
-    @contextmanager
-    def deadline(self, seconds: float) -> Iterator[None]:
-        self._ensure()
-        lock, deadlines, tid = self._lock, self._deadlines, threading.get_ident()
-        with lock:
-            deadlines[tid] = time.monotonic() + seconds
-        try:
-            yield
-        finally:
-            with lock:
-                deadlines.pop(tid, None)
+                        try:
+                            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(RenderTimeout))
+                        except Exception:  # noqa: BLE001 - keep enforcing the other deadlines
+                            pass
 
 
 #: How often the watchdog looks at the deadlines (seconds): the most a render overruns its limit.
@@ -127,17 +119,46 @@ _POLL = 0.05
 _WATCHDOG = _Watchdog()
 
 
-@contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`RenderLimitExceeded` if the block runs longer than ``seconds``."""
-    if seconds is None:
-        yield
-        return
-    try:
-        with _WATCHDOG.deadline(seconds):
-            yield
-    except RenderTimeout:
-        raise RenderLimitExceeded(f"rendering took longer than {seconds:g} s (render time limit)") from None
+class time_limit:  # noqa: N801 - used as a function: ``with time_limit(seconds):``
+    """Raise :class:`RenderLimitExceeded` if the block runs longer than ``seconds`` (``None``: no
+    limit). A context manager object, not a generator: it is entered once per render.
+
+    The thread is the watchdog's to stop (:class:`RenderTimeout` raised in it asynchronously)
+    from entering the block until its deadline is removed on leaving it, under the watchdog's lock.
+    """
+
+    __slots__ = ("seconds", "_held")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._held: tuple | None = None
+
+    def __enter__(self) -> None:
+        if self.seconds is None:
+            return
+        w = _WATCHDOG
+        if w._pid != os.getpid() or w._thread is None:  # noqa: SLF001 - the module's own watchdog
+            w.ensure()
+        lock, deadlines, tid = w._lock, w._deadlines, threading.get_ident()  # noqa: SLF001
+        with lock:
+            deadlines[tid] = time.monotonic() + self.seconds
+        self._held = (lock, deadlines, tid)
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> bool:
+        held = self._held
+        if held is not None:
+            self._held = None
+            lock, deadlines, tid = held
+            with lock:
+                deadlines.pop(tid, None)
+        if kind is RenderTimeout:
+            raise RenderLimitExceeded(timeout_message(self.seconds)) from None
+        return False
+
+
+def timeout_message(seconds: float | None) -> str:
+    """The message of a render stopped by its time limit."""
+    return f"rendering took longer than {seconds:g} s (render time limit)"
 
 
 def collect(pieces: Iterator[Any], max_chars: int | None) -> str:

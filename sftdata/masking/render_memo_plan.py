@@ -19,7 +19,7 @@ from .render_scan import rewrite_scans, scan_guard
 __all__ = ["LoopPlan", "plan"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopPlan:
     """What :func:`plan` decided for one top-level ``{% for %}`` (line ``lineno``).
 

@@ -23,9 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 import jinja2
 
 from ..errors import ConfigError, Reason, RowError
-from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, collect, collect_split, time_limit
-from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default, plan
-from .render_scan import ScanExit
+from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, RenderTimeout, collect, collect_split, time_limit, timeout_message
+from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default
+from .template_compile import compiled, compiled_plain, instantiate, syntax_error
 from .template_env import MARKER_PAIRS, make_environment, tojson  # noqa: F401 - make_environment is part of this module's API
 
 
@@ -107,25 +107,15 @@ class ChatTemplate:
         if memo_min_messages is None:
             memo_min_messages = 0 if memo else MEMO_MIN_MESSAGES
         self.memo_min_messages = memo_min_messages
-        self._plain_template: jinja2.Template | None = None  # the template as compiled without the memo
+        self._plain_template: jinja2.Template | None = None  # the template as compiled without the memo (made on first use)
+        code = compiled(source, bool(self.memo))  # once per process and source (template_compile)
         #: what the memo decided for each top-level loop (empty when the memo is off)
-        self.loop_plans: list[LoopPlan] = []
+        self.loop_plans: list[LoopPlan] = list(code.plans)
         self._memo: RenderMemo | None = None
-        if self.memo:
-            tree = env.parse(source)
-            self.loop_plans = plan(tree, env)
-            if any(p.memoised for p in self.loop_plans):
-                self._memo = env.render_memo = RenderMemo(limits.max_chars)  # type: ignore[attr-defined]
-                self._memo.configure(self.loop_plans)
-                self._template = env.from_string(tree)  # type: ignore[arg-type] - compiles a parsed tree
-                if memo_min_messages > 0:
-                    self._plain_template = env.from_string(source)
-            elif next(tree.find_all(ScanExit), None) is not None:
-                self._template = env.from_string(tree)  # type: ignore[arg-type] - guarded scans only
-            else:
-                self._template = env.from_string(source)
-        else:
-            self._template = env.from_string(source)
+        if code.memoised:
+            self._memo = env.render_memo = RenderMemo(limits.max_chars)  # type: ignore[attr-defined]
+            self._memo.configure(self.loop_plans)
+        self._template = instantiate(env, code.code)
         self._tools_list: tuple[Any, list] | None = None  # (tools, list(tools)) of this conversation
         # the template's globals as one dict, so a render's context is made without merging the
         # ``ChainMap`` of globals again (``Template.new_context(shared=True)``: the vars are the
@@ -304,7 +294,9 @@ class ChatTemplate:
         msgs = list(messages) if prepared and base is None else messages if prepared else self.prepare_messages(messages)
         memo = self._memo
         template = self._template
-        if memo is not None and len(msgs) < self.memo_min_messages and self._plain_template is not None:
+        if memo is not None and len(msgs) < self.memo_min_messages:
+            if self._plain_template is None:
+                self._plain_template = instantiate(self._env, compiled_plain(self.source))
             memo, template = None, self._plain_template
         try:
             with time_limit(self.limits.seconds):
@@ -332,6 +324,9 @@ class ChatTemplate:
         except RenderLimitExceeded as e:
             self._forget_memo()
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {e}", field="messages") from None
+        except RenderTimeout:  # delivered asynchronously just after the time limit's block was left
+            self._forget_memo()
+            raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {timeout_message(self.limits.seconds)}", field="messages") from None
         except (OverflowError, RecursionError, MemoryError) as e:
             self._forget_memo()
             raise RowError(Reason.RENDER_LIMIT, f"chat template stopped: {type(e).__name__}: {e}", field="messages") from None
@@ -355,7 +350,6 @@ def check_template(source: str, origin: str) -> None:
     Raises:
         ConfigError: ``"{origin}:{line}: chat template syntax error: {message}"``.
     """
-    try:
-        make_environment().parse(source)
-    except jinja2.exceptions.TemplateSyntaxError as e:
-        raise ConfigError(f"{origin}:{e.lineno}: chat template syntax error: {e.message}") from None
+    error = syntax_error(source)
+    if error is not None:
+        raise ConfigError(f"{origin}:{error[0]}: chat template syntax error: {error[1]}") from None

@@ -1,0 +1,87 @@
+"""Chat templates compiled once per process and source.
+
+Parsing a chat template, planning its memoised loops and generating its Python code costs more
+than rendering a short conversation (Qwen3's template: about 0.1 s), and one run builds several
+:class:`~sftdata.masking.template.ChatTemplate` objects of the same source (one per tools variant,
+one per ``prepare`` call, the plain twin of a memoised template). The generated code depends only
+on the source, on whether the render memo rewrites it, and on jinja's version (fixed in a
+process); what it runs against (filters, globals, the render memo, the size limit) is read from the
+environment it is instantiated in, as jinja's ``Environment.from_string`` does it
+(``Template.from_code``). So the code objects are cached here, keyed by the source, and every
+``ChatTemplate`` instantiates its own template in its own environment.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any
+
+import jinja2
+
+from .render_memo import LoopPlan, plan
+from .render_scan import ScanExit
+from .template_env import make_environment
+
+__all__ = ["Compiled", "compiled", "compiled_plain", "instantiate", "syntax_error"]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One template source compiled for rendering.
+
+    Attributes:
+        code: the module code of the template as it renders (with the render memo's rewrites
+            when ``memoised``, with guarded scans when ``plans`` has one).
+        plans: what the render memo decided for each top-level loop (empty without the memo).
+        memoised: some loop is memoised: renders go through a :class:`~sftdata.masking.render_memo.RenderMemo`.
+    """
+
+    code: CodeType
+    plans: tuple[LoopPlan, ...]
+    memoised: bool
+
+
+@functools.lru_cache(maxsize=64)
+def compiled(source: str, memo: bool) -> Compiled:
+    """The code of ``source`` (memoised loops and guarded scans when ``memo``).
+
+    Raises:
+        jinja2.TemplateSyntaxError: the template does not compile (not cached).
+    """
+    env = make_environment()
+    if not memo:
+        return Compiled(env.compile(source), (), False)
+    tree = env.parse(source)
+    plans = tuple(plan(tree, env))
+    if any(p.memoised for p in plans):
+        return Compiled(env.compile(tree), plans, True)
+    if next(tree.find_all(ScanExit), None) is not None:  # guarded scans only
+        return Compiled(env.compile(tree), plans, False)
+    return Compiled(env.compile(source), plans, False)
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_plain(source: str) -> CodeType:
+    """The code of ``source`` as jinja compiles it (no rewrite).
+
+    Raises:
+        jinja2.TemplateSyntaxError: the template does not compile (not cached).
+    """
+    return make_environment().compile(source)
+
+
+@functools.lru_cache(maxsize=64)
+def syntax_error(source: str) -> tuple[int, str] | None:
+    """``(line, message)`` of the syntax error that stops ``source`` from parsing, or ``None``."""
+    try:
+        make_environment().parse(source)
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        return e.lineno, e.message or ""
+    return None
+
+
+def instantiate(env: jinja2.Environment, code: CodeType) -> Any:
+    """A ``jinja2.Template`` of ``code`` bound to ``env`` (what ``env.from_string`` builds)."""
+    return env.template_class.from_code(env, code, env.make_globals(None), None)
