@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 from .masking.control_tokens import check_no_control_tokens, mark_control_tokens
 from .masking.encode import ConversationEncoder, EncodedExample, EncodeStats
 from .errors import RowError
+from .gc_pause import deferred_full_collections
 from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig, parse_clock
 from .masking.render import Renderer, RenderStats
 from .schema import Conversation, TextExample
@@ -292,7 +293,7 @@ class Encoder:
                 try:
                     out.append(([self.encoder.fit_text(self.encoder.encode_text(p), stats)], Counters(encode=stats)))
                 except RowError as e:
-                    out.append((e, Counters(encode=stats)))
+                    out.append((e.detached(), Counters(encode=stats)))
             else:
                 res, stats = encoded[i]
                 if isinstance(res, RowError):  # its render counters are not counted: only what it dropped
@@ -323,19 +324,21 @@ class Encoder:
 
         o = self.options.read
         planned: list[Any] = []
-        for row in rows:
-            try:
-                if isinstance(row, RowError):
-                    raise row
+        with deferred_full_collections():  # they find nothing to free here (sftdata.gc_pause)
+            for row in rows:
                 try:
-                    example = normalize(row, o.format, messages_field=o.messages_field, tools_field=o.tools_field)
+                    if isinstance(row, RowError):
+                        raise row
+                    try:
+                        example = normalize(row, o.format, messages_field=o.messages_field, tools_field=o.tools_field)
+                    except RowError as e:
+                        raise e.with_context(stage="normalize") from None
+                    planned.append(self._plan(example))
                 except RowError as e:
-                    raise e.with_context(stage="normalize") from None
-                planned.append(self._plan(example))
-            except RowError as e:
-                planned.append(e)
+                    planned.append(e.detached())  # kept: no traceback holding this frame
+            finished = self._finish(planned)
         results = []
-        for (res, counters), src in zip(self._finish(planned), source_indices):
+        for (res, counters), src in zip(finished, source_indices):
             src = int(src)
             if isinstance(res, RowError):
                 results.append(RowResult(src, error=res.with_context(row=src), counters=counters))

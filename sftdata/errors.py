@@ -110,6 +110,19 @@ class RowError(SftDataError, ValueError):
             length=self.length,
         )
 
+    def detached(self) -> "RowError":
+        """This error without its traceback and the exception it was raised from; returns it.
+
+        Call it on an error that is kept after the ``except`` that caught it (a rejected row's
+        error, a first failure retried): its traceback holds the frames it passed through, and
+        their locals (the batch being encoded, the error itself), a reference cycle that only a
+        full garbage collection frees. Everything the error says is in its fields.
+        """
+        self.__traceback__ = None
+        self.__context__ = None
+        self.__cause__ = None
+        return self
+
     def to_dict(self) -> dict:
         """JSON-able form used in ``rejects.jsonl`` (``length`` only when known)."""
         out = {

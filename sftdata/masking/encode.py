@@ -125,7 +125,7 @@ class ConversationEncoder:
             try:
                 out.append((self._encode_one(r, i, f_ids[i], prompts, gen_ids, stats), stats))
             except RowError as e:  # a rejected row counts only what it dropped
-                out.append((e, EncodeStats(dropped_examples=stats.dropped_examples,
+                out.append((e.detached(), EncodeStats(dropped_examples=stats.dropped_examples,
                                            trained_tokens_over_length=stats.trained_tokens_over_length,
                                            trained_tokens_cut=stats.trained_tokens_cut)))
         return out

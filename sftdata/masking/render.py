@@ -178,7 +178,7 @@ class Renderer(TurnLocation):
                 try:
                     full = self._render(messages, end, training=True)
                 except RowError as e:
-                    error = error or e
+                    error = error or e.detached()  # kept: no traceback holding this frame
                     continue
                 if mode == "auto" and texts and len(attempts) > 1 and quotes_text(full, texts) and self._quotes_arguments(messages, end):
                     # the template serialises arguments itself (``arguments|tojson``): given JSON
