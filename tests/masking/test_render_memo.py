@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 
-from datetime import datetime
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,25 +25,9 @@ from sftdata.testing.template_gen import spec_conversations, template_specs
 from sftdata.testing.tokenizers import FAMILIES, family_caps, family_template
 from sftdata.testing.trl_templates import trl_template_families
 
-NOW = datetime(2026, 1, 2, 3, 4, 5)
-SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+from render_memo_helpers import ADVERSARIAL, _outcome, _pair
+
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
-
-
-def _pair(source: str, kwargs: dict | None = None, limits: RenderLimits | None = None) -> tuple[ChatTemplate, ChatTemplate]:
-    extra = {} if limits is None else {"limits": limits}
-    plain = ChatTemplate(source, SPECIALS, kwargs, now=NOW, memo=False, **extra)
-    memo = ChatTemplate(source, SPECIALS, kwargs, now=NOW, memo=True, **extra)
-    return plain, memo
-
-
-def _outcome(t: ChatTemplate, msgs: list, tools, gp: bool, spans: bool = False, count: int | None = None, training: bool = False):
-    try:
-        if spans:
-            return t.render_generation_spans(msgs[:count], tools, prepared=True)
-        return t.render(msgs, tools, add_generation_prompt=gp, prepared=True, count=count, training=training)
-    except RowError as e:
-        return ("error", e.reason, str(e))
 
 
 def _split_outcome(t: ChatTemplate, msgs: list, tools, gp: bool, count: int, base: str):
@@ -165,62 +147,6 @@ def test_generated_templates(data):
 
 # ---- adversarial templates -------------------------------------------------------------------
 
-ADVERSARIAL = {
-    "next_by_index": "{% for m in messages %}{{ m.role }}{% if not loop.last %}>{{ messages[loop.index0 + 1].role }}{% endif %};{% endfor %}",
-    "next_unguarded": "{% for m in messages %}[{{ messages[loop.index0 + 1].role if messages[loop.index0 + 1] is defined }}]{% endfor %}",
-    "loop_attrs": "{% for m in messages %}{{ loop.index0 }}/{{ loop.length }}/{{ loop.revindex }}/{{ loop.revindex0 }}/{{ loop.first }}/{{ loop.last }}|{% endfor %}",
-    "last_only": "{% for m in messages %}{{ m.content }}{% if loop.last %}<end>{% endif %}{% endfor %}",
-    "nextitem": "{% for m in messages %}{{ m.role }}{% if loop.nextitem is defined %}->{{ loop.nextitem.role }}{% endif %}{% if loop.previtem is defined %}<-{{ loop.previtem.role }}{% endif %};{% endfor %}",
-    "cycle": "{% for m in messages %}{{ loop.cycle('a', 'b', 'c') }}{{ m.role }}{% endfor %}",
-    "changed": "{% for m in messages %}{% if loop.changed(m.role) %}<{{ m.role }}>{% endif %}{{ m.content }}{% endfor %}",
-    "counter": "{% set ns = namespace(n=0, users=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% if m.role == 'user' %}{% set ns.users = ns.users + 1 %}{% endif %}{{ ns.n }}:{{ ns.users }};{% endfor %}{{ ns.n }}",
-    "ns_flag_read_only": "{% set ns = namespace(last_user=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last_user = loop.index0 %}{% endif %}{% endfor %}"
-    "{% for m in messages %}{% if loop.index0 > ns.last_user %}*{% endif %}{{ m.role }}{% endfor %}",
-    "ns_read_only_combined": "{% set ns = namespace(last_user=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last_user = loop.index0 %}{% endif %}{% endfor %}"
-    "{% for m in messages %}{% if not (flag and loop.index0 < ns.last_user) %}*{% endif %}{% if ns.last_user == loop.index0 %}={% endif %}{{ m.role }}{% endfor %}",
-    "ns_written_unread": "{% set ns = namespace(seen=0) %}{% for m in messages %}{% if m.role == 'assistant' %}{% set ns.seen = loop.index0 %}{% endif %}{{ m.role }}{% endfor %}{{ ns.seen }}",
-    "macro_top_vars": "{% set sep = '|' %}{% macro show(m) %}{{ m.role }}{{ sep }}{{ messages|length }}{% endmacro %}{% for m in messages %}{{ show(m) }}{% endfor %}",
-    "break": "{% for m in messages %}{% if m.role == 'tool' %}{% break %}{% endif %}{{ m.role }}{% endfor %}",
-    "continue": "{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}{{ m.role }}{% endfor %}",
-    "length_in_body": "{% for m in messages %}{{ m.role }}{{ messages|length }}{{ (messages|length) - loop.index0 }};{% endfor %}",
-    "nested_messages_loop": "{% for m in messages %}{% for o in messages %}{% if o is sameas m %}={% endif %}{% endfor %}{{ m.role }}{% endfor %}",
-    "reverse": "{% set ns = namespace(i=-1) %}{% for m in messages[::-1] %}{% set idx = messages|length - 1 - loop.index0 %}{% if ns.i < 0 and m.role == 'user' %}{% set ns.i = idx %}{% endif %}{% endfor %}"
-    "{% for m in messages %}{{ loop.index0 > ns.i }}{{ m.role }}{% endfor %}",
-    "selectattr_loop": "{% for m in messages|selectattr('role', 'equalto', 'assistant') %}{{ loop.index }}{{ m.content }}{% if loop.last %}!{% endif %}{% endfor %}",
-    "last_message": "{% for m in messages %}{{ m.role }}{% if m is sameas messages[-1] %}(last){% endif %}{{ messages[-1].role }}{% endfor %}",
-    "loop_messages": "{% if messages[0].role == 'system' %}{% set sys = messages[0].content %}{% set loop_messages = messages[1:] %}{% else %}{% set sys = '' %}{% set loop_messages = messages %}{% endif %}"
-    "{{ sys }}{% for m in loop_messages %}{{ sys[:3] }}{{ m.role }}{% if not loop.last %}{{ loop_messages[loop.index0 + 1].role }}{% endif %}{% endfor %}",
-    "read_before_set": "{% set content = 'outer' %}{% for m in messages %}{{ content }}{% set content = m.content %}{{ content }}{% endfor %}",
-    "gen_prompt_in_body": "{% for m in messages %}{{ m.role }}{% if loop.last and add_generation_prompt %}<gp>{% endif %}{% endfor %}",
-    "raise": "{% for m in messages %}{% if m.role == 'system' and not loop.first %}{{ raise_exception('system not first') }}{% endif %}{{ m.role }}{% endfor %}",
-    "generation": "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% if loop.last %}.{% endif %}{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}",
-    "joiner": "{% set j = joiner(',') %}{% for m in messages %}{{ j() }}{{ m.role }}{% endfor %}",
-    "namespace_list": "{% set ns = namespace(items=[]) %}{% for m in messages %}{% set ns.items = ns.items + [m.role] %}{{ ns.items|length }}{% endfor %}{{ ns.items|join(',') }}",
-    "tools_in_body": "{% for m in messages %}{% if tools and loop.first %}{{ tools|length }}{% endif %}{{ m.role }}{% endfor %}",
-    "inner_loop_shadow": "{% for m in messages %}{% for c in m.tool_calls or [] %}{{ loop.index }}{{ loop.last }}{% endfor %}{{ loop.index }}{{ loop.last }}{% endfor %}",
-    "strftime": "{% for m in messages %}{{ strftime_now('%Y') }}{{ m.role }}{% endfor %}",
-    "filter_test_loop": "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ loop.last }}{{ m.role }}{% endfor %}",
-    "set_block": "{% for m in messages %}{% set x %}{{ m.role }}{{ loop.last }}{% endset %}{{ x }}{% endfor %}",
-    # guarded scans (sftdata.masking.render_scan): rewritten, and near misses that must not be
-    "scan": "{% set ns = namespace(on=true, at=messages|length - 1) %}{% for m in messages[::-1] %}{% set i = (messages|length - 1) - loop.index0 %}"
-    "{% if ns.on and m.role == 'user' and not m.content.startswith('<') %}{% set ns.on = false %}{% set ns.at = i %}{% endif %}{% endfor %}"
-    "{% for m in messages %}{% if loop.index0 > ns.at %}*{% endif %}{{ m.role }}{% endfor %}{{ ns.at }}",
-    "scan_not_guard": "{% set ns = namespace(done=false, n=0) %}{% for m in messages %}{% if not ns.done and m.role == 'assistant' %}{% set ns.done = true %}{% set ns.n = loop.index %}{% endif %}{% endfor %}{{ ns.n }}",
-    "scan_unsafe_set": "{% set ns = namespace(on=true) %}{% for m in messages|reverse %}{% set c = m.content.upper() %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% endif %}{% endfor %}{{ ns.on }}",
-    "scan_else": "{% set ns = namespace(on=true, n=0) %}{% for m in messages[::-1] %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% else %}{% set ns.n = ns.n + 1 %}{% endif %}{% endfor %}{{ ns.n }}",
-    "scan_output": "{% set ns = namespace(on=true) %}{% for m in messages %}{{ m.role }}{% if ns.on and m.role == 'assistant' %}{% set ns.on = false %}!{% endif %}{% endfor %}",
-    "scan_undefined_guard": "{% for m in messages %}{% set i = loop.index0 %}{% if nope.flag and m.role == 'user' %}x{% endif %}{% endfor %}{{ messages|length }}",
-    "scan_reverse_loop_attrs": "{% set ns = namespace(on=true, at=-1, n=0) %}{% for m in messages[::-1] %}{% set r = loop.revindex0 %}{% set n = loop.length %}"
-    "{% set l = loop.last %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% set ns.at = r %}{% set ns.n = n + (1 if l else 0) %}{% endif %}{% endfor %}"
-    "{{ ns.at }}/{{ ns.n }}{% for m in messages %}{{ m.role }}{% endfor %}",
-    "scan_guard_later": "{% set ns = namespace(on=true, n=0) %}{% for m in messages[::-1] %}{% if m.role == 'user' and ns.on %}{% set ns.on = false %}{% set ns.n = loop.index %}{% endif %}{% endfor %}{{ ns.n }}",
-    # positional observations: messages[loop.index0 + c]
-    "prev_guarded": "{% for m in messages %}{% if m.role == 'tool' %}{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<tools>{% endif %}{{ m.content }}"
-    "{% if loop.last or messages[loop.index0 + 1].role != 'tool' %}</tools>{% endif %}{% else %}{{ m.role }}:{{ m.content }}{% endif %};{% endfor %}",
-    "prev_unguarded": "{% for m in messages %}{{ messages[loop.index0 - 1].role }}>{{ m.role }};{% endfor %}",
-    "next_two": "{% for m in messages %}{{ m.role }}{% if messages[loop.index0 + 2] is defined %}+{{ messages[loop.index0 + 2].role }}{% endif %};{% endfor %}",
-    "index_one_based": "{% for m in messages %}{{ m.role }}{{ messages[loop.index].role if not loop.last }}{{ messages[loop.index - 2].role if loop.index > 1 }};{% endfor %}",
-}
 
 
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
@@ -353,70 +279,6 @@ def test_default_template_renders_short_conversations_plainly_and_long_ones_thro
     for k in range(1, len(msgs) + 1):
         for gp in (True, False):
             assert default.render(msgs[:k], add_generation_prompt=gp) == plain.render(msgs[:k], add_generation_prompt=gp)
-
-
-def test_guarded_scans_are_found():
-    """Which loops :func:`~sftdata.masking.render_scan.scan_guard` rewrites: Qwen3's reverse scan for
-    the last user query and the ``scan*`` templates above that meet the rule; not a loop with an
-    ``else`` branch, a ``set`` that may raise, output outside the ``if``, or a guard that is not the
-    left-most operand."""
-    from sftdata.testing.qwen3 import qwen3_tokenizer
-
-    def scans(source):
-        return [p.scan for p in ChatTemplate(source, memo=True).loop_plans]
-
-    assert scans(qwen3_tokenizer().chat_template) == [False, True, False]
-    assert scans(ADVERSARIAL["scan"]) == [True, False]
-    assert scans(ADVERSARIAL["scan_not_guard"]) == [True]
-    assert scans(ADVERSARIAL["scan_reverse_loop_attrs"]) == [True, False]
-    for name in ("scan_unsafe_set", "scan_else", "scan_output", "scan_guard_later"):
-        assert scans(ADVERSARIAL[name]) == [False], name
-
-
-def test_reverse_scans_iterate_without_copying_the_list():
-    """A guarded scan over ``messages[::-1]`` iterates ``messages|reverse`` (jinja's ``reversed``):
-    Qwen3's scan, and one whose body reads ``loop.revindex0``/``loop.length``/``loop.last`` (jinja
-    computes them from the iterator), render the plain text; a scan over ``messages[1:]`` keeps
-    its slice."""
-    import jinja2.nodes as nodes
-
-    from sftdata.masking.render_memo import plan
-    from sftdata.masking.template_env import make_environment
-    from sftdata.testing.qwen3 import qwen3_tokenizer
-
-    def scan_iters(source):
-        env = make_environment()
-        tree = env.parse(source)
-        plan(tree, env)
-        return [type(f.iter).__name__ + (f":{f.iter.name}" if isinstance(f.iter, nodes.Filter) else "")
-                for f in tree.find_all(nodes.For) if f.body and type(f.body[0]).__name__ == "ScanExit"]
-
-    assert scan_iters(qwen3_tokenizer().chat_template) == ["Filter:reverse"]
-    assert scan_iters(ADVERSARIAL["scan_reverse_loop_attrs"]) == ["Filter:reverse"]
-    assert scan_iters(ADVERSARIAL["scan_not_guard"]) == ["Name"]
-    sliced = ADVERSARIAL["scan"].replace("messages[::-1]", "messages[1:]")
-    assert scan_iters(sliced) == ["Getitem"]
-    plain, memo = _pair(ADVERSARIAL["scan_reverse_loop_attrs"])
-    roles = ["user", "assistant", "user", "tool", "assistant", "tool"]
-    msgs = [{"role": r, "content": f"m{i}"} for i, r in enumerate(roles)]
-    for k in range(len(msgs) + 1):
-        assert _outcome(memo, msgs, None, False, count=k) == _outcome(plain, msgs, None, False, count=k)
-    assert _outcome(memo, msgs, None, False) == "2/6userassistantusertoolassistanttool"
-
-
-def test_guarded_scan_stops_early_with_the_plain_text():
-    """A guarded scan leaves the loop at its first iteration whose guard is false: a scan whose
-    later iterations would raise (``m.content.upper()`` on a message without content, inside the
-    branch the guard closes) renders as jinja does, because the branch never runs there either."""
-    source = ("{% set ns = namespace(on=true) %}{% for m in messages[::-1] %}{% set i = loop.index0 %}"
-              "{% if ns.on and m.content.upper() == 'STOP' %}{% set ns.on = false %}{% endif %}{% endfor %}{{ ns.on }}")
-    plain, memo = _pair(source)
-    assert [p.scan for p in memo.loop_plans] == [True]
-    msgs = [{"role": "user"}, {"role": "user", "content": "stop"}, {"role": "assistant", "content": "x"}]
-    assert _outcome(memo, msgs, None, False) == _outcome(plain, msgs, None, False) == "False"
-    msgs = [{"role": "user"}, {"role": "assistant", "content": "x"}]
-    assert _outcome(memo, msgs, None, False) == _outcome(plain, msgs, None, False)
-    assert _outcome(plain, msgs, None, False)[0] == "error"
 
 
 def test_positional_reads_skip_on_tool_traces():
