@@ -119,6 +119,15 @@ _POLL = 0.05
 _WATCHDOG = _Watchdog()
 
 
+def _forget_watchdog_thread() -> None:
+    """In a forked child: the parent's watchdog thread was not copied; the next render starts one."""
+    _WATCHDOG._thread = None  # noqa: SLF001 - the module's own watchdog
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork, and ensure() also compares pids
+    os.register_at_fork(after_in_child=_forget_watchdog_thread)
+
+
 class time_limit:  # noqa: N801 - used as a function: ``with time_limit(seconds):``
     """Raise :class:`RenderLimitExceeded` if the block runs longer than ``seconds`` (``None``: no
     limit). A context manager object, not a generator: it is entered once per render.
@@ -137,7 +146,7 @@ class time_limit:  # noqa: N801 - used as a function: ``with time_limit(seconds)
         if self.seconds is None:
             return
         w = _WATCHDOG
-        if w._pid != os.getpid() or w._thread is None:  # noqa: SLF001 - the module's own watchdog
+        if w._thread is None:  # noqa: SLF001 - the module's own watchdog (None again after a fork)
             w.ensure()
         lock, deadlines, tid = w._lock, w._deadlines, threading.get_ident()  # noqa: SLF001
         with lock:

@@ -103,3 +103,30 @@ def test_a_template_over_its_time_limit_is_a_render_limit_row_error():
     with pytest.raises(RowError) as e:
         t.render([{"role": "user", "content": "hi"}])
     assert e.value.reason is Reason.RENDER_LIMIT and "render time limit" in str(e.value)
+
+
+def _render_in_child(queue):
+    t = ChatTemplate("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", limits=RenderLimits(seconds=0.3))
+    try:
+        t.render([{"role": "user", "content": "hi"}])
+        queue.put("rendered")
+    except RowError as e:
+        queue.put(e.reason.value)
+
+
+def test_time_limit_holds_in_a_forked_worker():
+    """The parent's watchdog thread is not copied by a fork: the child starts its own."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    with time_limit(1.0):  # the parent's watchdog runs
+        pass
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_render_in_child, args=(queue,))
+    child.start()
+    try:
+        assert queue.get(timeout=30) == "render_limit"
+    finally:
+        child.join(10)
