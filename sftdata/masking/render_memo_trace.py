@@ -42,7 +42,7 @@ class LoopMemo:
         self.b_out: list | None = None
         self.b_off: list[int] = []
         self.b_text: str | None = None
-        self.t_agree = self.n_agree = 0  # leading iterations of a trace that are the training rendering's own
+        self.t_agree = self.n_agree = 0  # leading iterations of a trace whose text is the training rendering's
         self.t_start = self.n_start = 0
         self.t_seq = -1
 
@@ -101,8 +101,14 @@ class LoopMemo:
             if self.n_first_cmp < 0 and any(c is not None for c in self.cmps):
                 self.n_first_cmp = i
         b_out = self.b_out
-        if self.n_agree == i and b_out is not None and i < len(b_out) and out is b_out[i]:
-            self.n_agree = i + 1  # still the training rendering's own iterations
+        if self.n_agree == i and b_out is not None and i < len(b_out):
+            own = b_out[i]
+            # still the training rendering's iterations: the same text (an iteration recorded under
+            # another key, as Qwen3's assistant turn after the last query, may render it again),
+            # held as F's own string so later skips compare identities
+            if out is own or out == own:
+                out = own
+                self.n_agree = i + 1
         self.n_out.append(out)
         self.n_flags.append(flag)
         self.n_snap.append(self.n_cum)

@@ -75,11 +75,28 @@ def test_collect_split_size_limit():
         collect(iter([BaseSlice(base, 0, 80), "y" * 30]), 100)
 
 
-@pytest.mark.parametrize("template", ["default", "qwen3"])
-def test_prefix_renders_reuse_the_training_rendering(template, monkeypatch):
-    """After the training rendering of a long chat, ``render_split`` of every prefix in masking
-    order gives ``(shared, tail)`` of the plain text, and the iterations the memo replays arrive as
-    slices of the training rendering that are never copied (``BaseSlice.materialize`` unused)."""
+def _tool_trace(n: int) -> list[dict]:
+    """user, then rounds of an assistant tool call and its result, a reply, now and then a user."""
+    msgs: list[dict] = []
+    while len(msgs) < n:
+        i = len(msgs)
+        msgs.append({"role": "user", "content": f"question {i}"})
+        for j in range(3):
+            call = {"type": "function", "function": {"name": "lookup", "arguments": {"id": i + j}}}
+            msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            msgs.append({"role": "tool", "content": f"result {i + j}"})
+        msgs.append({"role": "assistant", "content": f"answer {i}"})
+    return msgs[:n]
+
+
+@pytest.mark.parametrize("template, trace", [("default", "chat"), ("qwen3", "chat"), ("default", "tools"), ("qwen3", "tools")])
+def test_prefix_renders_reuse_the_training_rendering(template, trace, monkeypatch):
+    """After the training rendering of a long chat (or tool trace), ``render_split`` of every
+    prefix in masking order gives ``(shared, tail)`` of the plain text, and the iterations the memo
+    replays arrive as slices of the training rendering that are never copied
+    (``BaseSlice.materialize`` unused). On Qwen3's tool traces the assistant turns after the last
+    query render the same text under another memo key: the replay still comes as a slice (it was
+    joined, O(length) per render, before)."""
     from sftdata.masking.template import ChatTemplate
 
     if template == "qwen3":
@@ -91,17 +108,21 @@ def test_prefix_renders_reuse_the_training_rendering(template, monkeypatch):
 
         source = load_tokenizer(None).chat_template
     memo, plain = ChatTemplate(source, memo=True), ChatTemplate(source, memo=False)
-    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(160)]
+    if trace == "chat":
+        msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(160)]
+    else:
+        msgs = _tool_trace(160)
     copied, made = [], []
     monkeypatch.setattr(BaseSlice, "materialize", lambda self: copied.append(len(self)) or self.text[self.start:self.stop])
     init = BaseSlice.__init__
     monkeypatch.setattr(BaseSlice, "__init__", lambda self, *a: made.append(a[2] - a[1]) or init(self, *a))
     memo.new_conversation()
     base = memo.render(msgs, prepared=True, count=len(msgs), training=True)
-    for k in range(1, len(msgs), 2):
+    turns = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
+    for k in turns:
         for n, gp in ((k + 1, False), (k, True)):
             want = plain.render(msgs[:n], add_generation_prompt=gp)
             shared = len(os.path.commonprefix([want, base]))
             assert memo.render_split(msgs, base=base, add_generation_prompt=gp, prepared=True, count=n) == (shared, want[shared:])
     assert copied == []
-    assert len(made) > len(msgs) // 2 and max(made) > len(base) // 2  # long prefixes came as slices
+    assert len(made) > len(turns) and max(made) > len(base) // 2  # long prefixes came as slices
