@@ -250,8 +250,8 @@ def prepare(inputs: Any, tokenizer: Any = None, output: str | Path | None = None
         from .output.load import load_output
 
         ds = load_output(result.output)
-    else:
-        ds = datasets.Dataset(result.table)
+    else:  # the content fingerprint already hashes every column: datasets need not hash the table again
+        ds = datasets.Dataset(result.table, fingerprint=result.stats["content_fingerprint"])
     if config.verbose:
         print(summary(result.stats))
     ds.sftdata_stats = result.stats
