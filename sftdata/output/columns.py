@@ -12,7 +12,7 @@ return more: ``kind``, ``truncated`` and ``reject`` are bookkeeping, not written
                                   empty for a single path (see ``docs/trees.md``)
 ``position_ids``  list<int32>     tree rows: depth of every token; empty for a single path
 ``length``        int32           ``seq_len`` in tokens
-``linear_length`` int32           tokens the same examples need as linear rows
+``linear_length`` int64           tokens the same examples need as linear rows
 ``source_index``  int64           the input row the example came from
 ================  ==============  ============================================
 """
@@ -33,7 +33,7 @@ def output_schema() -> Any:
             ("parent", pa.list_(pa.int32())),
             ("position_ids", pa.list_(pa.int32())),
             ("length", pa.int32()),
-            ("linear_length", pa.int32()),
+            ("linear_length", pa.int64()),  # a long tool trace's paths pass 2**31 tokens
             ("source_index", pa.int64()),
         ]
     )

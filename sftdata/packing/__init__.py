@@ -143,7 +143,7 @@ def pack_dataset(
         :data:`PACKED_SCHEMA` (``input_ids``, ``labels``, ``position_ids``, ``seq_lengths``:
         ``list<int32>``; ``source_index``: ``list<int64>``; ``num_trained_tokens``,
         ``length``: ``int32``; with tree rows also ``parent``: ``list<int32>`` and
-        ``linear_length``: ``int32``, see :data:`TREE_PACKED_SCHEMA`), and a :class:`PackReport`.
+        ``linear_length``: ``int64``, see :data:`TREE_PACKED_SCHEMA`), and a :class:`PackReport`.
     """
     import datasets
     from datasets.table import InMemoryTable

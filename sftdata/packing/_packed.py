@@ -20,7 +20,7 @@ one sequence of ``seq_lengths`` and two columns are added (:data:`TREE_PACKED_SC
 ``parent``           ``list<int32>``  row-local parent of every token, ``-1`` at every
                                       sequence start (and root); **empty** for a row
                                       without a tree (its sequences are plain chains)
-``linear_length``    ``int32``        tokens the row's examples take as linear rows
+``linear_length``    ``int64``        tokens the row's examples take as linear rows
 ==================== ================ ==============================================
 
 ``position_ids`` of a tree are its depths (a linear sequence's ramp is its depth too), so
@@ -55,7 +55,7 @@ PACKED_SCHEMA = pa.schema(
 
 #: packed rows of an input with tree rows: two more columns (see the module docstring)
 TREE_PACKED_SCHEMA = PACKED_SCHEMA.append(pa.field("parent", pa.list_(pa.int32()))).append(
-    pa.field("linear_length", pa.int32())
+    pa.field("linear_length", pa.int64())
 )
 
 
@@ -137,7 +137,7 @@ def _build_chunk(ids_col: _ListColumn, lab_col: _ListColumn, rows: np.ndarray, k
             par_col.gather(rows, kt), pos_col.gather(rows, kt), is_tree, keep, item_off, bin_len, pos
         )
         bin_linear = np.add.reduceat(linear_kept, item_off[:-1]) if keep.size else np.zeros(0, np.int64)
-        arrays += [_list(par_values, par_offsets, pa.int32()), pa.array(bin_linear.astype(np.int32), type=pa.int32())]
+        arrays += [_list(par_values, par_offsets, pa.int32()), pa.array(bin_linear.astype(np.int64), type=pa.int64())]
         schema = TREE_PACKED_SCHEMA
     arrays[0] = _list(pos, tok_off, pa.int32())
     return pa.RecordBatch.from_arrays(

@@ -150,3 +150,22 @@ def test_tree_rows_without_depths_are_refused():
                                       "position_ids": [0, 1]}])
     with pytest.raises(Exception, match="row 0: a tree row needs parent and position_ids"):
         pack_dataset(ds, 8)
+
+
+def test_linear_length_beyond_int32_is_kept():
+    """``linear_length`` counts the tokens of every path: a long tool trace's tree passes 2**31
+    (a 10,000-message tau-bench trace with Qwen3: 2,660,512,267). Prepare's output column and the
+    packed column hold it (they were int32, and the chunk failed with ArrowInvalid)."""
+    import pyarrow as pa
+
+    from sftdata.output.columns import column_array, output_schema
+
+    big = 2**31 + 12_345
+    field = output_schema().field("linear_length")
+    assert column_array([big, 7], field.type).to_pylist() == [big, 7]
+    row = as_rows([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "parent": [-1, 0, 0], "position_ids": [0, 1, 1]}])[0]
+    row["linear_length"] = big
+    ds = datasets.Dataset(pa.Table.from_pylist([row], schema=output_schema()))
+    packed, _ = pack_dataset(ds, 8)
+    assert packed.features.arrow_schema.field("linear_length").type == pa.int64()
+    assert packed["linear_length"] == [big]
