@@ -10,7 +10,7 @@ from typing import Any
 
 from .render_limits import LimitedCodeGenerator
 from .render_memo_nodes import MemoIteration, Observe
-from .render_scan import compile_scan_exit
+from .render_scan import compile_scan_exit, compile_scan_verdict
 
 __all__ = ["MemoCodeGenerator"]
 
@@ -23,6 +23,10 @@ class MemoCodeGenerator(LimitedCodeGenerator):
     def visit_ScanExit(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
         """Compile a guarded scan's exit (:mod:`sftdata.masking.render_scan`)."""
         compile_scan_exit(self, node, frame)
+
+    def visit_ScanVerdict(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
+        """Compile the rest of a memoised scan's test (:mod:`sftdata.masking.render_scan_memo`)."""
+        compile_scan_verdict(self, node, frame)
 
     def visit_PosRead(self, node: Any, frame: Any) -> None:  # noqa: N802 - jinja's visitor name
         """Compile ``messages[i]`` as jinja compiles a subscript (``environment.getitem``), ``i``

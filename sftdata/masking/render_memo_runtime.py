@@ -16,6 +16,7 @@ from markupsafe import Markup
 from .render_limits import RenderLimitExceeded
 from .render_memo_nodes import OTHER
 from .render_memo_plan import LoopPlan
+from .render_scan_memo import ScanMemo
 from .render_memo_trace import LoopMemo
 
 __all__ = ["RenderMemo", "note_write"]
@@ -96,12 +97,15 @@ class RenderMemo:
         self._kinds: dict[int, tuple] = {}
         #: per loop: run its body plainly (the memo is off, or the loop kept missing)
         self.off: list[bool] = []
+        #: the guarded scans' noted positions (:mod:`sftdata.masking.render_scan_memo`)
+        self.scans = ScanMemo()
 
     # -- per conversation / per render ---------------------------------------------------------
     def new_conversation(self) -> None:
         """Forget every recorded iteration (call between conversations)."""
         self.loops.clear()
         self._plain.clear()
+        self.scans.reset()
         self.current = None
         self.off = [not self.enabled] * len(self.off)
 

@@ -35,7 +35,8 @@ class Compiled:
         code: the module code of the template as it renders (with the render memo's rewrites
             when ``memoised``, with guarded scans when ``plans`` has one).
         plans: what the render memo decided for each top-level loop (empty without the memo).
-        memoised: some loop is memoised: renders go through a :class:`~sftdata.masking.render_memo.RenderMemo`.
+        memoised: some loop is memoised, or some guarded scan notes its items
+            (:mod:`sftdata.masking.render_scan_memo`): renders go through a :class:`~sftdata.masking.render_memo.RenderMemo`.
     """
 
     code: CodeType
@@ -55,9 +56,10 @@ def compiled(source: str, memo: bool) -> Compiled:
         return Compiled(env.compile(source), (), False)
     tree = env.parse(source)
     plans = tuple(plan(tree, env))
-    if any(p.memoised for p in plans):
+    scans = list(tree.find_all(ScanExit))
+    if any(p.memoised for p in plans) or any(x.scan_id is not None for x in scans):  # renders use a RenderMemo
         return Compiled(env.compile(tree), plans, True)
-    if next(tree.find_all(ScanExit), None) is not None:  # guarded scans only
+    if scans:  # guarded scans only
         return Compiled(env.compile(tree), plans, False)
     return Compiled(env.compile(source), plans, False)
 

@@ -78,6 +78,17 @@ ADVERSARIAL = {
     "scan_reverse_loop_attrs": "{% set ns = namespace(on=true, at=-1, n=0) %}{% for m in messages[::-1] %}{% set r = loop.revindex0 %}{% set n = loop.length %}"
     "{% set l = loop.last %}{% if ns.on and m.role == 'user' %}{% set ns.on = false %}{% set ns.at = r %}{% set ns.n = n + (1 if l else 0) %}{% endif %}{% endfor %}"
     "{{ ns.at }}/{{ ns.n }}{% for m in messages %}{{ m.role }}{% endfor %}",
+    # scans whose verdicts are noted per item (sftdata.masking.render_scan_memo), and near misses
+    "scan_memo_index": "{% set ns = namespace(on=true, at=-1) %}{% for m in messages[::-1] %}{% set i = (messages|length - 1) - loop.index0 %}"
+    "{% if ns.on and i % 3 == 0 and m.role == 'user' %}{% set ns.on = false %}{% set ns.at = i %}{% endif %}{% endfor %}{{ ns.at }}{% for m in messages %}{{ m.role }}{% endfor %}",
+    "scan_memo_raises": "{% set ns = namespace(on=true, at=-1) %}{% for m in messages|reverse %}{% set i = messages|length - 1 - loop.index0 %}"
+    "{% if ns.on and m.role == 'user' and m.content.startswith('q') %}{% set ns.on = false %}{% set ns.at = i %}{% endif %}{% endfor %}{{ ns.at }}",
+    "scan_memo_outer": "{% set ns = namespace(on=true, at=-1) %}{% for m in messages[::-1] %}{% set i = (messages|length - 1) - loop.index0 %}"
+    "{% if ns.on and (add_generation_prompt or m.role == 'user') %}{% set ns.on = false %}{% set ns.at = i %}{% endif %}{% endfor %}{{ ns.at }}",
+    "scan_memo_first": "{% set ns = namespace(on=true, at=-1) %}{% for m in messages[::-1] %}{% set i = (messages|length - 1) - loop.index0 %}"
+    "{% if ns.on and (loop.first or m.role == 'user') %}{% set ns.on = false %}{% set ns.at = i %}{% endif %}{% endfor %}{{ ns.at }}",
+    "scan_memo_length": "{% set ns = namespace(on=true, at=-1) %}{% for m in messages[::-1] %}{% set n = messages|length %}"
+    "{% if ns.on and m.role == 'user' and n > 3 %}{% set ns.on = false %}{% set ns.at = n %}{% endif %}{% endfor %}{{ ns.at }}",
     "scan_guard_later": "{% set ns = namespace(on=true, n=0) %}{% for m in messages[::-1] %}{% if m.role == 'user' and ns.on %}{% set ns.on = false %}{% set ns.n = loop.index %}{% endif %}{% endfor %}{{ ns.n }}",
     # positional observations: messages[loop.index0 + c]
     "prev_guarded": "{% for m in messages %}{% if m.role == 'tool' %}{% if loop.first or messages[loop.index0 - 1].role != 'tool' %}<tools>{% endif %}{{ m.content }}"

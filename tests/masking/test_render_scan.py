@@ -70,3 +70,60 @@ def test_guarded_scan_stops_early_with_the_plain_text():
     msgs = [{"role": "user"}, {"role": "assistant", "content": "x"}]
     assert _outcome(memo, msgs, None, False) == _outcome(plain, msgs, None, False)
     assert _outcome(plain, msgs, None, False)[0] == "error"
+
+
+def _scan_ids(source):
+    from sftdata.masking.render_memo import plan
+    from sftdata.masking.render_scan import ScanExit
+    from sftdata.masking.template_env import make_environment
+
+    env = make_environment()
+    tree = env.parse(source)
+    plan(tree, env)
+    return [x.scan_id for x in tree.find_all(ScanExit)]
+
+
+def test_which_scans_note_their_items():
+    """A scan's verdicts are noted per item when the rest of its test reads only the item and
+    values of its position (``(messages|length - 1) - loop.index0``): Qwen3's, and the index and
+    raising templates; not when it reads ``add_generation_prompt``, ``loop.first`` or
+    ``messages|length`` (they change between renders of one item)."""
+    from sftdata.testing.qwen3 import qwen3_tokenizer
+
+    assert _scan_ids(qwen3_tokenizer().chat_template) == [0]
+    for name in ("scan_memo_index", "scan_memo_raises"):
+        assert _scan_ids(ADVERSARIAL[name]) == [0], name
+    for name in ("scan_memo_outer", "scan_memo_first", "scan_memo_length"):
+        assert _scan_ids(ADVERSARIAL[name]) == [None], name
+
+
+def test_a_trace_with_one_user_message_evaluates_each_item_once(monkeypatch):
+    """Qwen3's last-query scan on a tool trace with one user message: every prefix in masking
+    order renders the plain text, and the scan's test runs about once per message over all the
+    renders (it ran once per message per render: O(n²))."""
+    import os
+
+    from sftdata.masking.render_scan_memo import ScanMemo
+    from sftdata.testing.qwen3 import qwen3_tokenizer
+
+    calls = []
+    verdict = ScanMemo.verdict
+    monkeypatch.setattr(ScanMemo, "verdict", lambda self, *a: calls.append(1) or verdict(self, *a))
+    source = qwen3_tokenizer().chat_template
+    plain, memo = ChatTemplate(source, memo=False), ChatTemplate(source, memo=True)
+    msgs = [{"role": "user", "content": "find and sum"}]
+    for i in range(100):
+        call = {"type": "function", "function": {"name": "lookup", "arguments": {"id": i}}}
+        msgs += [{"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": f"{i * 7}"}]
+    msgs.append({"role": "assistant", "content": "done"})
+    memo.new_conversation()
+    base = memo.render(msgs, prepared=True, count=len(msgs), training=True)
+    assert base == plain.render(msgs, prepared=True)
+    renders = 0
+    for k in range(1, len(msgs), 2):
+        for n, gp in ((k + 1, False), (k, True)):
+            want = plain.render(msgs[:n], add_generation_prompt=gp)
+            shared = len(os.path.commonprefix([want, base]))
+            assert memo.render_split(msgs, base=base, add_generation_prompt=gp, prepared=True, count=n) == (shared, want[shared:])
+            renders += 1
+    assert 0 < len(calls) < 3 * len(msgs) + 3 * renders  # not ~ renders * messages / 2
