@@ -200,7 +200,7 @@ def _item_pure(node: Any, names: set[str]) -> bool:
     item's position in ``messages`` alone), constants, their fields and items, pure ``str``
     methods, tests and filters: the same value, or the same error, at every render that iterates
     the same item."""
-    from .template_env import _PURE_STR_METHODS
+    from .template_env import PURE_STR_METHODS
 
     if node is None or isinstance(node, nodes.Const):
         return True
@@ -214,7 +214,7 @@ def _item_pure(node: Any, names: set[str]) -> bool:
         return all(_item_pure(x, names) for x in (node.start, node.stop, node.step))
     if isinstance(node, nodes.Call):
         f = node.node
-        return (isinstance(f, nodes.Getattr) and f.attr in _PURE_STR_METHODS and _item_pure(f.node, names) and not node.kwargs
+        return (isinstance(f, nodes.Getattr) and f.attr in PURE_STR_METHODS and _item_pure(f.node, names) and not node.kwargs
                 and node.dyn_args is None and node.dyn_kwargs is None and all(_item_pure(a, names) for a in node.args))
     if isinstance(node, (nodes.Test, nodes.Filter)):
         pure = _PURE_TESTS if isinstance(node, nodes.Test) else _PURE_FILTERS

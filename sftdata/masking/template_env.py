@@ -111,7 +111,7 @@ _BUILTIN_METHOD = type("".startswith)
 #: ``str`` methods that read their string and return a bool, int, a list of parts of it, or a
 #: string no longer than it (none is a format method, none is size-checked by
 #: :func:`~sftdata.masking.render_limits.check_call`)
-_PURE_STR_METHODS = frozenset({
+PURE_STR_METHODS = frozenset({
     "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "partition",
     "rpartition", "removeprefix", "removesuffix", "find", "rfind", "index", "rindex", "count", "isalnum",
     "isalpha", "isascii", "isdecimal", "isdigit", "isidentifier", "islower", "isnumeric", "isprintable",
@@ -194,12 +194,12 @@ class _LimitedSandbox(_CachedSandbox):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - jinja's signature
         """Call ``__obj`` as the sandbox does, after the size checks. A pure ``str`` method that
-        builds no larger string (:data:`_PURE_STR_METHODS`: ``m.content.startswith('<')``) is
+        builds no larger string (:data:`PURE_STR_METHODS`: ``m.content.startswith('<')``) is
         called directly: for it the size check, the sandbox's checks (not a format method, safe
         to call) and ``Context.call`` (no ``pass_context``) reduce to the call without jinja's
         ``_loop_vars``/``_block_vars`` keywords; so do they for ``namespace(...)`` (the sandbox's own
         :class:`_Namespace`, whose size nothing checks)."""
-        if (type(__obj) is _BUILTIN_METHOD and type(__obj.__self__) is str and __obj.__name__ in _PURE_STR_METHODS) or __obj is _Namespace:
+        if (type(__obj) is _BUILTIN_METHOD and type(__obj.__self__) is str and __obj.__name__ in PURE_STR_METHODS) or __obj is _Namespace:
             if kwargs:
                 kwargs.pop("_loop_vars", None)
                 kwargs.pop("_block_vars", None)

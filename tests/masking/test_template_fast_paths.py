@@ -23,7 +23,7 @@ from sftdata.errors import Reason, RowError
 from sftdata.masking.render_limits import RenderLimitExceeded, RenderLimits, time_limit
 from sftdata.masking.template import ChatTemplate
 from sftdata.masking.template_compile import compiled
-from sftdata.masking.template_env import _PURE_STR_METHODS, make_environment
+from sftdata.masking.template_env import PURE_STR_METHODS, make_environment
 
 _TEXT = st.text(alphabet=st.sampled_from("ab<>\n _-"), max_size=12)
 _ARG = st.one_of(_TEXT, st.integers(-3, 6), st.none(), st.tuples(_TEXT, _TEXT))
@@ -37,7 +37,7 @@ def _both(call):
 
 
 @settings(max_examples=300, deadline=None)
-@given(s=_TEXT, name=st.sampled_from(sorted(_PURE_STR_METHODS)), args=st.lists(_ARG, max_size=3),
+@given(s=_TEXT, name=st.sampled_from(sorted(PURE_STR_METHODS)), args=st.lists(_ARG, max_size=3),
        loop_vars=st.booleans())
 def test_pure_str_methods_call_as_the_sandbox_does(s, name, args, loop_vars):
     """Value or error (type and message) equal to jinja's sandbox call, with jinja's own
