@@ -84,13 +84,16 @@ def _agrees(head: Sequence[int], ids: np.ndarray, parent: np.ndarray, depth: np.
 
 
 def _last_nodes(runs: list[tuple[int, int]], count: int) -> list[int]:
-    """The last ``count`` node indices of a path given as runs."""
-    out: list[int] = []
+    """The last ``count`` node indices of a path given as runs (O(count + runs read))."""
+    parts: list[range] = []
+    need = count
     for s, e in reversed(runs):
-        if len(out) >= count:
+        if need <= 0:
             break
-        out[:0] = range(max(s, e - (count - len(out))), e)
-    return out
+        a = max(s, e - need)
+        parts.append(range(a, e))
+        need -= e - a
+    return [i for r in reversed(parts) for i in r]
 
 
 def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int], int]]) -> str | None:
@@ -132,7 +135,8 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
         if type(seq_ids) is Joined and seq_ids.head is not None and seq_ids.n:
             head, shared, tail = seq_ids.head, seq_ids.n, seq_ids.tail
             if id(head) not in agrees:
-                agrees[id(head)] = _agrees(head, np.asarray(ids_list, dtype=np.int64), par_arr, depth, np.unique(start_arr))
+                run_starts = start_arr[np.flatnonzero(np.diff(start_arr, prepend=-1))]  # start_arr is non-decreasing
+                agrees[id(head)] = _agrees(head, np.asarray(ids_list, dtype=np.int64), par_arr, depth, run_starts)
             agree = agrees[id(head)]
         else:
             head, shared, tail, agree = None, 0, as_list(seq_ids), None

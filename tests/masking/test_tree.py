@@ -330,3 +330,19 @@ def test_turn_check_on_joined_sequences_equals_the_whole_compare(data):
                 labels[i] = 9
         bad = TreeRow(ids, labels, row.parent, row.position_ids, row.linear_length, row.num_paths)
         assert (check_turn_paths(bad, seqs) is None) == (check_turn_paths(bad, as_lists) is None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=0, max_size=8), data=st.data())
+def test_last_nodes_of_a_path_given_as_runs(lengths, data):
+    """turn_check._last_nodes: the last ``count`` indices of the path the runs spell, in order."""
+    from sftdata.masking.turn_check import _last_nodes
+
+    runs, start = [], 0
+    for n in lengths:
+        start += data.draw(st.integers(0, 3))  # runs need not be adjacent in the row
+        runs.append((start, start + n))
+        start += n
+    path = [i for s, e in runs for i in range(s, e)]
+    count = data.draw(st.integers(0, len(path) + 2))
+    assert _last_nodes(runs, count) == path[max(0, len(path) - count):]
