@@ -16,6 +16,8 @@ O(its new part)::
 
 from __future__ import annotations
 
+from .tree import common_prefix_len
+
 __all__ = ["BaseSlice", "common_prefix_chars", "split_startswith", "split_from", "split_text"]
 
 
@@ -41,24 +43,13 @@ class BaseSlice:
 
 
 def common_prefix_chars(a: str, b: str) -> int:
-    """Length of the longest common prefix of two strings, at C speed (block compares, then a
-    binary search inside the first block that differs): O(prefix length)."""
+    """Length of the longest common prefix of two strings: one C-speed ``startswith`` when one is
+    a prefix of the other, else :func:`~sftdata.masking.tree.common_prefix_len` (windowed slice
+    compares, then a binary search): O(prefix length)."""
     n = min(len(a), len(b))
     if a.startswith(b[:n]) if len(b) <= len(a) else b.startswith(a):
         return n
-    lo, step = 0, 4096
-    while True:  # a[:lo] == b[:lo]; find a block [lo, hi) where they differ
-        hi = min(lo + step, n)
-        if a[lo:hi] != b[lo:hi]:
-            break
-        lo = hi
-    while hi - lo > 1:  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return common_prefix_len(a, b)
 
 
 def split_text(base: str, shared: int, tail: str) -> str:
