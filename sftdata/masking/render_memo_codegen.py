@@ -50,6 +50,13 @@ class MemoCodeGenerator(LimitedCodeGenerator):
         self.visit(node.node, frame)
         self.write(")")
 
+    def _items(self, exprs: list, frame: Any, before: str = "") -> None:
+        """Write ``exprs`` as the items of a tuple display (each followed by ``", "``, after ``before``)."""
+        for e in exprs:
+            self.write(before)
+            self.visit(e, frame)
+            self.write(", ")
+
     def visit_MemoIteration(self, node: MemoIteration, frame: Any) -> None:  # noqa: N802
         """Compile a memoised loop body: looked up, replayed or recorded by ``render_memo``."""
         key, bases, state, buf = (self.temporary_identifier() for _ in range(4))
@@ -67,14 +74,10 @@ class MemoCodeGenerator(LimitedCodeGenerator):
         self.writeline("try:")
         self.indent()
         self.writeline(f"{key} = (")
-        for e in node.stable:
-            self.visit(e, frame)
-            self.write(", ")
+        self._items(node.stable, frame)
         self.write(")")
         self.writeline(f"{bases} = (")
-        for e in node.bases:
-            self.visit(e, frame)
-            self.write(", ")
+        self._items(node.bases, frame)
         self.write(")")
         self.outdent()
         self.writeline("except Exception:")
@@ -82,14 +85,9 @@ class MemoCodeGenerator(LimitedCodeGenerator):
         self.writeline(f"{key} = {bases} = None")
         self.outdent()
         self.writeline(f"{state} = environment.render_memo.begin({node.loop_id}, {key}, (")
-        for e in node.observed:
-            self.write("lambda: ")
-            self.visit(e, frame)
-            self.write(", ")
+        self._items(node.observed, frame, "lambda: ")
         self.write(f"), {bases}, {frame.symbols.ref('loop')}, lambda: (")
-        for e in node.ns_reads:
-            self.visit(e, frame)
-            self.write(", ")
+        self._items(node.ns_reads, frame)
         self.write("))")
         self.writeline(f"if {state}.out is not None:")
         self.indent()
