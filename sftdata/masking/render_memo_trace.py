@@ -223,21 +223,18 @@ def _interval_prefix(ivs: list, values: Any, j: int, first: int) -> int:
     ``i`` grows, so the answer is found by bisection). Values that are not ints allow ``first``."""
     if values is None or any(type(v) is not int for v in values):
         return first
-    lo, hi = first, j  # ok(first - 1) holds (no comparison before first); find the largest good count
-    if len(values) == 1:  # the common case (one attribute, as Qwen3's last_query_index), inline
+    if len(values) == 1:  # the common case (one attribute, as Qwen3's last_query_index): no generator per probe
         v = values[0]
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            iv = ivs[mid - 1]
-            if not iv or iv[0][0] <= v <= iv[0][1]:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
 
-    def ok(i: int) -> bool:
-        return all(lo <= values[a] <= hi for a, (lo, hi) in enumerate(ivs[i]) if a < len(values))
+        def ok(i: int) -> bool:
+            iv = ivs[i]
+            return not iv or iv[0][0] <= v <= iv[0][1]
+    else:
 
+        def ok(i: int) -> bool:
+            return all(lo <= values[a] <= hi for a, (lo, hi) in enumerate(ivs[i]) if a < len(values))
+
+    lo, hi = first, j  # ok(first - 1) holds (no comparison before first); find the largest good count
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if ok(mid - 1):

@@ -152,9 +152,7 @@ def scan_guard(loop: nodes.For, assigned: set[str]) -> nodes.Expr | None:
         if not (isinstance(s, nodes.Assign) and isinstance(s.target, nodes.Name) and _safe_value(s.node, assigned)):
             return None
         bound.add(s.target.name)
-    guard = last.test
-    while isinstance(guard, nodes.And):
-        guard = guard.left
+    guard = _and_operands(last.test)[0]
     name = _ns_read(guard)
     if name is None or name in bound or name == "loop":
         return None
@@ -251,15 +249,8 @@ def _memo_rest(loop: nodes.For, assigned: set[str]) -> nodes.Expr | None:
             names.add(st.target.name)
         else:
             names.discard(st.target.name)
-    rest: list[nodes.Expr] = []
-    test = last.test
-    while isinstance(test, nodes.And):
-        rest.append(test.right)
-        test = test.left
-    if not rest:
-        return None
-    rest.reverse()
-    if not all(_item_pure(r, names) for r in rest):
+    _, *rest = _and_operands(last.test)
+    if not rest or not all(_item_pure(r, names) for r in rest):
         return None
     out = rest[0]
     for r in rest[1:]:
@@ -272,9 +263,16 @@ def _whole_reverse(node: nodes.Node) -> bool:
     if not (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Slice)):
         return False
     step = node.arg.step
-    minus_one = (isinstance(step, nodes.Neg) and isinstance(step.node, nodes.Const) and type(step.node.value) is int
-                 and step.node.value == 1) or (isinstance(step, nodes.Const) and type(step.value) is int and step.value == -1)
-    return node.arg.start is None and node.arg.stop is None and minus_one
+    return node.arg.start is None and node.arg.stop is None and step is not None and _linear(step, set()) == (0, 0, -1)
+
+
+def _and_operands(test: nodes.Expr) -> list[nodes.Expr]:
+    """The operands of an ``a and b and …`` chain (left-associated), left-most first."""
+    rest: list[nodes.Expr] = []
+    while isinstance(test, nodes.And):
+        rest.append(test.right)
+        test = test.left
+    return [test, *reversed(rest)]
 
 
 def rewrite_scans(root: nodes.Template, assigned: set[str]) -> list[int]:

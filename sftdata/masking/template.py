@@ -25,7 +25,7 @@ import jinja2
 from ..errors import ConfigError, Reason, RowError
 from .render_limits import DEFAULT_LIMITS, RenderLimitExceeded, RenderLimits, RenderTimeout, collect, collect_split, time_limit, timeout_message
 from .render_memo import LoopPlan, RenderMemo, memo_enabled_by_default
-from .template_compile import compiled, compiled_plain, instantiate, syntax_error
+from .template_compile import compiled, instantiate, syntax_error
 from .template_env import MARKER_PAIRS, make_environment, tojson  # noqa: F401 - make_environment is part of this module's API
 
 
@@ -296,7 +296,7 @@ class ChatTemplate:
         template = self._template
         if memo is not None and len(msgs) < self.memo_min_messages:
             if self._plain_template is None:
-                self._plain_template = instantiate(self._env, compiled_plain(self.source))
+                self._plain_template = instantiate(self._env, compiled(self.source, False).code)
             memo, template = None, self._plain_template
         try:
             with time_limit(self.limits.seconds):

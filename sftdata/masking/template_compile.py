@@ -24,7 +24,7 @@ from .render_memo import LoopPlan, plan
 from .render_scan import ScanExit
 from .template_env import make_environment
 
-__all__ = ["Compiled", "compiled", "compiled_plain", "instantiate", "syntax_error"]
+__all__ = ["Compiled", "compiled", "instantiate", "syntax_error"]
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,7 @@ def compiled(source: str, memo: bool) -> Compiled:
         return Compiled(env.compile(tree), plans, True)
     if scans:  # guarded scans only
         return Compiled(env.compile(tree), plans, False)
-    return Compiled(env.compile(source), plans, False)
-
-
-@functools.lru_cache(maxsize=64)
-def compiled_plain(source: str) -> CodeType:
-    """The code of ``source`` as jinja compiles it (no rewrite).
-
-    Raises:
-        jinja2.TemplateSyntaxError: the template does not compile (not cached).
-    """
-    return make_environment().compile(source)
+    return Compiled(compiled(source, False).code, plans, False)  # nothing rewritten: jinja's own code
 
 
 @functools.lru_cache(maxsize=64)
