@@ -136,7 +136,7 @@ class Renderer(TurnLocation):
         unknown = _calls_without_schema(conv, end)
         stats.tool_calls_without_schema += unknown
         stats.rows_with_calls_without_schema += int(unknown > 0)
-        self.template.new_conversation()
+        self.template.new_conversation(end)
         self._memo: dict[tuple[int, bool], str] = {}
         self._split_memo: dict[tuple[int, bool], tuple[int, str]] = {}
         self._messages: list[dict] | None = None  # set once the training rendering is made

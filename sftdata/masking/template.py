@@ -33,9 +33,11 @@ from .template_env import MARKER_PAIRS, make_environment, tojson  # noqa: F401 -
 #: kwargs may not set them.
 RENDER_VARIABLES = ("messages", "tools", "documents", "add_generation_prompt")
 
-#: Below this many messages a render runs plainly, not through the render memo (measured with
-#: ``bench/render_curve.py --sizes 8 16 32 64 128``: on Qwen3's template the memo pays from ~48).
-MEMO_MIN_MESSAGES = 48
+#: A conversation of fewer messages renders plainly, not through the render memo (measured with
+#: ``bench/memo_threshold.py``: every render masking makes of one conversation, through the
+#: renderer, costs the same either way at 20-24 messages on Qwen3's and the default template,
+#: plain being up to 2x cheaper below and the memo 2x cheaper at 64).
+MEMO_MIN_MESSAGES = 24
 
 
 def check_template_kwargs(template_kwargs: Mapping[str, Any] | None) -> None:
@@ -73,11 +75,12 @@ class ChatTemplate:
             character). Default: on, unless the environment variable ``SFTDATA_RENDER_MEMO`` is
             ``0``. Within a conversation (between :meth:`new_conversation` calls) the message dicts
             and tools passed to :meth:`render` must not be mutated.
-        memo_min_messages: render through the memo only lists of at least this many messages
-            (default :data:`MEMO_MIN_MESSAGES` when ``memo`` is left to its default, 0 when
+        memo_min_messages: render through the memo only conversations of at least this many
+            messages (the count given to :meth:`new_conversation`, else the render's own list;
+            default :data:`MEMO_MIN_MESSAGES` when ``memo`` is left to its default, 0 when
             ``memo=True`` is asked for): shorter conversations render faster plainly (the memo's
-            bookkeeping costs more than the iterations it saves below a few dozen messages,
-            ``bench/render_curve.py``). Either way the text is the plain rendering's.
+            bookkeeping costs more than the iterations it saves below a couple of dozen messages,
+            ``bench/memo_threshold.py``). Either way the text is the plain rendering's.
 
     Raises:
         jinja2.TemplateSyntaxError: if the template does not compile.
@@ -107,6 +110,7 @@ class ChatTemplate:
         if memo_min_messages is None:
             memo_min_messages = 0 if memo else MEMO_MIN_MESSAGES
         self.memo_min_messages = memo_min_messages
+        self._conversation_messages: int | None = None
         self._plain_template: jinja2.Template | None = None  # the template as compiled without the memo (made on first use)
         code = compiled(source, bool(self.memo))  # once per process and source (template_compile)
         #: what the memo decided for each top-level loop (empty when the memo is off)
@@ -146,8 +150,17 @@ class ChatTemplate:
         self._json_memo[key] = (x, out)
         return out
 
-    def new_conversation(self) -> None:
-        """Forget memoised serialisations and loop iterations (call between conversations)."""
+    def new_conversation(self, messages: int | None = None) -> None:
+        """Forget memoised serialisations and loop iterations (call between conversations).
+
+        Args:
+            messages: the length of the conversation's longest render (the renderer passes the
+                count it renders up to). Every render of the conversation then goes through the
+                memo, or none does, by this count against ``memo_min_messages``: a conversation
+                that went over to the memo midway would record each earlier iteration once more.
+                ``None``: each render decides by its own list's length.
+        """
+        self._conversation_messages = messages
         self._json_memo.clear()
         self._tools_list = None
         if self._memo is not None:
@@ -294,7 +307,8 @@ class ChatTemplate:
         msgs = list(messages) if prepared and base is None else messages if prepared else self.prepare_messages(messages)
         memo = self._memo
         template = self._template
-        if memo is not None and len(msgs) < self.memo_min_messages:
+        size = self._conversation_messages if self._conversation_messages is not None else len(msgs)
+        if memo is not None and size < self.memo_min_messages:
             if self._plain_template is None:
                 self._plain_template = instantiate(self._env, compiled(self.source, False).code)
             memo, template = None, self._plain_template

@@ -281,6 +281,25 @@ def test_default_template_renders_short_conversations_plainly_and_long_ones_thro
             assert default.render(msgs[:k], add_generation_prompt=gp) == plain.render(msgs[:k], add_generation_prompt=gp)
 
 
+def test_conversation_length_decides_the_memo_for_every_render():
+    """``new_conversation(messages=N)``: every render of a conversation of at least
+    MEMO_MIN_MESSAGES messages goes through the memo, its short prefixes too, and none of a shorter
+    conversation's does, even one of a longer list; the text is the plain rendering's either way."""
+    from sftdata.masking.template import MEMO_MIN_MESSAGES
+    from sftdata.masking.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(None)
+    default = ChatTemplate(tok.chat_template, dict(tok.special_tokens_map))
+    plain = ChatTemplate(tok.chat_template, dict(tok.special_tokens_map), memo=False)
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(2 * MEMO_MIN_MESSAGES)]
+    for size, memoised in ((len(msgs), True), (MEMO_MIN_MESSAGES - 1, False)):
+        default.new_conversation(size)
+        before = default._memo.seq
+        for k in (1, 2, MEMO_MIN_MESSAGES - 1, len(msgs)):
+            assert default.render(msgs[:k], add_generation_prompt=True) == plain.render(msgs[:k], add_generation_prompt=True)
+        assert default._memo.seq - before == (4 if memoised else 0)
+
+
 def test_positional_reads_skip_on_tool_traces():
     """Qwen3's tool grouping reads ``messages[loop.index0 - 1]`` / ``[loop.index0 + 1]``: such
     positional observations let a render skip the iterations whose neighbours both renders share,
