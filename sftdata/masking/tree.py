@@ -315,10 +315,14 @@ class TrieBuilder:
         start: dict[int, int] = {}
         base_depth: dict[int, int] = {}
         runs = leaves = linear = 0  # runs: where parent[i] != i - 1; leaves and the sum of their depth + 1
-
-        def emit(cid: int) -> None:
-            nonlocal runs, leaves, linear
-            ch = self._chains[cid]
+        chains = self._chains
+        # pre-order, iteratively (a chain, then its branches from the last token up: the
+        # continuation came first); no recursion, so no depth limit and no closure cycle keeping
+        # the builder alive after it returns
+        stack = [cid for cid in range(len(chains) - 1, -1, -1) if chains[cid].attach is None]
+        while stack:
+            cid = stack.pop()
+            ch = chains[cid]
             pos = len(ids)
             start[cid] = pos
             if ch.attach is None:
@@ -338,13 +342,8 @@ class TrieBuilder:
             if not ch.branches.get(n - 1):  # the chain's last token has no child: a leaf
                 leaves += 1
                 linear += d0 + n
-            for j in sorted(ch.branches, reverse=True):  # pre-order: the continuation came first
-                for b in ch.branches[j]:
-                    emit(b)
-
-        for cid, ch in enumerate(self._chains):
-            if ch.attach is None:
-                emit(cid)
+            if ch.branches:
+                stack.extend(reversed([b for j in sorted(ch.branches, reverse=True) for b in ch.branches[j]]))
         if runs == 1:  # branches that only continued a path: still one path
             return TreeRow(ids, labels, [], [], len(ids), 1)
         return TreeRow(ids, labels, parent, depth, linear, leaves)

@@ -346,3 +346,42 @@ def test_last_nodes_of_a_path_given_as_runs(lengths, data):
     path = [i for s, e in runs for i in range(s, e)]
     count = data.draw(st.integers(0, len(path) + 2))
     assert _last_nodes(runs, count) == path[max(0, len(path) - count):]
+
+
+def test_build_serialises_deeply_nested_branches():
+    """Each sequence branches off the previous one's own chain: 1,500 nested branches, past
+    Python's recursion limit, serialise in pre-order (the builder used to recurse per chain)."""
+    depth = 1500
+    b = TrieBuilder()
+    seqs = []
+    for k in range(depth):
+        ids = [1] + [2 * i + 3 for i in range(k)] + [2 * k + 2]
+        labels = [IGNORE_INDEX] * (len(ids) - 1) + ids[-1:]
+        b.add(ids, labels, trained_from=len(ids) - 1)
+        seqs.append((ids, labels))
+    row = b.build()
+    check_tree(row.input_ids, row.labels, row.parent, row.position_ids)
+    assert max(row.position_ids) == depth
+    assert trained_pairs_of_tree(row) == trained_pairs_of_sequences(seqs)
+    assert row.num_paths == depth
+
+
+def test_built_tree_leaves_no_cycle_holding_the_builder():
+    """After build() the builder (and the token lists it holds) is freed by reference counting,
+    not left to the cyclic garbage collector (a recursive closure used to keep it alive)."""
+    import gc
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        b = TrieBuilder()
+        b.add([1, 2, 3, 4], [IGNORE_INDEX] * 3 + [4], trained_from=3)
+        b.add([1, 2, 5], [IGNORE_INDEX, IGNORE_INDEX, 5], trained_from=2)
+        row = b.build()
+        assert row.num_paths == 2
+        held = weakref.ref(b)
+        del b
+        assert held() is None
+    finally:
+        gc.enable()
