@@ -12,8 +12,10 @@ The length is exact, with stated exceptions where it is an upper bound: a ``Mark
 string (its arguments are HTML-escaped, counted as 5 characters per character) and a
 ``str.format`` spec on a string that this module does not parse (the real call refuses it;
 counted as its widest number plus the value). A numeric field's precision over the limit is
-refused outright (the field alone would be that long, ``%g`` aside). A numeric field is
-formatted on its own without its width (a number's text is short), then padded.
+refused outright (the field alone would be that long), except where the precision only bounds
+the digits: ``%g``/``%G`` and ``str.format``'s ``g``, ``G``, ``n`` and no type, without ``#``
+(a float's shortest exact text has at most about 770 digits, so ``'%.1200g' % 0.0`` is ``0``).
+A numeric field is formatted on its own without its width (a number's text is short), then padded.
 Measuring a value (``str``, ``repr``, ``ascii``) walks lists, tuples, dicts, dict views and
 jinja namespaces without building their text, and stops once the count passes the limit, so
 the measurement itself costs at most about ``limit`` steps.
@@ -241,8 +243,8 @@ def percent_size(fmt: str, args: Any, limit: int) -> int:
                 if p is not None:
                     length = min(length, max(p, 0))
             elif conv in _NUMERIC:
-                if p is not None and p > limit and conv != "c":  # %c ignores its precision
-                    raise TooBig(p)
+                if p is not None and p > limit and conv != "c" and not (conv in "gG" and "#" not in flags):
+                    raise TooBig(p)  # (%c ignores its precision; %g's only bounds the digits, measured below)
                 one = "%" + flags + (".*" if p is not None else "") + conv
                 try:
                     length = len(one % ((p, value) if p is not None else (value,)))
@@ -261,7 +263,7 @@ def percent_size(fmt: str, args: Any, limit: int) -> int:
 # ----------------------------------------------------------------------------------
 
 _SPEC = re.compile(
-    r"(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?z?#?(?P<zero>0)?(?P<width>\d+)?[_,]?"
+    r"(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?z?(?P<alt>#)?(?P<zero>0)?(?P<width>\d+)?[_,]?"
     r"(?:\.(?P<prec>\d+))?(?P<type>[bcdeEfFgGnosxX%])?",
     re.S,
 )
@@ -285,7 +287,8 @@ def _spec_field_size(value: Any, conv: str | None, spec: str, meter: _Meter) -> 
         if m is None:
             raise Unknown("invalid format spec")
         width = int((m["width"] or "0")[:30])
-        if m["prec"] is not None and int(m["prec"][:30]) > meter.limit:
+        digits_only = m["type"] in (None, "g", "G", "n") and not m["alt"]  # the precision bounds the digits: measured
+        if m["prec"] is not None and int(m["prec"][:30]) > meter.limit and not digits_only:
             raise TooBig(int(m["prec"][:30]))
         body = spec[: m.start("width")] + spec[m.end("width") :] if m["width"] else spec
         try:

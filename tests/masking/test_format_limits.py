@@ -69,6 +69,23 @@ def test_precision_cuts_before_the_limit_counts():
     assert t.render([]) == "yyyyy|a                   |yyy"
 
 
+@pytest.mark.parametrize("src, result", [
+    ("{{ '%3.1200g' % 0.0 }}", "  0"),  # found by hypothesis: was refused as 1,200 characters
+    ("{{ '%.1200G' % 0.1 }}", "%.1200G" % 0.1),
+    ("{{ '{:.1200g}'.format(0.1) }}", "{:.1200g}".format(0.1)),  # 57 characters: the exact value of 0.1
+    ("{{ '{:.1200}'.format(0.2) }}", "{:.1200}".format(0.2)),
+])
+def test_a_g_precision_bounds_digits_not_length(src, result):
+    """``%g`` (and ``str.format``'s ``g``/``G``/``n``/no type) without ``#`` writes a float's
+    digits up to the precision, at most a few hundred: a precision over the limit is measured, not
+    refused; with ``#`` the zeros are kept, so it is refused."""
+    assert ChatTemplate(src, {}, limits=RenderLimits(max_chars=len(result))).render([]) == result
+    alternate = src.replace("%", "%#", 1) if "'%" in src else src.replace("{:", "{:#", 1)
+    with pytest.raises(RowError) as ei:
+        ChatTemplate(alternate, {}, limits=RenderLimits(max_chars=1000)).render([])
+    assert ei.value.reason is Reason.RENDER_LIMIT
+
+
 def test_formatting_errors_stay_template_errors():
     """A formatting the size check cannot follow raises its own error, as in plain jinja2."""
     for src in ("{{ '%s %s' % ('a',) }}", "{{ '%q' % 1 }}", "{{ '{0}{}'.format(1, 2) }}", "{{ '{:>5x}'.format('s') }}"):
