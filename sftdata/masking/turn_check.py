@@ -27,11 +27,17 @@ hold ``tail``. A plain list is compared whole.
 
 from __future__ import annotations
 
+from functools import partial
+from itertools import compress
+from operator import ne
 from typing import Sequence
 
 import numpy as np
 
 from .tree import IGNORE_INDEX, Joined, TreeRow, as_list
+
+
+_TRAINED = partial(ne, IGNORE_INDEX)  # a label that trains its token
 
 
 def _chain_starts(parent: np.ndarray) -> np.ndarray:
@@ -142,7 +148,8 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
             head, shared, tail, agree = None, 0, as_list(seq_ids), None
         found = None
         lo, hi = np.searchsorted(sorted_depths, [m - 1, m], side="left").tolist()
-        ends = [e for e in by_depth[lo:hi].tolist() if ids_list[e] == seq_ids[-1]]  # trained, at the end's depth
+        last = seq_ids[-1]
+        ends = [e for e in by_depth[lo:hi].tolist() if ids_list[e] == last]  # trained, at the end's depth
         for e in sorted(ends, key=lambda e: e in covered):
             runs = _path_runs(parent, start, e)
             if agree is not None and not agree[_node_at_depth(runs, shared - 1)]:
@@ -153,9 +160,10 @@ def check_turn_paths(row: TreeRow, sequences: Sequence[tuple[list[int], list[int
         if found is None:
             return f"turn {turn}: its sequence P_k + G_k is not a path of the row"
         nodes = _last_nodes(found, m - prompt_len)
-        if [labels[i] for i in nodes] != seq_labels[prompt_len:]:
+        got = [labels[i] for i in nodes]
+        if got != seq_labels[prompt_len:]:
             return f"turn {turn}: the labels of its generated tokens differ from the turn's"
-        covered.update(i for i in nodes if labels[i] != IGNORE_INDEX)
+        covered.update(compress(nodes, map(_TRAINED, got)))
     if len(covered) != trained.size:
         return f"{trained.size - len(covered)} trained tokens of the row belong to no turn's generated text"
     return None
