@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 from .masking.control_tokens import check_no_control_tokens, mark_control_tokens
 from .masking.encode import ConversationEncoder, EncodedExample, EncodeStats
 from .errors import RowError
-from .gc_pause import deferred_full_collections
+from .gc_pause import batch_gc_thresholds
 from .options import EncodeConfig, EncodeOptions, ReadConfig, RenderConfig, parse_clock
 from .masking.render import Renderer, RenderStats
 from .schema import Conversation, TextExample
@@ -324,7 +324,7 @@ class Encoder:
 
         o = self.options.read
         planned: list[Any] = []
-        with deferred_full_collections():  # they find nothing to free here (sftdata.gc_pause)
+        with batch_gc_thresholds():  # young collections less often, no full ones (sftdata.gc_pause)
             for row in rows:
                 try:
                     if isinstance(row, RowError):

@@ -1,4 +1,4 @@
-"""Full garbage collections deferred while a batch is encoded (sftdata.gc_pause), and errors kept
+"""Garbage-collection thresholds while a batch is encoded (sftdata.gc_pause), and errors kept
 for later that hold no reference cycle (``RowError.detached``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from sftdata.encoder import Encoder
 from sftdata.errors import Reason, RowError
-from sftdata.gc_pause import deferred_full_collections
+from sftdata.gc_pause import YOUNG_THRESHOLD, batch_gc_thresholds
 from sftdata.masking.tokenizer import load_tokenizer
 
 
@@ -22,18 +22,25 @@ def thresholds():
 
 def test_thresholds_are_restored(thresholds):
     gc.set_threshold(700, 10, 10)
-    with deferred_full_collections():
+    with batch_gc_thresholds():
         inside = gc.get_threshold()
-        with deferred_full_collections():  # nested: unchanged, and the outer one restores
+        with batch_gc_thresholds():  # nested: unchanged, and the outer one restores
             assert gc.get_threshold() == inside
         assert gc.get_threshold() == inside
-    assert inside[:2] == (700, 10) and inside[2] > 10**6
+    assert inside[:2] == (YOUNG_THRESHOLD, 10) and inside[2] > 10**6
     assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_higher_young_threshold_is_kept(thresholds):
+    gc.set_threshold(5 * YOUNG_THRESHOLD, 10, 10)
+    with batch_gc_thresholds():
+        assert gc.get_threshold()[0] == 5 * YOUNG_THRESHOLD
+    assert gc.get_threshold() == (5 * YOUNG_THRESHOLD, 10, 10)
 
 
 def test_a_threshold_changed_inside_is_kept(thresholds):
     gc.set_threshold(700, 10, 10)
-    with deferred_full_collections():
+    with batch_gc_thresholds():
         gc.set_threshold(500, 5, 5)
     assert gc.get_threshold() == (500, 5, 5)
 
@@ -42,7 +49,7 @@ def test_nothing_changes_when_collection_is_off(thresholds):
     gc.set_threshold(700, 10, 10)
     gc.disable()
     try:
-        with deferred_full_collections():
+        with batch_gc_thresholds():
             assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.enable()
@@ -58,12 +65,12 @@ def test_young_cycles_are_still_collected(thresholds):
     class Node:
         pass
 
-    with deferred_full_collections():
+    with batch_gc_thresholds():
         a = Node()
         a.self = a
         ref = weakref.ref(a)
         del a
-        keep = [[] for _ in range(5000)]  # tracked allocations: young collections run
+        keep = [[] for _ in range(3 * YOUNG_THRESHOLD)]  # tracked allocations: young collections run
         assert ref() is None
     del keep
 
