@@ -14,7 +14,8 @@ string (its arguments are HTML-escaped, counted as 5 characters per character) a
 counted as its widest number plus the value). A numeric field's precision over the limit is
 refused outright (the field alone would be that long), except where the precision only bounds
 the digits: ``%g``/``%G`` and ``str.format``'s ``g``, ``G``, ``n`` and no type, without ``#``
-(a float's shortest exact text has at most about 770 digits, so ``'%.1200g' % 0.0`` is ``0``).
+(a float's shortest exact text has at most about 770 digits, so ``'%.1200g' % 0.0`` is ``0``), and
+any precision on a float that is not finite (``'{:.1200f}'.format(inf)`` is ``inf``).
 A numeric field is formatted on its own without its width (a number's text is short), then padded.
 Measuring a value (``str``, ``repr``, ``ascii``) walks lists, tuples, dicts, dict views and
 jinja namespaces without building their text, and stops once the count passes the limit, so
@@ -27,6 +28,7 @@ run and fail. Fields measured before that point were counted, so nothing unmeasu
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from typing import Any
@@ -243,7 +245,7 @@ def percent_size(fmt: str, args: Any, limit: int) -> int:
                 if p is not None:
                     length = min(length, max(p, 0))
             elif conv in _NUMERIC:
-                if p is not None and p > limit and conv != "c" and not (conv in "gG" and "#" not in flags):
+                if p is not None and p > limit and conv != "c" and not _digits_only(conv in "gG" and "#" not in flags, value):
                     raise TooBig(p)  # (%c ignores its precision; %g's only bounds the digits, measured below)
                 one = "%" + flags + (".*" if p is not None else "") + conv
                 try:
@@ -270,6 +272,13 @@ _SPEC = re.compile(
 _DIGITS = re.compile(r"\d+")
 
 
+def _digits_only(shortest: bool, value: Any) -> bool:
+    """Whether a numeric field's precision bounds only the digits of ``value``'s text, which is
+    then short whatever the precision: ``shortest`` (a ``g``-style type without ``#``: at most a
+    float's exact digits, about 770) or a float that is not finite (``inf``, ``nan``)."""
+    return shortest or (isinstance(value, float) and not math.isfinite(value))
+
+
 def _spec_field_size(value: Any, conv: str | None, spec: str, meter: _Meter) -> int:
     """``len(format(convert(value, conv), spec))`` without building it."""
     if conv is not None or isinstance(value, str):
@@ -287,7 +296,7 @@ def _spec_field_size(value: Any, conv: str | None, spec: str, meter: _Meter) -> 
         if m is None:
             raise Unknown("invalid format spec")
         width = int((m["width"] or "0")[:30])
-        digits_only = m["type"] in (None, "g", "G", "n") and not m["alt"]  # the precision bounds the digits: measured
+        digits_only = _digits_only(m["type"] in (None, "g", "G", "n") and not m["alt"], value)
         if m["prec"] is not None and int(m["prec"][:30]) > meter.limit and not digits_only:
             raise TooBig(int(m["prec"][:30]))
         body = spec[: m.start("width")] + spec[m.end("width") :] if m["width"] else spec

@@ -10,6 +10,7 @@ exactly as plain jinja2 renders it.
 
 from __future__ import annotations
 
+import re
 import string
 
 import jinja2
@@ -83,6 +84,18 @@ def test_a_g_precision_bounds_digits_not_length(src, result):
     alternate = src.replace("%", "%#", 1) if "'%" in src else src.replace("{:", "{:#", 1)
     with pytest.raises(RowError) as ei:
         ChatTemplate(alternate, {}, limits=RenderLimits(max_chars=1000)).render([])
+    assert ei.value.reason is Reason.RENDER_LIMIT
+
+
+@pytest.mark.parametrize("src", ["{{ '{:.1200f}'.format(x) }}", "{{ '%.1200e' % x }}", "{{ '{:#.1200%}'.format(x) }}"])
+def test_any_precision_on_a_float_that_is_not_finite_is_short(src):
+    """``inf``/``nan`` print as three letters whatever the precision (found by hypothesis:
+    ``'{:.1200f}'.format(inf)`` was refused as 1,200 characters); a finite value is refused."""
+    for x in (float("inf"), float("-inf"), float("nan")):
+        plain = ImmutableSandboxedEnvironment().from_string(src).render(x=x)
+        assert ChatTemplate(src, {}, template_kwargs={"x": x}, limits=RenderLimits(max_chars=10)).render([]) == plain
+    with pytest.raises(RowError) as ei:
+        ChatTemplate(src, {}, template_kwargs={"x": 0.5}, limits=RenderLimits(max_chars=1000)).render([])
     assert ei.value.reason is Reason.RENDER_LIMIT
 
 
@@ -220,7 +233,11 @@ def test_formatting_within_the_limit_renders_as_plain_jinja(case):
     except (jinja2.exceptions.TemplateError, TypeError, ValueError, IndexError, KeyError, OverflowError):
         return
     assume(len(plain) > 1)
-    built = _texts_built(c[1]) if not isinstance(c[1], str) else 0
+    # a lone string argument builds no text of its own, unless a %r/%a conversion writes its repr
+    # (cut afterwards by a precision: '%.2r' % '0' builds "'0'" for "'0")
+    repr_of_str = isinstance(c[1], str) and src.startswith("{{ fmt %") and any(
+        conv in "ra" for conv in re.findall(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?(.)", c[0]))
+    built = _texts_built(c[1]) if not isinstance(c[1], str) or repr_of_str else 0
     built = max(built, _texts_built(variables["kwargs"]) if variables["kwargs"] else 0)
     limit = max(len(plain), built)
     t = ChatTemplate(src, {}, template_kwargs=variables, limits=RenderLimits(seconds=60, max_chars=limit))
