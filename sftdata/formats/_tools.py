@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import Reason, RowError
 from ._common import parse_json_like, snippet, to_jsonable, type_name

@@ -32,7 +32,8 @@ handled here:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import Reason, RowError
 from ..schema import Conversation, Message

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Generator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Generator, Iterator
 
 from ..errors import ConfigError, Reason, RowError
 from ..schema import Conversation, TextExample

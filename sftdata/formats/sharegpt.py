@@ -21,7 +21,8 @@ Decisions (see ``docs/formats.md``):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import Reason, RowError
 from ..schema import Conversation, Message

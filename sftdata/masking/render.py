@@ -47,7 +47,7 @@ ends with) is not the turn's.
 from __future__ import annotations
 
 import json
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import Reason, RowError
 from ..invariants import InvariantError

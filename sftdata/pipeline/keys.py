@@ -7,7 +7,8 @@ that one run of :func:`sftdata.pipeline.load_config` reports every problem of th
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..options import LAYOUTS, OPTION_NAMES, SPECIAL_TOKEN_MODES, TOOL_ARGUMENTS, TRUNCATIONS, TURN_POLICIES
