@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jinja2 import nodes
+
 from .render_limits import LimitedCodeGenerator
 from .render_memo_nodes import MemoIteration, Observe
 from .render_scan import compile_scan_exit, compile_scan_verdict
@@ -74,7 +76,11 @@ class MemoCodeGenerator(LimitedCodeGenerator):
         self.writeline("try:")
         self.indent()
         self.writeline(f"{key} = (")
-        self._items(node.stable, frame)
+        for e in node.stable:  # a variable as it is bound: ``missing`` rather than a new Undefined per iteration
+            if isinstance(e, nodes.Name) and e.ctx == "load":
+                self.write(f"{frame.symbols.ref(e.name)}, ")
+            else:
+                self._items([e], frame)
         self.write(")")
         self.writeline(f"{bases} = (")
         self._items(node.bases, frame)

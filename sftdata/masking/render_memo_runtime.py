@@ -10,7 +10,7 @@ import threading
 from typing import Any, Callable
 
 from jinja2.runtime import LoopContext, Undefined
-from jinja2.utils import Namespace
+from jinja2.utils import Namespace, missing
 from markupsafe import Markup
 
 from .render_limits import RenderLimitExceeded
@@ -37,7 +37,8 @@ def note_write(namespace: Namespace, attr: str, value: Any) -> None:
         journal.append((namespace, attr, value))
 
 
-_PRIMITIVES = frozenset({str, int, float, bool, type(None), Markup})
+#: values a key holds as they are (``missing``: a key variable that is not bound, which the body reads as Undefined)
+_PRIMITIVES = frozenset({str, int, float, bool, type(None), Markup, type(missing)})
 _CONTAINERS = frozenset({dict, list, tuple})
 _FUNCTIONS = (type(len), type(note_write), type("".strip), type)
 
