@@ -35,9 +35,9 @@ RENDER_VARIABLES = ("messages", "tools", "documents", "add_generation_prompt")
 
 #: A conversation of fewer messages renders plainly, not through the render memo (measured with
 #: ``bench/memo_threshold.py``: every render masking makes of one conversation, through the
-#: renderer, costs the same either way at 20-24 messages on Qwen3's and the default template,
-#: plain being up to 2x cheaper below and the memo 2x cheaper at 64).
-MEMO_MIN_MESSAGES = 24
+#: renderer, costs the same either way at 16-20 messages on Qwen3's and the default template,
+#: plain being up to 1.6x cheaper below and the memo 2.4-3x cheaper at 64).
+MEMO_MIN_MESSAGES = 20
 
 
 def check_template_kwargs(template_kwargs: Mapping[str, Any] | None) -> None:
