@@ -159,6 +159,8 @@ class LoopMemo:
         same_base = base is not None and base is t_base  # both base[:n]: the same objects up to the shorter
         if same_base and items is msgs and old is t_msgs:
             common = min(len(items), len(old))
+        elif items is old:  # the same list again (the tools of every render of a conversation)
+            common = len(items)
         else:
             common = _common_prefix(items, old)
         j = min(common, len(t_out))
