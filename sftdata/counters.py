@@ -7,8 +7,8 @@ output stage sums), so it sits at the top level, not in a stage folder.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, is_dataclass
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 from .invariants import InvariantError

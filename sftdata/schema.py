@@ -27,9 +27,9 @@ and a template would render ``"cmd": null`` into the training text.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa

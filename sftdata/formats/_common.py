@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
-from contextlib import contextmanager
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..errors import Reason, RowError

@@ -31,8 +31,8 @@ handled here:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..errors import Reason, RowError

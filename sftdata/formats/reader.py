@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Generator, Iterator
 
 from ..errors import ConfigError, Reason, RowError

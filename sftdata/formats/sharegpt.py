@@ -20,8 +20,8 @@ Decisions (see ``docs/formats.md``):
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..errors import Reason, RowError

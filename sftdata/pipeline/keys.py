@@ -6,8 +6,8 @@ that one run of :func:`sftdata.pipeline.load_config` reports every problem of th
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from typing import Any, Callable
 
 from ..errors import ConfigError
