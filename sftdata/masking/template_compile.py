@@ -57,10 +57,9 @@ def compiled(source: str, memo: bool) -> Compiled:
     tree = env.parse(source)
     plans = tuple(plan(tree, env))
     scans = list(tree.find_all(ScanExit))
-    if any(p.memoised for p in plans) or any(x.scan_id is not None for x in scans):  # renders use a RenderMemo
-        return Compiled(env.compile(tree), plans, True)
-    if scans:  # guarded scans only
-        return Compiled(env.compile(tree), plans, False)
+    memoised = any(p.memoised for p in plans) or any(x.scan_id is not None for x in scans)  # renders use a RenderMemo
+    if memoised or scans:  # the rewritten tree (memoised loops, guarded scans)
+        return Compiled(env.compile(tree), plans, memoised)
     return Compiled(compiled(source, False).code, plans, False)  # nothing rewritten: jinja's own code
 
 
